@@ -1,0 +1,42 @@
+# Two commands for a fresh machine (see README):
+#   make apply   apply the default canary state (states/canary.yaml)
+#   make test    run the whole test suite against a real Docker engine
+# Both create .venv and make sure a Docker engine with Compose v2 is reachable first.
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+STATE ?= states/canary.yaml
+
+.PHONY: apply plan test lint engine clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+engine:
+	bash deploy/engine/ensure-docker.sh
+
+# The stand-in canary image is built from Debian's static busybox (installed by `engine`).
+deploy/docker/stand-in/busybox: | engine
+	cp /bin/busybox $@
+
+apply: $(STAMP) engine deploy/docker/stand-in/busybox
+	$(VENV)/bin/python -m reconciler apply $(STATE)
+
+plan: $(STAMP) engine deploy/docker/stand-in/busybox
+	$(VENV)/bin/python -m reconciler plan $(STATE)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP) engine lint
+	$(VENV)/bin/python -m pytest -rs
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,74 @@
+"""Content digest of an image's build inputs, stored on the image as a label.
+
+The digest covers every file docker would send (`.dockerignore` honoured through docker-py's
+port of moby's matcher), the Dockerfile, the build args and the target, so the images step
+rebuilds exactly when one of them changed. Pure file reading, no docker calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from docker.utils.build import exclude_paths
+
+from reconciler.docker.facts import BuildConfig
+from reconciler.errors import InputError, Location
+
+__all__ = ["DIGEST_LABEL", "context_digest"]
+
+DIGEST_LABEL = "io.reconciler.context-digest"
+_CHUNK = 1 << 20
+
+
+def context_digest(build: BuildConfig, *, compose_file: Path) -> str:
+    """sha256 over the build context as docker filters it, the Dockerfile, args and target."""
+    context = build.context
+    if not context.is_dir():
+        raise InputError(f"build context {context} is not a directory", Location(compose_file))
+    dockerfile = build.dockerfile
+    try:
+        dockerfile_bytes = dockerfile.read_bytes()
+    except OSError as error:
+        raise InputError(
+            f"cannot read Dockerfile {dockerfile}: {error.strerror}", Location(compose_file)
+        ) from None
+    digest = hashlib.sha256()
+    digest.update(b"dockerfile\0" + dockerfile_bytes + b"\0")
+    for key, value in sorted(build.args.items()):
+        digest.update(f"arg\0{key}\0{value}\0".encode())
+    digest.update(f"target\0{build.target or ''}\0".encode())
+    for relative in _included_files(context, dockerfile):
+        path = context / relative
+        info = path.lstat()
+        mode = stat.S_IMODE(info.st_mode) & 0o111  # docker keeps the executable bits
+        digest.update(f"file\0{relative}\0{mode:o}\0".encode())
+        if stat.S_ISLNK(info.st_mode):
+            digest.update(os.readlink(path).encode() + b"\0")
+        elif stat.S_ISREG(info.st_mode):
+            with path.open("rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def _included_files(context: Path, dockerfile: Path) -> list[str]:
+    ignore_file = context / ".dockerignore"
+    patterns: list[str] = []
+    if ignore_file.is_file():
+        patterns = [
+            line.strip()
+            for line in ignore_file.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    relative_dockerfile = (
+        os.path.relpath(dockerfile, context) if dockerfile.is_relative_to(context) else None
+    )
+    included = exclude_paths(str(context), patterns, dockerfile=relative_dockerfile)
+    files = [
+        name for name in included if not (context / name).is_dir() or (context / name).is_symlink()
+    ]
+    return sorted(files)

@@ -1,0 +1,1 @@
+"""Reading and minimally editing docker compose files, byte for byte."""

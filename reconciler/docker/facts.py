@@ -1,0 +1,95 @@
+"""Plain, frozen facts the adapter observes; the planner reads only these.
+
+Kept free of python_on_whales types so that planning stays pure and testable from data files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "BuildConfig",
+    "ComposeConfig",
+    "ContainerFacts",
+    "ImageFacts",
+    "ServiceConfig",
+    "normalize_reference",
+]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """A compose service's build section, paths absolute as compose normalises them."""
+
+    context: Path
+    dockerfile: Path
+    args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What compose's normalised model says about one service."""
+
+    name: str
+    image: str | None = None
+    build: BuildConfig | None = None
+    has_healthcheck: bool = False
+    depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
+
+
+@dataclass(frozen=True)
+class ComposeConfig:
+    """The normalised compose model: project name and services in file order."""
+
+    project: str
+    services: dict[str, ServiceConfig]
+
+    def image_of(self, service: str) -> str:
+        """The image reference compose uses for `service` (its default name when unset)."""
+        image = self.services[service].image
+        return image or f"{self.project}-{service}"
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """One container of the project as docker inspect reports it."""
+
+    id: str
+    name: str
+    service: str
+    status: str  # created, running, paused, restarting, removing, exited, dead
+    health: str | None  # None (no healthcheck), starting, healthy, unhealthy
+    exit_code: int
+    config_hash: str | None
+    image_id: str
+    oneoff: bool = False
+    last_health_output: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """A local image found for a reference."""
+
+    reference: str
+    id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    size: int = 0
+
+
+def normalize_reference(reference: str) -> str:
+    """Docker's familiar form of a reference, so `docker.io/library/x` and `x:latest` meet `x`."""
+    name, at, digest = reference.partition("@")
+    for prefix in (
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ):
+        if name.startswith(prefix):
+            name = name.removeprefix(prefix)
+            break
+    if not at and ":" not in name.rpartition("/")[2]:
+        name += ":latest"
+    return f"{name}{at}{digest}"

@@ -1,0 +1,95 @@
+"""The one error hierarchy of reconciler.
+
+Every module raises one of these; the CLI (`reconciler.cli`) maps them to exit codes in one
+place. Errors that wrap a third-party exception keep it as `__cause__`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "ApplyError",
+    "ConvergenceError",
+    "DockerError",
+    "HealthTimeoutError",
+    "InputError",
+    "Location",
+    "PermanentDockerError",
+    "ReconcilerError",
+    "TransientDockerError",
+]
+
+
+class ReconcilerError(Exception):
+    """Base of every error reconciler raises on purpose."""
+
+    exit_code: int = 1
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where in an input file a problem sits: file, 1-based line and column, and key path."""
+
+    file: Path
+    line: int | None = None
+    column: int | None = None
+    key: str | None = None
+
+    def __str__(self) -> str:
+        where = str(self.file)
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.key}" if self.key else where
+
+
+class InputError(ReconcilerError):
+    """Invalid input (state file, compose file, arguments). Raised before anything is changed."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, location: Location | None = None) -> None:
+        self.message = message
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class DockerError(ReconcilerError):
+    """A docker CLI call failed."""
+
+    def __init__(self, message: str, *, command: tuple[str, ...] = (), output: str = "") -> None:
+        self.message = message
+        self.command = command
+        self.output = output
+        super().__init__(message)
+
+
+class TransientDockerError(DockerError):
+    """A fault worth retrying: daemon unreachable, i/o timeout, deadline exceeded."""
+
+
+class PermanentDockerError(DockerError):
+    """A fault that retrying cannot fix: invalid compose file, build failure, missing image."""
+
+
+class ApplyError(ReconcilerError):
+    """Applying a change failed for a reason other than a docker CLI fault."""
+
+
+class HealthTimeoutError(ApplyError):
+    """Services did not become healthy before their deadline; carries their diagnostics."""
+
+    def __init__(self, message: str, diagnostics: dict[str, str]) -> None:
+        self.diagnostics = diagnostics
+        super().__init__(message)
+
+
+class ConvergenceError(ReconcilerError):
+    """After applying, observing again still found differences."""
+
+    def __init__(self, message: str, remaining: tuple[str, ...]) -> None:
+        self.remaining = remaining
+        super().__init__(message)

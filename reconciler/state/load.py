@@ -1,0 +1,211 @@
+"""Read a state file: YAML (ruamel, keeping positions) -> plain data -> pydantic `State`.
+
+Every problem becomes an `InputError` naming file:line:column and the key path, raised before
+anything is changed. Relative paths resolve against the state file's directory and must stay
+inside the state's root unless the state says `allow_outside_root: true`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from reconciler.errors import InputError, Location
+from reconciler.state.model import ComposeSpec, State
+
+__all__ = ["find_root", "load_state"]
+
+# Aliases make a small file expand into a huge object graph (the "billion laughs"); a state
+# file has tens of nodes, so a generous cap stops that without limiting real use.
+_MAX_NODES = 100_000
+_MAX_BYTES = 1_000_000
+
+
+def load_state(path: str | Path) -> State:
+    """Load and validate the state file at `path`; raise `InputError` on any problem."""
+    source = Path(path)
+    text = _read_text(source)
+    document = _parse(text, source)
+    plain = _to_plain(document, source)
+    try:
+        state = State.model_validate(plain)
+    except ValidationError as error:
+        raise _input_error(error, document, source) from None
+    return _resolve_paths(state, document, source)
+
+
+def find_root(source: Path) -> Path:
+    """The state's root: the git work tree holding `source`, else the file's directory."""
+    directory = source.resolve().parent
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return directory
+    if top.returncode == 0 and top.stdout.strip():
+        return Path(top.stdout.strip()).resolve()
+    return directory
+
+
+def _read_text(source: Path) -> str:
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError:
+        raise InputError("state file not found", Location(source)) from None
+    except OSError as error:
+        raise InputError(f"cannot read state file: {error.strerror}", Location(source)) from None
+    if len(raw) > _MAX_BYTES:
+        raise InputError(
+            f"state file is {len(raw)} bytes; the limit is {_MAX_BYTES}", Location(source)
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise InputError(
+            f"not UTF-8: byte 0x{raw[error.start]:02x} cannot be decoded",
+            Location(source, line, column),
+        ) from None
+
+
+def _parse(text: str, source: Path) -> CommentedMap:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        document = yaml.load(text)
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = " ".join(filter(None, [error.context, error.problem])) or str(error)
+        location = Location(source, mark.line + 1, mark.column + 1) if mark else Location(source)
+        raise InputError(f"invalid YAML: {problem.strip()}", location) from None
+    except YAMLError as error:
+        raise InputError(f"invalid YAML: {error}", Location(source)) from None
+    if document is None:
+        raise InputError(
+            "state file is empty; it needs at least `name` and `compose`", Location(source, 1, 1)
+        )
+    if not isinstance(document, CommentedMap):
+        raise InputError("the top level of a state file must be a mapping", Location(source, 1, 1))
+    return document
+
+
+def _to_plain(document: CommentedMap, source: Path) -> dict[str, Any]:
+    """Copy ruamel's containers into plain ones, refusing alias-amplified documents."""
+    count = 0
+
+    def plain(node: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count > _MAX_NODES:
+            raise InputError(
+                f"state file expands to more than {_MAX_NODES} nodes (alias bomb?)",
+                Location(source),
+            )
+        if isinstance(node, CommentedMap):
+            return {
+                str(key) if not isinstance(key, str) else key: plain(v) for key, v in node.items()
+            }
+        if isinstance(node, CommentedSeq):
+            return [plain(item) for item in node]
+        if isinstance(node, str):
+            return str(node)  # ruamel's ScalarString subclasses -> str, for strict validation
+        return node
+
+    result: dict[str, Any] = plain(document)
+    return result
+
+
+def _position(
+    document: CommentedMap, loc: Sequence[int | str], *, key: bool
+) -> tuple[int, int] | None:
+    """1-based line and column of the node at `loc` (its key when `key`).
+
+    Falls back to the nearest existing parent when `loc` is not in the document.
+    """
+    node: Any = document
+    best: tuple[int, int] | None = (document.lc.line + 1, document.lc.col + 1)
+    for depth, part in enumerate(loc):
+        last = depth == len(loc) - 1
+        if isinstance(node, CommentedMap) and part in node:
+            line, column = node.lc.key(part) if (key and last) else node.lc.value(part)
+            best = (line + 1, column + 1)
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, column = node.lc.item(part)
+            best = (line + 1, column + 1)
+            node = node[part]
+        else:
+            break
+    return best
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _input_error(error: ValidationError, document: CommentedMap, source: Path) -> InputError:
+    lines: list[tuple[Location, str]] = []
+    for item in error.errors(include_url=False):
+        loc = [part for part in item["loc"] if part != "[key]"]
+        is_key = item["type"] == "extra_forbidden" or "[key]" in item["loc"]
+        line, column = _position(document, loc, key=is_key) or (None, None)
+        key_path = ".".join(str(part) for part in loc) or "<top level>"
+        lines.append((Location(source, line, column, key_path), _describe(item)))
+    first_location, first_message = lines[0]
+    more = "".join(f"\n  {location}: {message}" for location, message in lines[1:])
+    return InputError(first_message + more, first_location)
+
+
+def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
+    root = find_root(source)
+    compose_file = (source.parent / state.compose.file).resolve()
+    line, column = _position(document, ["compose", "file"], key=False) or (None, None)
+    location = Location(source, line, column, "compose.file")
+    if not state.allow_outside_root and not compose_file.is_relative_to(root):
+        raise InputError(
+            f"{compose_file} is outside the state's root {root}; "
+            "set `allow_outside_root: true` to allow it",
+            location,
+        )
+    if not compose_file.is_file():
+        raise InputError(f"compose file {compose_file} does not exist", location)
+    compose = ComposeSpec(file=compose_file, project=state.compose.project)
+    return state.model_copy(update={"compose": compose}).located(
+        source.resolve(), root, _key_positions(document)
+    )
+
+
+def _key_positions(document: CommentedMap) -> dict[str, tuple[int, int]]:
+    """1-based (line, column) of every mapping key, by dotted path, for later errors."""
+    positions: dict[str, tuple[int, int]] = {}
+
+    def walk(node: CommentedMap, prefix: str) -> None:
+        for key in node:
+            path = f"{prefix}{key}"
+            line, column = node.lc.key(key)
+            positions[path] = (line + 1, column + 1)
+            if isinstance(node[key], CommentedMap):
+                walk(node[key], path + ".")
+
+    walk(document, "")
+    return positions

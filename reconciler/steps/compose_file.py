@@ -1,0 +1,134 @@
+"""compose-file step: pin each service's `image:` with a minimal, verified splice.
+
+`diff` is pure (text in, changes out) using `reconciler.compose.edit`; `apply` writes the new
+bytes atomically (temp file in the same directory, fsync, rename, mode kept).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from reconciler.compose.edit import pin_images, read_services
+from reconciler.errors import ApplyError, InputError
+from reconciler.observe import Observed, read_compose_text
+from reconciler.plan import Change, InSync, Plan, Step
+from reconciler.state import State
+
+__all__ = [
+    "apply",
+    "check_services_exist",
+    "diff",
+    "pinned_text",
+    "unified_diff",
+    "write_atomically",
+]
+
+_log = structlog.get_logger(__name__)
+
+
+def pinned_text(state: State, observed: Observed) -> str:
+    """The compose text with every pin applied (equal to the observed text when in sync)."""
+    return pin_images(observed.compose_text, state.pins(), source=observed.compose_file).text
+
+
+def check_services_exist(state: State, observed: Observed) -> None:
+    """A service named in the state but absent from the compose file is an input error."""
+    services = read_services(observed.compose_text, source=observed.compose_file)
+    for name in state.services:
+        if name not in services:
+            raise InputError(
+                f"service {name!r} is not defined in {observed.compose_file} "
+                f"(it defines: {', '.join(services) or 'no services'})",
+                state.location(f"services.{name}"),
+            )
+
+
+def diff(state: State, observed: Observed, *, label: str) -> Plan:
+    """One change per service whose `image:` differs from its pin, with that edit's diff."""
+    check_services_exist(state, observed)
+    pins = state.pins()
+    result = pin_images(observed.compose_text, pins, source=observed.compose_file)
+    changes: list[Change] = []
+    for edit in result.edits:
+        alone = pin_images(
+            observed.compose_text, {edit.service: edit.after}, source=observed.compose_file
+        )
+        changes.append(
+            Change(
+                step=Step.COMPOSE_FILE,
+                target=f"{label}:services.{edit.service}.image",
+                action="insert" if edit.before is None else "edit",
+                reason=_reason(edit.before, edit.after, edit.how),
+                before=edit.before,
+                after=edit.after,
+                diff=unified_diff(observed.compose_text, alone.text, label),
+            )
+        )
+    edited = {edit.service for edit in result.edits}
+    ok = tuple(
+        InSync(Step.COMPOSE_FILE, f"{label}:services.{name}.image", f"already {image}")
+        for name, image in pins.items()
+        if name not in edited
+    )
+    return Plan(tuple(changes), ok)
+
+
+def apply(state: State, observed: Observed) -> None:
+    """Write the pinned text, refusing if the file changed since it was observed."""
+    current = read_compose_text(observed.compose_file)
+    if current != observed.compose_text:
+        raise ApplyError(
+            f"{observed.compose_file} changed while planning; nothing written, run again"
+        )
+    new_text = pinned_text(state, observed)
+    if new_text == current:
+        return
+    write_atomically(observed.compose_file, new_text.encode("utf-8"))
+    _log.info("compose file written", file=str(observed.compose_file))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new bytes, never a mix."""
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def unified_diff(before: str, after: str, label: str) -> str:
+    """A unified diff of two texts, line endings shown as they are."""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        fromfile=f"a/{label}",
+        tofile=f"b/{label}",
+        n=1,
+    )
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
+
+
+def _reason(before: str | None, after: str, how: str) -> str:
+    if before is None:
+        return f"no image: key; pin to {after} ({how})"
+    return f"image is {before}; state pins {after} ({how})"

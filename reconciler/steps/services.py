@@ -1,0 +1,252 @@
+"""services step: bring up only drifted services, then wait until every service is ready.
+
+Drift follows compose's own rules (DESIGN.md §5): no container, not running, config-hash label
+differs from `config --hash`, image label differs from the image the tag points to, or
+unhealthy. `diff` is pure. `apply` runs `compose up` for just those services and polls batched
+inspects until each is healthy (or running, without a healthcheck) before its deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from reconciler.docker.adapter import DockerAdapter
+from reconciler.docker.facts import ComposeConfig, ContainerFacts
+from reconciler.errors import HealthTimeoutError
+from reconciler.observe import Observed, desired_images
+from reconciler.plan import Change, InSync, Plan, Step
+from reconciler.state import State
+
+__all__ = ["apply", "diff", "readiness", "wait_until_ready"]
+
+_log = structlog.get_logger(__name__)
+_DEFAULT_TIMEOUT = 120.0
+
+
+def diff(pins: Mapping[str, str], observed: Observed, *, rebuilt: Iterable[str] = ()) -> Plan:
+    """One change per drifted service.
+
+    A service whose pin differs from the compose file's current image, or whose image the
+    images step will (re)build or pull in `rebuilt`, is certain to be recreated even though
+    its labels still match.
+    """
+    config = observed.config
+    assert config is not None, "services step needs docker observation"
+    pinned = {
+        name: image
+        for name, image in pins.items()
+        if name in config.services and config.services[name].image != image
+    }
+    rebuilt = set(rebuilt)
+    images = desired_images(pins, config)
+    by_service = _containers_by_service(observed.containers)
+    changes: list[Change] = []
+    ok: list[InSync] = []
+    for service in config.services:
+        reference = images[service]
+        containers = by_service.get(service, [])
+        change = _drift(
+            service,
+            reference=reference,
+            containers=containers,
+            observed=observed,
+            config=config,
+            pinned=pinned,
+            rebuilt=rebuilt,
+        )
+        if change is None:
+            ok.append(InSync(Step.SERVICES, service, _describe_ready(containers)))
+        else:
+            changes.append(change)
+    return Plan(tuple(changes), tuple(ok))
+
+
+def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift reads best
+    service: str,
+    *,
+    reference: str,
+    containers: list[ContainerFacts],
+    observed: Observed,
+    config: ComposeConfig,
+    pinned: dict[str, str],
+    rebuilt: set[str],
+) -> Change | None:
+    def change(
+        action: str, reason: str, before: str | None = None, after: str | None = None
+    ) -> Change:
+        return Change(Step.SERVICES, service, action, reason, before=before, after=after)
+
+    if not containers:
+        return change("create", "no container")
+    if service in pinned:
+        return change("recreate", f"image pin changes to {pinned[service]}", after=pinned[service])
+    if reference in rebuilt:
+        return change("recreate", f"image {reference} will be (re)built or pulled")
+    wanted_hash = observed.config_hashes.get(service)
+    image = observed.images.get(reference)
+    for container in containers:
+        if wanted_hash and container.config_hash != wanted_hash:
+            return change(
+                "recreate",
+                "compose configuration changed (config hash differs)",
+                before=container.config_hash,
+                after=wanted_hash,
+            )
+        if image is not None and container.image_id != image.id:
+            return change(
+                "recreate",
+                f"{reference} now points to another image",
+                before=container.image_id,
+                after=image.id,
+            )
+    for container in containers:
+        if container.status != "running":
+            if _completed_one_shot(service, container, config):
+                continue
+            return change(
+                "start", f"container {container.status} (exit code {container.exit_code})"
+            )
+        if container.health == "unhealthy":
+            detail = f": {container.last_health_output}" if container.last_health_output else ""
+            return change("recreate", f"unhealthy{detail}"[:300])
+        if container.health == "starting":
+            return change("wait", "health check still starting")
+    return None
+
+
+def apply(
+    changes: tuple[Change, ...], state: State, adapter: DockerAdapter, config: ComposeConfig
+) -> None:
+    """`compose up` the drifted services (force-recreating unhealthy ones), then wait for all."""
+    force = [
+        c.target for c in changes if c.action == "recreate" and c.reason.startswith("unhealthy")
+    ]
+    normal = [
+        c.target
+        for c in changes
+        if c.action in {"create", "recreate", "start"} and c.target not in force
+    ]
+    if normal:
+        _log.info("compose up", services=normal)
+        adapter.up(normal)
+    if force:
+        _log.info("compose up --force-recreate", services=force)
+        adapter.up(force, force_recreate=True)
+    wait_until_ready(state, adapter, config)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Where one service stands while waiting."""
+
+    service: str
+    ready: bool
+    failed: bool
+    summary: str
+
+
+def readiness(service: str, containers: list[ContainerFacts], config: ComposeConfig) -> Readiness:
+    """Ready: every container running and healthy (or running, without a healthcheck).
+
+    Failed (stop waiting): unhealthy, as `compose up --wait` treats it, or exited, unless it
+    is a one-shot that completed for a `service_completed_successfully` dependant.
+    """
+    if not containers:
+        return Readiness(service, False, False, "no container yet")
+    for container in containers:
+        if container.status != "running":
+            if _completed_one_shot(service, container, config):
+                continue
+            failed = container.status in {"exited", "dead"}
+            return Readiness(
+                service, False, failed, f"{container.status} (exit code {container.exit_code})"
+            )
+        if container.health == "unhealthy":
+            return Readiness(service, False, True, "unhealthy")
+        if container.health == "starting":
+            return Readiness(service, False, False, "health: starting")
+    return Readiness(service, True, False, _describe_ready(containers))
+
+
+def wait_until_ready(
+    state: State,
+    adapter: DockerAdapter,
+    config: ComposeConfig,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Poll (batched inspect, backing off to 1 s) until every service is ready.
+
+    Each service has its own deadline (`services.<name>.health_timeout`). On a failure or a
+    missed deadline, raise `HealthTimeoutError` with the last health-check output and log tail
+    of each service that is not ready.
+    """
+    started = clock()
+    deadlines = {
+        name: started
+        + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
+        for name in config.services
+    }
+    delay = 0.2
+    while True:
+        containers = _containers_by_service(adapter.containers())
+        status = {
+            name: readiness(name, containers.get(name, []), config) for name in config.services
+        }
+        pending = [r for r in status.values() if not r.ready]
+        if not pending:
+            _log.info("all services ready", seconds=round(clock() - started, 2))
+            return
+        now = clock()
+        failing = [r for r in pending if r.failed or now >= deadlines[r.service]]
+        if failing:
+            raise _health_error(failing, containers, adapter, now - started)
+        _log.debug("waiting for services", pending={r.service: r.summary for r in pending})
+        sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+
+def _health_error(
+    failing: list[Readiness],
+    containers: dict[str, list[ContainerFacts]],
+    adapter: DockerAdapter,
+    waited: float,
+) -> HealthTimeoutError:
+    diagnostics: dict[str, str] = {}
+    for item in failing:
+        lines = [f"state: {item.summary}"]
+        for container in containers.get(item.service, []):
+            if container.last_health_output:
+                lines.append(f"last health check output: {container.last_health_output}")
+            lines.append(f"log tail of {container.name}:")
+            lines.extend("  " + line for line in adapter.container_logs(container.id).splitlines())
+        diagnostics[item.service] = "\n".join(lines)
+    names = ", ".join(f"{item.service} ({item.summary})" for item in failing)
+    return HealthTimeoutError(f"not ready after {waited:.1f} s: {names}", diagnostics)
+
+
+def _containers_by_service(containers: Iterable[ContainerFacts]) -> dict[str, list[ContainerFacts]]:
+    grouped: dict[str, list[ContainerFacts]] = {}
+    for container in containers:
+        if not container.oneoff:
+            grouped.setdefault(container.service, []).append(container)
+    return grouped
+
+
+def _completed_one_shot(service: str, container: ContainerFacts, config: ComposeConfig) -> bool:
+    if container.status != "exited" or container.exit_code != 0:
+        return False
+    return any(
+        spec.depends_on.get(service) == "service_completed_successfully"
+        for spec in config.services.values()
+    )
+
+
+def _describe_ready(containers: list[ContainerFacts]) -> str:
+    states = {f"{c.status}, {c.health}" if c.health else c.status for c in containers}
+    return "; ".join(sorted(states))

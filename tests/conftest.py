@@ -1,0 +1,103 @@
+"""Shared fixtures: a real Docker engine (fail, never skip, under CI=true) and e2e stacks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+STACK = Path(__file__).resolve().parent / "e2e" / "stack"
+BUSYBOX = Path("/bin/busybox")
+
+
+def _engine_problem() -> str | None:
+    """None when `docker info` answers and compose is v2, else what is wrong."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    if info.returncode != 0:
+        return f"docker info failed: {info.stderr.strip()[:300]}"
+    compose = subprocess.run(
+        ["docker", "compose", "version", "--short"], capture_output=True, text=True, check=False
+    )
+    if compose.returncode != 0 or not compose.stdout.strip().lstrip("v").startswith("2."):
+        return f"docker compose v2 missing: {compose.stdout.strip()} {compose.stderr.strip()}"
+    if not BUSYBOX.is_file():
+        return f"{BUSYBOX} missing (Debian busybox-static)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A reachable engine; under CI=true its absence fails the test instead of skipping it."""
+    problem = _engine_problem()
+    if problem is None:
+        return
+    message = f"Docker engine needed: {problem}. Run deploy/engine/ensure-docker.sh (as root)."
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass
+class Stack:
+    """A private copy of the e2e stack with its own project name and images."""
+
+    directory: Path
+    project: str
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / "state.yaml"
+
+    @property
+    def compose_file(self) -> Path:
+        return self.directory / "docker-compose.yml"
+
+    def image(self, name: str, tag: str = "1") -> str:
+        return f"{self.project}-{name}:{tag}"
+
+
+def make_stack(tmp_path: Path, *, port: int) -> Stack:
+    """Copy the e2e stack into `tmp_path` under a unique project and image names."""
+    project = f"rt{uuid.uuid4().hex[:8]}"
+    directory = tmp_path / "stack"
+    shutil.copytree(STACK, directory)
+    shutil.copy2(BUSYBOX, directory / "busybox")
+    for name in ("docker-compose.yml", "state.yaml"):
+        path = directory / name
+        text = path.read_text().replace("rtest-", f"{project}-").replace("rtest", project)
+        path.write_text(text.replace("${RTEST_API_PORT:-18080}", str(port)))
+    return Stack(directory, project)
+
+
+def remove_stack(stack: Stack) -> None:
+    """Remove the stack's containers, volumes, network and images."""
+    subprocess.run(
+        ["docker", "compose", "-f", str(stack.compose_file), "-p", stack.project,
+         "down", "--volumes", "--remove-orphans", "--timeout", "1"],
+        capture_output=True, check=False,
+    )
+    images = subprocess.run(
+        ["docker", "image", "ls", "-q", "--filter", f"reference={stack.project}-*"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()
+    if images:
+        subprocess.run(["docker", "image", "rm", "-f", *images], capture_output=True, check=False)
+
+
+@pytest.fixture
+def stack(docker_engine: None, tmp_path: Path) -> Iterator[Stack]:
+    """A fresh e2e stack, torn down (containers, volumes, images) afterwards."""
+    created = make_stack(tmp_path, port=18080)
+    try:
+        yield created
+    finally:
+        remove_stack(created)
