@@ -2,7 +2,9 @@
 
 The digest covers every file docker would send (`.dockerignore` honoured through docker-py's
 port of moby's matcher), the Dockerfile, the build args and the target, so the images step
-rebuilds exactly when one of them changed. Pure file reading, no docker calls.
+rebuilds exactly when one of them changed. The governed compose file is left out even when it
+sits in the context: reconciler edits it itself, and counting it would make every pin edit
+rebuild every image. Pure file reading, no docker calls.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def context_digest(build: BuildConfig, *, compose_file: Path) -> str:
     for key, value in sorted(build.args.items()):
         digest.update(f"arg\0{key}\0{value}\0".encode())
     digest.update(f"target\0{build.target or ''}\0".encode())
+    skip = _relative_to(compose_file, context)
     for relative in _included_files(context, dockerfile):
+        if relative == skip:
+            continue
         path = context / relative
         info = path.lstat()
         mode = stat.S_IMODE(info.st_mode) & 0o111  # docker keeps the executable bits
@@ -64,11 +69,14 @@ def _included_files(context: Path, dockerfile: Path) -> list[str]:
             for line in ignore_file.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.lstrip().startswith("#")
         ]
-    relative_dockerfile = (
-        os.path.relpath(dockerfile, context) if dockerfile.is_relative_to(context) else None
-    )
-    included = exclude_paths(str(context), patterns, dockerfile=relative_dockerfile)
+    included = exclude_paths(str(context), patterns, dockerfile=_relative_to(dockerfile, context))
     files = [
         name for name in included if not (context / name).is_dir() or (context / name).is_symlink()
     ]
     return sorted(files)
+
+
+def _relative_to(path: Path, directory: Path) -> str | None:
+    """`path` relative to `directory` in docker's slash form, or None when outside it."""
+    resolved, base = path.resolve(), directory.resolve()
+    return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else None

@@ -12,13 +12,22 @@ from dataclasses import dataclass, field
 import structlog
 
 from reconciler.docker.adapter import DockerAdapter, DockerCall
-from reconciler.errors import ConvergenceError, InputError, ReconcilerError
+from reconciler.errors import ConvergenceError, HealthTimeoutError, InputError, ReconcilerError
 from reconciler.observe import Observed, observe
 from reconciler.plan import STEP_ORDER, Change, Plan, Step
 from reconciler.state import State
 from reconciler.steps import compose_file, images, services
 
-__all__ = ["ApplyResult", "apply", "down", "make_adapter", "plan", "select_steps"]
+__all__ = [
+    "ApplyResult",
+    "apply",
+    "diff",
+    "down",
+    "make_adapter",
+    "names_in_order",
+    "plan",
+    "select_steps",
+]
 
 _log = structlog.get_logger(__name__)
 _IMPLEMENTED = (Step.COMPOSE_FILE, Step.IMAGES, Step.SERVICES)
@@ -74,7 +83,7 @@ def plan(
 ) -> Plan:
     """Observe and diff: what `apply` would change. Changes nothing."""
     adapter = adapter or make_adapter(state)
-    return _diff(state, _observe(state, adapter, steps), steps)
+    return diff(state, _observe(state, adapter, steps), steps)
 
 
 def apply(
@@ -90,7 +99,7 @@ def apply(
     """
     adapter = adapter or make_adapter(state)
     observed = _observe(state, adapter, steps)
-    the_plan = _diff(state, observed, steps)
+    the_plan = diff(state, observed, steps)
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
         return ApplyResult(the_plan, calls=tuple(adapter.calls))
@@ -106,12 +115,14 @@ def apply(
             )
         except ReconcilerError as error:
             _log.error("step failed", step=str(step), error=str(error))
-            return ApplyResult(the_plan, tuple(applied), changes, error, tuple(adapter.calls))
+            failed = _failed_changes(changes, error)
+            done = tuple(applied) + tuple(c for c in changes if c not in failed)
+            return ApplyResult(the_plan, done, failed, error, tuple(adapter.calls))
         for change in changes:
             _log.info("changed", step=str(step), target=change.target, action=change.action)
         applied.extend(changes)
     try:
-        remaining = _diff(state, _observe(state, adapter, steps), steps)
+        remaining = diff(state, _observe(state, adapter, steps), steps)
     except ReconcilerError as error:
         return ApplyResult(the_plan, tuple(applied), (), error, tuple(adapter.calls))
     if not remaining.empty:
@@ -128,6 +139,15 @@ def down(state: State, *, volumes: bool = False, adapter: DockerAdapter | None =
     adapter.down(volumes=volumes)
 
 
+def _failed_changes(changes: tuple[Change, ...], error: ReconcilerError) -> tuple[Change, ...]:
+    """The changes an error is about: the services that never got ready, else the whole step."""
+    if isinstance(error, HealthTimeoutError):
+        failed = tuple(change for change in changes if change.target in error.diagnostics)
+        if failed:
+            return failed
+    return changes
+
+
 def _pins(state: State, steps: Collection[Step]) -> dict[str, str]:
     # With compose-file skipped, the file is not edited, so docker steps follow the file as is.
     return state.pins() if Step.COMPOSE_FILE in steps else {}
@@ -142,7 +162,8 @@ def _label(state: State) -> str:
     return str(path.relative_to(state.root)) if path.is_relative_to(state.root) else str(path)
 
 
-def _diff(state: State, observed: Observed, steps: Collection[Step]) -> Plan:
+def diff(state: State, observed: Observed, steps: Collection[Step] = _IMPLEMENTED) -> Plan:
+    """Pure: the changes that take `observed` to `state`, for `steps`, in apply order."""
     pins = _pins(state, steps)
     result = Plan()
     if Step.COMPOSE_FILE in steps:

@@ -56,7 +56,7 @@ def retrying(policy: RetryPolicy, attempt: Callable[[], _T], *, what: str) -> _T
     controller = Retrying(
         retry=retry_if_exception_type(TransientDockerError),
         wait=wait_exponential_jitter(
-            initial=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
+            multiplier=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
         ),
         stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.give_up_after),
         before_sleep=log_retry,

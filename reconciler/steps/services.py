@@ -16,7 +16,7 @@ import structlog
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
-from reconciler.errors import HealthTimeoutError
+from reconciler.errors import HealthTimeoutError, PermanentDockerError
 from reconciler.observe import Observed, desired_images
 from reconciler.plan import Change, InSync, Plan, Step
 from reconciler.state import State
@@ -130,12 +130,21 @@ def apply(
         for c in changes
         if c.action in {"create", "recreate", "start"} and c.target not in force
     ]
-    if normal:
-        _log.info("compose up", services=normal)
-        adapter.up(normal)
-    if force:
-        _log.info("compose up --force-recreate", services=force)
-        adapter.up(force, force_recreate=True)
+    try:
+        if normal:
+            _log.info("compose up", services=normal)
+            adapter.up(normal)
+        if force:
+            _log.info("compose up --force-recreate", services=force)
+            adapter.up(force, force_recreate=True)
+    except PermanentDockerError as error:
+        # compose fails `up` itself when a dependency never gets healthy; show why, as a wait would.
+        containers = _containers_by_service(adapter.containers())
+        status = [readiness(name, containers.get(name, []), config) for name in config.services]
+        failing = [item for item in status if item.failed]
+        if not failing:
+            raise
+        raise _health_error(failing, containers, adapter, f"compose up failed: {error}") from error
     wait_until_ready(state, adapter, config)
 
 
@@ -205,7 +214,9 @@ def wait_until_ready(
         now = clock()
         failing = [r for r in pending if r.failed or now >= deadlines[r.service]]
         if failing:
-            raise _health_error(failing, containers, adapter, now - started)
+            raise _health_error(
+                failing, containers, adapter, f"not ready after {now - started:.1f} s"
+            )
         _log.debug("waiting for services", pending={r.service: r.summary for r in pending})
         sleep(delay)
         delay = min(delay * 1.5, 1.0)
@@ -215,7 +226,7 @@ def _health_error(
     failing: list[Readiness],
     containers: dict[str, list[ContainerFacts]],
     adapter: DockerAdapter,
-    waited: float,
+    headline: str,
 ) -> HealthTimeoutError:
     diagnostics: dict[str, str] = {}
     for item in failing:
@@ -227,7 +238,7 @@ def _health_error(
             lines.extend("  " + line for line in adapter.container_logs(container.id).splitlines())
         diagnostics[item.service] = "\n".join(lines)
     names = ", ".join(f"{item.service} ({item.summary})" for item in failing)
-    return HealthTimeoutError(f"not ready after {waited:.1f} s: {names}", diagnostics)
+    return HealthTimeoutError(f"{headline}: {names}", diagnostics)
 
 
 def _containers_by_service(containers: Iterable[ContainerFacts]) -> dict[str, list[ContainerFacts]]:
