@@ -81,13 +81,27 @@ def make_stack(tmp_path: Path, *, port: int) -> Stack:
 def remove_stack(stack: Stack) -> None:
     """Remove the stack's containers, volumes, network and images."""
     subprocess.run(
-        ["docker", "compose", "-f", str(stack.compose_file), "-p", stack.project,
-         "down", "--volumes", "--remove-orphans", "--timeout", "1"],
-        capture_output=True, check=False,
+        [
+            "docker",
+            "compose",
+            "-f",
+            str(stack.compose_file),
+            "-p",
+            stack.project,
+            "down",
+            "--volumes",
+            "--remove-orphans",
+            "--timeout",
+            "1",
+        ],
+        capture_output=True,
+        check=False,
     )
     images = subprocess.run(
         ["docker", "image", "ls", "-q", "--filter", f"reference={stack.project}-*"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.split()
     if images:
         subprocess.run(["docker", "image", "rm", "-f", *images], capture_output=True, check=False)

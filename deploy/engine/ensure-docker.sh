@@ -14,10 +14,18 @@ set -euo pipefail
 
 say() { printf 'ensure-docker: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+# apt's own chatter goes to a log, shown only when a command fails.
+quietly() {
+    if ! "$@" >>"$APT_LOG" 2>&1; then
+        tail -n 40 "$APT_LOG" >&2
+        die "failed: $* (full output in $APT_LOG)"
+    fi
+}
 
 PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
 STATE_DIR=/var/lib/reconciler-engine
 DOCKERD_LOG=/var/log/reconciler-dockerd.log
+APT_LOG=/var/log/reconciler-engine-apt.log
 NEXT_SUITE=trixie
 
 compose_is_v2() {
@@ -41,7 +49,7 @@ apt_updated=0
 apt_update_once() {
     if [[ $apt_updated -eq 0 ]]; then
         say "apt-get update"
-        apt-get update -qq >&2
+        quietly apt-get update
         apt_updated=1
     fi
 }
@@ -54,7 +62,7 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [[ ${#missing[@]} -gt 0 ]]; then
     apt_update_once
     say "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 else
     say "docker.io, busybox-static and debootstrap already installed"
 fi
@@ -93,14 +101,15 @@ install_plugin() {
         -o "Dir::Cache::Archives=$apt_dir/archives"
         -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
         -o "APT::Default-Release=$NEXT_SUITE"
+        -o "APT::Sandbox::User=root"
     )
     if [[ ! -e "$apt_dir/lists/.updated" ]]; then
         say "reading the $NEXT_SUITE package list into a private apt directory ($apt_dir)"
-        apt-get "${apt_opts[@]}" update -qq >&2
+        quietly apt-get "${apt_opts[@]}" update
         touch "$apt_dir/lists/.updated"
     fi
     say "downloading $package from $NEXT_SUITE"
-    (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "$package" >&2)
+    (cd "$apt_dir/debs" && quietly apt-get "${apt_opts[@]}" download "$package")
     local deb
     deb=$(ls -t "$apt_dir/debs/${package}"_*.deb | head -n 1)
     local unpack="$apt_dir/unpack-$package"
@@ -118,18 +127,34 @@ install_plugin docker-compose docker-compose
 install_plugin docker-buildx docker-buildx
 
 # 3. The daemon.
+dockerd_running() { pgrep -x dockerd >/dev/null 2>&1; }
+start_dockerd() {
+    # A daemon killed without cleanup leaves its pid file, which blocks the next start.
+    if [[ -e /var/run/docker.pid ]]; then
+        say "removing stale /var/run/docker.pid (no dockerd running)"
+        rm -f /var/run/docker.pid
+    fi
+    say "starting dockerd (log: $DOCKERD_LOG)"
+    # containerd is started by dockerd itself when no system containerd runs.
+    setsid nohup dockerd --iptables=false --ip6tables=false >"$DOCKERD_LOG" 2>&1 </dev/null &
+}
+
 if engine_answers; then
     say "engine already answering"
 else
-    if pgrep -x dockerd >/dev/null 2>&1; then
+    if dockerd_running; then
         say "dockerd is running but not answering yet; waiting"
     else
-        say "starting dockerd (log: $DOCKERD_LOG)"
-        # containerd is started by dockerd itself when no system containerd runs.
-        setsid nohup dockerd --iptables=false --ip6tables=false >"$DOCKERD_LOG" 2>&1 </dev/null &
+        start_dockerd
     fi
+    starts=1
     for _ in $(seq 1 120); do
         engine_answers && break
+        # A dockerd seen while it was dying, or one that crashed at start: start it (once more).
+        if ! dockerd_running && [[ $starts -lt 2 ]]; then
+            sleep 1
+            dockerd_running || { start_dockerd; starts=$((starts + 1)); }
+        fi
         sleep 0.5
     done
     engine_answers || { tail -n 30 "$DOCKERD_LOG" >&2 || true; die "dockerd did not answer within 60 s"; }

@@ -46,11 +46,21 @@ def container_ids(stack: Stack) -> dict[str, str]:
     """service -> container id of the stack's project."""
     ids = subprocess.run(
         ["docker", "compose", "-f", str(stack.compose_file), "-p", stack.project, "ps", "-aq"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     out = subprocess.run(
-        ["docker", "inspect", "--format", '{{index .Config.Labels "com.docker.compose.service"}} {{.Id}}', *ids],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "inspect",
+            "--format",
+            '{{index .Config.Labels "com.docker.compose.service"}} {{.Id}}',
+            *ids,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return dict(line.split() for line in out.splitlines())
 
@@ -60,14 +70,21 @@ def test_idempotence_sequence(stack: Stack) -> None:
     # 1. plan: changes pending, exit 2; nothing built or started yet.
     code, changes = plan_json(stack)
     assert code == 2
-    assert {(c["step"], c["action"]) for c in changes} == {("images", "build"), ("services", "create")}
-    assert sorted(c["target"] for c in changes if c["step"] == "services") == ["api", "db", "worker"]
+    assert {(c["step"], c["action"]) for c in changes} == {
+        ("images", "build"),
+        ("services", "create"),
+    }
+    assert sorted(c["target"] for c in changes if c["step"] == "services") == [
+        "api",
+        "db",
+        "worker",
+    ]
 
     # 2. apply converges, and the published port answers.
     done = cli("apply", stack.state_file)
     assert done.returncode == 0, done.stderr
     assert "ok=3 changed=6 failed=0" in done.stdout
-    with urllib.request.urlopen("http://127.0.0.1:18080/health", timeout=5) as response:  # noqa: S310 - fixed local URL
+    with urllib.request.urlopen("http://127.0.0.1:18080/health", timeout=5) as response:
         assert json.load(response) == {"role": "api", "status": "healthy"}
 
     # 3. plan: in sync, exit 0.
@@ -125,7 +142,9 @@ def test_idempotence_sequence(stack: Stack) -> None:
 def test_never_healthy_service_fails_within_deadline(stack: Stack) -> None:
     """A healthcheck that never passes fails apply (exit 1) in time and prints the health output."""
     text = stack.compose_file.read_text()
-    worker_check = '      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]\n'
+    worker_check = (
+        '      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]\n'
+    )
     head, _, tail = text.rpartition(worker_check)
     sick = '      test: ["CMD", "sh", "-c", "echo worker cannot reach the queue; exit 1"]\n      retries: 2\n'
     stack.compose_file.write_text(head + sick + tail)

@@ -102,7 +102,11 @@ def test_planner_case(path: Path) -> None:
     """The planner turns the case's observed facts into exactly the expected changes."""
     case = _load(path)
     state = State.model_validate(
-        {"name": "case", "compose": {"file": "docker-compose.yml"}, "services": case.get("state") or {}}
+        {
+            "name": "case",
+            "compose": {"file": "docker-compose.yml"},
+            "services": case.get("state") or {},
+        }
     )
     steps = [Step(name) for name in case.get("steps", ["compose-file", "images", "services"])]
     if "expect_error" in case:

@@ -1,0 +1,77 @@
+"""Benchmark: `plan` on a converged stack against `docker compose up -d --wait`, same run.
+
+Prints medians and their ratio (baseline: compose's own no-op up on the same stack), and
+prints docker CLI calls per plan for 3 and 40 services.
+Run: .venv/bin/python -m tests.benchmarks.bench_plan
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import reconciler
+from reconciler.reconcile import make_adapter
+from tests.conftest import make_stack, remove_stack
+from tests.e2e.test_call_counts import down, write_fleet
+
+ROUNDS = 7
+
+
+def median_seconds(action: Callable[[], object], rounds: int = ROUNDS) -> float:
+    """Median wall time of `rounds` runs of `action`."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as temp:
+        stack = make_stack(Path(temp), port=18090)
+        try:
+            state = reconciler.load_state(stack.state_file)
+            result = reconciler.apply(state)
+            assert result.succeeded, result.error
+            compose = ["docker", "compose", "-f", str(stack.compose_file), "-p", stack.project]
+            baseline = median_seconds(lambda: run([*compose, "up", "-d", "--wait"]))
+            library = median_seconds(lambda: reconciler.plan(state))
+            cli = median_seconds(
+                lambda: run([sys.executable, "-m", "reconciler", "plan", str(stack.state_file)])
+            )
+        finally:
+            remove_stack(stack)
+        print(f"converged 3-service stack, median of {ROUNDS} runs each")
+        print(f"  docker compose up -d --wait (baseline): {baseline:.3f} s  ratio 1.00")
+        print(
+            f"  reconciler.plan() (library):           {library:.3f} s  ratio {library / baseline:.2f}"
+        )
+        print(f"  python -m reconciler plan (CLI):       {cli:.3f} s  ratio {cli / baseline:.2f}")
+
+        for count in (3, 40):
+            project = f"rb{uuid.uuid4().hex[:8]}"
+            state_file = write_fleet(Path(temp) / f"fleet{count}", project, count)
+            try:
+                fleet = reconciler.load_state(state_file)
+                assert reconciler.apply(fleet).succeeded
+                adapter = make_adapter(fleet)
+                reconciler.plan(fleet, adapter=adapter)
+                print(f"  docker CLI calls per plan, {count:2d} services: {len(adapter.calls)}")
+            finally:
+                down(state_file, project)
+
+
+if __name__ == "__main__":
+    main()

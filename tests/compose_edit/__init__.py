@@ -1,0 +1,1 @@
+"""Tests of reconciler.compose.edit: the byte-for-byte corpus and targeted behaviours."""
