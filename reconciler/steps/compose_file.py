@@ -63,7 +63,8 @@ def diff(state: State, observed: Observed, *, label: str) -> Plan:
                 step=Step.COMPOSE_FILE,
                 target=f"{label}:services.{edit.service}.image",
                 action="insert" if edit.before is None else "edit",
-                reason=_reason(edit.before, edit.after, edit.how),
+                reason=_reason(edit.before, edit.after, edit.how)
+                + (f"; {edit.note}" if edit.note else ""),
                 before=edit.before,
                 after=edit.after,
                 diff=unified_diff(observed.compose_text, alone.text, label),
@@ -128,7 +129,15 @@ def unified_diff(before: str, after: str, label: str) -> str:
     )
 
 
+_HOW = {
+    "inserted": "adds an image: key",
+    "replaced-alias": "replaces an alias with the value",
+    "override-merge": "overrides the image inherited through <<:",
+}
+
+
 def _reason(before: str | None, after: str, how: str) -> str:
+    detail = f" ({_HOW[how]})" if how in _HOW else ""
     if before is None:
-        return f"no image: key; pin to {after} ({how})"
-    return f"image is {before}; state pins {after} ({how})"
+        return f"no image set; state pins {after}{detail}"
+    return f"image is {before}; state pins {after}{detail}"
