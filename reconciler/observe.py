@@ -6,20 +6,47 @@ is asked only when a docker-backed step is selected, with a fixed number of call
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from reconciler import wheelhouse
 from reconciler.build_context import context_digest
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import ComposeConfig, ContainerFacts, ImageFacts
+from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, ImageFacts
 from reconciler.errors import InputError, Location
 from reconciler.plan import Step
+from reconciler.rootfs import rootfs_digest
 from reconciler.state import State
+from reconciler.state.model import RootfsSpec
 
-__all__ = ["DOCKER_STEPS", "Observed", "desired_images", "observe", "read_compose_text"]
+__all__ = [
+    "DOCKER_STEPS",
+    "ImageSource",
+    "Observed",
+    "base_images",
+    "desired_images",
+    "image_sources",
+    "observe",
+    "read_compose_text",
+    "wanted_digests",
+]
 
 DOCKER_STEPS = frozenset({Step.IMAGES, Step.SERVICES, Step.MIGRATIONS, Step.CHECKS})
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """How an image the environment needs comes to exist."""
+
+    reference: str
+    kind: Literal["build", "rootfs", "pull"]
+    first_user: str  # the service (or `images.<ref>`) that asks for it first
+    build: BuildConfig | None = None
+    rootfs: RootfsSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +60,9 @@ class Observed:
     containers: tuple[ContainerFacts, ...] = ()
     images: dict[str, ImageFacts] = field(default_factory=dict)
     context_digests: dict[str, str] = field(default_factory=dict)
+    # directory -> (digest its requirement files ask for, digest its marker records)
+    wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
 
 
 def read_compose_text(path: Path) -> str:
@@ -53,6 +83,107 @@ def desired_images(pins: Mapping[str, str], config: ComposeConfig) -> dict[str, 
     return {name: pins.get(name) or config.image_of(name) for name in config.services}
 
 
+_FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def base_images(build: BuildConfig) -> list[str]:
+    """Images a Dockerfile builds FROM (stage names included; callers filter)."""
+    try:
+        return _FROM.findall(build.dockerfile.read_text(encoding="utf-8"))
+    except OSError:
+        return []
+
+
+def image_sources(
+    state: State, config: ComposeConfig, pins: Mapping[str, str]
+) -> dict[str, ImageSource]:
+    """Every image needed, in the order to make them: base images before what builds FROM them.
+
+    A state-declared build or rootfs wins over the compose file's build section.
+    """
+    sources: dict[str, ImageSource] = {}
+
+    def add(reference: str, user: str, compose_build: BuildConfig | None) -> None:
+        if reference in sources:
+            _check_same_build(sources[reference], user, compose_build, state)
+            return
+        declared = state.images.get(reference)
+        if declared is not None and declared.rootfs is not None:
+            sources[reference] = ImageSource(reference, "rootfs", user, rootfs=declared.rootfs)
+        elif declared is not None and declared.build is not None:
+            spec = declared.build
+            build = BuildConfig(
+                context=spec.context,
+                dockerfile=spec.dockerfile or spec.context / "Dockerfile",
+                args=dict(spec.args),
+                target=spec.target,
+            )
+            sources[reference] = ImageSource(reference, "build", user, build=build)
+        elif compose_build is not None:
+            sources[reference] = ImageSource(reference, "build", user, build=compose_build)
+        else:
+            sources[reference] = ImageSource(reference, "pull", user)
+
+    for service, reference in desired_images(pins, config).items():
+        add(reference, service, config.services[service].build)
+    for reference in state.images:
+        add(reference, f"images.{reference}", None)
+    return _base_first(sources)
+
+
+def _check_same_build(
+    first: ImageSource, user: str, build: BuildConfig | None, state: State
+) -> None:
+    """Two services may share an image only if the compose file builds it one way (or not)."""
+    if first.reference in state.images or build is None or first.build in (None, build):
+        return
+    raise InputError(
+        f"services {first.first_user!r} and {user!r} both use image {first.reference} but build "
+        "it differently; give them distinct image names, the same build section, "
+        f"or declare images.{first.reference}.build in the state",
+        Location(state.compose.file, key=f"services.{user}.build"),
+    )
+
+
+def _base_first(sources: dict[str, ImageSource]) -> dict[str, ImageSource]:
+    ordered: dict[str, ImageSource] = {}
+    visiting: set[str] = set()
+
+    def visit(reference: str) -> None:
+        if reference in ordered or reference in visiting:
+            return
+        visiting.add(reference)
+        source = sources[reference]
+        if source.build is not None:
+            for base in base_images(source.build):
+                if base in sources:
+                    visit(base)
+        ordered[reference] = source
+
+    for kind in ("rootfs", "build", "pull"):
+        for reference, source in sources.items():
+            if source.kind == kind:
+                visit(reference)
+    return ordered
+
+
+def wanted_digests(sources: Mapping[str, ImageSource], *, compose_file: Path) -> dict[str, str]:
+    """The input digest each made image must carry; a build's covers its declared bases too."""
+    digests: dict[str, str] = {}
+    for reference, source in sources.items():
+        if source.rootfs is not None:
+            digests[reference] = rootfs_digest(source.rootfs)
+        elif source.build is not None:
+            digest = context_digest(source.build, compose_file=compose_file)
+            bases = [digests[base] for base in base_images(source.build) if base in digests]
+            if bases:
+                digest = (
+                    "sha256:" + hashlib.sha256("\0".join([digest, *bases]).encode()).hexdigest()
+                )
+            digests[reference] = digest
+    return digests
+
+
 def observe(
     state: State, adapter: DockerAdapter, steps: Collection[Step], pins: Mapping[str, str]
 ) -> Observed:
@@ -65,18 +196,18 @@ def observe(
     if not DOCKER_STEPS.intersection(steps):
         return Observed(compose_file=path, compose_text=text)
     config = adapter.compose_config()
-    wanted = desired_images(pins, config)
-    digests: dict[str, str] = {}
-    for service, reference in wanted.items():
-        build = config.services[service].build
-        if build is not None and reference not in digests:
-            digests[reference] = context_digest(build, compose_file=path)
+    sources = image_sources(state, config, pins)
     return Observed(
         compose_file=path,
         compose_text=text,
         config=config,
         config_hashes=adapter.config_hashes(),
         containers=tuple(adapter.containers()),
-        images=adapter.images(wanted.values()),
-        context_digests=digests,
+        images=adapter.images(sources),
+        context_digests=wanted_digests(sources, compose_file=path),
+        sources=sources,
+        wheelhouses={
+            directory: (wheelhouse.wanted_digest(spec), wheelhouse.observed_digest(Path(directory)))
+            for directory, spec in state.wheelhouses.items()
+        },
     )

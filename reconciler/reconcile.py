@@ -172,8 +172,8 @@ def diff(state: State, observed: Observed, steps: Collection[Step] = _IMPLEMENTE
         compose_file.check_services_exist(state, observed)
     rebuilt: set[str] = set()
     if Step.IMAGES in steps:
-        image_plan = images.diff(pins, observed)
-        rebuilt = {change.target for change in image_plan.changes}
+        image_plan = images.diff(state, observed)
+        rebuilt = {c.target for c in image_plan.changes if c.action != "download"}
         result += image_plan
     if Step.SERVICES in steps:
         result += services.diff(pins, observed, rebuilt=rebuilt)
@@ -192,7 +192,7 @@ def _apply_step(
     if step is Step.COMPOSE_FILE:
         compose_file.apply(state, observed)
     elif step is Step.IMAGES:
-        images.apply(changes, pins, observed, adapter)
+        images.apply(changes, state, observed, adapter)
     elif step is Step.SERVICES:
         assert observed.config is not None
         services.apply(changes, state, adapter, observed.config)

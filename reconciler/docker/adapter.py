@@ -22,7 +22,7 @@ from python_on_whales import DockerClient
 from python_on_whales.components.container.models import ContainerInspectResult
 from python_on_whales.exceptions import DockerException
 
-from reconciler.docker.errors import classify
+from reconciler.docker.errors import TRANSIENT_PATTERNS, classify
 from reconciler.docker.facts import (
     BuildConfig,
     ComposeConfig,
@@ -34,7 +34,7 @@ from reconciler.docker.facts import (
 from reconciler.docker.retry import RetryPolicy, retrying
 from reconciler.errors import InputError, Location, PermanentDockerError
 
-__all__ = ["DockerAdapter", "DockerCall"]
+__all__ = ["DockerAdapter", "DockerCall", "ExecResult"]
 
 _log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -50,6 +50,15 @@ class DockerCall:
 
     argv: tuple[str, ...]
     mutating: bool
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run in a container said, and its exit code."""
+
+    exit_code: int
+    stdout: str
+    output: str  # stdout then stderr
 
 
 @dataclass
@@ -125,7 +134,43 @@ class DockerAdapter:
             [*self._docker_cmd(), "logs", "--tail", str(lines), container_id], stderr=True
         )
 
+    def exec(
+        self, service: str, argv: Sequence[str], *, mutating: bool, timeout: float = _READ_TIMEOUT
+    ) -> ExecResult:
+        """Run `argv` in the service's running container (`compose exec -T`), no shell.
+
+        The command's own exit code is returned, not raised; docker's own failures (service
+        not running, daemon faults) raise as usual.
+        """
+        command = [*self._compose_cmd(), "exec", "-T", service, *argv]
+        return self._exec(command, mutating=mutating, timeout=timeout)
+
+    def _exec(self, argv: list[str], *, mutating: bool, timeout: float | None) -> ExecResult:
+        def attempt() -> ExecResult:
+            self.calls.append(DockerCall(tuple(argv), mutating))
+            try:
+                done = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=timeout, check=False
+                )
+            except subprocess.TimeoutExpired as error:
+                raise classify(argv, f"i/o timeout: no answer within {timeout} s", "") from error
+            output = done.stdout + done.stderr
+            if done.returncode != 0 and _docker_failed(done.returncode, done.stderr):
+                raise classify(argv, done.stderr, done.stdout)
+            return ExecResult(done.returncode, done.stdout, output)
+
+        return retrying(self.retry, attempt, what=_short(argv))
+
     # ---- changes (mutating) -----------------------------------------------------------
+
+    def import_rootfs(self, tarball: Path, reference: str, labels: dict[str, str]) -> None:
+        """`docker import` a root filesystem tarball as `reference`, with labels."""
+        changes = [f"LABEL {key}={json.dumps(value)}" for key, value in sorted(labels.items())]
+        argv = [*self._docker_cmd(), "image", "import"]
+        for change in changes:
+            argv += ["--change", change]
+        argv += [str(tarball), reference]
+        self._call(argv, mutating=True, timeout=None)
 
     def build(self, reference: str, build: BuildConfig, labels: dict[str, str]) -> None:
         """Build `reference` from a compose build section, adding `labels`."""
@@ -254,6 +299,24 @@ def _short(argv: Sequence[str]) -> str:
 def _first_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text.strip()
+
+
+# Exit codes docker itself uses for "could not run the command" (as `docker run` documents),
+# and texts compose prints when the container is not there; anything else is the command's.
+_DOCKER_EXEC_CODES = frozenset({125, 126, 127})
+_EXEC_FAILURE_TEXTS = (
+    "is not running",
+    "no such service",
+    "no container found",
+    "error response from daemon",
+)
+
+
+def _docker_failed(code: int, stderr: str) -> bool:
+    lowered = stderr.lower()
+    if any(pattern in lowered for pattern in TRANSIENT_PATTERNS):
+        return True
+    return code in _DOCKER_EXEC_CODES or any(text in lowered for text in _EXEC_FAILURE_TEXTS)
 
 
 def _only_missing_images(stderr: str) -> bool:

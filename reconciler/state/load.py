@@ -178,21 +178,55 @@ def _input_error(error: ValidationError, document: CommentedMap, source: Path) -
 
 def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
     root = find_root(source)
-    compose_file = (source.parent / state.compose.file).resolve()
-    line, column = _position(document, ["compose", "file"], key=False) or (None, None)
-    location = Location(source, line, column, "compose.file")
-    if not state.allow_outside_root and not compose_file.is_relative_to(root):
-        raise InputError(
-            f"{compose_file} is outside the state's root {root}; "
-            "set `allow_outside_root: true` to allow it",
-            location,
-        )
-    if not compose_file.is_file():
-        raise InputError(f"compose file {compose_file} does not exist", location)
+
+    def resolve(path: Path, loc: list[str | int], *, must: str | None = None) -> Path:
+        """`path` against the state's directory, inside the root, existing as `must` says."""
+        resolved = (source.parent / path).resolve()
+        line, column = _position(document, loc, key=False) or (None, None)
+        location = Location(source, line, column, ".".join(str(part) for part in loc))
+        if not state.allow_outside_root and not resolved.is_relative_to(root):
+            raise InputError(
+                f"{resolved} is outside the state's root {root}; "
+                "set `allow_outside_root: true` to allow it",
+                location,
+            )
+        if must == "file" and not resolved.is_file():
+            raise InputError(f"{resolved} does not exist or is not a file", location)
+        if must == "dir" and not resolved.is_dir():
+            raise InputError(f"{resolved} does not exist or is not a directory", location)
+        return resolved
+
+    compose_file = resolve(state.compose.file, ["compose", "file"], must="file")
     compose = ComposeSpec(file=compose_file, project=state.compose.project)
-    return state.model_copy(update={"compose": compose}).located(
-        source.resolve(), root, _key_positions(document)
+    images = {}
+    for ref, spec in state.images.items():
+        if spec.build is not None:
+            context = resolve(spec.build.context, ["images", ref, "build", "context"], must="dir")
+            dockerfile = (
+                resolve(spec.build.dockerfile, ["images", ref, "build", "dockerfile"], must="file")
+                if spec.build.dockerfile is not None
+                else resolve(
+                    spec.build.context / "Dockerfile",
+                    ["images", ref, "build", "context"],
+                    must="file",
+                )
+            )
+            build = spec.build.model_copy(update={"context": context, "dockerfile": dockerfile})
+            images[ref] = spec.model_copy(update={"build": build})
+        else:
+            images[ref] = spec
+    wheelhouses = {}
+    for directory, wheelhouse in state.wheelhouses.items():
+        target = resolve(Path(directory), ["wheelhouses", directory])
+        requirements = [
+            resolve(path, ["wheelhouses", directory, "requirements", index], must="file")
+            for index, path in enumerate(wheelhouse.requirements)
+        ]
+        wheelhouses[str(target)] = wheelhouse.model_copy(update={"requirements": requirements})
+    resolved = state.model_copy(
+        update={"compose": compose, "images": images, "wheelhouses": wheelhouses}
     )
+    return resolved.located(source.resolve(), root, _key_positions(document))
 
 
 def _key_positions(document: CommentedMap) -> dict[str, tuple[int, int]]:

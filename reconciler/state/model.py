@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from reconciler.errors import Location
 
-__all__ = ["ComposeSpec", "ServiceSpec", "State", "valid_image_reference"]
+__all__ = [
+    "AlembicSpec",
+    "BuildSpec",
+    "CheckSpec",
+    "ComposeSpec",
+    "ExecSpec",
+    "HttpRequestSpec",
+    "ImageSpec",
+    "ItemsExpectation",
+    "MigrationSpec",
+    "PollSpec",
+    "RootfsSpec",
+    "ServiceSpec",
+    "State",
+    "WheelhouseSpec",
+    "valid_image_reference",
+]
 
 # distribution/reference's grammar: [host[:port]/]path[:tag][@digest], path lower-case.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -75,6 +91,138 @@ class ServiceSpec(_Strict):
     )
 
 
+Argv = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class BuildSpec(_Strict):
+    """How to build an image; overrides the compose file's build section for that tag."""
+
+    context: Path = Field(strict=False, description="Build context directory.")
+    dockerfile: Path | None = Field(
+        default=None, strict=False, description="Dockerfile (default: context/Dockerfile)."
+    )
+    args: dict[str, str] = Field(default_factory=dict)
+    target: str | None = None
+
+
+class RootfsSpec(_Strict):
+    """A Debian base image made with debootstrap and `docker import` (no registry needed)."""
+
+    suite: str = Field(default="bookworm", pattern=r"^[a-z]+$")
+    variant: str = Field(default="minbase", pattern=r"^[a-z]+$")
+    include: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]*$")]] = Field(
+        default_factory=list
+    )
+    mirror: str | None = Field(
+        default=None, description="Debian mirror URI; the machine's own apt mirror when absent."
+    )
+
+
+class ImageSpec(_Strict):
+    """A declared image: how it is made (build or rootfs, or neither) and its size budget."""
+
+    build: BuildSpec | None = None
+    rootfs: RootfsSpec | None = None
+    size_budget_mb: float | None = Field(default=None, gt=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_way_to_make(self) -> ImageSpec:
+        if self.build is not None and self.rootfs is not None:
+            raise ValueError("give either `build` or `rootfs`, not both")
+        return self
+
+
+class WheelhouseSpec(_Strict):
+    """A directory of wheels downloaded on the host, for offline `pip install --no-index`."""
+
+    requirements: list[Path] = Field(min_length=1, strict=False)
+
+
+class AlembicSpec(_Strict):
+    """Alembic in the service: `current` vs `heads` decides; `upgrade head` applies."""
+
+    command: Argv = Field(default_factory=lambda: ["python", "-m", "alembic"])
+
+
+class MigrationSpec(_Strict):
+    """Migrations run inside a running service: alembic, or any tool via check/apply argv."""
+
+    name: str = Field(min_length=1)
+    service: str = Field(pattern=_SERVICE_NAME)
+    alembic: AlembicSpec | None = None
+    check: Argv | None = Field(default=None, description="Exit 0 when up to date.")
+    apply: Argv | None = Field(default=None, description="Brings the schema up to date.")
+    timeout: Seconds = 300.0
+
+    @model_validator(mode="after")
+    def _alembic_or_commands(self) -> MigrationSpec:
+        if self.alembic is None and (self.check is None or self.apply is None):
+            raise ValueError("give `alembic: {}` or both `check` and `apply` argv lists")
+        if self.alembic is not None and (self.check is not None or self.apply is not None):
+            raise ValueError("give `alembic` or `check`/`apply`, not both")
+        return self
+
+
+class HttpRequestSpec(_Strict):
+    """One HTTP request and what its answer must be."""
+
+    url: str = Field(pattern=r"^https?://")
+    method: str = Field(default="GET", pattern=r"^(GET|POST|PUT|PATCH|DELETE|HEAD)$")
+    json_body: dict[str, object] | None = Field(default=None, alias="json")
+    expect_status: int | None = Field(default=200, ge=100, le=599)
+    expect_json: dict[str, object] | None = Field(
+        default=None, description="Subset the JSON answer must contain."
+    )
+    expect_items: ItemsExpectation | None = None
+    capture: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> dotted path in the JSON answer, for {name} in later URLs.",
+    )
+
+
+class ItemsExpectation(_Strict):
+    """For a JSON list answer: how many items, and items that must be among them."""
+
+    min: int = Field(default=0, ge=0)
+    having: list[dict[str, object]] = Field(default_factory=list)
+
+
+class PollSpec(_Strict):
+    """Poll a URL until a field reaches a value; fail early on others."""
+
+    url: str = Field(pattern=r"^https?://")
+    until: dict[str, object] = Field(min_length=1, description="dotted path -> wanted value")
+    fail_if: dict[str, list[object]] = Field(default_factory=dict)
+
+
+class ExecSpec(_Strict):
+    """A command run in a running service; its exit code (and output) decide."""
+
+    service: str = Field(pattern=_SERVICE_NAME)
+    command: Argv
+    expect_exit: int | Literal["nonzero"] = 0
+    expect_output: str | None = Field(default=None, description="Substring of stdout+stderr.")
+
+
+class CheckSpec(_Strict):
+    """A functional check with a deadline: an HTTP request (optionally polled) or an exec."""
+
+    name: str = Field(min_length=1)
+    deadline: Seconds = 60.0
+    http: HttpRequestSpec | None = None
+    poll: PollSpec | None = None
+    exec: ExecSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CheckSpec:
+        if (self.http is None) == (self.exec is None):
+            raise ValueError("a check needs exactly one of `http` or `exec`")
+        if self.poll is not None and self.http is None:
+            raise ValueError("`poll` follows an `http` request")
+        return self
+
+
 class State(_Strict):
     """A declared state: the root model of a state file."""
 
@@ -83,6 +231,15 @@ class State(_Strict):
     services: dict[Annotated[str, Field(pattern=_SERVICE_NAME)], ServiceSpec] = Field(
         default_factory=dict
     )
+    images: dict[Annotated[str, AfterValidator(valid_image_reference)], ImageSpec] = Field(
+        default_factory=dict, description="Images reconciler makes, by reference."
+    )
+    wheelhouses: dict[str, WheelhouseSpec] = Field(
+        default_factory=dict,
+        description="Wheel directories (relative paths) to fill with pip download.",
+    )
+    migrations: list[MigrationSpec] = Field(default_factory=list)
+    checks: list[CheckSpec] = Field(default_factory=list)
     allow_outside_root: bool = Field(
         default=False,
         description="Allow paths outside the state's root (git work tree or state directory).",

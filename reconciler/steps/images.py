@@ -1,77 +1,62 @@
-"""images step: build tags that are missing or whose build inputs changed; pull the rest.
+"""images step: fill wheelhouses, make base images, build what is missing or stale, pull the rest.
 
-A built image carries `io.reconciler.context-digest`; a tag whose label differs from the
-digest of its current build inputs is rebuilt. `diff` is pure; `apply` goes through the adapter.
+Every image reconciler makes carries `io.reconciler.context-digest`, the digest of its inputs
+(build context, Dockerfile, args, target and declared base images; or its rootfs spec). A tag
+whose label differs is remade. `diff` is pure; `apply` goes through the adapter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from pathlib import Path
 
 import structlog
 
+from reconciler import rootfs, wheelhouse
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import BuildConfig, ComposeConfig
-from reconciler.errors import InputError, Location
-from reconciler.observe import Observed, desired_images
+from reconciler.observe import Observed, wanted_digests
 from reconciler.plan import Change, InSync, Plan, Step
+from reconciler.state import State
 
 __all__ = ["apply", "diff"]
 
 _log = structlog.get_logger(__name__)
+WHEELHOUSE = "wheelhouse:"
 
 
-def diff(pins: Mapping[str, str], observed: Observed) -> Plan:
-    """A build (or pull) per image reference that is missing or stale; ok rows for the rest."""
-    config = observed.config
-    assert config is not None, "images step needs docker observation"
+def diff(state: State, observed: Observed) -> Plan:
+    """Downloads for stale wheelhouses, then a make (or pull) per missing or stale image."""
     changes: list[Change] = []
     ok: list[InSync] = []
-    seen: set[str] = set()
-    built_by: dict[str, str] = {}
-    for service, reference in desired_images(pins, config).items():
-        build = config.services[service].build
-        if reference in seen:
-            _check_same_build(reference, service, built_by.get(reference), config, observed)
-            continue
-        seen.add(reference)
-        if build is not None:
-            built_by[reference] = service
+    for directory, (wanted, have) in observed.wheelhouses.items():
+        target = WHEELHOUSE + _label(state, Path(directory))
+        if have == wanted:
+            ok.append(InSync(Step.IMAGES, target, "wheels match the requirement files"))
+        else:
+            reason = "not downloaded yet" if have is None else "requirement files changed"
+            changes.append(
+                Change(Step.IMAGES, target, "download", reason, before=have, after=wanted)
+            )
+    for reference, source in observed.sources.items():
         image = observed.images.get(reference)
-        if build is None:
+        if source.kind == "pull":
             if image is None:
-                changes.append(
-                    Change(
-                        Step.IMAGES,
-                        reference,
-                        "pull",
-                        f"missing locally; {service} has no build section",
-                    )
-                )
+                reason = f"missing locally; {source.first_user} has no build"
+                changes.append(Change(Step.IMAGES, reference, "pull", reason))
             else:
                 ok.append(InSync(Step.IMAGES, reference, f"present ({_short_id(image.id)})"))
             continue
         wanted = observed.context_digests[reference]
+        action = "build" if source.kind == "build" else "import"
+        have = image.labels.get(DIGEST_LABEL) if image else None
         if image is None:
+            reason = f"missing; made from {_how(source.kind, source.first_user)}"
+            changes.append(Change(Step.IMAGES, reference, action, reason, after=wanted))
+        elif have != wanted:
+            changed = "build inputs changed" if source.kind == "build" else "rootfs spec changed"
+            reason = changed if have else "not made by reconciler (no input digest label)"
             changes.append(
-                Change(
-                    Step.IMAGES,
-                    reference,
-                    "build",
-                    f"missing; built from {service}'s build section",
-                    after=wanted,
-                )
-            )
-        elif image.labels.get(DIGEST_LABEL) != wanted:
-            have = image.labels.get(DIGEST_LABEL)
-            reason = (
-                "build inputs changed"
-                if have
-                else "not built by reconciler (no input digest label)"
-            )
-            changes.append(
-                Change(Step.IMAGES, reference, "build", reason, before=have, after=wanted)
+                Change(Step.IMAGES, reference, action, reason, before=have, after=wanted)
             )
         else:
             ok.append(InSync(Step.IMAGES, reference, f"up to date ({_short_id(image.id)})"))
@@ -79,38 +64,46 @@ def diff(pins: Mapping[str, str], observed: Observed) -> Plan:
 
 
 def apply(
-    changes: tuple[Change, ...], pins: Mapping[str, str], observed: Observed, adapter: DockerAdapter
+    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
 ) -> None:
-    """Build or pull each planned image, one at a time, in plan order."""
-    config = observed.config
-    assert config is not None
-    builders: dict[str, BuildConfig | None] = {}
-    for service, reference in desired_images(pins, config).items():
-        builders.setdefault(reference, config.services[service].build)  # first one, as in diff
+    """Download wheelhouses, then make images in plan order (base images first)."""
     for change in changes:
+        if change.action == "download":
+            directory = _directory(state, change.target)
+            wheelhouse.download(Path(directory), state.wheelhouses[directory])
+    # Inputs may have changed since observing (a wheelhouse was just filled): digest them now,
+    # so the label says what the image was really made from.
+    digests = wanted_digests(observed.sources, compose_file=observed.compose_file)
+    for change in changes:
+        source = observed.sources.get(change.target)
+        if source is None:
+            continue
+        labels = {DIGEST_LABEL: digests[change.target]} if change.target in digests else {}
         if change.action == "pull":
             _log.info("pulling image", image=change.target)
             adapter.pull(change.target)
-            continue
-        build = builders[change.target]
-        assert build is not None, "a build change always has a build section"
-        assert change.after is not None, "a build change carries the wanted digest"
-        _log.info("building image", image=change.target, context=str(build.context))
-        adapter.build(change.target, build, {DIGEST_LABEL: change.after})
+        elif source.rootfs is not None:
+            _log.info("making base image", image=change.target)
+            rootfs.build_rootfs_image(change.target, source.rootfs, labels, adapter)
+        elif source.build is not None:
+            _log.info("building image", image=change.target, context=str(source.build.context))
+            adapter.build(change.target, source.build, labels)
 
 
-def _check_same_build(
-    reference: str, service: str, first: str | None, config: ComposeConfig, observed: Observed
-) -> None:
-    """Two services may share an image only if they build it the same way (or not at all)."""
-    build = config.services[service].build
-    if build is None or first is None or build == config.services[first].build:
-        return
-    raise InputError(
-        f"services {first!r} and {service!r} both use image {reference} but build it "
-        "differently; give them distinct image names or the same build section",
-        Location(observed.compose_file, key=f"services.{service}.build"),
-    )
+def _how(kind: str, user: str) -> str:
+    return f"its rootfs spec ({user})" if kind == "rootfs" else f"{user}'s build"
+
+
+def _label(state: State, path: Path) -> str:
+    return str(path.relative_to(state.root)) if path.is_relative_to(state.root) else str(path)
+
+
+def _directory(state: State, target: str) -> str:
+    label = target.removeprefix(WHEELHOUSE)
+    for directory in state.wheelhouses:
+        if _label(state, Path(directory)) == label:
+            return directory
+    raise KeyError(target)
 
 
 def _short_id(image_id: str) -> str:

@@ -19,7 +19,7 @@ from reconciler.docker.facts import (
     ServiceConfig,
 )
 from reconciler.errors import InputError
-from reconciler.observe import Observed
+from reconciler.observe import Observed, image_sources
 from reconciler.plan import Step
 from reconciler.reconcile import diff
 from reconciler.state import State
@@ -58,7 +58,7 @@ def _compose_text(case: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _observed(case: dict[str, Any]) -> Observed:
+def _observed(case: dict[str, Any], state: State, steps: list[Step]) -> Observed:
     containers = tuple(
         ContainerFacts(
             id=f"id-{index}",
@@ -81,14 +81,18 @@ def _observed(case: dict[str, Any]) -> Observed:
         )
         for ref, spec in (case.get("images") or {}).items()
     }
+    config = _config(case)
+    pins = state.pins() if Step.COMPOSE_FILE in steps else {}
     return Observed(
         compose_file=Path("docker-compose.yml"),
         compose_text=_compose_text(case),
-        config=_config(case),
+        config=config,
+        sources=image_sources(state, config, pins),
         config_hashes=dict(case.get("hashes") or {}),
         containers=containers,
         images=images,
         context_digests=dict(case.get("digests") or {}),
+        wheelhouses={key: (value[0], value[1]) for key, value in (case.get("wheelhouses") or {}).items()},
     )
 
 
@@ -106,14 +110,16 @@ def test_planner_case(path: Path) -> None:
             "name": "case",
             "compose": {"file": "docker-compose.yml"},
             "services": case.get("state") or {},
+            "images": case.get("images_decl") or {},
+            "wheelhouses": {key: {"requirements": ["r.txt"]} for key in case.get("wheelhouses") or {}},
         }
     )
     steps = [Step(name) for name in case.get("steps", ["compose-file", "images", "services"])]
     if "expect_error" in case:
         with pytest.raises(InputError, match=case["expect_error"]):
-            diff(state, _observed(case), steps)
+            diff(state, _observed(case, state, steps), steps)
         return
-    plan = diff(state, _observed(case), steps)
+    plan = diff(state, _observed(case, state, steps), steps)
     got = [[str(c.step), c.target, c.action] for c in plan.changes]
     want = [[step, target, action] for step, target, action in case["expect"]]
     assert got == want, case["description"]

@@ -1,0 +1,35 @@
+"""Command line: ``python -m ktrdr_canary {backend,worker} [--host H] [--port P]``.
+
+The same image can play every role; compose picks one with ``command:``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_PORTS = {"backend": 8000, "worker": 5003}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ktrdr_canary")
+    parser.add_argument("role", choices=sorted(DEFAULT_PORTS))
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=None, help="default: $PORT or the role's port")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+
+    port = args.port or int(os.environ.get("PORT", DEFAULT_PORTS[args.role]))
+    # The worker derives its default endpoint URL from the port it really listens on.
+    os.environ["PORT"] = str(port)
+
+    import uvicorn  # imported late: `--help` must work anywhere
+
+    app = "ktrdr_canary.backend:app" if args.role == "backend" else "ktrdr_canary.worker:app"
+    uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Wheelhouses: directories of wheels downloaded on the host for offline image builds.
+
+A wheelhouse is in sync when its marker file holds the digest of its requirement files; it is
+filled with `pip download` (argv, no shell) and the marker written last, so an interrupted
+download is retried next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import structlog
+
+from reconciler.errors import ApplyError
+from reconciler.state.model import WheelhouseSpec
+
+__all__ = ["MARKER", "download", "observed_digest", "wanted_digest"]
+
+MARKER = ".reconciler-wheelhouse.json"
+_log = structlog.get_logger(__name__)
+
+
+def wanted_digest(spec: WheelhouseSpec) -> str:
+    """Digest of what the wheelhouse must hold: its requirement files, in order."""
+    digest = hashlib.sha256()
+    for path in spec.requirements:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def observed_digest(directory: Path) -> str | None:
+    """The digest recorded by the last complete download, if any."""
+    try:
+        data = json.loads((directory / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    value = data.get("digest") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def download(directory: Path, spec: WheelhouseSpec) -> None:
+    """Download every requirement file's wheels into `directory`, then record the digest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for requirements in spec.requirements:
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--dest",
+            str(directory),
+            "--requirement",
+            str(requirements),
+        ]
+        _log.info("downloading wheels", requirements=str(requirements), into=str(directory))
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+            raise ApplyError(f"pip download for {requirements} failed:\n{tail}")
+    marker = directory / MARKER
+    marker.write_text(json.dumps({"digest": wanted_digest(spec)}) + "\n")
