@@ -136,7 +136,7 @@ class ImageSpec(_Strict):
 class WheelhouseSpec(_Strict):
     """A directory of wheels downloaded on the host, for offline `pip install --no-index`."""
 
-    requirements: list[Path] = Field(min_length=1, strict=False)
+    requirements: list[Annotated[Path, Field(strict=False)]] = Field(min_length=1)
 
 
 class AlembicSpec(_Strict):
