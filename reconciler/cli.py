@@ -20,6 +20,7 @@ import structlog
 from reconciler import reconcile
 from reconciler.errors import HealthTimeoutError, InputError, ReconcilerError
 from reconciler.plan import Change, Plan, Step
+from reconciler.report import junit_xml, markdown
 from reconciler.state import load_state
 
 __all__ = ["main"]
@@ -75,7 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "plan", parents=[common, steps], help="show what apply would change; change nothing"
     )
-    commands.add_parser("apply", parents=[common, steps], help="converge to the declared state")
+    apply = commands.add_parser(
+        "apply", parents=[common, steps], help="converge to the declared state, then run checks"
+    )
+    apply.add_argument(
+        "--rollback-on-failure",
+        action="store_true",
+        help="on failure after the compose file or images changed, restore them and re-converge",
+    )
+    apply.add_argument("--report", type=Path, metavar="PATH", help="write a Markdown report")
+    apply.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML of the checks")
     down = commands.add_parser("down", parents=[common], help="stop the compose project")
     down.add_argument("--volumes", action="store_true", help="also remove named volumes")
     return parser
@@ -101,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = reconcile.select_steps(args.only, args.skip)
         if args.command == "plan":
             return _plan(state_plan=reconcile.plan(state, steps=steps), as_json=args.json)
-        return _apply(reconcile.apply(state, steps=steps), as_json=args.json)
+        result = reconcile.apply(state, steps=steps, rollback_on_failure=args.rollback_on_failure)
+        _write_reports(state.name, result, report=args.report, junit=args.junit)
+        return _apply(result, as_json=args.json)
     except ReconcilerError as error:
         _report_error(error)
         return _exit_code(error)
@@ -112,6 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _exit_code(error: ReconcilerError) -> int:
     return EXIT_INPUT if isinstance(error, InputError) else EXIT_FAILED
+
+
+def _write_reports(
+    name: str, result: reconcile.ApplyResult, *, report: Path | None, junit: Path | None
+) -> None:
+    try:
+        if report is not None:
+            report.write_text(markdown(name, result), encoding="utf-8")
+        if junit is not None:
+            junit.write_text(junit_xml(name, result), encoding="utf-8")
+    except OSError as error:
+        print(f"error: cannot write report: {error}", file=sys.stderr)
 
 
 def _plan(state_plan: Plan, *, as_json: bool) -> int:
@@ -127,12 +151,23 @@ def _plan(state_plan: Plan, *, as_json: bool) -> int:
 
 
 def _apply(result: reconcile.ApplyResult, *, as_json: bool) -> int:
-    ok, changed, failed = len(result.plan.ok), len(result.applied), len(result.failed)
+    ok, changed = len(result.plan.ok), len(result.applied)
+    failed = len(result.failed) + sum(1 for check in result.checks if not check.passed)
     if as_json:
         payload = {
             "changes": [change.to_dict() for change in result.applied],
             "ok": [row.to_dict() for row in result.plan.ok],
             "failed": [change.to_dict() for change in result.failed],
+            "checks": [
+                {
+                    "name": c.name,
+                    "passed": c.passed,
+                    "detail": c.detail,
+                    "seconds": round(c.seconds, 3),
+                }
+                for c in result.checks
+            ],
+            "rolled_back": list(result.rolled_back),
             "summary": {"ok": ok, "changed": changed, "failed": failed},
         }
         if result.error is not None:
@@ -140,8 +175,13 @@ def _apply(result: reconcile.ApplyResult, *, as_json: bool) -> int:
         print(json.dumps(payload, indent=2))
     else:
         _print_plan(Plan(result.applied), sys.stdout)
-        if not result.changed and result.succeeded:
+        if not result.changed and not result.failed:
             print("No changes: already in the declared state.")
+        for check in result.checks:
+            verdict = "PASS" if check.passed else "FAIL"
+            print(f"check  {verdict}  {check.name}  ({check.detail}, {check.seconds:.1f} s)")
+        for line in result.rolled_back:
+            print(f"rolled back: {line}")
     if result.error is not None:
         _report_error(result.error)
     if not as_json:

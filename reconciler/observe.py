@@ -22,6 +22,8 @@ from reconciler.plan import Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.state import State
 from reconciler.state.model import RootfsSpec
+from reconciler.steps import migrations
+from reconciler.steps.migrations import MigrationStatus
 
 __all__ = [
     "DOCKER_STEPS",
@@ -63,6 +65,7 @@ class Observed:
     # directory -> (digest its requirement files ask for, digest its marker records)
     wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
+    migrations: dict[str, MigrationStatus] = field(default_factory=dict)
 
 
 def read_compose_text(path: Path) -> str:
@@ -197,12 +200,16 @@ def observe(
         return Observed(compose_file=path, compose_text=text)
     config = adapter.compose_config()
     sources = image_sources(state, config, pins)
+    containers = tuple(adapter.containers())
     return Observed(
         compose_file=path,
         compose_text=text,
         config=config,
         config_hashes=adapter.config_hashes(),
-        containers=tuple(adapter.containers()),
+        containers=containers,
+        migrations=(
+            migrations.observe(state, adapter, containers) if Step.MIGRATIONS in steps else {}
+        ),
         images=adapter.images(sources),
         context_digests=wanted_digests(sources, compose_file=path),
         sources=sources,

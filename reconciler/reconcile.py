@@ -12,14 +12,22 @@ from dataclasses import dataclass, field
 import structlog
 
 from reconciler.docker.adapter import DockerAdapter, DockerCall
-from reconciler.errors import ConvergenceError, HealthTimeoutError, InputError, ReconcilerError
+from reconciler.errors import (
+    ApplyError,
+    ConvergenceError,
+    HealthTimeoutError,
+    InputError,
+    ReconcilerError,
+)
 from reconciler.observe import Observed, observe
 from reconciler.plan import STEP_ORDER, Change, Plan, Step
 from reconciler.state import State
-from reconciler.steps import compose_file, images, services
+from reconciler.steps import checks, compose_file, images, migrations, services
+from reconciler.steps.checks import CheckResult
 
 __all__ = [
     "ApplyResult",
+    "CheckFailedError",
     "apply",
     "diff",
     "down",
@@ -30,22 +38,25 @@ __all__ = [
 ]
 
 _log = structlog.get_logger(__name__)
-_IMPLEMENTED = (Step.COMPOSE_FILE, Step.IMAGES, Step.SERVICES)
+_IMPLEMENTED = STEP_ORDER
 
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What an apply did: the plan it followed, what it changed, and how it ended."""
+    """What an apply did: the plan it followed, what it changed, checks, and how it ended."""
 
     plan: Plan
     applied: tuple[Change, ...] = ()
     failed: tuple[Change, ...] = ()
     error: ReconcilerError | None = None
+    checks: tuple[CheckResult, ...] = ()
+    rolled_back: tuple[str, ...] = ()
+    sizes: dict[str, int] = field(default_factory=dict)
     calls: tuple[DockerCall, ...] = field(default=(), repr=False)
 
     @property
     def succeeded(self) -> bool:
-        """True when every change was applied and the environment verified as converged."""
+        """True when every change was applied, the environment converged and checks passed."""
         return self.error is None
 
     @property
@@ -91,46 +102,130 @@ def apply(
     *,
     steps: Collection[Step] = _IMPLEMENTED,
     adapter: DockerAdapter | None = None,
+    rollback_on_failure: bool = False,
 ) -> ApplyResult:
-    """Plan, apply the changes step by step, then observe again to verify convergence.
+    """Plan, apply the changes step by step, observe again to verify, then run the checks.
 
     Raises `InputError` (before anything is changed) for invalid input; every other failure is
-    reported in the result, with the change that failed.
+    reported in the result, with the change that failed. With `rollback_on_failure`, a failure
+    after the compose file or images changed restores the previous file bytes and images and
+    re-converges the services that ran before.
     """
     adapter = adapter or make_adapter(state)
     observed = _observe(state, adapter, steps)
     the_plan = diff(state, observed, steps)
+    run = _Run(state, steps, adapter, the_plan)
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
-        return ApplyResult(the_plan, calls=tuple(adapter.calls))
-    applied: list[Change] = []
-    pins = _pins(state, steps)
     for step in STEP_ORDER:
         changes = the_plan.for_step(step)
         if not changes:
             continue
         try:
-            _apply_step(
-                step, changes=changes, state=state, pins=pins, observed=observed, adapter=adapter
+            done = _apply_step(
+                step, changes=changes, state=state, observed=observed, adapter=adapter
             )
         except ReconcilerError as error:
             _log.error("step failed", step=str(step), error=str(error))
             failed = _failed_changes(changes, error)
-            done = tuple(applied) + tuple(c for c in changes if c not in failed)
-            return ApplyResult(the_plan, done, failed, error, tuple(adapter.calls))
-        for change in changes:
+            run.applied.extend(c for c in changes if c not in failed)
+            return run.fail(error, failed, observed, rollback_on_failure)
+        for change in done:
             _log.info("changed", step=str(step), target=change.target, action=change.action)
-        applied.extend(changes)
+        run.applied.extend(done)
     try:
-        remaining = diff(state, _observe(state, adapter, steps), steps)
+        final = _observe(state, adapter, steps) if run.applied else observed
+        remaining = diff(state, final, steps)
     except ReconcilerError as error:
-        return ApplyResult(the_plan, tuple(applied), (), error, tuple(adapter.calls))
+        return run.fail(error, (), observed, rollback_on_failure)
     if not remaining.empty:
         lines = tuple(f"{c.step} {c.action} {c.target}: {c.reason}" for c in remaining.changes)
         still = ConvergenceError("still differs after apply:\n  " + "\n  ".join(lines), lines)
-        return ApplyResult(the_plan, tuple(applied), remaining.changes, still, tuple(adapter.calls))
-    _log.info("converged", changed=len(applied))
-    return ApplyResult(the_plan, tuple(applied), calls=tuple(adapter.calls))
+        return run.fail(still, remaining.changes, observed, rollback_on_failure)
+    if run.applied:
+        _log.info("converged", changed=len(run.applied))
+    if Step.CHECKS in steps:
+        run.checks = checks.run(state, adapter, final.images)
+        failing = [result for result in run.checks if not result.passed]
+        if failing:
+            names = ", ".join(f"{r.name} ({r.detail})" for r in failing)
+            return run.fail(
+                CheckFailedError(f"checks failed: {names}"), (), observed, rollback_on_failure
+            )
+    run.sizes = {ref: image.size for ref, image in final.images.items()}
+    return run.result()
+
+
+class CheckFailedError(ApplyError):
+    """One or more functional checks did not pass before their deadline."""
+
+
+@dataclass
+class _Run:
+    """The mutable record of one apply, turned into a frozen `ApplyResult` at the end."""
+
+    state: State
+    steps: Collection[Step]
+    adapter: DockerAdapter
+    plan: Plan
+    applied: list[Change] = field(default_factory=list)
+    checks: tuple[CheckResult, ...] = ()
+    rolled_back: tuple[str, ...] = ()
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def result(
+        self, error: ReconcilerError | None = None, failed: tuple[Change, ...] = ()
+    ) -> ApplyResult:
+        return ApplyResult(
+            self.plan,
+            tuple(self.applied),
+            failed,
+            error,
+            self.checks,
+            self.rolled_back,
+            self.sizes,
+            tuple(self.adapter.calls),
+        )
+
+    def fail(
+        self,
+        error: ReconcilerError,
+        failed: tuple[Change, ...],
+        before: Observed,
+        rollback: bool,
+    ) -> ApplyResult:
+        if rollback and self.applied:
+            self.rolled_back = _roll_back(self.state, self.adapter, before, self.applied)
+        return self.result(error, failed)
+
+
+def _roll_back(
+    state: State, adapter: DockerAdapter, before: Observed, applied: list[Change]
+) -> tuple[str, ...]:
+    """Restore the compose file bytes and images of `before`, then re-converge services."""
+    done: list[str] = []
+    try:
+        if any(change.step is Step.COMPOSE_FILE for change in applied):
+            compose_file.write_atomically(before.compose_file, before.compose_text.encode("utf-8"))
+            done.append(f"restored {_label(state)} to its previous bytes")
+        for change in applied:
+            old = before.images.get(change.target) if change.step is Step.IMAGES else None
+            if old is not None and change.action in {"build", "import", "pull"}:
+                adapter.tag(old.id, change.target)
+                done.append(f"re-tagged {change.target} to its previous image {old.id[7:19]}")
+        services_only = (Step.SERVICES,)
+        observed = observe(state, adapter, services_only, {})
+        plan_back = diff(state, observed, services_only)
+        if plan_back.changes:
+            assert observed.config is not None
+            services.apply(plan_back.changes, state, adapter, observed.config)
+            done += [f"{c.action} {c.target} as before" for c in plan_back.changes]
+    except ReconcilerError as error:
+        done.append(f"rollback incomplete: {error}")
+        _log.error("rollback failed", error=str(error))
+    for line in done:
+        _log.warning("rolled back", what=line)
+    return tuple(done)
 
 
 def down(state: State, *, volumes: bool = False, adapter: DockerAdapter | None = None) -> None:
@@ -177,6 +272,10 @@ def diff(state: State, observed: Observed, steps: Collection[Step] = _IMPLEMENTE
         result += image_plan
     if Step.SERVICES in steps:
         result += services.diff(pins, observed, rebuilt=rebuilt)
+    if Step.MIGRATIONS in steps:
+        result += migrations.diff(state, observed.migrations)
+    if Step.CHECKS in steps:
+        result += checks.diff(state)
     return result
 
 
@@ -185,10 +284,10 @@ def _apply_step(
     *,
     changes: tuple[Change, ...],
     state: State,
-    pins: dict[str, str],
     observed: Observed,
     adapter: DockerAdapter,
-) -> None:
+) -> tuple[Change, ...]:
+    """Apply one step's changes; return those really made."""
     if step is Step.COMPOSE_FILE:
         compose_file.apply(state, observed)
     elif step is Step.IMAGES:
@@ -196,3 +295,6 @@ def _apply_step(
     elif step is Step.SERVICES:
         assert observed.config is not None
         services.apply(changes, state, adapter, observed.config)
+    elif step is Step.MIGRATIONS:
+        return migrations.apply(changes, state, adapter)
+    return changes

@@ -185,6 +185,10 @@ class DockerAdapter:
         argv.append(str(build.context))
         self._call(argv, mutating=True, timeout=None)
 
+    def tag(self, image_id: str, reference: str) -> None:
+        """Point `reference` at `image_id` (rollback restores a tag's previous image)."""
+        self._call([*self._docker_cmd(), "image", "tag", image_id, reference], mutating=True)
+
     def pull(self, reference: str) -> None:
         """Pull an image that no compose build section can produce."""
         self._via_client(

@@ -6,6 +6,7 @@ The same image can play every role; compose picks one with ``command:``.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     # The worker derives its default endpoint URL from the port it really listens on.
     os.environ["PORT"] = str(port)
 
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     import uvicorn  # imported late: `--help` must work anywhere
 
     app = "ktrdr_canary.backend:app" if args.role == "backend" else "ktrdr_canary.worker:app"

@@ -1,0 +1,238 @@
+"""checks step: the state's functional checks, run after the environment converged.
+
+Each check is retried until it passes or its deadline passes: an HTTP request whose status and
+JSON must match (optionally followed by polling a URL until a field reaches a value), or a
+command run in a service whose exit code and output must match. Image size budgets are checked
+too. Checks change no docker object; their results feed the report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from reconciler.docker.adapter import DockerAdapter
+from reconciler.docker.facts import ImageFacts
+from reconciler.errors import DockerError
+from reconciler.plan import InSync, Plan, Step
+from reconciler.state import State
+from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
+
+__all__ = ["CheckResult", "diff", "matches", "run", "size_results"]
+
+_log = structlog.get_logger(__name__)
+_MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome, for the summary and the reports."""
+
+    name: str
+    passed: bool
+    detail: str
+    seconds: float
+
+
+class _NotYet(Exception):
+    """A check attempt that did not pass (yet); its message is the detail."""
+
+
+class _Failed(Exception):
+    """A check that can no longer pass (e.g. the polled operation failed)."""
+
+
+def diff(state: State) -> Plan:
+    """Checks are not drift: a plan lists them as what apply will verify."""
+    rows = [InSync(Step.CHECKS, check.name, "runs after apply converges") for check in state.checks]
+    rows += [
+        InSync(Step.CHECKS, f"image size {ref}", f"budget {spec.size_budget_mb:g} MB")
+        for ref, spec in state.images.items()
+        if spec.size_budget_mb is not None
+    ]
+    return Plan((), tuple(rows))
+
+
+def run(
+    state: State,
+    adapter: DockerAdapter,
+    images: Mapping[str, ImageFacts],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[CheckResult, ...]:
+    """Run every declared check, each until it passes or its deadline passes."""
+    results = [_run_one(check, adapter, clock, sleep) for check in state.checks]
+    results += size_results(state, images)
+    for result in results:
+        log = _log.info if result.passed else _log.error
+        log("check", name=result.name, passed=result.passed, detail=result.detail)
+    return tuple(results)
+
+
+def size_results(state: State, images: Mapping[str, ImageFacts]) -> list[CheckResult]:
+    """Each image with a size budget, against it."""
+    results = []
+    for reference, spec in state.images.items():
+        if spec.size_budget_mb is None:
+            continue
+        image = images.get(reference)
+        if image is None:
+            results.append(CheckResult(f"image size {reference}", False, "image not found", 0.0))
+            continue
+        size = image.size / _MB
+        passed = size <= spec.size_budget_mb
+        detail = f"{size:.0f} MB of {spec.size_budget_mb:g} MB budget"
+        results.append(CheckResult(f"image size {reference}", passed, detail, 0.0))
+    return results
+
+
+def _run_one(
+    check: CheckSpec,
+    adapter: DockerAdapter,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> CheckResult:
+    started = clock()
+    deadline = started + check.deadline
+    delay = 0.5
+    detail = "not attempted"
+    while True:
+        remaining = deadline - clock()
+        try:
+            if check.exec is not None:
+                detail = _exec(check.exec, adapter)
+            else:
+                assert check.http is not None, "validated: a check is http or exec"
+                detail = _http(check.http, check.poll, deadline, clock, sleep)
+            return CheckResult(check.name, True, detail, clock() - started)
+        except _Failed as failure:
+            return CheckResult(check.name, False, str(failure), clock() - started)
+        except (_NotYet, DockerError) as attempt:
+            detail = str(attempt)
+        if remaining <= delay:
+            return CheckResult(
+                check.name, False, f"{detail} (deadline {check.deadline:g} s)", clock() - started
+            )
+        sleep(delay)
+        delay = min(delay * 1.5, 3.0)
+
+
+def _exec(spec: ExecSpec, adapter: DockerAdapter) -> str:
+    result = adapter.exec(spec.service, spec.command, mutating=False)
+    wanted = spec.expect_exit
+    exit_ok = result.exit_code != 0 if wanted == "nonzero" else result.exit_code == wanted
+    last = result.output.strip().splitlines()[-1:] or [""]
+    if not exit_ok:
+        raise _NotYet(f"exit {result.exit_code}, wanted {wanted}: {last[0][:200]}")
+    if spec.expect_output is not None and spec.expect_output not in result.output:
+        raise _NotYet(f"output lacks {spec.expect_output!r}: {last[0][:200]}")
+    return f"exit {result.exit_code}" + (f": {last[0][:120]}" if last[0] else "")
+
+
+def _http(
+    spec: HttpRequestSpec,
+    poll: PollSpec | None,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> str:
+    status, body = _request(spec.method, spec.url, spec.json_body)
+    if spec.expect_status is not None and status != spec.expect_status:
+        raise _NotYet(f"HTTP {status}, wanted {spec.expect_status}: {_short(body)}")
+    if spec.expect_json is not None and not matches(body, spec.expect_json):
+        raise _NotYet(f"JSON does not match {spec.expect_json}: {_short(body)}")
+    if spec.expect_items is not None:
+        _check_items(body, spec.expect_items.min, spec.expect_items.having)
+    captured = {name: _path(body, path) for name, path in spec.capture.items()}
+    if poll is None:
+        return f"HTTP {status}: {_short(body, 120)}"
+    return _poll(poll, captured, deadline, clock, sleep)
+
+
+def _poll(
+    poll: PollSpec,
+    captured: dict[str, Any],
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> str:
+    url = poll.url.format(**{key: str(value) for key, value in captured.items()})
+    delay = 0.25
+    body: Any = None
+    while clock() < deadline:
+        _, body = _request("GET", url, None)
+        for path, bad in poll.fail_if.items():
+            if _path(body, path) in bad:
+                raise _Failed(f"{path} = {_path(body, path)!r}: {_short(body)}")
+        if all(_path(body, path) == want for path, want in poll.until.items()):
+            shown = ", ".join(f"{path} = {want!r}" for path, want in poll.until.items())
+            return f"{shown} after polling {url}"
+        sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+    raise _Failed(f"{url} never reached {poll.until}: last {_short(body)}")
+
+
+def _check_items(body: Any, minimum: int, having: list[dict[str, object]]) -> None:
+    if not isinstance(body, list):
+        raise _NotYet(f"expected a JSON list: {_short(body)}")
+    if len(body) < minimum:
+        raise _NotYet(f"{len(body)} items, wanted at least {minimum}: {_short(body)}")
+    for wanted in having:
+        if not any(matches(item, wanted) for item in body):
+            raise _NotYet(f"no item matches {wanted}: {_short(body)}")
+
+
+def matches(actual: Any, wanted: Any) -> bool:
+    """True when `wanted` is a subset of `actual` (mappings recursively, other values equal)."""
+    if isinstance(wanted, dict):
+        return isinstance(actual, dict) and all(
+            key in actual and matches(actual[key], value) for key, value in wanted.items()
+        )
+    return bool(actual == wanted)
+
+
+def _path(body: Any, dotted: str) -> Any:
+    node = body
+    for part in dotted.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _request(method: str, url: str, body: Mapping[str, object] | None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - URL scheme validated by the state model
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - as above
+            return response.status, _json(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _json(error.read())
+    except (urllib.error.URLError, OSError) as error:
+        raise _NotYet(f"{method} {url}: {getattr(error, 'reason', error)}") from error
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _short(body: Any, limit: int = 200) -> str:
+    text = json.dumps(body) if not isinstance(body, str) else body
+    return text if len(text) <= limit else text[: limit - 3] + "..."
