@@ -53,11 +53,25 @@ def context_digest(build: BuildConfig, *, compose_file: Path) -> str:
         if stat.S_ISLNK(info.st_mode):
             digest.update(os.readlink(path).encode() + b"\0")
         elif stat.S_ISREG(info.st_mode):
-            with path.open("rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
-        digest.update(b"\0")
+            digest.update(_file_digest(path, info) + b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+# Images often share one context (a wheelhouse of hundreds of MB): hash each file once per
+# process, keyed so that any change to the file (size, mtime, inode) is hashed again.
+_FILE_DIGESTS: dict[tuple[str, int, int, int], bytes] = {}
+
+
+def _file_digest(path: Path, info: os.stat_result) -> bytes:
+    key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+    cached = _FILE_DIGESTS.get(key)
+    if cached is None:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        cached = _FILE_DIGESTS[key] = digest.digest()
+    return cached
 
 
 def _included_files(context: Path, dockerfile: Path) -> list[str]:

@@ -92,7 +92,9 @@ def _observed(case: dict[str, Any], state: State, steps: list[Step]) -> Observed
         containers=containers,
         images=images,
         context_digests=dict(case.get("digests") or {}),
-        wheelhouses={key: (value[0], value[1]) for key, value in (case.get("wheelhouses") or {}).items()},
+        wheelhouses={
+            key: (value[0], value[1]) for key, value in (case.get("wheelhouses") or {}).items()
+        },
     )
 
 
@@ -111,7 +113,9 @@ def test_planner_case(path: Path) -> None:
             "compose": {"file": "docker-compose.yml"},
             "services": case.get("state") or {},
             "images": case.get("images_decl") or {},
-            "wheelhouses": {key: {"requirements": ["r.txt"]} for key in case.get("wheelhouses") or {}},
+            "wheelhouses": {
+                key: {"requirements": ["r.txt"]} for key in case.get("wheelhouses") or {}
+            },
         }
     )
     steps = [Step(name) for name in case.get("steps", ["compose-file", "images", "services"])]
