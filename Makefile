@@ -18,14 +18,10 @@ $(STAMP): pyproject.toml
 engine:
 	bash deploy/engine/ensure-docker.sh
 
-# The stand-in canary image is built from Debian's static busybox (installed by `engine`).
-deploy/docker/stand-in/busybox: | engine
-	cp /bin/busybox $@
+apply: $(STAMP) engine
+	$(VENV)/bin/python -m reconciler apply $(STATE) --report canary-report.md --junit canary-junit.xml
 
-apply: $(STAMP) engine deploy/docker/stand-in/busybox
-	$(VENV)/bin/python -m reconciler apply $(STATE)
-
-plan: $(STAMP) engine deploy/docker/stand-in/busybox
+plan: $(STAMP) engine
 	$(VENV)/bin/python -m reconciler plan $(STATE)
 
 lint: $(STAMP)

@@ -19,6 +19,7 @@ import structlog
 
 from reconciler import reconcile
 from reconciler.errors import HealthTimeoutError, InputError, ReconcilerError
+from reconciler.lock import project_lock
 from reconciler.plan import Change, Plan, Step
 from reconciler.report import junit_xml, markdown
 from reconciler.state import load_state
@@ -84,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on failure after the compose file or images changed, restore them and re-converge",
     )
+    apply.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply of the project to finish (default 0: fail at once)",
+    )
     apply.add_argument("--report", type=Path, metavar="PATH", help="write a Markdown report")
     apply.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML of the checks")
     down = commands.add_parser("down", parents=[common], help="stop the compose project")
@@ -102,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         state = load_state(args.state)
         if args.command == "down":
-            reconcile.down(state, volumes=args.volumes)
+            with project_lock(reconcile.lock_name(state)):
+                reconcile.down(state, volumes=args.volumes)
             print(
                 f"{state.name}: compose project stopped"
                 + (" (volumes removed)" if args.volumes else "")
@@ -111,7 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = reconcile.select_steps(args.only, args.skip)
         if args.command == "plan":
             return _plan(state_plan=reconcile.plan(state, steps=steps), as_json=args.json)
-        result = reconcile.apply(state, steps=steps, rollback_on_failure=args.rollback_on_failure)
+        if args.lock_timeout < 0 or args.lock_timeout > 86400:
+            raise InputError(
+                f"--lock-timeout must be between 0 and 86400 s, not {args.lock_timeout:g}"
+            )
+        with project_lock(reconcile.lock_name(state), timeout=args.lock_timeout):
+            result = reconcile.apply(
+                state, steps=steps, rollback_on_failure=args.rollback_on_failure
+            )
         _write_reports(state.name, result, report=args.report, junit=args.junit)
         return _apply(result, as_json=args.json)
     except ReconcilerError as error:

@@ -6,6 +6,7 @@ the CLI is a thin shell over it. Nothing here prints; progress goes to structlog
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ __all__ = [
     "apply",
     "diff",
     "down",
+    "lock_name",
     "make_adapter",
     "names_in_order",
     "plan",
@@ -79,6 +81,14 @@ def select_steps(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[St
 def names_in_order() -> list[str]:
     """Step names in apply order."""
     return [str(step) for step in STEP_ORDER]
+
+
+def lock_name(state: State) -> str:
+    """The lock key of a state's compose project: its name, else one derived from the file."""
+    if state.compose.project:
+        return state.compose.project
+    digest = hashlib.sha256(str(state.compose.file).encode()).hexdigest()[:12]
+    return f"{state.compose.file.parent.name}-{digest}"
 
 
 def make_adapter(state: State) -> DockerAdapter:
