@@ -19,6 +19,7 @@ import structlog
 
 from reconciler import reconcile
 from reconciler.errors import HealthTimeoutError, InputError, ReconcilerError
+from reconciler.interrupt import StopRequested, install_handlers
 from reconciler.lock import project_lock
 from reconciler.plan import Change, Plan, Step
 from reconciler.report import junit_xml, markdown
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return its exit code."""
     args = _parser().parse_args(argv)
     _configure_logging(args.log_format, verbose=args.verbose)
+    install_handlers()
     try:
         state = load_state(args.state)
         if args.command == "down":
@@ -139,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_code(error: ReconcilerError) -> int:
-    return EXIT_INPUT if isinstance(error, InputError) else EXIT_FAILED
+    if isinstance(error, InputError):
+        return EXIT_INPUT
+    return error.exit_code if isinstance(error, StopRequested) else EXIT_FAILED
 
 
 def _write_reports(

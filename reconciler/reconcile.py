@@ -20,6 +20,7 @@ from reconciler.errors import (
     InputError,
     ReconcilerError,
 )
+from reconciler.interrupt import StopRequested, stop_point
 from reconciler.observe import Observed, observe
 from reconciler.plan import STEP_ORDER, Change, Plan, Step
 from reconciler.state import State
@@ -132,6 +133,7 @@ def apply(
         if not changes:
             continue
         try:
+            stop_point(f"step {step}")
             done = _apply_step(
                 step, changes=changes, state=state, observed=observed, adapter=adapter
             )
@@ -155,6 +157,10 @@ def apply(
     if run.applied:
         _log.info("converged", changed=len(run.applied))
     if Step.CHECKS in steps:
+        try:
+            stop_point("checks")
+        except StopRequested as error:
+            return run.result(error)
         run.checks = checks.run(state, adapter, final.images)
         failing = [result for result in run.checks if not result.passed]
         if failing:
@@ -204,7 +210,7 @@ class _Run:
         before: Observed,
         rollback: bool,
     ) -> ApplyResult:
-        if rollback and self.applied:
+        if rollback and self.applied and not isinstance(error, StopRequested):
             self.rolled_back = _roll_back(self.state, self.adapter, before, self.applied)
         return self.result(error, failed)
 

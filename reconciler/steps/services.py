@@ -17,6 +17,7 @@ import structlog
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
+from reconciler.interrupt import stop_point
 from reconciler.observe import Observed, desired_images
 from reconciler.plan import Change, InSync, Plan, Step
 from reconciler.state import State
@@ -131,6 +132,7 @@ def apply(
         if c.action in {"create", "recreate", "start"} and c.target not in force
     ]
     try:
+        stop_point("compose up")
         if normal:
             _log.info("compose up", services=normal)
             adapter.up(normal)
@@ -218,6 +220,7 @@ def wait_until_ready(
                 failing, containers, adapter, f"not ready after {now - started:.1f} s"
             )
         _log.debug("waiting for services", pending={r.service: r.summary for r in pending})
+        stop_point("services became ready")
         sleep(delay)
         delay = min(delay * 1.5, 1.0)
 

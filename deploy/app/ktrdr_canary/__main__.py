@@ -10,13 +10,16 @@ import logging
 import os
 import sys
 
+import uvicorn
+
 DEFAULT_PORTS = {"backend": 8000, "worker": 5003}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ktrdr_canary")
     parser.add_argument("role", choices=sorted(DEFAULT_PORTS))
-    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    # All interfaces: the server runs in a container and is reached through published ports.
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104
     parser.add_argument("--port", type=int, default=None, help="default: $PORT or the role's port")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
@@ -28,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    import uvicorn  # imported late: `--help` must work anywhere
+    # One line per request (heartbeats every few seconds) is noise; keep httpx quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # /api/v1/health inspects the alembic version table on every call: no per-call chatter.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     app = "ktrdr_canary.backend:app" if args.role == "backend" else "ktrdr_canary.worker:app"
     uvicorn.run(app, host=args.host, port=port, log_level=args.log_level, access_log=False)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from datetime import datetime, timezone
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -29,6 +31,10 @@ STALE_AFTER_S = float(os.environ.get("WORKER_STALE_AFTER_S", "30"))
 DISPATCH_TIMEOUT_S = float(os.environ.get("DISPATCH_TIMEOUT_S", "5"))
 # How workers reach this backend to report results (compose service name).
 PUBLIC_URL = os.environ.get("BACKEND_PUBLIC_URL", "http://backend:8000")
+# /api/v1/health answers within this bound even when the database hangs or its host name
+# does not resolve (DNS failures are not covered by libpq's connect_timeout).
+HEALTH_DB_TIMEOUT_S = float(os.environ.get("HEALTH_DB_TIMEOUT_S", "1.5"))
+_health_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health-db")
 
 app = FastAPI(title="ktrdr backend (canary)", version=__version__)
 
@@ -67,19 +73,32 @@ async def _db_not_migrated(_: Request, exc: sa.exc.ProgrammingError) -> JSONResp
     # Typically "relation ... does not exist": migrations have not been applied yet.
     return JSONResponse(
         status_code=503,
-        content={"detail": f"database schema not ready (run: python -m alembic upgrade head): {exc.orig}"},
+        content={
+            "detail": f"database schema not ready (run: python -m alembic upgrade head): {exc.orig}"
+        },
     )
 
 
 # -------------------------------------------------------------------------- health
+def _db_state() -> tuple[set[str], set[str]]:
+    with db.engine().connect() as conn:
+        return db.migration_status(conn)
+
+
 @app.get("/api/v1/health")
 def health() -> JSONResponse:
     body: dict[str, Any] = {"status": "healthy", "service": "backend", "version": __version__}
     try:
-        with db.engine().connect() as conn:
-            current, heads = db.migration_status(conn)
-    except Exception as exc:  # noqa: BLE001 - any failure here means "not healthy"
-        body.update(status="unhealthy", database=f"unreachable: {type(exc).__name__}: {exc}".strip())
+        current, heads = _health_pool.submit(_db_state).result(timeout=HEALTH_DB_TIMEOUT_S)
+    except FutureTimeout:
+        body.update(
+            status="unhealthy", database=f"unreachable: no answer within {HEALTH_DB_TIMEOUT_S:g}s"
+        )
+        return JSONResponse(status_code=503, content=body)
+    except Exception as exc:
+        body.update(
+            status="unhealthy", database=f"unreachable: {type(exc).__name__}: {exc}".strip()
+        )
         return JSONResponse(status_code=503, content=body)
     body["migrations"] = {"current": sorted(current), "heads": sorted(heads)}
     if current != heads:
@@ -91,7 +110,7 @@ def health() -> JSONResponse:
 
 # ------------------------------------------------------------------------- workers
 def _worker_row(row: sa.Row) -> dict[str, Any]:
-    age = (datetime.now(timezone.utc) - row.last_seen_at).total_seconds()
+    age = (datetime.now(UTC) - row.last_seen_at).total_seconds()
     return {
         "worker_id": row.worker_id,
         "worker_type": row.worker_type,
@@ -151,7 +170,11 @@ def heartbeat(worker_id: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------- strategies
 @app.get("/api/v1/strategies")
 def list_strategies() -> dict[str, Any]:
-    return {"success": True, "strategies": strategies.available(), "directory": str(strategies.strategies_dir())}
+    return {
+        "success": True,
+        "strategies": strategies.available(),
+        "directory": str(strategies.strategies_dir()),
+    }
 
 
 # ----------------------------------------------------------------------- backtests
@@ -165,7 +188,9 @@ def start_backtest(req: BacktestRequest, background: BackgroundTasks) -> dict[st
         try:
             datetime.fromisoformat(getattr(req, field))
         except ValueError as exc:
-            raise HTTPException(status_code=400, detail=f"{field} must be an ISO date: {exc}") from exc
+            raise HTTPException(
+                status_code=400, detail=f"{field} must be an ISO date: {exc}"
+            ) from exc
     if req.start_date >= req.end_date:
         raise HTTPException(status_code=400, detail="start_date must be before end_date")
 
@@ -180,7 +205,9 @@ def start_backtest(req: BacktestRequest, background: BackgroundTasks) -> dict[st
         ]
     candidates = [w for w in candidates if w["status"] == "available"]
     if not candidates:
-        raise HTTPException(status_code=503, detail="no backtesting worker is registered and available")
+        raise HTTPException(
+            status_code=503, detail="no backtesting worker is registered and available"
+        )
 
     operation_id = f"op_backtest_{uuid.uuid4().hex[:16]}"
     params = req.model_dump()
@@ -220,8 +247,13 @@ def _dispatch(operation_id: str, job: dict[str, Any], candidates: list[dict[str,
                 # Only pending -> running: a fast worker may already have reported the result.
                 conn.execute(
                     sa.update(db.operations)
-                    .where(db.operations.c.operation_id == operation_id, db.operations.c.status == "pending")
-                    .values(status="running", worker_id=worker["worker_id"], updated_at=sa.func.now())
+                    .where(
+                        db.operations.c.operation_id == operation_id,
+                        db.operations.c.status == "pending",
+                    )
+                    .values(
+                        status="running", worker_id=worker["worker_id"], updated_at=sa.func.now()
+                    )
                 )
             log.info("operation %s dispatched to %s", operation_id, worker["worker_id"])
             return
@@ -230,8 +262,15 @@ def _dispatch(operation_id: str, job: dict[str, Any], candidates: list[dict[str,
     _finish(operation_id, "failed", None, "no worker accepted the job: " + "; ".join(errors), None)
 
 
-def _finish(operation_id: str, status: str, result: Any, error: str | None, worker_id: str | None) -> int:
-    values: dict[str, Any] = {"status": status, "result": result, "error": error, "updated_at": sa.func.now()}
+def _finish(
+    operation_id: str, status: str, result: Any, error: str | None, worker_id: str | None
+) -> int:
+    values: dict[str, Any] = {
+        "status": status,
+        "result": result,
+        "error": error,
+        "updated_at": sa.func.now(),
+    }
     if worker_id:
         values["worker_id"] = worker_id
     with db.engine().begin() as conn:
@@ -249,7 +288,9 @@ def _finish(operation_id: str, status: str, result: Any, error: str | None, work
 @app.get("/api/v1/operations/{operation_id}")
 def get_operation(operation_id: str) -> dict[str, Any]:
     with db.engine().connect() as conn:
-        row = conn.execute(sa.select(db.operations).where(db.operations.c.operation_id == operation_id)).first()
+        row = conn.execute(
+            sa.select(db.operations).where(db.operations.c.operation_id == operation_id)
+        ).first()
     if row is None:
         raise HTTPException(status_code=404, detail=f"operation {operation_id!r} not found")
     return {
@@ -273,10 +314,14 @@ def report_result(operation_id: str, report: OperationResult) -> dict[str, Any]:
     if not _finish(operation_id, report.status, report.result, report.error, report.worker_id):
         with db.engine().connect() as conn:
             exists = conn.execute(
-                sa.select(db.operations.c.status).where(db.operations.c.operation_id == operation_id)
+                sa.select(db.operations.c.status).where(
+                    db.operations.c.operation_id == operation_id
+                )
             ).scalar()
         if exists is None:
             raise HTTPException(status_code=404, detail=f"operation {operation_id!r} not found")
-        raise HTTPException(status_code=409, detail=f"operation {operation_id!r} is already {exists}")
+        raise HTTPException(
+            status_code=409, detail=f"operation {operation_id!r} is already {exists}"
+        )
     log.info("operation %s %s", operation_id, report.status)
     return {"success": True}

@@ -39,6 +39,7 @@ def _sma(series: torch.Tensor, window: int) -> torch.Tensor:
 
 def run_backtest(
     strategy: dict[str, Any],
+    *,
     symbol: str,
     timeframe: str,
     start_date: str,
@@ -46,9 +47,13 @@ def run_backtest(
     initial_capital: float,
 ) -> dict[str, Any]:
     if timeframe not in TIMEFRAMES:
-        raise ValueError(f"unsupported timeframe {timeframe!r} (supported: {', '.join(TIMEFRAMES)})")
+        raise ValueError(
+            f"unsupported timeframe {timeframe!r} (supported: {', '.join(TIMEFRAMES)})"
+        )
     bars_per_year, bar_hours = TIMEFRAMES[timeframe]
-    hours = (datetime.fromisoformat(end_date) - datetime.fromisoformat(start_date)).total_seconds() / 3600
+    hours = (
+        datetime.fromisoformat(end_date) - datetime.fromisoformat(start_date)
+    ).total_seconds() / 3600
     # Trading-hours approximation: 5 of 7 days.
     n_bars = int(min(MAX_BARS, max(0.0, hours * 5 / 7 / bar_hours)))
 
@@ -56,7 +61,9 @@ def run_backtest(
     fast_w = int(indicators["fast_ma"]["window"])
     slow_w = int(indicators["slow_ma"]["window"])
     if n_bars < slow_w + 2:
-        raise ValueError(f"date range gives {n_bars} {timeframe} bars; the slow MA needs at least {slow_w + 2}")
+        raise ValueError(
+            f"date range gives {n_bars} {timeframe} bars; the slow MA needs at least {slow_w + 2}"
+        )
 
     sizing = strategy.get("position_sizing") or {}
     fraction = float(sizing.get("fraction", 1.0))

@@ -7,6 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
@@ -38,7 +41,9 @@ operations = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-ALEMBIC_INI = Path(os.environ.get("ALEMBIC_CONFIG", Path(__file__).resolve().parent.parent / "alembic.ini"))
+ALEMBIC_INI = Path(
+    os.environ.get("ALEMBIC_CONFIG", Path(__file__).resolve().parent.parent / "alembic.ini")
+)
 
 
 def database_url() -> str:
@@ -61,10 +66,6 @@ def engine() -> Engine:
 
 def migration_status(conn: sa.Connection) -> tuple[set[str], set[str]]:
     """(current revisions in the database, head revisions shipped with this code)."""
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
     current = set(MigrationContext.configure(conn).get_current_heads())
     heads = set(ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_heads())
     return current, heads

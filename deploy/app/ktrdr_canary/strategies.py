@@ -48,8 +48,12 @@ def load(name: str) -> dict[str, Any]:
     for key in ("fast_ma", "slow_ma"):
         window = (indicators.get(key) or {}).get("window")
         if not isinstance(window, int) or window < 1:
-            raise StrategyError(f"strategy {name!r}: indicators.{key}.window must be a positive integer")
+            raise StrategyError(
+                f"strategy {name!r}: indicators.{key}.window must be a positive integer"
+            )
     if indicators["fast_ma"]["window"] >= indicators["slow_ma"]["window"]:
-        raise StrategyError(f"strategy {name!r}: fast_ma.window must be smaller than slow_ma.window")
+        raise StrategyError(
+            f"strategy {name!r}: fast_ma.window must be smaller than slow_ma.window"
+        )
     config.setdefault("name", name)
     return config

@@ -13,8 +13,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 import torch
@@ -47,36 +48,62 @@ class Registration:
         self.last_error: str | None = None
 
     def run(self) -> None:
-        payload = {"worker_id": WORKER_ID, "worker_type": WORKER_TYPE, "endpoint_url": ENDPOINT_URL}
         with httpx.Client(base_url=BACKEND_URL, timeout=5) as client:
             while not self.stop.is_set():
-                if not self.registered.is_set():
-                    self.attempts += 1
-                    try:
-                        resp = client.post("/api/v1/workers/register", json=payload)
-                        if resp.status_code == 200:
-                            self.registered.set()
-                            self.last_error = None
-                            log.info("registered with %s as %s after %d attempt(s)", BACKEND_URL, WORKER_ID, self.attempts)
-                            continue
-                        self.last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                    except httpx.HTTPError as exc:
-                        self.last_error = f"{type(exc).__name__}: {exc}"
-                    if self.attempts == 1 or self.attempts % 15 == 0:
-                        log.info("registration attempt %d failed (%s); retrying every %.0fs",
-                                 self.attempts, self.last_error, REGISTER_RETRY_S)
-                    self.stop.wait(REGISTER_RETRY_S)
-                    continue
-                self.stop.wait(HEARTBEAT_S)
                 try:
-                    resp = client.post(f"/api/v1/workers/{WORKER_ID}/heartbeat")
-                except httpx.HTTPError as exc:
-                    self.last_error = f"heartbeat: {type(exc).__name__}: {exc}"
-                    continue
-                if resp.status_code in (404, 409):
-                    log.warning("backend no longer knows %s (HTTP %d): registering again", WORKER_ID, resp.status_code)
-                    self.registered.clear()
-                    self.attempts = 0
+                    if self.registered.is_set():
+                        self.stop.wait(HEARTBEAT_S)
+                        self._heartbeat(client)
+                    elif not self._register(client):
+                        self.stop.wait(REGISTER_RETRY_S)
+                except Exception as exc:  # the loop must never die: log, wait, go on
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("registration loop error")
+                    self.stop.wait(REGISTER_RETRY_S)
+
+    def _register(self, client: httpx.Client) -> bool:
+        self.attempts += 1
+        payload = {"worker_id": WORKER_ID, "worker_type": WORKER_TYPE, "endpoint_url": ENDPOINT_URL}
+        try:
+            resp = client.post("/api/v1/workers/register", json=payload)
+        except httpx.HTTPError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        else:
+            if resp.status_code == 200:
+                self.registered.set()
+                self.last_error = None
+                log.info(
+                    "registered with %s as %s after %d attempt(s)",
+                    BACKEND_URL,
+                    WORKER_ID,
+                    self.attempts,
+                )
+                return True
+            self.last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        if self.attempts == 1 or self.attempts % 15 == 0:
+            log.info(
+                "registration attempt %d failed (%s); retrying every %gs",
+                self.attempts,
+                self.last_error,
+                REGISTER_RETRY_S,
+            )
+        return False
+
+    def _heartbeat(self, client: httpx.Client) -> None:
+        try:
+            resp = client.post(f"/api/v1/workers/{WORKER_ID}/heartbeat")
+        except httpx.HTTPError as exc:
+            self.last_error = f"heartbeat: {type(exc).__name__}: {exc}"
+            return
+        if resp.status_code in (404, 409):
+            # The backend forgot us (database reset, re-created schema): register again.
+            log.warning(
+                "backend no longer knows %s (HTTP %d): registering again",
+                WORKER_ID,
+                resp.status_code,
+            )
+            self.registered.clear()
+            self.attempts = 0
 
 
 registration = Registration()
@@ -130,18 +157,32 @@ def _execute(job: BacktestJob) -> None:
     started = time.monotonic()
     try:
         result = run_backtest(
-            job.strategy, job.symbol, job.timeframe, job.start_date, job.end_date, job.initial_capital
+            job.strategy,
+            symbol=job.symbol,
+            timeframe=job.timeframe,
+            start_date=job.start_date,
+            end_date=job.end_date,
+            initial_capital=job.initial_capital,
         )
         result["duration_s"] = round(time.monotonic() - started, 3)
         report: dict[str, Any] = {"status": "completed", "result": result, "worker_id": WORKER_ID}
-    except Exception as exc:  # noqa: BLE001 - reported to the backend as a failed operation
+    except Exception as exc:
         log.exception("operation %s failed", job.operation_id)
-        report = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "worker_id": WORKER_ID}
+        report = {
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "worker_id": WORKER_ID,
+        }
     for attempt in range(1, 11):
         try:
             resp = httpx.post(job.callback_url, json=report, timeout=5)
             if resp.status_code < 500:
-                log.info("operation %s reported %s (HTTP %d)", job.operation_id, report["status"], resp.status_code)
+                log.info(
+                    "operation %s reported %s (HTTP %d)",
+                    job.operation_id,
+                    report["status"],
+                    resp.status_code,
+                )
                 return
         except httpx.HTTPError as exc:
             log.warning("reporting %s failed (attempt %d): %s", job.operation_id, attempt, exc)
@@ -172,4 +213,9 @@ def run_training(job: TrainingJob) -> dict[str, Any]:
         loss = torch.nn.functional.mse_loss(model(x), y)
         loss.backward()
         optim.step()
-    return {"success": True, "final_loss": float(loss), "epochs": job.epochs, "torch_version": torch.__version__}
+    return {
+        "success": True,
+        "final_loss": float(loss),
+        "epochs": job.epochs,
+        "torch_version": torch.__version__,
+    }

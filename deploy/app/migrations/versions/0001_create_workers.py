@@ -21,9 +21,18 @@ def upgrade() -> None:
         sa.Column("worker_type", sa.String(32), nullable=False),
         sa.Column("endpoint_url", sa.String(512), nullable=False),
         sa.Column("status", sa.String(32), nullable=False, server_default="available"),
-        sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.CheckConstraint("worker_type IN ('backtesting', 'training')", name="ck_workers_worker_type"),
+        sa.Column(
+            "registered_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.now(),
+        ),
+        sa.Column(
+            "last_seen_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.CheckConstraint(
+            "worker_type IN ('backtesting', 'training')", name="ck_workers_worker_type"
+        ),
     )
 
 

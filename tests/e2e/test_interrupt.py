@@ -1,0 +1,61 @@
+"""SIGTERM and SIGINT stop an apply between actions, consistently, with exit 143 and 130."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_between_actions_and_next_apply_converges(
+    stack: Stack, signum: signal.Signals, code: int
+) -> None:
+    """A signal during the first build stops before the next action; the next apply converges."""
+    before = stack.compose_file.read_bytes()
+    apply = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "apply",
+            str(stack.state_file),
+            "--log-format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert apply.stderr is not None
+    for line in apply.stderr:
+        if json.loads(line).get("event") == "building image":
+            apply.send_signal(signum)
+            break
+    out, err = apply.communicate(timeout=300)
+    assert apply.returncode == code, out + err
+    assert f"stopped by {signum.name}" in err
+    assert stack.compose_file.read_bytes() == before
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", str(stack.state_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    again = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", str(stack.state_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stdout
