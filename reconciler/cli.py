@@ -23,6 +23,7 @@ from reconciler.interrupt import StopRequested, install_handlers
 from reconciler.lock import project_lock
 from reconciler.plan import Change, Plan, Step
 from reconciler.report import junit_xml, markdown
+from reconciler.secrets import RedactingStream, redact
 from reconciler.state import load_state
 
 __all__ = ["main"]
@@ -107,6 +108,16 @@ def _step_list(text: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return its exit code."""
     args = _parser().parse_args(argv)
+    # Every byte the CLI prints, logs included, goes through secret redaction.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(stdout), RedactingStream(stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(args: argparse.Namespace) -> int:
     _configure_logging(args.log_format, verbose=args.verbose)
     install_handlers()
     try:
@@ -151,9 +162,9 @@ def _write_reports(
 ) -> None:
     try:
         if report is not None:
-            report.write_text(markdown(name, result), encoding="utf-8")
+            report.write_text(redact(markdown(name, result)), encoding="utf-8")
         if junit is not None:
-            junit.write_text(junit_xml(name, result), encoding="utf-8")
+            junit.write_text(redact(junit_xml(name, result)), encoding="utf-8")
     except OSError as error:
         print(f"error: cannot write report: {error}", file=sys.stderr)
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from reconciler import wheelhouse
+from reconciler import secrets, wheelhouse
 from reconciler.build_context import context_digest
+from reconciler.compose.edit import read_services
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, ImageFacts
 from reconciler.errors import InputError, Location
@@ -30,6 +31,7 @@ __all__ = [
     "ImageSource",
     "Observed",
     "base_images",
+    "check_compose_services",
     "desired_images",
     "image_sources",
     "observe",
@@ -79,6 +81,31 @@ def read_compose_text(path: Path) -> str:
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise InputError("compose file is not UTF-8", Location(path, line)) from None
+
+
+def check_compose_services(state: State, path: Path, text: str) -> None:
+    """The compose file must parse, and define every service the state names (no docker)."""
+    defined = read_services(text, source=path)
+    for name in state.services:
+        if name not in defined:
+            raise InputError(
+                f"service {name!r} is not defined in {path} "
+                f"(it defines: {', '.join(defined) or 'no services'})",
+                state.location(f"services.{name}"),
+            )
+
+
+def _compose_config(adapter: DockerAdapter, path: Path, text: str) -> ComposeConfig:
+    """compose's normalised model; a rejection points at the service compose names, if any."""
+    try:
+        return adapter.compose_config()
+    except InputError as error:
+        match = re.search(r"services\.([A-Za-z0-9._-]+?)(?:\.| |$)", error.message)
+        service = read_services(text, source=path).get(match.group(1)) if match else None
+        if service is None or (error.location and error.location.line):
+            raise
+        where = Location(path, service.line, service.column, f"services.{service.service}")
+        raise InputError(error.message, where) from error
 
 
 def desired_images(pins: Mapping[str, str], config: ComposeConfig) -> dict[str, str]:
@@ -196,9 +223,16 @@ def observe(
     """
     path = state.compose.file
     text = read_compose_text(path)
+    secrets.register_environment(state.sensitive_env)
+    secrets.register_compose_text(text)
+    check_compose_services(state, path, text)
     if not DOCKER_STEPS.intersection(steps):
         return Observed(compose_file=path, compose_text=text)
-    config = adapter.compose_config()
+    config = _compose_config(adapter, path, text)
+    for service in config.services.values():
+        secrets.register_mapping(service.environment)
+        if service.build is not None:
+            secrets.register_mapping(service.build.args)
     sources = image_sources(state, config, pins)
     containers = tuple(adapter.containers())
     return Observed(

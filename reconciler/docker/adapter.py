@@ -379,5 +379,9 @@ def _parse_compose_config(model: dict[str, Any]) -> ComposeConfig:
             build=build_config,
             has_healthcheck=bool(healthcheck.get("test")) and not healthcheck.get("disable", False),
             depends_on=depends_on,
+            environment={
+                str(k): "" if v is None else str(v)
+                for k, v in (spec.get("environment") or {}).items()
+            },
         )
     return ComposeConfig(project=project, services=services)

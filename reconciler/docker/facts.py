@@ -37,6 +37,7 @@ class ServiceConfig:
     build: BuildConfig | None = None
     has_healthcheck: bool = False
     depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
+    environment: dict[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
 
 
 @dataclass(frozen=True)

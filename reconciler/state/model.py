@@ -240,6 +240,10 @@ class State(_Strict):
     )
     migrations: list[MigrationSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
+    sensitive_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list,
+        description="Environment variables whose values are secret: never printed anywhere.",
+    )
     allow_outside_root: bool = Field(
         default=False,
         description="Allow paths outside the state's root (git work tree or state directory).",

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import structlog
 
-from reconciler.compose.edit import pin_images, read_services
-from reconciler.errors import ApplyError, InputError
-from reconciler.observe import Observed, read_compose_text
+from reconciler import secrets
+from reconciler.compose.edit import pin_images
+from reconciler.errors import ApplyError
+from reconciler.observe import Observed, check_compose_services, read_compose_text
 from reconciler.plan import Change, InSync, Plan, Step
 from reconciler.state import State
 
@@ -38,14 +39,7 @@ def pinned_text(state: State, observed: Observed) -> str:
 
 def check_services_exist(state: State, observed: Observed) -> None:
     """A service named in the state but absent from the compose file is an input error."""
-    services = read_services(observed.compose_text, source=observed.compose_file)
-    for name in state.services:
-        if name not in services:
-            raise InputError(
-                f"service {name!r} is not defined in {observed.compose_file} "
-                f"(it defines: {', '.join(services) or 'no services'})",
-                state.location(f"services.{name}"),
-            )
+    check_compose_services(state, observed.compose_file, observed.compose_text)
 
 
 def diff(state: State, observed: Observed, *, label: str) -> Plan:
@@ -125,8 +119,16 @@ def unified_diff(before: str, after: str, label: str) -> str:
         n=1,
     )
     return "".join(
-        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+        _masked(line) if line.endswith("\n") else _masked(line) + "\n\\ No newline at end of file\n"
+        for line in lines
     )
+
+
+def _masked(line: str) -> str:
+    """A diff line with secret values masked; the +/-/space prefix kept."""
+    if line.startswith(("---", "+++", "@@")):
+        return line
+    return line[:1] + secrets.mask_line(line[1:])
 
 
 _HOW = {
