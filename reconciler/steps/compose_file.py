@@ -90,6 +90,10 @@ def apply(state: State, observed: Observed) -> None:
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that readers see the old or the new bytes, never a mix."""
     mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    # A write killed before its rename leaves its temp file; the project lock is held, so any
+    # such file is a leftover, never another writer's.
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     temp = Path(temp_name)
     try:
