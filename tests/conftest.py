@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,30 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 STACK = Path(__file__).resolve().parent / "e2e" / "stack"
 BUSYBOX = Path("/bin/busybox")
+
+
+RECONCILER = (sys.executable, "-m", "reconciler")
+
+
+def run_cli(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m reconciler ARGS` in a subprocess, both streams captured (JSON logs by default)."""
+    argv = [*RECONCILER, *map(str, args)]
+    if "--log-format" not in argv:
+        argv += ["--log-format", "json"]
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def _engine_problem() -> str | None:

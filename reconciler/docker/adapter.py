@@ -185,6 +185,10 @@ class DockerAdapter:
         argv.append(str(build.context))
         self._call(argv, mutating=True, timeout=None)
 
+    def remove_containers(self, ids: Sequence[str]) -> None:
+        """Force-remove containers (leftovers of an interrupted compose recreate)."""
+        self._call([*self._docker_cmd(), "container", "rm", "--force", *ids], mutating=True)
+
     def tag(self, image_id: str, reference: str) -> None:
         """Point `reference` at `image_id` (rollback restores a tag's previous image)."""
         self._call([*self._docker_cmd(), "image", "tag", image_id, reference], mutating=True)

@@ -8,6 +8,7 @@ inspects until each is healthy (or running, without a healthcheck) before its de
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -47,9 +48,15 @@ def diff(pins: Mapping[str, str], observed: Observed, *, rebuilt: Iterable[str] 
     by_service = _containers_by_service(observed.containers)
     changes: list[Change] = []
     ok: list[InSync] = []
+    leftovers = _leftovers(observed.containers)
     for service in config.services:
         reference = images[service]
         containers = by_service.get(service, [])
+        stale = [c.name for c in leftovers if c.service == service]
+        if stale:
+            reason = f"leftover of an interrupted recreate: {', '.join(stale)}"
+            changes.append(Change(Step.SERVICES, service, "recreate", reason))
+            continue
         change = _drift(
             service,
             reference=reference,
@@ -131,6 +138,12 @@ def apply(
         for c in changes
         if c.action in {"create", "recreate", "start"} and c.target not in force
     ]
+    leftovers = _leftovers(adapter.containers())
+    if leftovers:
+        _log.warning(
+            "removing leftovers of an interrupted recreate", containers=[c.name for c in leftovers]
+        )
+        adapter.remove_containers([c.id for c in leftovers])
     try:
         stop_point("compose up")
         if normal:
@@ -247,9 +260,19 @@ def _health_error(
 def _containers_by_service(containers: Iterable[ContainerFacts]) -> dict[str, list[ContainerFacts]]:
     grouped: dict[str, list[ContainerFacts]] = {}
     for container in containers:
-        if not container.oneoff:
+        if not container.oneoff and not _LEFTOVER.match(container.name):
             grouped.setdefault(container.service, []).append(container)
     return grouped
+
+
+# compose recreates by renaming the old container to "<12 hex of its id>_<name>", creating the
+# new one, then removing the old; a kill in between leaves the renamed one, which blocks the next
+# recreate with a name conflict.
+_LEFTOVER = re.compile(r"^[0-9a-f]{12}_")
+
+
+def _leftovers(containers: Iterable[ContainerFacts]) -> list[ContainerFacts]:
+    return [c for c in containers if not c.oneoff and _LEFTOVER.match(c.name)]
 
 
 def _completed_one_shot(service: str, container: ContainerFacts, config: ComposeConfig) -> bool:

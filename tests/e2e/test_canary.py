@@ -23,7 +23,7 @@ import pytest
 import reconciler
 from reconciler import wheelhouse
 from reconciler.reconcile import make_adapter
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -80,15 +80,8 @@ def tree(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def cli(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m reconciler` with JSON logs."""
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args, "--log-format", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3000,
-        cwd=tree,
-    )
+    """`python -m reconciler` in the copied tree, with JSON logs."""
+    return run_cli(*args, cwd=tree, timeout=3000)
 
 
 def api(path: str, body: dict[str, Any] | None = None) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import Stack, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -51,14 +51,7 @@ def calls(env: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args, "--log-format", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        timeout=900,
-    )
+    return run_cli(*args, env=env)
 
 
 def test_apply_converges_with_30_percent_of_docker_calls_failing(

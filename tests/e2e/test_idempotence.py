@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,20 +17,14 @@ import pytest
 
 import reconciler
 from reconciler.reconcile import make_adapter
-from tests.conftest import Stack
+from tests.conftest import Stack, run_cli
 
 pytestmark = pytest.mark.docker
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """Run `python -m reconciler` with JSON logs, capturing both streams."""
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *map(str, args), "--log-format", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    return run_cli(*args)
 
 
 def plan_json(stack: Stack) -> tuple[int, list[dict[str, Any]]]:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import Stack, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -43,19 +43,7 @@ def test_signal_stops_between_actions_and_next_apply_converges(
     assert apply.returncode == code, out + err
     assert f"stopped by {signum.name}" in err
     assert stack.compose_file.read_bytes() == before
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply", str(stack.state_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    done = run_cli("apply", stack.state_file)
     assert done.returncode == 0, done.stderr
-    again = subprocess.run(
-        [sys.executable, "-m", "reconciler", "plan", str(stack.state_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    again = run_cli("plan", stack.state_file)
     assert again.returncode == 0, again.stdout

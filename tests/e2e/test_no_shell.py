@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Stack
+from tests.conftest import REPO, Stack, run_cli
 
 METACHARACTERS = [
     "$(touch /tmp/pwned-a)",
@@ -40,13 +39,7 @@ def test_metacharacters_in_state_commands_stay_inert(stack: Stack) -> None:
         + f"checks:\n  - name: inert\n    exec:\n      service: api\n      command: [{argv}]\n"
         + "      expect_output: '$(touch /tmp/pwned-a) `touch /tmp/pwned-b` ; touch /tmp/pwned-c && | > /tmp/pwned-d'\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply", str(stack.state_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    done = run_cli("apply", stack.state_file)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert "check  PASS  inert" in done.stdout
     listing = subprocess.run(

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import Stack, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -48,15 +46,7 @@ def test_secret_values_never_printed(stack: Stack) -> None:
         ["apply", "-v", "--json", "--report", "r.md", "--junit", "j.xml"],
         ["apply", "--log-format", "console"],
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "reconciler", args[0], str(stack.state_file), *args[1:]],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            cwd=stack.directory,
-            timeout=600,
-        )
+        done = run_cli(args[0], stack.state_file, *args[1:], env=env, cwd=stack.directory)
         assert done.returncode in {0, 2}, done.stderr[-2000:]
         outputs += [done.stdout, done.stderr]
     outputs += [(stack.directory / "r.md").read_text(), (stack.directory / "j.xml").read_text()]

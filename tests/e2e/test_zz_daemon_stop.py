@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, Stack
+from tests.conftest import REPO, Stack, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -68,11 +68,5 @@ def test_daemon_stopped_mid_apply_then_restarted(stack: Stack) -> None:
             timeout=300,
         )
     assert restart.returncode == 0, restart.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply", str(stack.state_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    done = run_cli("apply", stack.state_file)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -62,7 +62,7 @@ def _observed(case: dict[str, Any], state: State, steps: list[Step]) -> Observed
     containers = tuple(
         ContainerFacts(
             id=f"id-{index}",
-            name=f"p-{item['service']}-1",
+            name=item.get("name", f"p-{item['service']}-1"),
             service=item["service"],
             status=item.get("status", "running"),
             health=item.get("health"),
