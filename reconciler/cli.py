@@ -19,7 +19,7 @@ import structlog
 
 from reconciler import reconcile
 from reconciler.errors import HealthTimeoutError, InputError, ReconcilerError
-from reconciler.interrupt import StopRequested, install_handlers
+from reconciler.interrupt import StopRequested, install_handlers, restore_handlers
 from reconciler.lock import project_lock
 from reconciler.plan import Change, Plan, Step
 from reconciler.report import junit_xml, markdown
@@ -111,15 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every byte the CLI prints, logs included, goes through secret redaction.
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(stdout), RedactingStream(stderr)
+    handlers = install_handlers()
     try:
         return _run(args)
     finally:
+        # Leave no global state behind for a caller that runs main() in-process.
         sys.stdout, sys.stderr = stdout, stderr
+        restore_handlers(handlers)
+        structlog.reset_defaults()
 
 
 def _run(args: argparse.Namespace) -> int:
     _configure_logging(args.log_format, verbose=args.verbose)
-    install_handlers()
     try:
         state = load_state(args.state)
         if args.command == "down":

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
+from typing import Any
 
 import structlog
 
 from reconciler.errors import ReconcilerError
 
-__all__ = ["StopRequested", "install_handlers", "request_stop", "reset", "stop_point"]
+__all__ = [
+    "StopRequested",
+    "install_handlers",
+    "request_stop",
+    "reset",
+    "restore_handlers",
+    "stop_point",
+]
 
 _log = structlog.get_logger(__name__)
 _requested: int | None = None
@@ -51,8 +59,16 @@ def stop_point(where: str) -> None:
         raise StopRequested(_requested, where)
 
 
-def install_handlers() -> None:
-    """SIGINT/SIGTERM: first one requests a stop between actions; a second one stops now."""
+Handlers = dict[int, Any]
+
+
+def install_handlers() -> Handlers:
+    """SIGINT/SIGTERM: first one requests a stop between actions; a second one stops now.
+
+    Returns the previous handlers, for `restore_handlers`.
+    """
+    reset()
+    previous: Handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if _requested is not None:
@@ -64,3 +80,11 @@ def install_handlers() -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+    return previous
+
+
+def restore_handlers(previous: Handlers) -> None:
+    """Put back the handlers `install_handlers` replaced, and forget any stop request."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    reset()

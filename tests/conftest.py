@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parent.parent
 STACK = Path(__file__).resolve().parent / "e2e" / "stack"
@@ -57,6 +58,14 @@ def _engine_problem() -> str | None:
     if not BUSYBOX.is_file():
         return f"{BUSYBOX} missing (Debian busybox-static)"
     return None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts and ends with structlog's defaults (the CLI configures it globally)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 from reconciler.cli import main
 
@@ -83,3 +85,15 @@ def test_apply_only_compose_file_edits_minimally_and_then_is_in_sync(tmp_path: P
     assert compose.stat().st_mode & 0o777 == 0o640
     assert main(["plan", str(tmp_path / "s.yaml"), "--only", "compose-file"]) == 0
     assert not list(tmp_path.glob(".c.yml.*")), "no temp file left behind"
+
+
+def test_main_leaves_no_global_state(tmp_path: Path) -> None:
+    """In-process main() restores stdout/stderr, signal handlers and structlog's defaults."""
+    (tmp_path / "c.yml").write_text("services:\n  a:\n    image: a:1\n")
+    (tmp_path / "s.yaml").write_text("name: s\ncompose:\n  file: c.yml\n")
+    streams = (sys.stdout, sys.stderr)
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    assert main(["plan", str(tmp_path / "s.yaml"), "--only", "compose-file"]) == 0
+    assert (sys.stdout, sys.stderr) == streams
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert not structlog.is_configured()
