@@ -125,7 +125,7 @@ def apply(
     adapter = adapter or make_adapter(state)
     observed = _observe(state, adapter, steps)
     the_plan = diff(state, observed, steps)
-    run = _Run(state, steps, adapter, the_plan)
+    run = _Run(state, adapter, the_plan)
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
     for step in STEP_ORDER:
@@ -146,7 +146,7 @@ def apply(
             _log.info("changed", step=str(step), target=change.target, action=change.action)
         run.applied.extend(done)
     try:
-        final = _observe(state, adapter, steps) if run.applied else observed
+        final = _observe(state, adapter, steps) if the_plan.changes else observed
         remaining = diff(state, final, steps)
     except ReconcilerError as error:
         return run.fail(error, (), observed, rollback_on_failure)
@@ -181,7 +181,6 @@ class _Run:
     """The mutable record of one apply, turned into a frozen `ApplyResult` at the end."""
 
     state: State
-    steps: Collection[Step]
     adapter: DockerAdapter
     plan: Plan
     applied: list[Change] = field(default_factory=list)
