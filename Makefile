@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: $(STAMP) engine lint
-	$(VENV)/bin/python -m pytest -rs
+	$(VENV)/bin/python -m pytest -rs --durations=15
 
 clean:
 	rm -rf $(VENV)
