@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -41,6 +42,21 @@ def run_cli(
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def start_apply_until(state_file: Path, event: str) -> subprocess.Popen[str]:
+    """Start `python -m reconciler apply` and return once it logs `event` (JSON logs)."""
+    apply = subprocess.Popen(
+        [*RECONCILER, "apply", str(state_file), "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert apply.stderr is not None
+    for line in apply.stderr:
+        if json.loads(line).get("event") == event:
+            return apply
+    raise AssertionError(f"apply ended without logging {event!r} (exit {apply.wait()})")
 
 
 def _engine_problem() -> str | None:

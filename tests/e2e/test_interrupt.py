@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import Stack, run_cli
+from tests.conftest import Stack, run_cli, start_apply_until
 
 pytestmark = pytest.mark.docker
 
@@ -20,25 +17,8 @@ def test_signal_stops_between_actions_and_next_apply_converges(
 ) -> None:
     """A signal during the first build stops before the next action; the next apply converges."""
     before = stack.compose_file.read_bytes()
-    apply = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "apply",
-            str(stack.state_file),
-            "--log-format",
-            "json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert apply.stderr is not None
-    for line in apply.stderr:
-        if json.loads(line).get("event") == "building image":
-            apply.send_signal(signum)
-            break
+    apply = start_apply_until(stack.state_file, "building image")
+    apply.send_signal(signum)
     out, err = apply.communicate(timeout=300)
     assert apply.returncode == code, out + err
     assert f"stopped by {signum.name}" in err

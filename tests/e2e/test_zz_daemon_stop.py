@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import REPO, Stack, run_cli
+from tests.conftest import REPO, Stack, run_cli, start_apply_until
 
 pytestmark = pytest.mark.docker
 
@@ -22,24 +21,7 @@ def engine_up() -> bool:
 def test_daemon_stopped_mid_apply_then_restarted(stack: Stack) -> None:
     """Stopping dockerd during a build fails apply with exit 1; restarting it lets apply converge."""
     before = stack.compose_file.read_bytes()
-    apply = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "apply",
-            str(stack.state_file),
-            "--log-format",
-            "json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert apply.stderr is not None
-    for line in apply.stderr:
-        if json.loads(line).get("event") == "building image":
-            break
+    apply = start_apply_until(stack.state_file, "building image")
     subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=False)
     try:
         deadline = time.monotonic() + 60
