@@ -22,6 +22,7 @@ from reconciler.errors import InputError, Location
 from reconciler.plan import Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.state import State
+from reconciler.state.load import decode_utf8
 from reconciler.state.model import RootfsSpec
 from reconciler.steps import migrations
 from reconciler.steps.migrations import MigrationStatus
@@ -76,11 +77,7 @@ def read_compose_text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as error:
         raise InputError(f"cannot read compose file: {error.strerror}", Location(path)) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise InputError("compose file is not UTF-8", Location(path, line)) from None
+    return decode_utf8(raw, path)
 
 
 def check_compose_services(state: State, path: Path, text: str) -> None:

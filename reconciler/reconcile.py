@@ -222,7 +222,7 @@ def _roll_back(
     try:
         if any(change.step is Step.COMPOSE_FILE for change in applied):
             compose_file.write_atomically(before.compose_file, before.compose_text.encode("utf-8"))
-            done.append(f"restored {_label(state)} to its previous bytes")
+            done.append(f"restored {state.shown(state.compose.file)} to its previous bytes")
         for change in applied:
             old = before.images.get(change.target) if change.step is Step.IMAGES else None
             if old is not None and change.action in {"build", "import", "pull"}:
@@ -267,19 +267,12 @@ def _observe(state: State, adapter: DockerAdapter, steps: Collection[Step]) -> O
     return observe(state, adapter, steps, _pins(state, steps))
 
 
-def _label(state: State) -> str:
-    path = state.compose.file
-    return str(path.relative_to(state.root)) if path.is_relative_to(state.root) else str(path)
-
-
 def diff(state: State, observed: Observed, steps: Collection[Step] = _IMPLEMENTED) -> Plan:
     """Pure: the changes that take `observed` to `state`, for `steps`, in apply order."""
     pins = _pins(state, steps)
     result = Plan()
     if Step.COMPOSE_FILE in steps:
-        result += compose_file.diff(state, observed, label=_label(state))
-    else:
-        compose_file.check_services_exist(state, observed)
+        result += compose_file.diff(state, observed)
     rebuilt: set[str] = set()
     if Step.IMAGES in steps:
         image_plan = images.diff(state, observed)

@@ -21,7 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from reconciler.errors import InputError, Location
 from reconciler.state.model import ComposeSpec, State
 
-__all__ = ["find_root", "load_state"]
+__all__ = ["decode_utf8", "find_root", "load_state"]
 
 # Aliases make a small file expand into a huge object graph (the "billion laughs"); a state
 # file has tens of nodes, so a generous cap stops that without limiting real use.
@@ -71,6 +71,11 @@ def _read_text(source: Path) -> str:
         raise InputError(
             f"state file is {len(raw)} bytes; the limit is {_MAX_BYTES}", Location(source)
         )
+    return decode_utf8(raw, source)
+
+
+def decode_utf8(raw: bytes, source: Path) -> str:
+    """`raw` as text; a byte that is not UTF-8 is an InputError at its line and column."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -270,6 +270,10 @@ class State(_Strict):
         copy._source, copy._root, copy._positions = source, root, positions
         return copy
 
+    def shown(self, path: Path) -> str:
+        """`path` as reports show it: relative to the state's root when inside it."""
+        return str(path.relative_to(self._root)) if path.is_relative_to(self._root) else str(path)
+
     def location(self, key: str) -> Location:
         """Where `key` (a dotted path such as `services.web.image`) sits in the state file."""
         line, column = self._positions.get(key, (None, None))

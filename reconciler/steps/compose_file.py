@@ -16,13 +16,12 @@ import structlog
 from reconciler import secrets
 from reconciler.compose.edit import pin_images
 from reconciler.errors import ApplyError
-from reconciler.observe import Observed, check_compose_services, read_compose_text
+from reconciler.observe import Observed, read_compose_text
 from reconciler.plan import Change, InSync, Plan, Step
 from reconciler.state import State
 
 __all__ = [
     "apply",
-    "check_services_exist",
     "diff",
     "pinned_text",
     "unified_diff",
@@ -37,14 +36,9 @@ def pinned_text(state: State, observed: Observed) -> str:
     return pin_images(observed.compose_text, state.pins(), source=observed.compose_file).text
 
 
-def check_services_exist(state: State, observed: Observed) -> None:
-    """A service named in the state but absent from the compose file is an input error."""
-    check_compose_services(state, observed.compose_file, observed.compose_text)
-
-
-def diff(state: State, observed: Observed, *, label: str) -> Plan:
+def diff(state: State, observed: Observed) -> Plan:
     """One change per service whose `image:` differs from its pin, with that edit's diff."""
-    check_services_exist(state, observed)
+    label = state.shown(observed.compose_file)
     pins = state.pins()
     result = pin_images(observed.compose_text, pins, source=observed.compose_file)
     changes: list[Change] = []

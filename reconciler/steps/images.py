@@ -30,7 +30,7 @@ def diff(state: State, observed: Observed) -> Plan:
     changes: list[Change] = []
     ok: list[InSync] = []
     for directory, (wanted, have) in observed.wheelhouses.items():
-        target = WHEELHOUSE + _label(state, Path(directory))
+        target = WHEELHOUSE + state.shown(Path(directory))
         if have == wanted:
             ok.append(InSync(Step.IMAGES, target, "wheels match the requirement files"))
         else:
@@ -97,14 +97,10 @@ def _how(kind: str, user: str) -> str:
     return f"its rootfs spec ({user})" if kind == "rootfs" else f"{user}'s build"
 
 
-def _label(state: State, path: Path) -> str:
-    return str(path.relative_to(state.root)) if path.is_relative_to(state.root) else str(path)
-
-
 def _directory(state: State, target: str) -> str:
     label = target.removeprefix(WHEELHOUSE)
     for directory in state.wheelhouses:
-        if _label(state, Path(directory)) == label:
+        if state.shown(Path(directory)) == label:
             return directory
     raise KeyError(target)
 

@@ -19,7 +19,7 @@ from reconciler.docker.facts import (
     ServiceConfig,
 )
 from reconciler.errors import InputError
-from reconciler.observe import Observed, image_sources
+from reconciler.observe import Observed, check_compose_services, image_sources
 from reconciler.plan import Step
 from reconciler.reconcile import diff
 from reconciler.state import State
@@ -83,6 +83,8 @@ def _observed(case: dict[str, Any], state: State, steps: list[Step]) -> Observed
     }
     config = _config(case)
     pins = state.pins() if Step.COMPOSE_FILE in steps else {}
+    # As observe() does before anything else: the compose file defines the state's services.
+    check_compose_services(state, Path("docker-compose.yml"), _compose_text(case))
     return Observed(
         compose_file=Path("docker-compose.yml"),
         compose_text=_compose_text(case),

@@ -97,3 +97,15 @@ def test_main_leaves_no_global_state(tmp_path: Path) -> None:
     assert (sys.stdout, sys.stderr) == streams
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     assert not structlog.is_configured()
+
+
+def test_non_utf8_compose_file_exits_3_at_the_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A compose file that is not UTF-8 is refused at the bad byte's line and column."""
+    compose = tmp_path / "c.yml"
+    compose.write_bytes(b"services:\n  a:\n    image: caf\xe9\n")
+    (tmp_path / "s.yaml").write_text("name: s\ncompose:\n  file: c.yml\n")
+    assert main(["plan", str(tmp_path / "s.yaml"), "--only", "compose-file"]) == 3
+    assert f"{compose}:3:15: not UTF-8: byte 0xe9" in capsys.readouterr().err
+    assert compose.read_bytes() == b"services:\n  a:\n    image: caf\xe9\n"
