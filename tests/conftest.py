@@ -111,6 +111,10 @@ class Stack:
     def compose_file(self) -> Path:
         return self.directory / "docker-compose.yml"
 
+    def compose_argv(self, *args: str) -> list[str]:
+        """`docker compose` for this stack's file and project, followed by `args`."""
+        return ["docker", "compose", "-f", str(self.compose_file), "-p", self.project, *args]
+
     def image(self, name: str, tag: str = "1") -> str:
         return f"{self.project}-{name}:{tag}"
 
@@ -131,19 +135,7 @@ def make_stack(tmp_path: Path, *, port: int) -> Stack:
 def remove_stack(stack: Stack) -> None:
     """Remove the stack's containers, volumes, network and images."""
     subprocess.run(
-        [
-            "docker",
-            "compose",
-            "-f",
-            str(stack.compose_file),
-            "-p",
-            stack.project,
-            "down",
-            "--volumes",
-            "--remove-orphans",
-            "--timeout",
-            "1",
-        ],
+        stack.compose_argv("down", "--volumes", "--remove-orphans", "--timeout", "1"),
         capture_output=True,
         check=False,
     )

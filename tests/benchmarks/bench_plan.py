@@ -45,7 +45,7 @@ def main() -> None:
             state = reconciler.load_state(stack.state_file)
             result = reconciler.apply(state)
             assert result.succeeded, result.error
-            compose = ["docker", "compose", "-f", str(stack.compose_file), "-p", stack.project]
+            compose = stack.compose_argv()
             baseline = median_seconds(lambda: run([*compose, "up", "-d", "--wait"]))
             library = median_seconds(lambda: reconciler.plan(state))
             cli = median_seconds(

@@ -38,7 +38,7 @@ def plan_json(stack: Stack) -> tuple[int, list[dict[str, Any]]]:
 def container_ids(stack: Stack) -> dict[str, str]:
     """service -> container id of the stack's project."""
     ids = subprocess.run(
-        ["docker", "compose", "-f", str(stack.compose_file), "-p", stack.project, "ps", "-aq"],
+        stack.compose_argv("ps", "-aq"),
         capture_output=True,
         text=True,
         check=True,

@@ -43,19 +43,7 @@ def test_metacharacters_in_state_commands_stay_inert(stack: Stack) -> None:
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert "check  PASS  inert" in done.stdout
     listing = subprocess.run(
-        [
-            "docker",
-            "compose",
-            "-f",
-            str(stack.compose_file),
-            "-p",
-            stack.project,
-            "exec",
-            "-T",
-            "api",
-            "ls",
-            "/tmp",
-        ],
+        stack.compose_argv("exec", "-T", "api", "ls", "/tmp"),
         capture_output=True,
         text=True,
         check=False,
