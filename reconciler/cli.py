@@ -11,6 +11,9 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
+import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -18,9 +21,8 @@ from typing import NoReturn, TextIO
 import structlog
 
 from reconciler import reconcile
-from reconciler.errors import HealthTimeoutError, InputError, ReconcilerError
-from reconciler.interrupt import StopRequested, install_handlers, restore_handlers
-from reconciler.lock import project_lock
+from reconciler.errors import HealthTimeoutError, InputError, InternalError, ReconcilerError
+from reconciler.interrupt import StopToken, install_handlers, restore_handlers
 from reconciler.plan import Change, Plan, Step
 from reconciler.report import junit_xml, markdown
 from reconciler.secrets import RedactingStream, redact
@@ -30,7 +32,6 @@ __all__ = ["main"]
 
 DEFAULT_STATE = Path("states/canary.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_INPUT = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,58 +107,68 @@ def _step_list(text: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return its exit code."""
+    """Run the CLI; return its exit code. Leaves no global state behind for in-process callers."""
     args = _parser().parse_args(argv)
     # Every byte the CLI prints, logs included, goes through secret redaction.
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(stdout), RedactingStream(stderr)
-    handlers = install_handlers()
+    caller_logging = structlog.get_config() if structlog.is_configured() else None
+    stop = StopToken()
+    handlers = install_handlers(stop) if _main_thread() else {}
     try:
-        return _run(args)
+        _configure_logging(args.log_format, verbose=args.verbose)
+        try:
+            return _run(args, stop)
+        except ReconcilerError as error:
+            _report_error(error)
+            return _exit_code(error)
+        except Exception as error:
+            _report_error(InternalError(error, traceback.format_exc()))
+            return EXIT_FAILED
     finally:
-        # Leave no global state behind for a caller that runs main() in-process.
         sys.stdout, sys.stderr = stdout, stderr
         restore_handlers(handlers)
-        structlog.reset_defaults()
+        if caller_logging is None:
+            structlog.reset_defaults()
+        else:
+            structlog.configure(**caller_logging)
 
 
-def _run(args: argparse.Namespace) -> int:
-    _configure_logging(args.log_format, verbose=args.verbose)
-    try:
-        state = load_state(args.state)
-        if args.command == "down":
-            with project_lock(reconcile.lock_name(state)):
-                reconcile.down(state, volumes=args.volumes)
-            print(
-                f"{state.name}: compose project stopped"
-                + (" (volumes removed)" if args.volumes else "")
-            )
-            return EXIT_OK
-        steps = reconcile.select_steps(args.only, args.skip)
-        if args.command == "plan":
-            return _plan(state_plan=reconcile.plan(state, steps=steps), as_json=args.json)
-        if args.lock_timeout < 0 or args.lock_timeout > 86400:
-            raise InputError(
-                f"--lock-timeout must be between 0 and 86400 s, not {args.lock_timeout:g}"
-            )
-        with project_lock(reconcile.lock_name(state), timeout=args.lock_timeout):
-            result = reconcile.apply(
-                state, steps=steps, rollback_on_failure=args.rollback_on_failure
-            )
-        _write_reports(state.name, result, report=args.report, junit=args.junit)
-        return _apply(result, as_json=args.json)
-    except ReconcilerError as error:
-        _report_error(error)
-        return _exit_code(error)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _run(args: argparse.Namespace, stop: StopToken) -> int:
+    state = load_state(args.state)
+    if args.command == "down":
+        reconcile.down(state, volumes=args.volumes)
+        print(
+            f"{state.name}: compose project stopped"
+            + (" (volumes removed)" if args.volumes else "")
+        )
+        return EXIT_OK
+    steps = reconcile.select_steps(args.only, args.skip)
+    if args.command == "plan":
+        adapter = reconcile.make_adapter(state, stop=stop)
+        return _plan(
+            state_plan=reconcile.plan(state, steps=steps, adapter=adapter), as_json=args.json
+        )
+    if args.lock_timeout < 0 or args.lock_timeout > 86400:
+        raise InputError(f"--lock-timeout must be between 0 and 86400 s, not {args.lock_timeout:g}")
+    result = reconcile.apply(
+        state,
+        steps=steps,
+        rollback_on_failure=args.rollback_on_failure,
+        stop=stop,
+        lock_timeout=args.lock_timeout,
+    )
+    _write_reports(state.name, result, report=args.report, junit=args.junit)
+    return _apply(result, as_json=args.json)
 
 
 def _exit_code(error: ReconcilerError) -> int:
-    if isinstance(error, InputError):
-        return EXIT_INPUT
-    return error.exit_code if isinstance(error, StopRequested) else EXIT_FAILED
+    """The one mapping from errors to exit codes: each error class carries its own."""
+    return error.exit_code
 
 
 def _write_reports(
@@ -185,32 +196,15 @@ def _plan(state_plan: Plan, *, as_json: bool) -> int:
 
 
 def _apply(result: reconcile.ApplyResult, *, as_json: bool) -> int:
-    ok, changed = len(result.plan.ok), len(result.applied)
-    failed = len(result.failed) + sum(1 for check in result.checks if not check.passed)
+    counts = result.counts
     if as_json:
-        payload = {
-            "changes": [change.to_dict() for change in result.applied],
-            "ok": [row.to_dict() for row in result.plan.ok],
-            "failed": [change.to_dict() for change in result.failed],
-            "checks": [
-                {
-                    "name": c.name,
-                    "passed": c.passed,
-                    "detail": c.detail,
-                    "seconds": round(c.seconds, 3),
-                }
-                for c in result.checks
-            ],
-            "rolled_back": list(result.rolled_back),
-            "summary": {"ok": ok, "changed": changed, "failed": failed},
-        }
-        if result.error is not None:
-            payload["error"] = str(result.error)
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
     else:
         _print_plan(Plan(result.applied), sys.stdout)
-        if not result.changed and not result.failed:
+        if not result.changed and not result.failed and result.error is None:
             print("No changes: already in the declared state.")
+        for change in result.failed:
+            print(f"{_change_line(change)}  FAILED: {result.failure_of(change)}")
         for check in result.checks:
             verdict = "PASS" if check.passed else "FAIL"
             print(f"check  {verdict}  {check.name}  ({check.detail}, {check.seconds:.1f} s)")
@@ -219,8 +213,8 @@ def _apply(result: reconcile.ApplyResult, *, as_json: bool) -> int:
     if result.error is not None:
         _report_error(result.error)
     if not as_json:
-        print(f"ok={ok} changed={changed} failed={failed}")
-    return EXIT_OK if result.succeeded else _exit_code(result.error or ReconcilerError())
+        print(" ".join(f"{key}={value}" for key, value in counts.items()))
+    return EXIT_OK if result.error is None else _exit_code(result.error)
 
 
 def _print_plan(the_plan: Plan, out: TextIO) -> None:
@@ -236,11 +230,24 @@ def _change_line(change: Change) -> str:
 
 
 def _report_error(error: ReconcilerError) -> None:
+    if isinstance(error, InternalError):
+        print(f"error: {error}; traceback written to {_save_traceback(error)}", file=sys.stderr)
+        return
     print(f"error: {error}", file=sys.stderr)
     if isinstance(error, HealthTimeoutError):
         for service, text in error.diagnostics.items():
             print(f"--- {service}", file=sys.stderr)
             print(text, file=sys.stderr)
+
+
+def _save_traceback(error: InternalError) -> Path:
+    """Write a bug's traceback to a file of its own, for the bug report; return its path."""
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept, not closed by a with block
+        "w", prefix="reconciler-bug-", suffix=".txt", delete=False, encoding="utf-8"
+    )
+    with handle:
+        handle.write(redact(error.traceback_text))
+    return Path(handle.name)
 
 
 def _configure_logging(fmt: str, *, verbose: bool) -> None:

@@ -15,7 +15,9 @@ __all__ = [
     "DockerError",
     "HealthTimeoutError",
     "InputError",
+    "InternalError",
     "Location",
+    "LockHeldError",
     "PermanentDockerError",
     "ReconcilerError",
     "TransientDockerError",
@@ -85,6 +87,20 @@ class HealthTimeoutError(ApplyError):
     def __init__(self, message: str, diagnostics: dict[str, str]) -> None:
         self.diagnostics = diagnostics
         super().__init__(message)
+
+
+class LockHeldError(ReconcilerError):
+    """Another apply holds the project's lock (exit 1)."""
+
+
+class InternalError(ReconcilerError):
+    """An unexpected exception: a bug in reconciler. Carries the traceback for a bug report."""
+
+    def __init__(self, error: BaseException, traceback_text: str) -> None:
+        self.traceback_text = traceback_text
+        super().__init__(
+            f"internal error (a bug in reconciler): {type(error).__name__}: {error}".rstrip(": ")
+        )
 
 
 class ConvergenceError(ReconcilerError):

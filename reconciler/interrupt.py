@@ -1,13 +1,18 @@
-"""Graceful stop: SIGINT/SIGTERM ask apply to stop at the next point between actions.
+"""Stopping an apply on request: a per-run `StopToken`, and the signal handlers that fill it.
 
-The CLI installs `install_handlers`; the loop calls `stop_point` between actions, which raises
-`StopRequested` (exit 128 + signal: 130 for SIGINT, 143 for SIGTERM). Nothing is cut in half:
-file writes are atomic and a running docker command is allowed to finish.
+A signal handler only records the request (two attribute stores: no logging, no locks, no I/O,
+nothing that allocates through a library): a handler that logged once deadlocked on structlog's
+print lock when the signal landed mid-write. Everything else happens in the run's own code:
+`StopToken.check` raises `StopRequested` at the next stop point and logs there; the child-process
+runner (`reconciler.processes`) polls the token and cuts what is safe to cut at the first
+request, and everything at the second.
 """
 
 from __future__ import annotations
 
 import signal
+import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -15,68 +20,90 @@ import structlog
 
 from reconciler.errors import ReconcilerError
 
-__all__ = [
-    "StopRequested",
-    "install_handlers",
-    "request_stop",
-    "reset",
-    "restore_handlers",
-    "stop_point",
-]
+__all__ = ["StopRequested", "StopToken", "install_handlers", "restore_handlers"]
 
 _log = structlog.get_logger(__name__)
-_requested: int | None = None
+_SLICE = 0.05  # how often a wait looks at the token: a stop is seen within 50 ms
 
 
 class StopRequested(ReconcilerError):
-    """A stop was requested by a signal; raised at the next point between actions."""
+    """A stop was requested by a signal; raised at the next stop point (exit 128 + signal)."""
 
     def __init__(self, signum: int, where: str) -> None:
         self.signum = signum
         self.exit_code = 128 + signum
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} before {where}; everything done so far is consistent")
+        name = _signal_name(signum)
+        super().__init__(f"stopped by {name} {where}; everything done so far is consistent")
 
 
-def request_stop(signum: int = signal.SIGTERM) -> None:
-    """Ask the running apply to stop at its next stop point."""
-    global _requested  # noqa: PLW0603 - one process-wide flag, as signals are process-wide
-    _requested = signum
+class StopToken:
+    """The stop requests of one run: the first signal asks, the second insists.
+
+    `request` is what a signal handler calls; it only stores two attributes. Library callers
+    may call it from any thread to stop a run they started.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.count = 0
+        self._logged = False
+
+    def request(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the run to stop (async-signal-safe: attribute stores only)."""
+        self.signum = signum
+        self.count += 1
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop was asked for."""
+        return self.signum is not None
+
+    @property
+    def urgent(self) -> bool:
+        """True after a second request: even uninterruptible actions are cut."""
+        return self.count >= 2
+
+    def check(self, where: str) -> None:
+        """Raise StopRequested (logged once) if a stop was asked for; `where`: before what."""
+        if self.signum is not None:
+            raise self.stopped(f"before {where}")
+
+    def stopped(self, where: str) -> StopRequested:
+        """The StopRequested error for this request, logged the first time."""
+        assert self.signum is not None
+        if not self._logged:
+            self._logged = True
+            _log.warning("stop requested; stopping", signal=_signal_name(self.signum), where=where)
+        return StopRequested(self.signum, where)
+
+    def sleep(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Sleep `seconds`, in slices; raise StopRequested as soon as a stop is asked for."""
+        end = clock() + seconds
+        while True:
+            if self.signum is not None:
+                raise self.stopped("while waiting")
+            left = end - clock()
+            if left <= 0:
+                return
+            time.sleep(min(left, _SLICE))
 
 
-def reset() -> None:
-    """Forget a stop request (for tests and long-lived callers)."""
-    global _requested  # noqa: PLW0603 - see request_stop
-    _requested = None
-
-
-def stop_point(where: str) -> None:
-    """Raise StopRequested if a stop was requested."""
-    if _requested is not None:
-        _log.warning(
-            "stop requested; stopping", signal=signal.Signals(_requested).name, before=where
-        )
-        raise StopRequested(_requested, where)
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 Handlers = dict[int, Any]
 
 
-def install_handlers() -> Handlers:
-    """SIGINT/SIGTERM: first one requests a stop between actions; a second one stops now.
-
-    Returns the previous handlers, for `restore_handlers`.
-    """
-    reset()
+def install_handlers(token: StopToken) -> Handlers:
+    """Route SIGINT and SIGTERM to `token`; return the previous handlers for `restore_handlers`."""
     previous: Handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if _requested is not None:
-            raise KeyboardInterrupt
-        _log.warning(
-            "stop requested; finishing the current action", signal=signal.Signals(signum).name
-        )
-        request_stop(signum)
+        token.request(signum)
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
@@ -84,7 +111,6 @@ def install_handlers() -> Handlers:
 
 
 def restore_handlers(previous: Handlers) -> None:
-    """Put back the handlers `install_handlers` replaced, and forget any stop request."""
+    """Put back the handlers `install_handlers` replaced."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-    reset()

@@ -12,22 +12,18 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import LockHeldError
 
 __all__ = ["LockHeldError", "lock_directory", "project_lock"]
 
 _log = structlog.get_logger(__name__)
-
-
-class LockHeldError(ReconcilerError):
-    """Another apply holds the project's lock (exit 1)."""
 
 
 def lock_directory() -> Path:
@@ -38,7 +34,11 @@ def lock_directory() -> Path:
 
 @contextmanager
 def project_lock(
-    project: str, *, timeout: float = 0.0, directory: Path | None = None
+    project: str,
+    *,
+    timeout: float = 0.0,
+    directory: Path | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[None]:
     """Hold the project's lock for the block; wait up to `timeout` s, then raise LockHeldError."""
     directory = directory or lock_directory()
@@ -46,7 +46,7 @@ def project_lock(
     path = directory / f"{project}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by child processes
     try:
-        _acquire(fd, path, project, timeout)
+        _acquire(fd, path, project, timeout, sleep)
         previous = _read_holder(fd)
         if previous:
             _log.warning("took over a lock left by a dead process", project=project, **previous)
@@ -65,7 +65,9 @@ def project_lock(
         os.close(fd)
 
 
-def _acquire(fd: int, path: Path, project: str, timeout: float) -> None:
+def _acquire(
+    fd: int, path: Path, project: str, timeout: float, sleep: Callable[[float], None]
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -82,7 +84,7 @@ def _acquire(fd: int, path: Path, project: str, timeout: float) -> None:
                 raise LockHeldError(
                     f"another apply holds the lock of project {project!r}{waited}: {who} ({path})"
                 ) from None
-            time.sleep(0.2)
+            sleep(0.2)
 
 
 def _read_holder(fd: int) -> dict[str, object]:

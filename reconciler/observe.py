@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -217,6 +218,9 @@ def observe(
     """Observe what `steps` need: the file always, docker only for docker-backed steps.
 
     `pins` are the image pins in force (the state's, or none when compose-file is skipped).
+    Independent docker reads run concurrently, in two rounds: the compose model, config hashes
+    and containers; then the images (which need the model) and the migration status (which
+    needs the containers). Build-input digests are computed meanwhile.
     """
     path = state.compose.file
     text = read_compose_text(path)
@@ -225,27 +229,37 @@ def observe(
     check_compose_services(state, path, text)
     if not DOCKER_STEPS.intersection(steps):
         return Observed(compose_file=path, compose_text=text)
-    config = _compose_config(adapter, path, text)
-    for service in config.services.values():
-        secrets.register_mapping(service.environment)
-        if service.build is not None:
-            secrets.register_mapping(service.build.args)
-    sources = image_sources(state, config, pins)
-    containers = tuple(adapter.containers())
-    return Observed(
-        compose_file=path,
-        compose_text=text,
-        config=config,
-        config_hashes=adapter.config_hashes(),
-        containers=containers,
-        migrations=(
-            migrations.observe(state, adapter, containers) if Step.MIGRATIONS in steps else {}
-        ),
-        images=adapter.images(sources),
-        context_digests=wanted_digests(sources, compose_file=path),
-        sources=sources,
-        wheelhouses={
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
+        config_read = pool.submit(_compose_config, adapter, path, text)
+        hashes_read = pool.submit(adapter.config_hashes)
+        containers_read = pool.submit(adapter.containers)
+        config = config_read.result()
+        for service in config.services.values():
+            secrets.register_mapping(service.environment)
+            if service.build is not None:
+                secrets.register_mapping(service.build.args)
+        sources = image_sources(state, config, pins)
+        images_read = pool.submit(adapter.images, sources)
+        containers = tuple(containers_read.result())
+        migrations_read = (
+            pool.submit(migrations.observe, state, adapter, containers)
+            if Step.MIGRATIONS in steps
+            else None
+        )
+        digests = wanted_digests(sources, compose_file=path)
+        wheelhouses = {
             directory: (wheelhouse.wanted_digest(spec), wheelhouse.observed_digest(Path(directory)))
             for directory, spec in state.wheelhouses.items()
-        },
-    )
+        }
+        return Observed(
+            compose_file=path,
+            compose_text=text,
+            config=config,
+            config_hashes=hashes_read.result(),
+            containers=containers,
+            migrations=migrations_read.result() if migrations_read else {},
+            images=images_read.result(),
+            context_digests=digests,
+            sources=sources,
+            wheelhouses=wheelhouses,
+        )

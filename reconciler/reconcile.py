@@ -6,9 +6,11 @@ the CLI is a thin shell over it. Nothing here prints; progress goes to structlog
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Collection, Iterable
+import traceback
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -18,11 +20,14 @@ from reconciler.errors import (
     ConvergenceError,
     HealthTimeoutError,
     InputError,
+    InternalError,
     ReconcilerError,
 )
-from reconciler.interrupt import StopRequested, stop_point
+from reconciler.interrupt import StopRequested, StopToken
+from reconciler.lock import project_lock
 from reconciler.observe import Observed, observe
 from reconciler.plan import STEP_ORDER, Change, Plan, Step
+from reconciler.project import project_name
 from reconciler.state import State
 from reconciler.steps import checks, compose_file, images, migrations, services
 from reconciler.steps.checks import CheckResult
@@ -67,6 +72,45 @@ class ApplyResult:
         """True when apply changed something (Ansible's `changed`)."""
         return bool(self.applied)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """The recap: resources ok, changes made, and failures (failed changes and checks)."""
+        failed = len(self.failed) + sum(1 for check in self.checks if not check.passed)
+        if self.error is not None and not failed:
+            failed = 1
+        return {"ok": len(self.plan.ok), "changed": len(self.applied), "failed": failed}
+
+    def failure_of(self, change: Change) -> str:
+        """Why a failed change failed (not the plan's reason for making it)."""
+        if isinstance(self.error, HealthTimeoutError) and change.target in self.error.diagnostics:
+            return self.error.diagnostics[change.target].splitlines()[0].removeprefix("state: ")
+        return str(self.error) if self.error is not None else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `apply --json` shape: the plan-JSON fields for what was done, plus the outcome."""
+        data: dict[str, Any] = {
+            "changes": [change.to_dict() for change in self.applied],
+            "ok": [row.to_dict() for row in self.plan.ok],
+            "failed": [
+                {**change.to_dict(), "error": self.failure_of(change)} for change in self.failed
+            ],
+            "checks": [
+                {
+                    "name": check.name,
+                    "passed": check.passed,
+                    "detail": check.detail,
+                    "seconds": round(check.seconds, 3),
+                }
+                for check in self.checks
+            ],
+            "rolled_back": list(self.rolled_back),
+            "summary": self.counts,
+        }
+        if self.error is not None:
+            data["error"] = str(self.error)
+            data["error_kind"] = type(self.error).__name__
+        return data
+
 
 def select_steps(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[Step, ...]:
     """Steps to run, in apply order, from `--only` and `--skip` names."""
@@ -85,16 +129,13 @@ def names_in_order() -> list[str]:
 
 
 def lock_name(state: State) -> str:
-    """The lock key of a state's compose project: its name, else one derived from the file."""
-    if state.compose.project:
-        return state.compose.project
-    digest = hashlib.sha256(str(state.compose.file).encode()).hexdigest()[:12]
-    return f"{state.compose.file.parent.name}-{digest}"
+    """The lock key of a state's compose project: compose's own project name for it."""
+    return project_name(state.compose.file, state.compose.project)
 
 
-def make_adapter(state: State) -> DockerAdapter:
-    """The docker adapter for the state's compose file and project."""
-    return DockerAdapter(state.compose.file, state.compose.project)
+def make_adapter(state: State, *, stop: StopToken | None = None) -> DockerAdapter:
+    """The docker adapter for the state's compose file and project, stopped by `stop`."""
+    return DockerAdapter(state.compose.file, state.compose.project, stop=stop or StopToken())
 
 
 def plan(
@@ -103,9 +144,14 @@ def plan(
     steps: Collection[Step] = _IMPLEMENTED,
     adapter: DockerAdapter | None = None,
 ) -> Plan:
-    """Observe and diff: what `apply` would change. Changes nothing."""
+    """Observe and diff: what `apply` would change. Changes nothing; takes no lock.
+
+    Raises `InputError` for invalid input and another `ReconcilerError` when observing fails
+    (an unexpected exception becomes `InternalError`).
+    """
     adapter = adapter or make_adapter(state)
-    return diff(state, _observe(state, adapter, steps), steps)
+    with _boundary("observe"):
+        return diff(state, _observe(state, adapter, steps), steps)
 
 
 def apply(
@@ -114,17 +160,37 @@ def apply(
     steps: Collection[Step] = _IMPLEMENTED,
     adapter: DockerAdapter | None = None,
     rollback_on_failure: bool = False,
+    stop: StopToken | None = None,
+    lock_timeout: float = 0.0,
+    lock: bool = True,
 ) -> ApplyResult:
-    """Plan, apply the changes step by step, observe again to verify, then run the checks.
+    """Take the project's lock, plan, apply step by step, observe again to verify, run checks.
 
-    Raises `InputError` (before anything is changed) for invalid input; every other failure is
-    reported in the result, with the change that failed. With `rollback_on_failure`, a failure
-    after the compose file or images changed restores the previous file bytes and images and
-    re-converges the services that ran before.
+    One failure boundary: `InputError` (invalid input, raised before anything is changed) is
+    the only exception this raises. Every other failure, from the lock being held or the
+    first observation failing to an `OSError` or a bug inside a step, ends as a failed result
+    whose `error` says why (a bug: `InternalError`, with its traceback). With
+    `rollback_on_failure`, a failure after the compose file or images changed restores the
+    previous file bytes and images and re-converges the services that ran before.
+    `stop.request()` (the CLI's signal handlers call it) stops the run: see `StopToken`.
     """
-    adapter = adapter or make_adapter(state)
-    observed = _observe(state, adapter, steps)
-    the_plan = diff(state, observed, steps)
+    adapter = adapter or make_adapter(state, stop=stop)
+    try:
+        with _project_lock(state, adapter, lock=lock, timeout=lock_timeout):
+            return _apply_locked(state, steps, adapter, rollback_on_failure)
+    except InputError:
+        raise
+    except ReconcilerError as error:  # the lock, or the first observation
+        _log.error("apply failed", error=str(error))
+        return ApplyResult(Plan(), error=error, calls=tuple(adapter.calls))
+
+
+def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result here
+    state: State, steps: Collection[Step], adapter: DockerAdapter, rollback_on_failure: bool
+) -> ApplyResult:
+    with _boundary("observe"):
+        observed = _observe(state, adapter, steps)
+        the_plan = diff(state, observed, steps)
     run = _Run(state, adapter, the_plan)
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
@@ -133,10 +199,11 @@ def apply(
         if not changes:
             continue
         try:
-            stop_point(f"step {step}")
-            done = _apply_step(
-                step, changes=changes, state=state, observed=observed, adapter=adapter
-            )
+            adapter.stop.check(f"step {step}")
+            with _boundary(str(step)):
+                done = _apply_step(
+                    step, changes=changes, state=state, observed=observed, adapter=adapter
+                )
         except ReconcilerError as error:
             _log.error("step failed", step=str(step), error=str(error))
             failed = _failed_changes(changes, error)
@@ -146,8 +213,9 @@ def apply(
             _log.info("changed", step=str(step), target=change.target, action=change.action)
         run.applied.extend(done)
     try:
-        final = _observe(state, adapter, steps) if the_plan.changes else observed
-        remaining = diff(state, final, steps)
+        with _boundary("verify"):
+            final = _observe(state, adapter, steps) if the_plan.changes else observed
+            remaining = diff(state, final, steps)
     except ReconcilerError as error:
         return run.fail(error, (), observed, rollback_on_failure)
     if not remaining.empty:
@@ -158,10 +226,13 @@ def apply(
         _log.info("converged", changed=len(run.applied))
     if Step.CHECKS in steps:
         try:
-            stop_point("checks")
+            adapter.stop.check("checks")
+            with _boundary("checks"):
+                run.checks = checks.run(state, adapter, final.images)
         except StopRequested as error:
             return run.result(error)
-        run.checks = checks.run(state, adapter, final.images)
+        except ReconcilerError as error:
+            return run.fail(error, (), observed, rollback_on_failure)
         failing = [result for result in run.checks if not result.passed]
         if failing:
             names = ", ".join(f"{r.name} ({r.detail})" for r in failing)
@@ -170,6 +241,31 @@ def apply(
             )
     run.sizes = {ref: image.size for ref, image in final.images.items()}
     return run.result()
+
+
+@contextmanager
+def _boundary(where: str) -> Iterator[None]:
+    """Turn whatever escapes `where` into a ReconcilerError: OSError as ApplyError, else a bug."""
+    try:
+        yield
+    except ReconcilerError:
+        raise
+    except OSError as error:
+        raise ApplyError(f"{where}: {error}") from error
+    except Exception as error:
+        _log.error("internal error", where=where, error=repr(error))
+        raise InternalError(error, traceback.format_exc()) from error
+
+
+@contextmanager
+def _project_lock(
+    state: State, adapter: DockerAdapter, *, lock: bool, timeout: float
+) -> Iterator[None]:
+    if not lock:
+        yield
+        return
+    with project_lock(lock_name(state), timeout=timeout, sleep=adapter.stop.sleep):
+        yield
 
 
 class CheckFailedError(ApplyError):
@@ -235,7 +331,7 @@ def _roll_back(
             assert observed.config is not None
             services.apply(plan_back.changes, state, adapter, observed.config)
             done += [f"{c.action} {c.target} as before" for c in plan_back.changes]
-    except ReconcilerError as error:
+    except Exception as error:
         done.append(f"rollback incomplete: {error}")
         _log.error("rollback failed", error=str(error))
     for line in done:
@@ -243,10 +339,21 @@ def _roll_back(
     return tuple(done)
 
 
-def down(state: State, *, volumes: bool = False, adapter: DockerAdapter | None = None) -> None:
-    """Stop and remove the project's containers (and named volumes when `volumes`)."""
+def down(
+    state: State,
+    *,
+    volumes: bool = False,
+    adapter: DockerAdapter | None = None,
+    lock_timeout: float = 0.0,
+    lock: bool = True,
+) -> None:
+    """Stop and remove the project's containers (and named volumes when `volumes`).
+
+    Takes the project's lock like `apply`; raises a `ReconcilerError` when it fails.
+    """
     adapter = adapter or make_adapter(state)
-    adapter.down(volumes=volumes)
+    with _project_lock(state, adapter, lock=lock, timeout=lock_timeout), _boundary("down"):
+        adapter.down(volumes=volumes)
 
 
 def _failed_changes(changes: tuple[Change, ...], error: ReconcilerError) -> tuple[Change, ...]:

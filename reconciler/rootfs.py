@@ -10,12 +10,12 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import structlog
 
+from reconciler import processes
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
 from reconciler.state.model import RootfsSpec
@@ -69,19 +69,20 @@ def build_rootfs_image(
             argv.append("--include=" + ",".join(spec.include))
         argv += [spec.suite, str(root), mirror]
         _log.info("debootstrap", image=reference, suite=spec.suite, packages=len(spec.include))
-        _run(argv, "debootstrap")
+        _run(argv, "debootstrap", adapter)
         # Package caches and lists only make the image bigger.
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (root / cache).glob("*"):
                 if item.is_file():
                     item.unlink()
         tarball = Path(temp) / "rootfs.tar"
-        _run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."], "tar")
+        tar = ["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."]
+        _run(tar, "tar", adapter)
         adapter.import_rootfs(tarball, reference, labels)
 
 
-def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+def _run(argv: list[str], what: str, adapter: DockerAdapter) -> None:
+    done = processes.run(argv, stop=adapter.stop, on_stop=processes.OnStop.CUT, what=what)
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
         raise ApplyError(f"{what} failed (exit {done.returncode}):\n{tail}")

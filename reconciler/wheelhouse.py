@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import structlog
 
+from reconciler import processes
 from reconciler.errors import ApplyError
+from reconciler.interrupt import StopToken
 from reconciler.state.model import WheelhouseSpec
 
 __all__ = ["MARKER", "download", "observed_digest", "wanted_digest"]
@@ -42,8 +43,11 @@ def observed_digest(directory: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def download(directory: Path, spec: WheelhouseSpec) -> None:
-    """Download every requirement file's wheels into `directory`, then record the digest."""
+def download(directory: Path, spec: WheelhouseSpec, stop: StopToken) -> None:
+    """Download every requirement file's wheels into `directory`, then record the digest.
+
+    A stop request cuts a running download; the marker is not written, so it runs again.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     for requirements in spec.requirements:
         argv = [
@@ -60,7 +64,7 @@ def download(directory: Path, spec: WheelhouseSpec) -> None:
             str(requirements),
         ]
         _log.info("downloading wheels", requirements=str(requirements), into=str(directory))
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        done = processes.run(argv, stop=stop, on_stop=processes.OnStop.CUT, what="pip download")
         if done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-5:])
             raise ApplyError(f"pip download for {requirements} failed:\n{tail}")

@@ -10,9 +10,7 @@ retried with tenacity (`retry.py`).
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,9 +18,9 @@ from typing import Any, TypeVar
 import structlog
 from python_on_whales import DockerClient
 from python_on_whales.components.container.models import ContainerInspectResult
-from python_on_whales.exceptions import DockerException
 
-from reconciler.docker.errors import TRANSIENT_PATTERNS, classify
+from reconciler import processes
+from reconciler.docker.errors import classify
 from reconciler.docker.facts import (
     BuildConfig,
     ComposeConfig,
@@ -33,6 +31,8 @@ from reconciler.docker.facts import (
 )
 from reconciler.docker.retry import RetryPolicy, retrying
 from reconciler.errors import InputError, Location, PermanentDockerError
+from reconciler.interrupt import StopToken
+from reconciler.processes import Finished, OnStop, ProcessTimeout
 
 __all__ = ["DockerAdapter", "DockerCall", "ExecResult"]
 
@@ -41,6 +41,8 @@ _T = TypeVar("_T")
 
 # Reads should answer in seconds; a hung daemon must surface as a (transient) timeout.
 _READ_TIMEOUT = 60.0
+# compose up/down of a whole project: long enough for any real recreate, short of forever.
+_UP_TIMEOUT = 900.0
 _LOG_TAIL_LINES = 30
 
 
@@ -69,6 +71,7 @@ class DockerAdapter:
     project: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     calls: list[DockerCall] = field(default_factory=list)
+    stop: StopToken = field(default_factory=StopToken)
 
     def __post_init__(self) -> None:
         self._client = DockerClient(
@@ -112,7 +115,7 @@ class DockerAdapter:
         if not wanted:
             return {}
         argv = [*self._docker_cmd(), "image", "inspect", *wanted]
-        out = self._call(argv, mutating=False, allow_missing=True)
+        out = self._call(argv, mutating=False, allow_missing=True).stdout
         found: dict[str, ImageFacts] = {}
         normalized = {normalize_reference(ref): ref for ref in wanted}
         for item in json.loads(out) if out.strip() else []:
@@ -140,26 +143,12 @@ class DockerAdapter:
         """Run `argv` in the service's running container (`compose exec -T`), no shell.
 
         The command's own exit code is returned, not raised; docker's own failures (service
-        not running, daemon faults) raise as usual.
+        not running, daemon faults) raise as usual. A mutating exec (a migration) is never
+        retried once it may have started, and a first stop request lets it finish.
         """
         command = [*self._compose_cmd(), "exec", "-T", service, *argv]
-        return self._exec(command, mutating=mutating, timeout=timeout)
-
-    def _exec(self, argv: list[str], *, mutating: bool, timeout: float | None) -> ExecResult:
-        def attempt() -> ExecResult:
-            self.calls.append(DockerCall(tuple(argv), mutating))
-            try:
-                done = subprocess.run(
-                    argv, capture_output=True, text=True, timeout=timeout, check=False
-                )
-            except subprocess.TimeoutExpired as error:
-                raise classify(argv, f"i/o timeout: no answer within {timeout} s", "") from error
-            output = done.stdout + done.stderr
-            if done.returncode != 0 and _docker_failed(done.returncode, done.stderr):
-                raise classify(argv, done.stderr, done.stdout)
-            return ExecResult(done.returncode, done.stdout, output)
-
-        return retrying(self.retry, attempt, what=_short(argv))
+        done = self._call(command, mutating=mutating, timeout=timeout, exec_in_container=True)
+        return ExecResult(done.returncode, done.stdout, done.stdout + done.stderr)
 
     # ---- changes (mutating) -----------------------------------------------------------
 
@@ -170,7 +159,7 @@ class DockerAdapter:
         for change in changes:
             argv += ["--change", change]
         argv += [str(tarball), reference]
-        self._call(argv, mutating=True, timeout=None)
+        self._call(argv, mutating=True, timeout=None, on_stop=OnStop.CUT)
 
     def build(self, reference: str, build: BuildConfig, labels: dict[str, str]) -> None:
         """Build `reference` from a compose build section, adding `labels`."""
@@ -183,7 +172,7 @@ class DockerAdapter:
         if build.target:
             argv += ["--target", build.target]
         argv.append(str(build.context))
-        self._call(argv, mutating=True, timeout=None)
+        self._call(argv, mutating=True, timeout=None, on_stop=OnStop.CUT)
 
     def remove_containers(self, ids: Sequence[str]) -> None:
         """Force-remove containers (leftovers of an interrupted compose recreate)."""
@@ -195,37 +184,25 @@ class DockerAdapter:
 
     def pull(self, reference: str) -> None:
         """Pull an image that no compose build section can produce."""
-        self._via_client(
-            ("image", "pull", reference), lambda: self._client.image.pull(reference, quiet=True)
-        )
+        argv = [*self._docker_cmd(), "image", "pull", "--quiet", reference]
+        self._call(argv, mutating=True, on_stop=OnStop.CUT)
 
     def up(self, services: Sequence[str], *, force_recreate: bool = False) -> None:
-        """`compose up -d` for `services` only; images are built and pulled beforehand."""
-        self._via_client(
-            (
-                "compose",
-                "up",
-                "--detach",
-                *(["--force-recreate"] if force_recreate else []),
-                *services,
-            ),
-            lambda: self._client.compose.up(
-                list(services),
-                detach=True,
-                build=False,
-                no_build=True,
-                pull="never",
-                force_recreate=force_recreate,
-                quiet=True,
-            ),
-        )
+        """`compose up -d` for `services` only; images are built and pulled beforehand.
+
+        Run as a CLI argv here rather than through python-on-whales' `compose.up`, which gives
+        no hold on the child process: a recreate must run to its end on a first stop request,
+        and be terminated on a second.
+        """
+        argv = [*self._compose_cmd(), "up", "--detach", "--no-build", "--pull", "never"]
+        if force_recreate:
+            argv.append("--force-recreate")
+        self._call([*argv, *services], mutating=True, timeout=_UP_TIMEOUT)
 
     def down(self, *, volumes: bool) -> None:
         """`compose down`, keeping named volumes unless `volumes`."""
-        self._via_client(
-            ("compose", "down", *(["--volumes"] if volumes else [])),
-            lambda: self._client.compose.down(volumes=volumes, quiet=True),
-        )
+        argv = [*self._compose_cmd(), "down", *(["--volumes"] if volumes else [])]
+        self._call(argv, mutating=True, timeout=_UP_TIMEOUT)
 
     # ---- plumbing -----------------------------------------------------------------------
 
@@ -241,7 +218,8 @@ class DockerAdapter:
         return [str(part) for part in self._client.client_config.docker_compose_cmd]
 
     def _read(self, argv: list[str], *, stderr: bool = False) -> str:
-        return self._call(argv, mutating=False, merge_stderr=stderr)
+        done = self._call(argv, mutating=False)
+        return done.stdout + (done.stderr if stderr else "")
 
     def _call(
         self,
@@ -250,58 +228,60 @@ class DockerAdapter:
         mutating: bool,
         timeout: float | None = _READ_TIMEOUT,
         allow_missing: bool = False,
-        merge_stderr: bool = False,
-    ) -> str:
-        """Run one docker CLI command, retrying transient faults (python-on-whales: prefix).
+        exec_in_container: bool = False,
+        on_stop: OnStop | None = None,
+    ) -> Finished:
+        """Run one docker CLI command through `reconciler.processes`, retrying what is safe.
 
-        python-on-whales' own runner has no timeout, and its inspect of a list makes one call
-        per object; batched reads therefore run the CLI form here, with a timeout.
+        Reads are retried on transient faults. A mutating call is retried only when its fault
+        proves that nothing ran (the CLI could not reach the daemon at all); a timeout or a
+        connection lost mid-way may have left it running, so it fails at once, saying so. A
+        first stop request cuts a read or a build; other mutations finish first.
         """
+        if on_stop is None:
+            on_stop = OnStop.FINISH if mutating else OnStop.CUT
 
-        def attempt() -> str:
+        def attempt() -> Finished:
             self.calls.append(DockerCall(tuple(argv), mutating))
-            started = time.monotonic()
             try:
-                done = subprocess.run(
-                    argv, capture_output=True, text=True, timeout=timeout, check=False
+                done = processes.run(
+                    argv, stop=self.stop, on_stop=on_stop, timeout=timeout, what=_short(argv, 120)
                 )
-            except subprocess.TimeoutExpired as error:
+            except ProcessTimeout as error:
+                if mutating:
+                    raise PermanentDockerError(
+                        f"no answer within {timeout:g} s; not retried, as it may have run"
+                        + (
+                            " and may still be running in the container"
+                            if exec_in_container
+                            else ""
+                        ),
+                        command=tuple(argv),
+                        output=error.stderr,
+                    ) from error
                 raise classify(argv, f"i/o timeout: no answer within {timeout} s", "") from error
             except FileNotFoundError as error:
                 raise PermanentDockerError(
                     f"docker CLI not found: {argv[0]}", command=tuple(argv)
                 ) from error
             _log.debug(
-                "docker call",
-                argv=_short(argv),
-                rc=done.returncode,
-                seconds=round(time.monotonic() - started, 3),
+                "docker call", argv=_short(argv), rc=done.returncode, seconds=round(done.seconds, 3)
             )
-            if done.returncode != 0 and not (allow_missing and _only_missing_images(done.stderr)):
-                raise classify(argv, done.stderr, done.stdout)
-            return done.stdout + (done.stderr if merge_stderr else "")
+            if done.returncode == 0:
+                return done
+            if exec_in_container and not _docker_failed(done.returncode, done.stderr):
+                return done  # the command's own exit code, for the caller to judge
+            if allow_missing and _only_missing_images(done.stderr):
+                return done
+            raise classify(argv, done.stderr, done.stdout)
 
-        return retrying(self.retry, attempt, what=_short(argv))
-
-    def _via_client(self, summary: tuple[str, ...], action: Callable[[], Any]) -> None:
-        """Run a python-on-whales high-level call as one recorded, retried, mutating call."""
-
-        def attempt() -> None:
-            self.calls.append(DockerCall(("docker", *summary), True))
-            try:
-                action()
-            except DockerException as error:
-                raise classify(
-                    list(error.docker_command), error.stderr or "", error.stdout or ""
-                ) from error
-
-        retrying(self.retry, attempt, what=" ".join(summary))
+        return retrying(self.retry, attempt, what=_short(argv), mutating=mutating, stop=self.stop)
 
 
-def _short(argv: Sequence[str]) -> str:
+def _short(argv: Sequence[str], limit: int = 300) -> str:
     """A loggable form of a command: long argument lists are elided."""
     text = " ".join(argv)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _first_line(text: str) -> str:
@@ -321,10 +301,18 @@ _EXEC_FAILURE_TEXTS = (
 
 
 def _docker_failed(code: int, stderr: str) -> bool:
+    """Did docker fail to run the command (rather than the command exiting nonzero)?
+
+    Judged on docker's own texts only: a migration whose output says "connection refused" is
+    the command's failure, not docker's.
+    """
     lowered = stderr.lower()
-    if any(pattern in lowered for pattern in TRANSIENT_PATTERNS):
+    if any(pattern in lowered for pattern in _DOCKER_UNREACHABLE):
         return True
     return code in _DOCKER_EXEC_CODES or any(text in lowered for text in _EXEC_FAILURE_TEXTS)
+
+
+_DOCKER_UNREACHABLE = ("cannot connect to the docker daemon", "error during connect")
 
 
 def _only_missing_images(stderr: str) -> bool:
@@ -351,6 +339,11 @@ def _container_facts(item: dict[str, Any]) -> ContainerFacts:
         image_id=labels.get("com.docker.compose.image") or parsed.image or "",
         oneoff=labels.get("com.docker.compose.oneoff", "False") == "True",
         last_health_output=last_output,
+        restart_count=parsed.restart_count or 0,
+        started_at=str(item.get("State", {}).get("StartedAt") or ""),
+        restart_policy=str(
+            ((item.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""
+        ),
     )
 
 

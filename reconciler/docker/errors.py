@@ -1,11 +1,21 @@
 """Sort docker CLI failures into transient (retry) and permanent (fail at once).
 
 The patterns are the daemon's and CLI's own texts for faults that go away by themselves.
+
+Docker's output is mostly chatter around one reason: compose's progress events (` Container
+x  Creating`), buildkit's step log (`#8 [4/4] RUN ...`), container logs of an attached `up`.
+The summary is the reason: the last line that is none of these (compose's final error line,
+buildkit's `ERROR: failed to solve: ...`, `Error response from daemon: ...`), and the
+transient-or-permanent decision is made on that reason alone, so a service named `error` or a
+build step that prints "connection refused" cannot decide it. The full text stays in `output`.
+Recorded real outputs: tests/facts/docker_errors/.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from reconciler.errors import DockerError, PermanentDockerError, TransientDockerError
 
@@ -25,12 +35,84 @@ TRANSIENT_PATTERNS: tuple[str, ...] = (
     "device or resource busy",
 )
 
+_NO_MESSAGE = "docker exited with an error and no message"
+
+# Colours, cursor moves and show/hide-cursor of a TTY progress display.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+# Lines that only report progress; they may carry any name (a service called `error`).
+_PROGRESS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(pattern)
+    for pattern in (
+        # compose's events, plain (` Container x  Creating`) or TTY (`✔ Container x  Created0.0s`).
+        r"^(?:DRY-RUN MODE -\s*)?(?:[^\w\s\"'(\[]\s+)?"
+        r"(?:Container|Network|Volume|Image|Service)\s+\S+(?:\s|$)",
+        # compose's pull events by service or layer id (` api Pulling`, ` 8a1e Pull complete`).
+        r"^[A-Za-z0-9][\w.-]*\s+(?:Pulling|Pulled|Error|Warning|Skipped|Interrupted|Waiting"
+        r"|Downloading|Download complete|Extracting|Verifying Checksum|Pull complete"
+        r"|Already exists|Pulling fs layer|Retrying|Building|Built)\b",
+        # TTY headers and steps: `[+] Running 3/4`, `[+] Building 1.2s (8/8)`, `=> [2/4] RUN x`.
+        r"^\[\+\]\s",
+        r"^=>\s",
+        # buildkit steps and their log (`#12 [stage 2/4] RUN ...`, `#8 0.328 ...`), but not
+        # a step's own `#8 ERROR: ...` line.
+        r"^#\d+(?:\s(?!ERROR:)|$)",
+        # buildkit's failed-step excerpt: `------`, ` > [4/4] RUN x:`, `0.328 output`,
+        # `Dockerfile:4`, `   4 | >>> RUN x`.
+        r"^-{3,}$",
+        r"^>\s",
+        r"^\d+\.\d+\s",
+        r"^Dockerfile(?:\.[\w.-]+)?:\d+$",
+        r"^\d+\s+\|",
+        # an attached `up`: `Attaching to a-1, b-1`, `a-1  | log line`, stop chatter.
+        r"^Attaching to\s",
+        r"^[A-Za-z0-9][\w.-]*\s+\|(?:\s|$)",
+        r"^Aborting on container exit",
+        r"^Gracefully [Ss]topping",
+    )
+)
+
+# Lines that are neither progress nor reason: shown only when there is nothing else.
+_CHATTER: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"^(?:Run|See) 'docker [^']*--help'",
+        r"^Usage:\s",
+        r"^(?:WARN|WARNING|INFO|DEBU)\[\d+\]",
+        r"^time=\"[^\"]*\"\s+level=(?:warning|info|debug|trace)\b",
+        r"^View build details:\s",
+    )
+)
+
+# The reason goes on in the next line: `2 errors occurred:` then indented `* ...` items.
+_CONTINUED = re.compile(r":$")
+_CONTINUATION = re.compile(r"^(?:\s+\S|[*-]\s)")
+_MAX_LINES = 4
+
+
+@dataclass(frozen=True)
+class _Line:
+    raw: str  # ANSI removed, trailing space removed, leading space kept
+    text: str  # stripped
+
+    @property
+    def progress(self) -> bool:
+        return any(pattern.search(self.text) for pattern in _PROGRESS)
+
+    @property
+    def chatter(self) -> bool:
+        return any(pattern.search(self.text) for pattern in _CHATTER)
+
+    @property
+    def reason(self) -> bool:
+        return not (self.progress or self.chatter)
+
 
 def classify(argv: Sequence[str], stderr: str, stdout: str = "") -> DockerError:
-    """The error for a failed docker call, transient when its text says so."""
+    """The error for a failed docker call, transient when its reason says so."""
     text = (stderr or stdout).strip()
-    lowered = text.lower()
-    summary = _summary(text) or "docker exited with an error and no message"
+    summary = _summary(stderr or "", stdout or "") or _NO_MESSAGE
+    lowered = summary.lower()
     kind = (
         TransientDockerError
         if any(pattern in lowered for pattern in TRANSIENT_PATTERNS)
@@ -39,10 +121,72 @@ def classify(argv: Sequence[str], stderr: str, stdout: str = "") -> DockerError:
     return kind(summary, command=tuple(argv), output=text)
 
 
-def _summary(text: str) -> str:
-    """The most telling line of docker's output: the last error line, else the last line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "error" in line.lower():
-            return line
-    return lines[-1] if lines else ""
+def _summary(stderr: str, stdout: str = "") -> str:
+    """The telling line(s) of docker's output: its reason, never a progress line.
+
+    The last reason line of stderr, else of stdout (compose build, an attached `up`), with
+    the lines it continues or repeats; else the last chatter line; else the last line.
+    """
+    streams = [_lines(stderr), _lines(stdout)]
+    for lines in streams:
+        if any(line.reason for line in lines):
+            return _telling(lines)
+    for lines in streams:
+        chatter = [line.text for line in lines if line.chatter]
+        if chatter:
+            return chatter[-1]
+    for lines in streams:
+        if lines:
+            return lines[-1].text
+    return ""
+
+
+def _lines(text: str) -> list[_Line]:
+    """Non-empty lines of `text`, ANSI escapes removed."""
+    lines: list[_Line] = []
+    for part in _ANSI.sub("", text).splitlines():
+        raw = part.rstrip()
+        if raw.strip():
+            lines.append(_Line(raw, raw.strip()))
+    return lines
+
+
+def _telling(lines: list[_Line]) -> str:
+    """The last reason line, with the reason lines right before it that belong to it.
+
+    Those are a header it continues (`2 errors occurred:` then `    * ...` items), joined
+    with spaces, and sibling errors of the same kind (two `Error response from daemon: No such
+    container: ...` lines), joined with "; ". A repeated line is shown once; past
+    `_MAX_LINES` lines the rest is elided.
+    """
+    end = max(index for index, line in enumerate(lines) if line.reason)
+    start = end
+    joiners: list[str] = []
+    while start > 0 and lines[start - 1].reason:
+        before, current = lines[start - 1], lines[start]
+        if _CONTINUED.search(before.text) or _CONTINUATION.match(current.raw):
+            joiners.insert(0, " ")
+        elif _kind(before.text) == _kind(lines[end].text):
+            joiners.insert(0, "; ")
+        else:
+            break
+        start -= 1
+    parts = [line.text for line in lines[start : end + 1]]
+    summary = parts[0]
+    for shown, (joiner, previous, part) in enumerate(
+        zip(joiners, parts[:-1], parts[1:], strict=True), start=1
+    ):
+        if shown == _MAX_LINES:
+            return summary + " ..."
+        if part != previous:
+            summary += joiner + part
+    return summary
+
+
+def _kind(text: str) -> str:
+    """What an error line is before its details: `Error response from daemon: No such container`."""
+    head, sep, rest = text.partition(": ")
+    if not sep:
+        return text
+    detail, sep, _ = rest.partition(": ")
+    return f"{head}: {detail}" if sep else head

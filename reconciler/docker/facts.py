@@ -67,6 +67,18 @@ class ContainerFacts:
     image_id: str
     oneoff: bool = False
     last_health_output: str | None = None
+    restart_count: int = 0
+    started_at: str = ""  # the daemon's StartedAt: changes on every (re)start
+    restart_policy: str = ""  # "", "no", "on-failure", "always", "unless-stopped"
+
+    @property
+    def completed(self) -> bool:
+        """A one-shot that ran to success and that docker will not start again by itself."""
+        return (
+            self.status == "exited"
+            and self.exit_code == 0
+            and self.restart_policy in {"", "no", "on-failure"}
+        )
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
 """Retry policy for docker calls: tenacity, transient faults only, backoff with jitter.
 
 Each retry is logged with its attempt number, delay and cause; permanent faults pass through
-on the first attempt.
+on the first attempt. A mutating call is retried only when its fault proves nothing ran: the
+docker CLI could not reach the daemon at all. A timeout, or a connection lost mid-way, may have
+left the mutation running (killing `docker compose exec` does not stop the command inside the
+container), so it is never repeated.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -14,15 +18,22 @@ import structlog
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
 )
 
 from reconciler.errors import TransientDockerError
+from reconciler.interrupt import StopToken
 
-__all__ = ["RetryPolicy", "retrying"]
+__all__ = ["NOTHING_RAN_PATTERNS", "RetryPolicy", "nothing_ran", "retrying"]
+
+# What the docker CLI prints when its very first request cannot reach the daemon: nothing ran.
+NOTHING_RAN_PATTERNS: tuple[str, ...] = (
+    "cannot connect to the docker daemon",
+    "is the docker daemon running",
+)
 
 _log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -39,8 +50,27 @@ class RetryPolicy:
     give_up_after: float = 120.0
 
 
-def retrying(policy: RetryPolicy, attempt: Callable[[], _T], *, what: str) -> _T:
-    """Call `attempt`, retrying it on `TransientDockerError` as `policy` says."""
+def nothing_ran(error: BaseException) -> bool:
+    """True for a transient fault that proves the command never reached the daemon."""
+    if not isinstance(error, TransientDockerError):
+        return False
+    text = f"{error.message}\n{error.output}".lower()
+    return any(pattern in text for pattern in NOTHING_RAN_PATTERNS)
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, TransientDockerError)
+
+
+def retrying(
+    policy: RetryPolicy,
+    attempt: Callable[[], _T],
+    *,
+    what: str,
+    mutating: bool = False,
+    stop: StopToken | None = None,
+) -> _T:
+    """Call `attempt`, retrying transient faults as `policy` says (mutations: see module doc)."""
 
     def log_retry(state: RetryCallState) -> None:
         outcome = state.outcome
@@ -54,12 +84,14 @@ def retrying(policy: RetryPolicy, attempt: Callable[[], _T], *, what: str) -> _T
         )
 
     controller = Retrying(
-        retry=retry_if_exception_type(TransientDockerError),
+        retry=retry_if_exception(nothing_ran if mutating else _transient),
         wait=wait_exponential_jitter(
             multiplier=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
         ),
         stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.give_up_after),
         before_sleep=log_retry,
+        # A stop request ends a backoff at once, instead of after up to max_delay seconds.
+        sleep=stop.sleep if stop is not None else time.sleep,
         reraise=True,
     )
     return controller(attempt)

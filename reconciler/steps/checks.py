@@ -66,10 +66,18 @@ def run(
     images: Mapping[str, ImageFacts],
     *,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> tuple[CheckResult, ...]:
-    """Run every declared check, each until it passes or its deadline passes."""
-    results = [_run_one(check, adapter, clock, sleep) for check in state.checks]
+    """Run every declared check, each until it passes or its deadline passes.
+
+    No attempt starts after a check's deadline, and each attempt is bounded by the time left.
+    A stop request ends the checks at once (`StopRequested`).
+    """
+    sleep = sleep or adapter.stop.sleep
+    results = []
+    for check in state.checks:
+        adapter.stop.check(f"check {check.name}")
+        results.append(_run_one(check, adapter, clock, sleep))
     results += size_results(state, images)
     for result in results:
         log = _log.info if result.passed else _log.error
@@ -105,10 +113,10 @@ def _run_one(
     delay = 0.5
     detail = "not attempted"
     while True:
-        remaining = deadline - clock()
+        left = deadline - clock()
         try:
             if check.exec is not None:
-                detail = _exec(check.exec, adapter)
+                detail = _exec(check.exec, adapter, left)
             else:
                 assert check.http is not None, "validated: a check is http or exec"
                 detail = _http(check.http, check.poll, deadline, clock, sleep)
@@ -117,7 +125,7 @@ def _run_one(
             return CheckResult(check.name, False, str(failure), clock() - started)
         except (_NotYet, DockerError) as attempt:
             detail = str(attempt)
-        if remaining <= delay:
+        if deadline - clock() <= delay:  # the next attempt would start after the deadline
             return CheckResult(
                 check.name, False, f"{detail} (deadline {check.deadline:g} s)", clock() - started
             )
@@ -125,8 +133,8 @@ def _run_one(
         delay = min(delay * 1.5, 3.0)
 
 
-def _exec(spec: ExecSpec, adapter: DockerAdapter) -> str:
-    result = adapter.exec(spec.service, spec.command, mutating=False)
+def _exec(spec: ExecSpec, adapter: DockerAdapter, left: float) -> str:
+    result = adapter.exec(spec.service, spec.command, mutating=False, timeout=max(left, 0.1))
     wanted = spec.expect_exit
     exit_ok = result.exit_code != 0 if wanted == "nonzero" else result.exit_code == wanted
     last = result.output.strip().splitlines()[-1:] or [""]
@@ -144,7 +152,7 @@ def _http(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> str:
-    status, body = _request(spec.method, spec.url, spec.json_body)
+    status, body = _request(spec.method, spec.url, spec.json_body, deadline - clock())
     if spec.expect_status is not None and status != spec.expect_status:
         raise _NotYet(f"HTTP {status}, wanted {spec.expect_status}: {_short(body)}")
     if spec.expect_json is not None and not matches(body, spec.expect_json):
@@ -168,13 +176,15 @@ def _poll(
     delay = 0.25
     body: Any = None
     while clock() < deadline:
-        _, body = _request("GET", url, None)
+        _, body = _request("GET", url, None, deadline - clock())
         for path, bad in poll.fail_if.items():
             if _path(body, path) in bad:
                 raise _Failed(f"{path} = {_path(body, path)!r}: {_short(body)}")
         if all(_path(body, path) == want for path, want in poll.until.items()):
             shown = ", ".join(f"{path} = {want!r}" for path, want in poll.until.items())
             return f"{shown} after polling {url}"
+        if deadline - clock() <= delay:
+            break
         sleep(delay)
         delay = min(delay * 1.5, 2.0)
     raise _Failed(f"{url} never reached {poll.until}: last {_short(body)}")
@@ -211,14 +221,19 @@ def _path(body: Any, dotted: str) -> Any:
     return node
 
 
-def _request(method: str, url: str, body: Mapping[str, object] | None) -> tuple[int, Any]:
+def _request(
+    method: str, url: str, body: Mapping[str, object] | None, left: float
+) -> tuple[int, Any]:
+    """One HTTP request, bounded by the time left (at most 10 s)."""
+    if left <= 0:
+        raise _NotYet(f"{method} {url}: deadline reached")
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - URL scheme validated by the state model
     request.add_header("Accept", "application/json")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - as above
+        with urllib.request.urlopen(request, timeout=min(left, 10.0)) as response:  # noqa: S310 - as above
             return response.status, _json(response.read())
     except urllib.error.HTTPError as error:
         return error.code, _json(error.read())

@@ -14,7 +14,6 @@ import structlog
 from reconciler import rootfs, wheelhouse
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.interrupt import stop_point
 from reconciler.observe import Observed, wanted_digests
 from reconciler.plan import Change, InSync, Plan, Step
 from reconciler.state import State
@@ -69,10 +68,10 @@ def apply(
 ) -> None:
     """Download wheelhouses, then make images in plan order (base images first)."""
     for change in changes:
-        stop_point(f"{change.action} {change.target}")
+        adapter.stop.check(f"{change.action} {change.target}")
         if change.action == "download":
             directory = _directory(state, change.target)
-            wheelhouse.download(Path(directory), state.wheelhouses[directory])
+            wheelhouse.download(Path(directory), state.wheelhouses[directory], adapter.stop)
     # Inputs may have changed since observing (a wheelhouse was just filled): digest them now,
     # so the label says what the image was really made from.
     digests = wanted_digests(observed.sources, compose_file=observed.compose_file)
@@ -80,7 +79,7 @@ def apply(
         source = observed.sources.get(change.target)
         if source is None:
             continue
-        stop_point(f"{change.action} {change.target}")
+        adapter.stop.check(f"{change.action} {change.target}")
         labels = {DIGEST_LABEL: digests[change.target]} if change.target in digests else {}
         if change.action == "pull":
             _log.info("pulling image", image=change.target)

@@ -17,7 +17,6 @@ import structlog
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ContainerFacts
 from reconciler.errors import ApplyError
-from reconciler.interrupt import stop_point
 from reconciler.plan import Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.state.model import MigrationSpec
@@ -72,7 +71,7 @@ def apply(changes: tuple[Change, ...], state: State, adapter: DockerAdapter) -> 
     done: list[Change] = []
     for change in changes:
         spec = specs[change.target]
-        stop_point(f"migration {spec.name}")
+        adapter.stop.check(f"migration {spec.name}")
         before = _status(spec, adapter)
         if before.up_to_date:
             _log.info("migrations already at head", migration=spec.name, detail=before.detail)

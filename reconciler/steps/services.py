@@ -11,19 +11,26 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
-from reconciler.interrupt import stop_point
 from reconciler.observe import Observed, desired_images
 from reconciler.plan import Change, InSync, Plan, Step
 from reconciler.state import State
 
-__all__ = ["apply", "diff", "readiness", "wait_until_ready"]
+__all__ = [
+    "STABLE_FOR",
+    "Readiness",
+    "ReadinessWatch",
+    "apply",
+    "diff",
+    "readiness",
+    "wait_until_ready",
+]
 
 _log = structlog.get_logger(__name__)
 _DEFAULT_TIMEOUT = 120.0
@@ -113,7 +120,7 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
             )
     for container in containers:
         if container.status != "running":
-            if _completed_one_shot(service, container, config):
+            if container.completed or _completed_one_shot(service, container, config):
                 continue
             return change(
                 "start", f"container {container.status} (exit code {container.exit_code})"
@@ -145,7 +152,7 @@ def apply(
         )
         adapter.remove_containers([c.id for c in leftovers])
     try:
-        stop_point("compose up")
+        adapter.stop.check("compose up")
         if normal:
             _log.info("compose up", services=normal)
             adapter.up(normal)
@@ -173,27 +180,78 @@ class Readiness:
     summary: str
 
 
-def readiness(service: str, containers: list[ContainerFacts], config: ComposeConfig) -> Readiness:
-    """Ready: every container running and healthy (or running, without a healthcheck).
+# A container without a healthcheck counts as ready once it has stayed up (same start, no
+# restart) across samples this far apart: a single `running` sample also catches a crash loop
+# in one of its short runs.
+STABLE_FOR = 1.0
 
-    Failed (stop waiting): unhealthy, as `compose up --wait` treats it, or exited, unless it
-    is a one-shot that completed for a `service_completed_successfully` dependant.
+
+@dataclass
+class ReadinessWatch:
+    """Judges readiness over successive samples of one wait (feed it in time order).
+
+    Ready: every container running and healthy, or running without a healthcheck and up for
+    `stable_for` seconds; or a one-shot that completed. Failed (stop waiting): unhealthy, as
+    `compose up --wait` treats it; exited or dead, unless completed; restarted during the wait.
+    Not ready yet: no container, created, `restarting`, health starting, up for too short.
     """
-    if not containers:
-        return Readiness(service, False, False, "no container yet")
-    for container in containers:
-        if container.status != "running":
-            if _completed_one_shot(service, container, config):
-                continue
-            failed = container.status in {"exited", "dead"}
-            return Readiness(
-                service, False, failed, f"{container.status} (exit code {container.exit_code})"
+
+    stable_for: float = STABLE_FOR
+    _restarts: dict[str, int] = field(default_factory=dict)  # container id -> count first seen
+    _up_since: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (start, seen)
+
+    def assess(
+        self,
+        service: str,
+        containers: list[ContainerFacts],
+        config: ComposeConfig,
+        now: float,
+    ) -> Readiness:
+        """Readiness of `service` from the sample taken at `now`."""
+        if not containers:
+            return Readiness(service, False, False, "no container yet")
+        verdicts = [self._container(service, c, config, now) for c in containers]
+        for verdict in verdicts:
+            if verdict is not None and verdict.failed:
+                return verdict
+        for verdict in verdicts:
+            if verdict is not None:
+                return verdict
+        return Readiness(service, True, False, _describe_ready(containers))
+
+    def _container(  # noqa: PLR0911 - a decision table, one return per verdict
+        self, service: str, container: ContainerFacts, config: ComposeConfig, now: float
+    ) -> Readiness | None:
+        first = self._restarts.setdefault(container.id, container.restart_count)
+        if container.restart_count > first:
+            summary = (
+                f"restarted during the wait (restart count {first} -> "
+                f"{container.restart_count}): crash-looping"
             )
+            return Readiness(service, False, True, summary)
+        if container.status != "running":
+            if container.completed or _completed_one_shot(service, container, config):
+                return None
+            failed = container.status in {"exited", "dead"}
+            summary = f"{container.status} (exit code {container.exit_code})"
+            return Readiness(service, False, failed, summary)
         if container.health == "unhealthy":
             return Readiness(service, False, True, "unhealthy")
         if container.health == "starting":
             return Readiness(service, False, False, "health: starting")
-    return Readiness(service, True, False, _describe_ready(containers))
+        if container.health is None:
+            start, seen = self._up_since.setdefault(container.id, (container.started_at, now))
+            if start != container.started_at:
+                self._up_since[container.id] = (container.started_at, now)
+                seen = now
+            if now - seen < self.stable_for:
+                return Readiness(service, False, False, "running; checking that it stays up")
+        return None
+
+
+def readiness(service: str, containers: list[ContainerFacts], config: ComposeConfig) -> Readiness:
+    """Readiness from a single sample (no stability window): for one-off looks, not waits."""
+    return ReadinessWatch(stable_for=0.0).assess(service, containers, config, 0.0)
 
 
 def wait_until_ready(
@@ -202,38 +260,41 @@ def wait_until_ready(
     config: ComposeConfig,
     *,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> None:
     """Poll (batched inspect, backing off to 1 s) until every service is ready.
 
     Each service has its own deadline (`services.<name>.health_timeout`). On a failure or a
     missed deadline, raise `HealthTimeoutError` with the last health-check output and log tail
-    of each service that is not ready.
+    of each service that is not ready. A stop request ends the wait at once.
     """
+    sleep = sleep or adapter.stop.sleep
     started = clock()
     deadlines = {
         name: started
         + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
         for name in config.services
     }
+    watch = ReadinessWatch()
     delay = 0.2
     while True:
         containers = _containers_by_service(adapter.containers())
+        now = clock()
         status = {
-            name: readiness(name, containers.get(name, []), config) for name in config.services
+            name: watch.assess(name, containers.get(name, []), config, now)
+            for name in config.services
         }
         pending = [r for r in status.values() if not r.ready]
         if not pending:
-            _log.info("all services ready", seconds=round(clock() - started, 2))
+            _log.info("all services ready", seconds=round(now - started, 2))
             return
-        now = clock()
         failing = [r for r in pending if r.failed or now >= deadlines[r.service]]
         if failing:
             raise _health_error(
                 failing, containers, adapter, f"not ready after {now - started:.1f} s"
             )
         _log.debug("waiting for services", pending={r.service: r.summary for r in pending})
-        stop_point("services became ready")
+        adapter.stop.check("services became ready")
         sleep(delay)
         delay = min(delay * 1.5, 1.0)
 

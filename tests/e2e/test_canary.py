@@ -22,6 +22,7 @@ import pytest
 
 import reconciler
 from reconciler import wheelhouse
+from reconciler.interrupt import StopToken
 from reconciler.reconcile import make_adapter
 from tests.conftest import REPO, run_cli
 
@@ -36,7 +37,7 @@ def ensure_wheelhouse() -> None:
     state = reconciler.load_state(REPO / "states" / "canary.yaml")
     for directory, spec in state.wheelhouses.items():
         if wheelhouse.observed_digest(Path(directory)) != wheelhouse.wanted_digest(spec):
-            wheelhouse.download(Path(directory), spec)
+            wheelhouse.download(Path(directory), spec, StopToken())
 
 
 def copy_tree(target: Path) -> Path:

@@ -1,7 +1,9 @@
 """A `docker` put first on PATH by the fault tests: fails a chosen share of calls, then runs the real one.
 
 Failures use the real texts of transient faults and happen before the real command runs, as a
-daemon that cannot be reached would. Environment:
+daemon that cannot be reached would. A mutating call gets only the fault that proves nothing
+ran ("Cannot connect to the Docker daemon"): reconciler never retries a mutation after any other
+fault, as it may have run. Environment:
   FAULT_REAL_DOCKER  path of the real docker CLI
   FAULT_RATE         share of calls to fail, 0..1 (default 0)
   FAULT_SEED         seed, so a run is repeatable
@@ -24,6 +26,8 @@ TRANSIENT = (
     "Error response from daemon: context deadline exceeded",
 )
 
+MUTATING_VERBS = frozenset({"up", "down", "build", "pull", "tag", "import", "rm"})
+
 
 def main() -> None:
     directory = Path(os.environ["FAULT_DIR"])
@@ -36,7 +40,8 @@ def main() -> None:
         counter.write(str(number))
     rng = random.Random(f"{os.environ.get('FAULT_SEED', '0')}-{number}")
     fail = rng.random() < float(os.environ.get("FAULT_RATE", "0"))
-    message = rng.choice(TRANSIENT) if fail else None
+    mutating = bool(MUTATING_VERBS.intersection(sys.argv[1:]))
+    message = (TRANSIENT[0] if mutating else rng.choice(TRANSIENT)) if fail else None
     with (directory / "calls.jsonl").open("a") as log:
         log.write(json.dumps({"n": number, "argv": sys.argv[1:], "fault": message}) + "\n")
     if message is not None:

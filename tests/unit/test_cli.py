@@ -99,6 +99,40 @@ def test_main_leaves_no_global_state(tmp_path: Path) -> None:
     assert not structlog.is_configured()
 
 
+def test_main_keeps_the_callers_structlog_configuration(tmp_path: Path) -> None:
+    """A caller's own structlog configuration is the same after an in-process main()."""
+    (tmp_path / "c.yml").write_text("services:\n  a:\n    image: a:1\n")
+    (tmp_path / "s.yaml").write_text("name: s\ncompose:\n  file: c.yml\n")
+    processors = [structlog.processors.KeyValueRenderer()]
+    structlog.configure(processors=processors, cache_logger_on_first_use=True)
+    before = structlog.get_config()
+    assert main(["plan", str(tmp_path / "s.yaml"), "--only", "compose-file"]) == 0
+    assert structlog.get_config() == before
+
+
+def test_unexpected_error_is_one_line_naming_a_bug_and_a_traceback_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug prints one line naming it as a bug and the file holding its traceback; exit 1."""
+    (tmp_path / "c.yml").write_text("services:\n  a:\n    image: a:1\n")
+    (tmp_path / "s.yaml").write_text("name: s\ncompose:\n  file: c.yml\n")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("reconciler.compose.edit.pin_images", broken)
+    monkeypatch.setattr("reconciler.steps.compose_file.pin_images", broken)
+    assert main(["plan", str(tmp_path / "s.yaml"), "--only", "compose-file"]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "internal error (a bug in reconciler): ZeroDivisionError" in lines[0]
+    assert "Traceback" not in err
+    saved = Path(lines[0].rsplit("traceback written to ", 1)[1])
+    assert "ZeroDivisionError" in saved.read_text()
+    saved.unlink()
+
+
 def test_non_utf8_compose_file_exits_3_at_the_byte(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from reconciler.docker.adapter import DockerAdapter
+from reconciler.docker.facts import BuildConfig
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import InputError, PermanentDockerError, TransientDockerError
+from reconciler.interrupt import StopRequested, StopToken
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.02, jitter=0.0)
 
 
-def fake_docker(tmp_path: Path, *, failures: int, message: str, stdout: str = "") -> Path:
-    """A `docker` that fails `failures` times with `message`, then prints `stdout`."""
+def fake_docker(
+    tmp_path: Path, *, failures: int, message: str, stdout: str = "", sleep: float = 0
+) -> Path:
+    """A `docker` that fails `failures` times with `message`, else sleeps `sleep` s and prints `stdout`.
+
+    Each run appends its pid to tmp_path/pids, so a test can tell whether it is still alive.
+    """
     counter = tmp_path / "count"
     counter.write_text("0")
     script = tmp_path / "bin" / "docker"
@@ -25,7 +34,9 @@ def fake_docker(tmp_path: Path, *, failures: int, message: str, stdout: str = ""
         "#!/bin/sh\n"
         f'n=$(cat "{counter}"); n=$((n+1)); echo "$n" > "{counter}"\n'
         f'echo "$@" >> "{tmp_path}/argv"\n'
+        f'echo "$$" >> "{tmp_path}/pids"\n'
         f'if [ "$n" -le {failures} ]; then echo "{message}" >&2; exit 1; fi\n'
+        f"sleep {sleep}\n"
         f"printf '%s' '{stdout}'\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -89,3 +100,97 @@ def test_rejected_compose_file_is_input_error(on_path: Path) -> None:
     with pytest.raises(InputError, match="imagez is not allowed") as caught:
         adapter(on_path).compose_config()
     assert str(caught.value).startswith(str(on_path / "docker-compose.yml"))
+
+
+UNREACHABLE = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def pids(tmp_path: Path) -> list[int]:
+    return [int(line) for line in (tmp_path / "pids").read_text().split()]
+
+
+def test_mutation_with_an_ambiguous_fault_is_attempted_once(on_path: Path) -> None:
+    """`compose up` failing with 'context deadline exceeded' may have run: not retried."""
+    counter = fake_docker(
+        on_path, failures=99, message="Error response from daemon: context deadline exceeded"
+    )
+    with pytest.raises(TransientDockerError, match="deadline exceeded"):
+        adapter(on_path).up(["api"])
+    assert counter.read_text().strip() == "1"
+
+
+def test_mutation_is_retried_when_the_daemon_was_never_reached(on_path: Path) -> None:
+    """'Cannot connect to the Docker daemon' proves nothing ran: `compose up` is retried."""
+    counter = fake_docker(on_path, failures=2, message=UNREACHABLE)
+    adapter(on_path).up(["api"])
+    assert counter.read_text().strip() == "3"
+
+
+def test_timed_out_migration_exec_is_started_once(on_path: Path) -> None:
+    """A mutating exec that times out is not started again, and the error says why."""
+    counter = fake_docker(on_path, failures=0, message="", sleep=5)
+    docker = adapter(on_path)
+    with pytest.raises(PermanentDockerError, match="not retried, as it may have run") as caught:
+        docker.exec("backend", ["alembic", "upgrade", "head"], mutating=True, timeout=0.3)
+    assert "still be running in the container" in str(caught.value)
+    assert counter.read_text().strip() == "1"
+    assert not alive(pids(on_path)[0]), "the timed-out docker CLI was terminated"
+
+
+def test_timed_out_read_exec_is_retried(on_path: Path) -> None:
+    """A read-only exec that times out is retried as a transient fault."""
+    counter = fake_docker(on_path, failures=0, message="", sleep=5)
+    with pytest.raises(TransientDockerError, match="i/o timeout"):
+        adapter(on_path).exec("backend", ["alembic", "current"], mutating=False, timeout=0.2)
+    assert counter.read_text().strip() == str(FAST.attempts)
+
+
+def request_after(stop: StopToken, seconds: float, times: int = 1) -> None:
+    def later() -> None:
+        for _ in range(times):
+            time.sleep(seconds)
+            stop.request()
+
+    threading.Thread(target=later, daemon=True).start()
+
+
+def test_stop_cuts_a_running_build_at_once(on_path: Path) -> None:
+    """A stop request terminates a 30 s build within a second, leaving no child behind."""
+    fake_docker(on_path, failures=0, message="", sleep=30)
+    docker = adapter(on_path)
+    request_after(docker.stop, 0.3)
+    started = time.monotonic()
+    build = BuildConfig(context=on_path, dockerfile=on_path / "Dockerfile")
+    with pytest.raises(StopRequested, match="during"):
+        docker.build("x:1", build, {})
+    assert time.monotonic() - started < 5
+    assert not alive(pids(on_path)[0])
+
+
+def test_first_stop_lets_compose_up_finish_and_a_second_cuts_it(on_path: Path) -> None:
+    """compose up is not cut by one stop request (it finishes), but a second one cuts it."""
+    fake_docker(on_path, failures=0, message="", sleep=1)
+    docker = adapter(on_path)
+    request_after(docker.stop, 0.2)
+    docker.up(["api"])  # finishes despite the request
+    assert docker.stop.requested
+    assert not docker.stop.urgent
+
+    (on_path / "count").write_text("0")
+    insisted = adapter(on_path)
+    fake_sleep = on_path / "bin" / "docker"
+    fake_sleep.write_text(fake_sleep.read_text().replace("sleep 1", "sleep 30"))
+    request_after(insisted.stop, 0.3, times=2)
+    started = time.monotonic()
+    with pytest.raises(StopRequested):
+        insisted.up(["api"])
+    assert time.monotonic() - started < 5
+    assert not any(alive(pid) for pid in pids(on_path))

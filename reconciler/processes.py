@@ -1,0 +1,139 @@
+"""Every child process of a run (docker, pip, debootstrap) starts and ends here.
+
+A child runs in its own session, so a Ctrl-C on the terminal reaches reconciler alone and
+reconciler decides: a child that is safe to cut (a build, a read, a download) is terminated at
+the first stop request; one that must not be cut (compose up, a migration) runs to its end or
+its own timeout, and only a second request terminates it. A child never outlives the run: it is
+terminated when the run leaves `run` for any reason, and `setpriv --pdeathsig` kills it if
+reconciler itself is killed. Commands are argv lists; nothing goes through a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import structlog
+
+from reconciler.interrupt import StopToken
+
+__all__ = ["Finished", "OnStop", "ProcessTimeout", "run"]
+
+_log = structlog.get_logger(__name__)
+_POLL = 0.05
+_GRACE = 3.0  # after SIGTERM, how long a child may take to exit before SIGKILL
+# util-linux (essential on Debian): the child gets SIGKILL if reconciler dies without cleaning up.
+_SETPRIV = shutil.which("setpriv")
+
+
+class OnStop(Enum):
+    """What a first stop request does to a running child."""
+
+    CUT = "cut"  # terminate it at once (builds, reads, downloads, checks)
+    FINISH = "finish"  # let it finish within its timeout; a second request cuts it
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A child that ran to its end."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class ProcessTimeout(Exception):
+    """A child did not finish within its timeout; it was terminated. Carries its output so far."""
+
+    def __init__(self, argv: Sequence[str], timeout: float, stdout: str, stderr: str) -> None:
+        self.argv = tuple(argv)
+        self.timeout = timeout
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(f"no answer within {timeout:g} s")
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    stop: StopToken,
+    on_stop: OnStop,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    what: str | None = None,
+) -> Finished:
+    """Run `argv` to its end and return what it printed; never raises for a nonzero exit.
+
+    Raises `StopRequested` when stopped (after terminating the child), `ProcessTimeout` after
+    `timeout` seconds, and `FileNotFoundError` when the program does not exist.
+    """
+    what = what or _what(argv)
+    if stop.requested and (on_stop is OnStop.CUT or stop.urgent):
+        raise stop.stopped(f"before {what}")
+    spawn = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
+    if _SETPRIV and shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
+        raise FileNotFoundError(2, "No such file or directory", argv[0])
+    started = time.monotonic()
+    child = subprocess.Popen(
+        spawn,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    out: list[str] = []
+    err: list[str] = []
+    try:
+        while True:
+            try:
+                stdout, stderr = child.communicate(timeout=_POLL)
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                return Finished(
+                    tuple(argv), child.returncode, stdout, stderr, time.monotonic() - started
+                )
+            if stop.requested and (on_stop is OnStop.CUT or stop.urgent):
+                _log.warning("stop requested; terminating", command=what)
+                _terminate(child, out, err)
+                raise stop.stopped(f"during {what}")
+            if timeout is not None and time.monotonic() - started > timeout:
+                _terminate(child, out, err)
+                raise ProcessTimeout(argv, timeout, "".join(out), "".join(err))
+    finally:
+        if child.poll() is None:
+            _terminate(child, out, err)
+
+
+def _terminate(child: subprocess.Popen[str], out: list[str], err: list[str]) -> None:
+    """SIGTERM the child's process group, SIGKILL it after a grace period; collect its output."""
+    for signum, wait in ((signal.SIGTERM, _GRACE), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+        try:
+            stdout, stderr = child.communicate(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        out.append(stdout or "")
+        err.append(stderr or "")
+        return
+
+
+def _what(argv: Sequence[str]) -> str:
+    text = " ".join(argv[:6])
+    return text if len(argv) <= 6 else text + " ..."
