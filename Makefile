@@ -8,7 +8,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 STATE ?= states/canary.yaml
 
-.PHONY: apply plan test lint engine clean
+.PHONY: apply plan test test-fast lint engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(STAMP)
 
 test: $(STAMP) engine lint
 	$(VENV)/bin/python -m pytest -rs --durations=15
+
+# Everything that needs no Docker engine (tests marked `docker` are left out), in under a
+# minute. tests/mutations/run_mutations.py checks that it catches six classic slips.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not docker" -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV)

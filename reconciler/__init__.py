@@ -5,42 +5,107 @@ Library use::
     import reconciler
     state = reconciler.load_state("states/canary.yaml")
     plan = reconciler.plan(state)          # observe + diff, changes nothing
-    result = reconciler.apply(state)       # apply, then verify convergence
+    result = reconciler.apply(state)       # lock, apply, verify, check; never raises but InputError
 
 The library never prints and never configures logging; configure structlog in your program.
+Names are imported on first use (PEP 562), so `python -m reconciler` starts fast and can take
+over SIGINT/SIGTERM before the heavy imports.
 """
 
-from reconciler.errors import (
-    ApplyError,
-    ConvergenceError,
-    DockerError,
-    HealthTimeoutError,
-    InputError,
-    Location,
-    PermanentDockerError,
-    ReconcilerError,
-    TransientDockerError,
-)
-from reconciler.plan import STEP_ORDER, Change, InSync, Plan, Step
-from reconciler.reconcile import ApplyResult, apply, down, plan, select_steps
-from reconciler.state import State, load_state
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.docker.adapter import DockerAdapter, DockerCall, ExecResult
+    from reconciler.docker.retry import RetryPolicy
+    from reconciler.errors import (
+        ApplyError,
+        ConvergenceError,
+        DockerError,
+        HealthTimeoutError,
+        InputError,
+        InternalError,
+        Location,
+        LockHeldError,
+        PermanentDockerError,
+        ReconcilerError,
+        TransientDockerError,
+    )
+    from reconciler.interrupt import StopRequested, StopToken
+    from reconciler.plan import STEP_ORDER, Change, InSync, Plan, Step
+    from reconciler.reconcile import (
+        ApplyResult,
+        CheckFailedError,
+        apply,
+        down,
+        plan,
+        select_steps,
+    )
+    from reconciler.state import State, load_state
+    from reconciler.steps.checks import CheckResult
+
+_WHERE = {
+    "DockerAdapter": "reconciler.docker.adapter",
+    "DockerCall": "reconciler.docker.adapter",
+    "ExecResult": "reconciler.docker.adapter",
+    "RetryPolicy": "reconciler.docker.retry",
+    "ApplyError": "reconciler.errors",
+    "ConvergenceError": "reconciler.errors",
+    "DockerError": "reconciler.errors",
+    "HealthTimeoutError": "reconciler.errors",
+    "InputError": "reconciler.errors",
+    "InternalError": "reconciler.errors",
+    "Location": "reconciler.errors",
+    "LockHeldError": "reconciler.errors",
+    "PermanentDockerError": "reconciler.errors",
+    "ReconcilerError": "reconciler.errors",
+    "TransientDockerError": "reconciler.errors",
+    "StopRequested": "reconciler.interrupt",
+    "StopToken": "reconciler.interrupt",
+    "STEP_ORDER": "reconciler.plan",
+    "Change": "reconciler.plan",
+    "InSync": "reconciler.plan",
+    "Plan": "reconciler.plan",
+    "Step": "reconciler.plan",
+    "ApplyResult": "reconciler.reconcile",
+    "CheckFailedError": "reconciler.reconcile",
+    "apply": "reconciler.reconcile",
+    "down": "reconciler.reconcile",
+    "plan": "reconciler.reconcile",
+    "select_steps": "reconciler.reconcile",
+    "State": "reconciler.state",
+    "load_state": "reconciler.state",
+    "CheckResult": "reconciler.steps.checks",
+}
 
 __all__ = [
     "STEP_ORDER",
     "ApplyError",
     "ApplyResult",
     "Change",
+    "CheckFailedError",
+    "CheckResult",
     "ConvergenceError",
+    "DockerAdapter",
+    "DockerCall",
     "DockerError",
+    "ExecResult",
     "HealthTimeoutError",
     "InSync",
     "InputError",
+    "InternalError",
     "Location",
+    "LockHeldError",
     "PermanentDockerError",
     "Plan",
     "ReconcilerError",
+    "RetryPolicy",
     "State",
     "Step",
+    "StopRequested",
+    "StopToken",
     "TransientDockerError",
     "apply",
     "down",
@@ -48,3 +113,17 @@ __all__ = [
     "plan",
     "select_steps",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use and keep it (PEP 562)."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reconciler' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -106,14 +106,17 @@ def _step_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return its exit code. Leaves no global state behind for in-process callers."""
+def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) -> int:
+    """Run the CLI; return its exit code. Leaves no global state behind for in-process callers.
+
+    `stop`: a token that may already hold a signal received while starting up.
+    """
+    stop = stop or StopToken()
     args = _parser().parse_args(argv)
     # Every byte the CLI prints, logs included, goes through secret redaction.
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(stdout), RedactingStream(stderr)
     caller_logging = structlog.get_config() if structlog.is_configured() else None
-    stop = StopToken()
     handlers = install_handlers(stop) if _main_thread() else {}
     try:
         _configure_logging(args.log_format, verbose=args.verbose)

@@ -16,13 +16,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-import structlog
-
 from reconciler.errors import ReconcilerError
 
 __all__ = ["StopRequested", "StopToken", "install_handlers", "restore_handlers"]
 
-_log = structlog.get_logger(__name__)
 _SLICE = 0.05  # how often a wait looks at the token: a stop is seen within 50 ms
 
 
@@ -73,7 +70,12 @@ class StopToken:
         assert self.signum is not None
         if not self._logged:
             self._logged = True
-            _log.warning("stop requested; stopping", signal=_signal_name(self.signum), where=where)
+            # Imported here: `python -m reconciler` installs the handlers before any heavy import.
+            import structlog  # noqa: PLC0415
+
+            structlog.get_logger(__name__).warning(
+                "stop requested; stopping", signal=_signal_name(self.signum), where=where
+            )
         return StopRequested(self.signum, where)
 
     def sleep(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:

@@ -98,6 +98,7 @@ def run(
     )
     out: list[str] = []
     err: list[str] = []
+    told = False
     try:
         while True:
             try:
@@ -108,6 +109,9 @@ def run(
                 return Finished(
                     tuple(argv), child.returncode, stdout, stderr, time.monotonic() - started
                 )
+            if stop.requested and not told and on_stop is OnStop.FINISH and not stop.urgent:
+                told = True
+                _log.warning("stop requested; letting this finish first", command=what)
             if stop.requested and (on_stop is OnStop.CUT or stop.urgent):
                 _log.warning("stop requested; terminating", command=what)
                 _terminate(child, out, err)

@@ -49,6 +49,11 @@ def _find_libyaml() -> Any:
 # None means pure Python only; tests set it to None to exercise that path.
 _CParser: Any = _find_libyaml()
 
+# Reading and checking an edit walk the tree recursively (as do ruamel's own composers), so a
+# file nesting a few thousand levels deep (`[[[[...`, or aliases and `<<` merges chained a few
+# thousand times) would exhaust Python's stack. Compose files nest under ten levels; anything
+# past this is refused as bad input, the text's nesting before any tree is built.
+_MAX_DEPTH = 100
 _STR_TAG = "tag:yaml.org,2002:str"
 _NULL_VALUES = frozenset({"", "~", "null", "Null", "NULL"})
 _EOL = re.compile(r"\r\n|\r|\n")
@@ -130,6 +135,7 @@ class _Node:
         "anchor",
         "end",
         "flow",
+        "height",
         "in_flow",
         "items",
         "kind",
@@ -151,6 +157,9 @@ class _Node:
         self.tag: str | None = None
         self.flow = False
         self.in_flow = False
+        # Levels of collections this node means once aliases and merges are expanded (while
+        # a collection is open: the most its children have so far).
+        self.height = 0
         self.items: list[_Node] = []  # mapping: key, value, key, value...
         self.target: _Node | None = None
         self.users: list[_Node] = []  # alias nodes that refer to this node
@@ -193,6 +202,31 @@ class _UndefinedAlias(Exception):
         self.index = index
 
 
+class _TooDeep(Exception):
+    """Nesting past `_MAX_DEPTH` at character offset `index`; `how` finishes the message."""
+
+    def __init__(self, index: int, how: str = "") -> None:
+        self.index = index
+        self.how = how
+
+
+@contextlib.contextmanager
+def _depth_guard(text: str, source: Path) -> Iterator[None]:
+    """Turn nesting past the limit, or (a last resort) a RecursionError, into an InputError."""
+    try:
+        yield
+    except _TooDeep as exc:
+        raise InputError(
+            f"the compose file has nesting deeper than {_MAX_DEPTH} levels{exc.how}",
+            _Doc(text, None, "").location(source, exc.index),
+        ) from None
+    except RecursionError:
+        raise InputError(
+            "the compose file nests too deeply to process (Python's recursion limit was reached)",
+            Location(file=source),
+        ) from None
+
+
 def _new_node(event: Any, kind: type, offset: int, anchors: dict[str, _Node]) -> _Node:
     start = event.start_mark.index + offset
     end = event.end_mark.index + offset
@@ -203,6 +237,7 @@ def _new_node(event: Any, kind: type, offset: int, anchors: dict[str, _Node]) ->
         node = _Node(_ALIAS, start, end)
         node.value = event.anchor
         node.target = target
+        node.height = target.height
         target.users.append(node)
         return node
     if kind is ScalarEvent:
@@ -223,6 +258,8 @@ _NODE_EVENTS = (ScalarEvent, MappingStartEvent, SequenceStartEvent, AliasEvent)
 
 
 def _compose(events: Iterable[Any], offset: int) -> _Node | None:
+    """The event stream as a _Node tree; raises _TooDeep as soon as nesting passes the limit:
+    in the text (the open collections), or once aliases and merges are expanded (heights)."""
     root: _Node | None = None
     stack: list[_Node] = []
     anchors: dict[str, _Node] = {}
@@ -235,12 +272,22 @@ def _compose(events: Iterable[Any], offset: int) -> _Node | None:
                 parent = stack[-1]
                 parent.items.append(node)
                 node.in_flow = parent.flow or parent.in_flow
+                if kind is AliasEvent:  # it means its target, as deep as that goes
+                    parent.height = max(parent.height, node.height)
             else:
                 root = node
             if node.kind in (_MAP, _SEQ):
                 stack.append(node)
+                if len(stack) > _MAX_DEPTH:
+                    raise _TooDeep(node.start)
         elif kind is MappingEndEvent or kind is SequenceEndEvent:
-            stack.pop().end = event.end_mark.index + offset
+            done = stack.pop()
+            done.end = event.end_mark.index + offset
+            done.height += 1
+            if done.height > _MAX_DEPTH:
+                raise _TooDeep(done.start, " once aliases and '<<' merges are expanded")
+            if stack and done.height > stack[-1].height:
+                stack[-1].height = done.height
         elif kind is DocumentStartEvent:
             documents += 1
             if documents > 1:
@@ -386,16 +433,18 @@ def _merge_sources(mapping: _Node) -> Iterator[tuple[_Node, _Node]]:
                     yield key, merged
 
 
-def _merged_image(mapping: _Node, seen: set[int] | None = None) -> _Node | None:
+def _merged_image(mapping: _Node, seen: set[int] | None = None, depth: int = 0) -> _Node | None:
     seen = set() if seen is None else seen
     if id(mapping) in seen:
         return None
+    if depth > _MAX_DEPTH:
+        raise _TooDeep(mapping.start, " through chained '<<' merges")
     seen.add(id(mapping))
     for _key, merged in _merge_sources(mapping):
         own = _own_image(merged)
         if own is not None:
             return own[1]
-        found = _merged_image(merged, seen)
+        found = _merged_image(merged, seen, depth + 1)
         if found is not None:
             return found
     return None
@@ -517,8 +566,14 @@ def read_services(text: str, *, source: Path) -> dict[str, ServiceImage]:
 
     Raises InputError (with file, 1-based line and column, and key path) on YAML errors,
     duplicate keys anywhere in the file, a missing or invalid top-level `services` mapping, a
-    service that is neither a mapping nor empty, a non-string image, or several documents.
+    service that is neither a mapping nor empty, a non-string image, several documents, or
+    nesting deeper than `_MAX_DEPTH` levels.
     """
+    with _depth_guard(text, source):
+        return _read_services(text, source)
+
+
+def _read_services(text: str, source: Path) -> dict[str, ServiceImage]:
     analysed = _analyse(text, source)
     doc = analysed.doc
     result: dict[str, ServiceImage] = {}
@@ -846,6 +901,11 @@ def pin_images(text: str, pins: Mapping[str, str], *, source: Path) -> EditResul
     Every byte outside the replaced values (or the inserted `image:` lines) is kept. The result
     is re-parsed and checked: if anything but the pinned images would change, InputError.
     """
+    with _depth_guard(text, source):
+        return _pin_images(text, pins, source)
+
+
+def _pin_images(text: str, pins: Mapping[str, str], source: Path) -> EditResult:
     analysed = _analyse(text, source)
     doc = analysed.doc
     names = [name for name, _, _ in analysed.entries]
@@ -895,10 +955,10 @@ def pin_images(text: str, pins: Mapping[str, str], *, source: Path) -> EditResul
 # under YAML 1.1 and 1.2.
 
 
-def _data_key(node: _Node) -> Any:
+def _data_key(node: _Node, depth: int) -> Any:
     if node.kind == _SCALAR:
         return node.value if node.tag in (None, _STR_TAG) else (node.tag, node.value)
-    return _freeze(_data(node, set()))
+    return _freeze(_data(node, set(), depth))
 
 
 def _freeze(data: Any) -> Any:
@@ -909,8 +969,12 @@ def _freeze(data: Any) -> Any:
     return data
 
 
-def _data(node: _Node, active: set[int]) -> Any:
-    """What a node means, with aliases expanded into fresh copies and merges applied."""
+def _data(node: _Node, active: set[int], depth: int = 1) -> Any:
+    """What a node means, with aliases expanded into fresh copies and merges applied.
+
+    `depth` counts the collections (and merges) being expanded: aliases can nest far deeper
+    than the text does, so it has its own limit.
+    """
     node = _deref(node)
     if node.kind == _SCALAR:
         if node.tag is not None:
@@ -918,16 +982,18 @@ def _data(node: _Node, active: set[int]) -> Any:
         return ("plain" if node.style is None else "str", node.value)
     if id(node) in active:
         raise InputError("the compose file has recursive aliases; refusing to edit it")
+    if depth > _MAX_DEPTH:
+        raise _TooDeep(node.start, " once aliases and '<<' merges are expanded")
     active.add(id(node))
     if node.kind == _SEQ:
-        result: Any = [_data(item, active) for item in node.items]
+        result: Any = [_data(item, active, depth + 1) for item in node.items]
     else:
         result = {}
         for _key, merged in reversed(list(_merge_sources(node))):
-            result.update(_data(merged, active))  # earlier sources win, so they go last
+            result.update(_data(merged, active, depth + 1))  # earlier sources win: go last
         for key, value in node.pairs():
             if not _is_merge_key(key):
-                result[_data_key(key)] = _data(value, active)
+                result[_data_key(key, depth + 1)] = _data(value, active, depth + 1)
     active.discard(id(node))
     return result
 

@@ -16,7 +16,15 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
+from ruamel.yaml.events import (
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
+from ruamel.yaml.parser import RoundTripParser
 
 from reconciler.errors import InputError, Location
 from reconciler.state.model import ComposeSpec, State
@@ -27,19 +35,30 @@ __all__ = ["decode_utf8", "find_root", "load_state"]
 # file has tens of nodes, so a generous cap stops that without limiting real use.
 _MAX_NODES = 100_000
 _MAX_BYTES = 1_000_000
+# ruamel's composer and our own walks recurse once or twice per level, so a deeply nested
+# file (`[[[[...` a few thousand times) would exhaust Python's stack. A state file nests about
+# five levels; anything past this is refused before a single node is composed.
+_MAX_DEPTH = 100
 
 
 def load_state(path: str | Path) -> State:
     """Load and validate the state file at `path`; raise `InputError` on any problem."""
     source = Path(path)
     text = _read_text(source)
-    document = _parse(text, source)
-    plain = _to_plain(document, source)
     try:
-        state = State.model_validate(plain)
-    except ValidationError as error:
-        raise _input_error(error, document, source) from None
-    return _resolve_paths(state, document, source)
+        document = _parse(text, source)
+        plain = _to_plain(document, source)
+        try:
+            state = State.model_validate(plain)
+        except ValidationError as error:
+            raise _input_error(error, document, source) from None
+        return _resolve_paths(state, document, source)
+    except RecursionError:
+        # A last resort: the depth limits below should make this unreachable.
+        raise InputError(
+            "nesting too deep to process (Python's recursion limit was reached)",
+            Location(source),
+        ) from None
 
 
 def find_root(source: Path) -> Path:
@@ -87,11 +106,45 @@ def decode_utf8(raw: bytes, source: Path) -> str:
         ) from None
 
 
+class _TooDeep(Exception):
+    def __init__(self, mark: StreamMark) -> None:
+        self.mark = mark
+
+
+class _DepthLimitedParser(RoundTripParser):
+    """ruamel's round-trip parser, refusing nesting deeper than `_MAX_DEPTH`.
+
+    The parser itself is a state machine (no recursion); the composer pulls every event
+    through `get_event` and recurses per collection. Counting collection starts and ends here
+    stops a deep document at the first level too many, before the composer goes deeper.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        super().__init__(loader)
+        self._depth = 0
+
+    def get_event(self) -> Event:
+        event: Event = super().get_event()
+        if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+            self._depth += 1
+            if self._depth > _MAX_DEPTH:
+                raise _TooDeep(event.start_mark)
+        elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+            self._depth -= 1
+        return event
+
+
 def _parse(text: str, source: Path) -> CommentedMap:
     yaml = YAML(typ="rt")
+    yaml.Parser = _DepthLimitedParser
     yaml.allow_duplicate_keys = False
     try:
         document = yaml.load(text)
+    except _TooDeep as error:
+        raise InputError(
+            f"state file has nesting deeper than {_MAX_DEPTH} levels",
+            Location(source, error.mark.line + 1, error.mark.column + 1),
+        ) from None
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = " ".join(filter(None, [error.context, error.problem])) or str(error)
@@ -109,10 +162,14 @@ def _parse(text: str, source: Path) -> CommentedMap:
 
 
 def _to_plain(document: CommentedMap, source: Path) -> dict[str, Any]:
-    """Copy ruamel's containers into plain ones, refusing alias-amplified documents."""
+    """Copy ruamel's containers into plain ones, refusing alias-amplified documents.
+
+    Aliases can also nest deeper than the text does (`a2: &a2 [*a1]`, and so on), so the depth
+    is limited here too.
+    """
     count = 0
 
-    def plain(node: Any) -> Any:
+    def plain(node: Any, depth: int) -> Any:
         nonlocal count
         count += 1
         if count > _MAX_NODES:
@@ -120,17 +177,23 @@ def _to_plain(document: CommentedMap, source: Path) -> dict[str, Any]:
                 f"state file expands to more than {_MAX_NODES} nodes (alias bomb?)",
                 Location(source),
             )
+        if isinstance(node, (CommentedMap, CommentedSeq)) and depth > _MAX_DEPTH:
+            raise InputError(
+                f"state file has nesting deeper than {_MAX_DEPTH} levels once aliases are expanded",
+                Location(source, node.lc.line + 1, node.lc.col + 1),
+            )
         if isinstance(node, CommentedMap):
             return {
-                str(key) if not isinstance(key, str) else key: plain(v) for key, v in node.items()
+                str(key) if not isinstance(key, str) else key: plain(v, depth + 1)
+                for key, v in node.items()
             }
         if isinstance(node, CommentedSeq):
-            return [plain(item) for item in node]
+            return [plain(item, depth + 1) for item in node]
         if isinstance(node, str):
             return str(node)  # ruamel's ScalarString subclasses -> str, for strict validation
         return node
 
-    result: dict[str, Any] = plain(document)
+    result: dict[str, Any] = plain(document, 1)
     return result
 
 

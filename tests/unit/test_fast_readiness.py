@@ -1,0 +1,201 @@
+"""Readiness judged from recorded `docker container inspect` JSON, with a fake clock.
+
+tests/facts/inspect/ holds real inspect output (engine 20.10) of one container per state:
+healthy, unhealthy, health starting, exited 0 (a one-shot), exited 1, restarting and
+restarted again (restart: on-failure), running without a healthcheck. See
+tests/facts/inspect/docker-compose.yml for how each was made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.docker.adapter import DockerAdapter, _container_facts, _parse_compose_config
+from reconciler.docker.facts import ComposeConfig, ContainerFacts
+from reconciler.errors import HealthTimeoutError
+from reconciler.observe import Observed
+from reconciler.state import State
+from reconciler.steps import services
+from reconciler.steps.services import STABLE_FOR, Readiness, ReadinessWatch, readiness
+from tests.facts import fake_docker
+
+INSPECT = Path(fake_docker.__file__).parent / "inspect"
+CONFIG = _parse_compose_config(json.loads((INSPECT / "compose-config.json").read_text()))
+REFUSED = "wget: can't connect to remote host (127.0.0.1): Connection refused"
+
+
+def facts(sample: str) -> ContainerFacts:
+    """The container of a recorded sample, as the adapter parses it."""
+    (item,) = json.loads((INSPECT / f"{sample}.json").read_text())
+    return _container_facts(item)
+
+
+def assess(sample: str, now: float = 0.0) -> Readiness:
+    container = facts(sample)
+    return ReadinessWatch().assess(container.service, [container], CONFIG, now)
+
+
+def test_recorded_samples_parse_to_the_states_they_show() -> None:
+    """The adapter reads status, health, exit code, restarts and last health output from inspect."""
+    seen = {
+        name: (c.service, c.status, c.health, c.exit_code, c.restart_policy)
+        for name in ("healthy", "unhealthy", "starting", "exited-0", "exited-1", "restarting")
+        for c in [facts(name)]
+    }
+    assert seen == {
+        "healthy": ("becomes-healthy", "running", "healthy", 0, ""),
+        "unhealthy": ("unhealthy", "running", "unhealthy", 0, ""),
+        "starting": ("becomes-healthy", "running", "starting", 0, ""),
+        "exited-0": ("migrate", "exited", None, 0, "no"),
+        "exited-1": ("broken", "exited", None, 1, "no"),
+        "restarting": ("crashloop", "restarting", None, 1, "on-failure"),
+    }
+    assert facts("unhealthy").last_health_output == REFUSED
+    assert facts("crashloop-restarted").restart_count > facts("restarting").restart_count
+
+
+def test_healthy_container_is_ready() -> None:
+    """A running container whose healthcheck passes is ready."""
+    assert assess("healthy") == Readiness("becomes-healthy", True, False, "running, healthy")
+
+
+def test_unhealthy_container_fails_the_wait() -> None:
+    """An unhealthy container is not ready and fails at once, as `compose up --wait` does."""
+    assert assess("unhealthy") == Readiness("unhealthy", False, True, "unhealthy")
+    container = facts("unhealthy")
+    assert not readiness("unhealthy", [container], CONFIG).ready
+
+
+def test_unhealthy_replica_fails_its_service_even_beside_a_healthy_one() -> None:
+    """One unhealthy container among healthy ones makes the service failed, not ready."""
+    unhealthy = facts("unhealthy")
+    healthy = facts("healthy")
+    result = ReadinessWatch().assess("unhealthy", [healthy, unhealthy], CONFIG, 0.0)
+    assert (result.ready, result.failed) == (False, True)
+
+
+def test_health_starting_is_waited_for() -> None:
+    """A container whose healthcheck has not passed yet is not ready and not failed."""
+    assert assess("starting") == Readiness("becomes-healthy", False, False, "health: starting")
+
+
+def test_exited_container_fails_with_its_exit_code() -> None:
+    """A container that exited 1 (no restart policy) fails the wait, naming the exit code."""
+    assert assess("exited-1") == Readiness("broken", False, True, "exited (exit code 1)")
+
+
+def test_completed_one_shot_is_ready() -> None:
+    """A one-shot that exited 0 (another service waits for its completion) counts as ready."""
+    result = assess("exited-0")
+    assert (result.ready, result.failed) == (True, False)
+
+
+def test_restarting_container_is_waited_for_then_fails_once_it_restarts_again() -> None:
+    """`restarting` alone is not a failure; a higher restart count in a later sample is a crash loop."""
+    watch = ReadinessWatch()
+    first = watch.assess("crashloop", [facts("restarting")], CONFIG, 0.0)
+    assert (first.ready, first.failed) == (False, False)
+    later = watch.assess("crashloop", [facts("crashloop-restarted")], CONFIG, 1.0)
+    assert (later.ready, later.failed) == (False, True)
+    assert "crash-looping" in later.summary
+
+
+def test_container_without_healthcheck_is_ready_only_after_staying_up() -> None:
+    """Running with no healthcheck: ready once seen up (same start) for STABLE_FOR seconds."""
+    container = facts("running-no-healthcheck")
+    watch = ReadinessWatch()
+    assert not watch.assess("no-healthcheck", [container], CONFIG, 100.0).ready
+    assert not watch.assess("no-healthcheck", [container], CONFIG, 100.0 + STABLE_FOR / 2).ready
+    assert watch.assess("no-healthcheck", [container], CONFIG, 100.0 + STABLE_FOR).ready
+
+
+def test_no_container_is_waited_for() -> None:
+    """A service with no container yet is not ready and not failed."""
+    result = ReadinessWatch().assess("unhealthy", [], CONFIG, 0.0)
+    assert (result.ready, result.failed) == (False, False)
+
+
+def observed_with(*containers: ContainerFacts) -> Observed:
+    return Observed(
+        compose_file=Path("docker-compose.yml"),
+        compose_text="",
+        config=CONFIG,
+        config_hashes={c.service: c.config_hash or "" for c in containers},
+        containers=containers,
+    )
+
+
+def test_diff_recreates_an_unhealthy_service_with_its_health_output() -> None:
+    """services.diff plans a recreate of the unhealthy service, its reason quoting the check."""
+    plan = services.diff({}, observed_with(facts("unhealthy"), facts("healthy")))
+    by_target = {c.target: c for c in plan.changes}
+    assert by_target["unhealthy"].action == "recreate"
+    assert by_target["unhealthy"].reason == f"unhealthy: {REFUSED}"
+    assert "becomes-healthy" not in by_target
+    assert ("becomes-healthy", "running, healthy") in [(r.target, r.reason) for r in plan.ok]
+
+
+def test_diff_waits_for_a_starting_service_and_starts_an_exited_one() -> None:
+    """A starting healthcheck is a `wait`; an exited (non one-shot) container is a `start`."""
+    plan = services.diff({}, observed_with(facts("starting"), facts("exited-1")))
+    actions = {c.target: c.action for c in plan.changes}
+    assert actions["becomes-healthy"] == "wait"
+    assert actions["broken"] == "start"
+
+
+class FakeClock:
+    """Monotonic time that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def waiting_for(service: str, tmp_path: Path) -> tuple[State, ComposeConfig, DockerAdapter]:
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text(f"services:\n  {service}:\n    image: mutfx-busybox:1\n")
+    state = State.model_validate(
+        {
+            "name": "mutfxrd",
+            "compose": {"file": str(compose), "project": "mutfxrd"},
+            "services": {service: {"health_timeout": 30}},
+        }
+    )
+    config = ComposeConfig(CONFIG.project, {service: CONFIG.services[service]})
+    return state, config, DockerAdapter(compose, "mutfxrd")
+
+
+def test_wait_polls_until_healthy_without_a_fixed_sleep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sampled starting, starting, healthy: the wait returns after two short back-off sleeps."""
+    fake_docker.on_path("wait-healthy", tmp_path, monkeypatch)
+    state, config, adapter = waiting_for("becomes-healthy", tmp_path)
+    clock = FakeClock()
+    services.wait_until_ready(state, adapter, config, clock=clock, sleep=clock.sleep)
+    assert clock.slept == pytest.approx([0.2, 0.3])
+
+
+def test_wait_fails_at_once_on_unhealthy_with_check_output_and_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unhealthy sample ends the wait without sleeping; the error shows the check and log tail."""
+    fake_docker.on_path("wait-unhealthy", tmp_path, monkeypatch)
+    state, config, adapter = waiting_for("unhealthy", tmp_path)
+    clock = FakeClock()
+    with pytest.raises(HealthTimeoutError, match=r"unhealthy \(unhealthy\)") as caught:
+        services.wait_until_ready(state, adapter, config, clock=clock, sleep=clock.sleep)
+    assert clock.slept == []
+    diagnostics = caught.value.diagnostics["unhealthy"]
+    assert f"last health check output: {REFUSED}" in diagnostics
+    assert "listening on :8081" in diagnostics
