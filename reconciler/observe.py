@@ -8,68 +8,39 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from reconciler import secrets, wheelhouse
 from reconciler.build_context import context_digest
 from reconciler.compose.edit import read_services
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, ImageFacts
-from reconciler.errors import InputError, Location
+from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
+from reconciler.errors import ApplyError, InputError, Location
+from reconciler.facts import ImageSource, MigrationStatus, Observed
 from reconciler.plan import Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.state import State
 from reconciler.state.load import decode_utf8
-from reconciler.state.model import RootfsSpec
-from reconciler.steps import migrations
-from reconciler.steps.migrations import MigrationStatus
+from reconciler.state.model import MigrationSpec
 
 __all__ = [
     "DOCKER_STEPS",
-    "ImageSource",
-    "Observed",
     "base_images",
     "check_compose_services",
     "desired_images",
     "image_sources",
+    "migration_status",
     "observe",
+    "observe_migrations",
     "read_compose_text",
+    "tail",
     "wanted_digests",
 ]
 
+_REVISION = re.compile(r"^([0-9A-Za-z_]+)(?:\s|$)")
 DOCKER_STEPS = frozenset({Step.IMAGES, Step.SERVICES, Step.MIGRATIONS, Step.CHECKS})
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """How an image the environment needs comes to exist."""
-
-    reference: str
-    kind: Literal["build", "rootfs", "pull"]
-    first_user: str  # the service (or `images.<ref>`) that asks for it first
-    build: BuildConfig | None = None
-    rootfs: RootfsSpec | None = None
-
-
-@dataclass(frozen=True)
-class Observed:
-    """Everything observed in one pass; docker fields stay empty when docker was not asked."""
-
-    compose_file: Path
-    compose_text: str
-    config: ComposeConfig | None = None
-    config_hashes: dict[str, str] = field(default_factory=dict)
-    containers: tuple[ContainerFacts, ...] = ()
-    images: dict[str, ImageFacts] = field(default_factory=dict)
-    context_digests: dict[str, str] = field(default_factory=dict)
-    # directory -> (digest its requirement files ask for, digest its marker records)
-    wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
-    migrations: dict[str, MigrationStatus] = field(default_factory=dict)
 
 
 def read_compose_text(path: Path) -> str:
@@ -228,7 +199,7 @@ def observe(
     secrets.register_compose_text(text)
     check_compose_services(state, path, text)
     if not DOCKER_STEPS.intersection(steps):
-        return Observed(compose_file=path, compose_text=text)
+        return Observed(compose_file=path, compose_text=text, pins=dict(pins))
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         hashes_read = pool.submit(adapter.config_hashes)
@@ -242,7 +213,7 @@ def observe(
         images_read = pool.submit(adapter.images, sources)
         containers = tuple(containers_read.result())
         migrations_read = (
-            pool.submit(migrations.observe, state, adapter, containers)
+            pool.submit(observe_migrations, state, adapter, containers)
             if Step.MIGRATIONS in steps
             else None
         )
@@ -262,4 +233,57 @@ def observe(
             context_digests=digests,
             sources=sources,
             wheelhouses=wheelhouses,
+            pins=dict(pins),
         )
+
+
+def observe_migrations(
+    state: State, adapter: DockerAdapter, containers: Iterable[ContainerFacts]
+) -> dict[str, MigrationStatus]:
+    """The status of every declared migration set (read-only exec calls)."""
+    running = {c.service for c in containers if c.status == "running" and not c.oneoff}
+    statuses: dict[str, MigrationStatus] = {}
+    for spec in state.migrations:
+        if spec.service not in running:
+            statuses[spec.name] = MigrationStatus(None, f"service {spec.service} is not running")
+        else:
+            statuses[spec.name] = migration_status(spec, adapter)
+    return statuses
+
+
+def migration_status(spec: MigrationSpec, adapter: DockerAdapter) -> MigrationStatus:
+    """Whether one migration set is at head: alembic current vs heads, or the check argv."""
+    if spec.alembic is None:
+        assert spec.check is not None, "validated: check is set when alembic is not"
+        result = adapter.exec(spec.service, spec.check, mutating=False, timeout=spec.timeout)
+        if result.exit_code == 0:
+            return MigrationStatus(True, "check passed")
+        return MigrationStatus(False, f"check exited {result.exit_code}: {tail(result.output, 1)}")
+    current = _revisions(spec, "current", adapter)
+    heads = _revisions(spec, "heads", adapter)
+    if not heads:
+        raise ApplyError(f"migration {spec.name}: `alembic heads` lists no revision")
+    shown = ", ".join(sorted(current)) or "empty database"
+    if current == heads:
+        return MigrationStatus(True, f"at head {shown}")
+    return MigrationStatus(False, f"current {shown}, head {', '.join(sorted(heads))}")
+
+
+def _revisions(spec: MigrationSpec, verb: str, adapter: DockerAdapter) -> set[str]:
+    assert spec.alembic is not None
+    result = adapter.exec(spec.service, [*spec.alembic.command, verb], mutating=False)
+    if result.exit_code != 0:
+        raise ApplyError(
+            f"migration {spec.name}: alembic {verb} failed (exit {result.exit_code}):\n"
+            f"{tail(result.output)}"
+        )
+    revisions = set()
+    for line in result.stdout.splitlines():
+        match = _REVISION.match(line.strip())
+        if match and not line.startswith(("INFO", "WARN", "ERROR")):
+            revisions.add(match.group(1))
+    return revisions
+
+
+def tail(text: str, lines: int = 10) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])

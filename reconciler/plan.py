@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["STEP_ORDER", "Change", "InSync", "Plan", "Step"]
+__all__ = ["STEP_ORDER", "Action", "Change", "InSync", "Plan", "Step"]
 
 
 class Step(StrEnum):
@@ -26,24 +26,54 @@ class Step(StrEnum):
 STEP_ORDER: tuple[Step, ...] = tuple(Step)
 
 
+class Action(StrEnum):
+    """What a change does; its value is the plan JSON's `action`."""
+
+    EDIT = "edit"  # compose-file: replace a value
+    INSERT = "insert"  # compose-file: add a key
+    DOWNLOAD = "download"  # images: fill a wheelhouse
+    BUILD = "build"
+    IMPORT = "import"  # images: a rootfs made into a base image
+    PULL = "pull"
+    CREATE = "create"  # services
+    RECREATE = "recreate"
+    START = "start"
+    WAIT = "wait"
+    UPGRADE = "upgrade"  # migrations
+
+
+MAKES_IMAGE = frozenset({Action.BUILD, Action.IMPORT, Action.PULL})
+
+
 @dataclass(frozen=True)
 class Change:
-    """One thing apply will do: `action` on `target` in `step`, because `reason`."""
+    """One thing apply will do: `action` on `target` in `step`, because `reason`.
+
+    `target` and `reason` are for people; apply acts on `key`, the resource's own identifier
+    (service name, image reference, wheelhouse directory, migration name; `target` when not
+    given), and on the typed `action` and `force`, never on the text.
+    """
 
     step: Step
     target: str
-    action: str
+    action: Action
     reason: str
     before: str | None = None
     after: str | None = None
     diff: str | None = None  # unified diff, for file edits
+    key: str = ""
+    force: bool = False  # services: recreate even if compose sees no change (unhealthy)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.target)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan-JSON shape: step, target, action, reason, then optional fields."""
         data: dict[str, Any] = {
             "step": str(self.step),
             "target": self.target,
-            "action": self.action,
+            "action": str(self.action),
             "reason": self.reason,
         }
         for key in ("before", "after", "diff"):
@@ -77,6 +107,10 @@ class Plan:
     def empty(self) -> bool:
         """True when nothing differs: the environment is in its declared state."""
         return not self.changes
+
+    def keys(self, step: Step, actions: frozenset[Action] | None = None) -> set[str]:
+        """The keys of `step`'s changes (whose action is in `actions`, if given)."""
+        return {c.key for c in self.for_step(step) if actions is None or c.action in actions}
 
     def for_step(self, step: Step) -> tuple[Change, ...]:
         """The changes of one step."""

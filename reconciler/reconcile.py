@@ -9,7 +9,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -23,16 +23,19 @@ from reconciler.errors import (
     InternalError,
     ReconcilerError,
 )
+from reconciler.facts import Observed
 from reconciler.interrupt import StopRequested, StopToken
 from reconciler.lock import project_lock
-from reconciler.observe import Observed, observe
-from reconciler.plan import STEP_ORDER, Change, Plan, Step
+from reconciler.observe import observe
+from reconciler.plan import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step
 from reconciler.project import project_name
 from reconciler.state import State
 from reconciler.steps import checks, compose_file, images, migrations, services
 from reconciler.steps.checks import CheckResult
+from reconciler.steps.contract import StepDefinition
 
 __all__ = [
+    "STEPS",
     "ApplyResult",
     "CheckFailedError",
     "apply",
@@ -47,6 +50,16 @@ __all__ = [
 
 _log = structlog.get_logger(__name__)
 _IMPLEMENTED = STEP_ORDER
+
+# The steps, in apply order: adding one is a module with a `STEP` and a line here.
+STEPS: tuple[StepDefinition, ...] = (
+    compose_file.STEP,
+    images.STEP,
+    services.STEP,
+    migrations.STEP,
+    checks.STEP,
+)
+assert tuple(definition.step for definition in STEPS) == STEP_ORDER
 
 
 @dataclass(frozen=True)
@@ -82,8 +95,8 @@ class ApplyResult:
 
     def failure_of(self, change: Change) -> str:
         """Why a failed change failed (not the plan's reason for making it)."""
-        if isinstance(self.error, HealthTimeoutError) and change.target in self.error.diagnostics:
-            return self.error.diagnostics[change.target].splitlines()[0].removeprefix("state: ")
+        if isinstance(self.error, HealthTimeoutError) and change.key in self.error.diagnostics:
+            return self.error.diagnostics[change.key].splitlines()[0].removeprefix("state: ")
         return str(self.error) if self.error is not None else "failed"
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,16 +207,15 @@ def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result 
     run = _Run(state, adapter, the_plan)
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
-    for step in STEP_ORDER:
+    for definition in STEPS:
+        step = definition.step
         changes = the_plan.for_step(step)
         if not changes:
             continue
         try:
             adapter.stop.check(f"step {step}")
             with _boundary(str(step)):
-                done = _apply_step(
-                    step, changes=changes, state=state, observed=observed, adapter=adapter
-                )
+                done = definition.apply(changes, state, observed, adapter)
         except ReconcilerError as error:
             _log.error("step failed", step=str(step), error=str(error))
             failed = _failed_changes(changes, error)
@@ -320,16 +332,15 @@ def _roll_back(
             compose_file.write_atomically(before.compose_file, before.compose_text.encode("utf-8"))
             done.append(f"restored {state.shown(state.compose.file)} to its previous bytes")
         for change in applied:
-            old = before.images.get(change.target) if change.step is Step.IMAGES else None
-            if old is not None and change.action in {"build", "import", "pull"}:
-                adapter.tag(old.id, change.target)
-                done.append(f"re-tagged {change.target} to its previous image {old.id[7:19]}")
+            old = before.images.get(change.key) if change.step is Step.IMAGES else None
+            if old is not None and change.action in MAKES_IMAGE:
+                adapter.tag(old.id, change.key)
+                done.append(f"re-tagged {change.key} to its previous image {old.id[7:19]}")
         services_only = (Step.SERVICES,)
         observed = observe(state, adapter, services_only, {})
         plan_back = diff(state, observed, services_only)
         if plan_back.changes:
-            assert observed.config is not None
-            services.apply(plan_back.changes, state, adapter, observed.config)
+            services.STEP.apply(plan_back.changes, state, observed, adapter)
             done += [f"{c.action} {c.target} as before" for c in plan_back.changes]
     except Exception as error:
         done.append(f"rollback incomplete: {error}")
@@ -359,7 +370,7 @@ def down(
 def _failed_changes(changes: tuple[Change, ...], error: ReconcilerError) -> tuple[Change, ...]:
     """The changes an error is about: the services that never got ready, else the whole step."""
     if isinstance(error, HealthTimeoutError):
-        failed = tuple(change for change in changes if change.target in error.diagnostics)
+        failed = tuple(change for change in changes if change.key in error.diagnostics)
         if failed:
             return failed
     return changes
@@ -375,41 +386,14 @@ def _observe(state: State, adapter: DockerAdapter, steps: Collection[Step]) -> O
 
 
 def diff(state: State, observed: Observed, steps: Collection[Step] = _IMPLEMENTED) -> Plan:
-    """Pure: the changes that take `observed` to `state`, for `steps`, in apply order."""
-    pins = _pins(state, steps)
+    """Pure: the changes that take `observed` to `state`, for `steps`, in apply order.
+
+    Each step's diff sees the plan of the steps before it (the services step recreates what
+    the images step rebuilds).
+    """
+    observed = replace(observed, pins=_pins(state, steps))
     result = Plan()
-    if Step.COMPOSE_FILE in steps:
-        result += compose_file.diff(state, observed)
-    rebuilt: set[str] = set()
-    if Step.IMAGES in steps:
-        image_plan = images.diff(state, observed)
-        rebuilt = {c.target for c in image_plan.changes if c.action != "download"}
-        result += image_plan
-    if Step.SERVICES in steps:
-        result += services.diff(pins, observed, rebuilt=rebuilt)
-    if Step.MIGRATIONS in steps:
-        result += migrations.diff(state, observed.migrations)
-    if Step.CHECKS in steps:
-        result += checks.diff(state)
+    for definition in STEPS:
+        if definition.step in steps:
+            result += definition.diff(state, observed, result)
     return result
-
-
-def _apply_step(
-    step: Step,
-    *,
-    changes: tuple[Change, ...],
-    state: State,
-    observed: Observed,
-    adapter: DockerAdapter,
-) -> tuple[Change, ...]:
-    """Apply one step's changes; return those really made."""
-    if step is Step.COMPOSE_FILE:
-        compose_file.apply(state, observed)
-    elif step is Step.IMAGES:
-        images.apply(changes, state, observed, adapter)
-    elif step is Step.SERVICES:
-        assert observed.config is not None
-        services.apply(changes, state, adapter, observed.config)
-    elif step is Step.MIGRATIONS:
-        return migrations.apply(changes, state, adapter)
-    return changes

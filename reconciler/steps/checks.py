@@ -21,11 +21,13 @@ import structlog
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts
 from reconciler.errors import DockerError
-from reconciler.plan import InSync, Plan, Step
+from reconciler.facts import Observed
+from reconciler.plan import Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
+from reconciler.steps.contract import StepDefinition
 
-__all__ = ["CheckResult", "diff", "matches", "run", "size_results"]
+__all__ = ["STEP", "CheckResult", "apply", "diff", "matches", "run", "size_results"]
 
 _log = structlog.get_logger(__name__)
 _MB = 1_000_000
@@ -49,7 +51,7 @@ class _Failed(Exception):
     """A check that can no longer pass (e.g. the polled operation failed)."""
 
 
-def diff(state: State) -> Plan:
+def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
     """Checks are not drift: a plan lists them as what apply will verify."""
     rows = [InSync(Step.CHECKS, check.name, "runs after apply converges") for check in state.checks]
     rows += [
@@ -58,6 +60,13 @@ def diff(state: State) -> Plan:
         if spec.size_budget_mb is not None
     ]
     return Plan((), tuple(rows))
+
+
+def apply(
+    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
+) -> tuple[Change, ...]:
+    """Checks plan no change; they run after the environment converged (`run`)."""
+    return ()
 
 
 def run(
@@ -251,3 +260,6 @@ def _json(raw: bytes) -> Any:
 def _short(body: Any, limit: int = 200) -> str:
     text = json.dumps(body) if not isinstance(body, str) else body
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+STEP = StepDefinition(Step.CHECKS, diff, apply)

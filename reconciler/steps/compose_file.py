@@ -15,12 +15,16 @@ import structlog
 
 from reconciler import secrets
 from reconciler.compose.edit import pin_images
+from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
-from reconciler.observe import Observed, read_compose_text
-from reconciler.plan import Change, InSync, Plan, Step
+from reconciler.facts import Observed
+from reconciler.observe import read_compose_text
+from reconciler.plan import Action, Change, InSync, Plan, Step
 from reconciler.state import State
+from reconciler.steps.contract import StepDefinition
 
 __all__ = [
+    "STEP",
     "apply",
     "diff",
     "pinned_text",
@@ -36,7 +40,7 @@ def pinned_text(state: State, observed: Observed) -> str:
     return pin_images(observed.compose_text, state.pins(), source=observed.compose_file).text
 
 
-def diff(state: State, observed: Observed) -> Plan:
+def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
     """One change per service whose `image:` differs from its pin, with that edit's diff."""
     label = state.shown(observed.compose_file)
     pins = state.pins()
@@ -50,12 +54,13 @@ def diff(state: State, observed: Observed) -> Plan:
             Change(
                 step=Step.COMPOSE_FILE,
                 target=f"{label}:services.{edit.service}.image",
-                action="insert" if edit.before is None else "edit",
+                action=Action.INSERT if edit.before is None else Action.EDIT,
                 reason=_reason(edit.before, edit.after, edit.how)
                 + (f"; {edit.note}" if edit.note else ""),
                 before=edit.before,
                 after=edit.after,
                 diff=unified_diff(observed.compose_text, alone.text, label),
+                key=edit.service,
             )
         )
     edited = {edit.service for edit in result.edits}
@@ -67,7 +72,9 @@ def diff(state: State, observed: Observed) -> Plan:
     return Plan(tuple(changes), ok)
 
 
-def apply(state: State, observed: Observed) -> None:
+def apply(
+    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
+) -> tuple[Change, ...]:
     """Write the pinned text, refusing if the file changed since it was observed."""
     current = read_compose_text(observed.compose_file)
     if current != observed.compose_text:
@@ -76,9 +83,10 @@ def apply(state: State, observed: Observed) -> None:
         )
     new_text = pinned_text(state, observed)
     if new_text == current:
-        return
+        return ()
     write_atomically(observed.compose_file, new_text.encode("utf-8"))
     _log.info("compose file written", file=str(observed.compose_file))
+    return changes
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -141,3 +149,6 @@ def _reason(before: str | None, after: str, how: str) -> str:
     if before is None:
         return f"no image set; state pins {after}{detail}"
     return f"image is {before}; state pins {after}{detail}"
+
+
+STEP = StepDefinition(Step.COMPOSE_FILE, diff, apply)

@@ -14,17 +14,19 @@ import structlog
 from reconciler import rootfs, wheelhouse
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.observe import Observed, wanted_digests
-from reconciler.plan import Change, InSync, Plan, Step
+from reconciler.facts import Observed
+from reconciler.observe import wanted_digests
+from reconciler.plan import Action, Change, InSync, Plan, Step
 from reconciler.state import State
+from reconciler.steps.contract import StepDefinition
 
-__all__ = ["apply", "diff"]
+__all__ = ["STEP", "apply", "diff"]
 
 _log = structlog.get_logger(__name__)
 WHEELHOUSE = "wheelhouse:"
 
 
-def diff(state: State, observed: Observed) -> Plan:
+def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
     """Downloads for stale wheelhouses, then a make (or pull) per missing or stale image."""
     changes: list[Change] = []
     ok: list[InSync] = []
@@ -35,19 +37,27 @@ def diff(state: State, observed: Observed) -> Plan:
         else:
             reason = "not downloaded yet" if have is None else "requirement files changed"
             changes.append(
-                Change(Step.IMAGES, target, "download", reason, before=have, after=wanted)
+                Change(
+                    Step.IMAGES,
+                    target,
+                    Action.DOWNLOAD,
+                    reason,
+                    before=have,
+                    after=wanted,
+                    key=directory,
+                )
             )
     for reference, source in observed.sources.items():
         image = observed.images.get(reference)
         if source.kind == "pull":
             if image is None:
                 reason = f"missing locally; {source.first_user} has no build"
-                changes.append(Change(Step.IMAGES, reference, "pull", reason))
+                changes.append(Change(Step.IMAGES, reference, Action.PULL, reason))
             else:
                 ok.append(InSync(Step.IMAGES, reference, f"present ({_short_id(image.id)})"))
             continue
         wanted = observed.context_digests[reference]
-        action = "build" if source.kind == "build" else "import"
+        action = Action.BUILD if source.kind == "build" else Action.IMPORT
         have = image.labels.get(DIGEST_LABEL) if image else None
         if image is None:
             reason = f"missing; made from {_how(source.kind, source.first_user)}"
@@ -65,44 +75,40 @@ def diff(state: State, observed: Observed) -> Plan:
 
 def apply(
     changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
-) -> None:
+) -> tuple[Change, ...]:
     """Download wheelhouses, then make images in plan order (base images first)."""
     for change in changes:
         adapter.stop.check(f"{change.action} {change.target}")
-        if change.action == "download":
-            directory = _directory(state, change.target)
-            wheelhouse.download(Path(directory), state.wheelhouses[directory], adapter.stop)
+        if change.action is Action.DOWNLOAD:
+            wheelhouse.download(Path(change.key), state.wheelhouses[change.key], adapter.stop)
     # Inputs may have changed since observing (a wheelhouse was just filled): digest them now,
     # so the label says what the image was really made from.
     digests = wanted_digests(observed.sources, compose_file=observed.compose_file)
     for change in changes:
-        source = observed.sources.get(change.target)
+        source = observed.sources.get(change.key)
         if source is None:
             continue
-        adapter.stop.check(f"{change.action} {change.target}")
-        labels = {DIGEST_LABEL: digests[change.target]} if change.target in digests else {}
-        if change.action == "pull":
-            _log.info("pulling image", image=change.target)
-            adapter.pull(change.target)
+        reference = change.key
+        adapter.stop.check(f"{change.action} {reference}")
+        labels = {DIGEST_LABEL: digests[reference]} if reference in digests else {}
+        if change.action is Action.PULL:
+            _log.info("pulling image", image=reference)
+            adapter.pull(reference)
         elif source.rootfs is not None:
-            _log.info("making base image", image=change.target)
-            rootfs.build_rootfs_image(change.target, source.rootfs, labels, adapter)
+            _log.info("making base image", image=reference)
+            rootfs.build_rootfs_image(reference, source.rootfs, labels, adapter)
         elif source.build is not None:
-            _log.info("building image", image=change.target, context=str(source.build.context))
-            adapter.build(change.target, source.build, labels)
+            _log.info("building image", image=reference, context=str(source.build.context))
+            adapter.build(reference, source.build, labels)
+    return changes
 
 
 def _how(kind: str, user: str) -> str:
     return f"its rootfs spec ({user})" if kind == "rootfs" else f"{user}'s build"
 
 
-def _directory(state: State, target: str) -> str:
-    label = target.removeprefix(WHEELHOUSE)
-    for directory in state.wheelhouses:
-        if state.shown(Path(directory)) == label:
-            return directory
-    raise KeyError(target)
-
-
 def _short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
+
+
+STEP = StepDefinition(Step.IMAGES, diff, apply)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -18,12 +18,15 @@ import structlog
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
-from reconciler.observe import Observed, desired_images
-from reconciler.plan import Change, InSync, Plan, Step
+from reconciler.facts import Observed
+from reconciler.observe import desired_images
+from reconciler.plan import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.state import State
+from reconciler.steps.contract import StepDefinition
 
 __all__ = [
     "STABLE_FOR",
+    "STEP",
     "Readiness",
     "ReadinessWatch",
     "apply",
@@ -34,23 +37,25 @@ __all__ = [
 
 _log = structlog.get_logger(__name__)
 _DEFAULT_TIMEOUT = 120.0
+_UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START})
 
 
-def diff(pins: Mapping[str, str], observed: Observed, *, rebuilt: Iterable[str] = ()) -> Plan:
+def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
     """One change per drifted service.
 
-    A service whose pin differs from the compose file's current image, or whose image the
-    images step will (re)build or pull in `rebuilt`, is certain to be recreated even though
-    its labels still match.
+    A service whose pin (`observed.pins`) differs from the compose file's current image, or
+    whose image the images step plans to (re)build or pull (in `earlier`), is certain to be
+    recreated even though its labels still match.
     """
     config = observed.config
     assert config is not None, "services step needs docker observation"
+    pins = observed.pins
+    rebuilt = earlier.keys(Step.IMAGES, MAKES_IMAGE)
     pinned = {
         name: image
         for name, image in pins.items()
         if name in config.services and config.services[name].image != image
     }
-    rebuilt = set(rebuilt)
     images = desired_images(pins, config)
     by_service = _containers_by_service(observed.containers)
     changes: list[Change] = []
@@ -62,7 +67,7 @@ def diff(pins: Mapping[str, str], observed: Observed, *, rebuilt: Iterable[str] 
         stale = [c.name for c in leftovers if c.service == service]
         if stale:
             reason = f"leftover of an interrupted recreate: {', '.join(stale)}"
-            changes.append(Change(Step.SERVICES, service, "recreate", reason))
+            changes.append(Change(Step.SERVICES, service, Action.RECREATE, reason))
             continue
         change = _drift(
             service,
@@ -91,29 +96,38 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
     rebuilt: set[str],
 ) -> Change | None:
     def change(
-        action: str, reason: str, before: str | None = None, after: str | None = None
+        action: Action,
+        reason: str,
+        before: str | None = None,
+        after: str | None = None,
+        *,
+        force: bool = False,
     ) -> Change:
-        return Change(Step.SERVICES, service, action, reason, before=before, after=after)
+        return Change(
+            Step.SERVICES, service, action, reason, before=before, after=after, force=force
+        )
 
     if not containers:
-        return change("create", "no container")
+        return change(Action.CREATE, "no container")
     if service in pinned:
-        return change("recreate", f"image pin changes to {pinned[service]}", after=pinned[service])
+        return change(
+            Action.RECREATE, f"image pin changes to {pinned[service]}", after=pinned[service]
+        )
     if reference in rebuilt:
-        return change("recreate", f"image {reference} will be (re)built or pulled")
+        return change(Action.RECREATE, f"image {reference} will be (re)built or pulled")
     wanted_hash = observed.config_hashes.get(service)
     image = observed.images.get(reference)
     for container in containers:
         if wanted_hash and container.config_hash != wanted_hash:
             return change(
-                "recreate",
+                Action.RECREATE,
                 "compose configuration changed (config hash differs)",
                 before=container.config_hash,
                 after=wanted_hash,
             )
         if image is not None and container.image_id != image.id:
             return change(
-                "recreate",
+                Action.RECREATE,
                 f"{reference} now points to another image",
                 before=container.image_id,
                 after=image.id,
@@ -123,28 +137,24 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
             if container.completed or _completed_one_shot(service, container, config):
                 continue
             return change(
-                "start", f"container {container.status} (exit code {container.exit_code})"
+                Action.START, f"container {container.status} (exit code {container.exit_code})"
             )
         if container.health == "unhealthy":
             detail = f": {container.last_health_output}" if container.last_health_output else ""
-            return change("recreate", f"unhealthy{detail}"[:300])
+            return change(Action.RECREATE, f"unhealthy{detail}"[:300], force=True)
         if container.health == "starting":
-            return change("wait", "health check still starting")
+            return change(Action.WAIT, "health check still starting")
     return None
 
 
 def apply(
-    changes: tuple[Change, ...], state: State, adapter: DockerAdapter, config: ComposeConfig
-) -> None:
+    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
+) -> tuple[Change, ...]:
     """`compose up` the drifted services (force-recreating unhealthy ones), then wait for all."""
-    force = [
-        c.target for c in changes if c.action == "recreate" and c.reason.startswith("unhealthy")
-    ]
-    normal = [
-        c.target
-        for c in changes
-        if c.action in {"create", "recreate", "start"} and c.target not in force
-    ]
+    config = observed.config
+    assert config is not None, "services step needs docker observation"
+    force = [c.key for c in changes if c.force]
+    normal = [c.key for c in changes if c.action in _UP_ACTIONS and not c.force]
     leftovers = _leftovers(adapter.containers())
     if leftovers:
         _log.warning(
@@ -168,6 +178,7 @@ def apply(
             raise
         raise _health_error(failing, containers, adapter, f"compose up failed: {error}") from error
     wait_until_ready(state, adapter, config)
+    return changes
 
 
 @dataclass(frozen=True)
@@ -348,3 +359,6 @@ def _completed_one_shot(service: str, container: ContainerFacts, config: Compose
 def _describe_ready(containers: list[ContainerFacts]) -> str:
     states = {f"{c.status}, {c.health}" if c.health else c.status for c in containers}
     return "; ".join(sorted(states))
+
+
+STEP = StepDefinition(Step.SERVICES, diff, apply)

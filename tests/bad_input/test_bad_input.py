@@ -60,17 +60,24 @@ def snapshot(directory: Path) -> dict[str, str]:
     return files
 
 
-def containers() -> str:
-    """All containers and their states, or '' without an engine."""
+def containers(directory: Path) -> str:
+    """Containers of compose projects under `directory` (the case's), or '' without an engine.
+
+    Scoped to the case: other tests on the same engine start and stop their own containers.
+    """
     if shutil.which("docker") is None:
         return ""
+    row = '{{.ID}} {{.State}} {{.CreatedAt}} {{.Label "com.docker.compose.project.working_dir"}}'
     done = subprocess.run(
-        ["docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}} {{.CreatedAt}}"],
+        ["docker", "ps", "-a", "--no-trunc", "--format", row],
         capture_output=True,
         text=True,
         check=False,
     )
-    return done.stdout if done.returncode == 0 else ""
+    if done.returncode != 0:
+        return ""
+    mine = [line for line in done.stdout.splitlines() if f" {directory}" in line]
+    return "\n".join(mine)
 
 
 def test_corpus_is_large_enough() -> None:
@@ -103,7 +110,7 @@ def test_bad_input_exits_3_naming_file_line_key_and_changes_nothing(
     if case.get("docker"):
         request.getfixturevalue("docker_engine")
     state = write_case(case, tmp_path / "case")
-    files_before, containers_before = snapshot(state.parent), containers()
+    files_before, containers_before = snapshot(state.parent), containers(tmp_path)
     for command in ("plan", "apply"):
         code = main([command, str(state), "--log-format", "json"])
         captured = capsys.readouterr()
@@ -118,4 +125,4 @@ def test_bad_input_exits_3_naming_file_line_key_and_changes_nothing(
         assert case["message"] in captured.err, captured.err
         assert len(first) < 600, "short message"
     assert snapshot(state.parent) == files_before
-    assert containers() == containers_before
+    assert containers(tmp_path) == containers_before

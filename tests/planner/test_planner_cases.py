@@ -19,7 +19,8 @@ from reconciler.docker.facts import (
     ServiceConfig,
 )
 from reconciler.errors import InputError
-from reconciler.observe import Observed, check_compose_services, image_sources
+from reconciler.facts import Observed
+from reconciler.observe import check_compose_services, image_sources
 from reconciler.plan import Step
 from reconciler.reconcile import diff
 from reconciler.state import State

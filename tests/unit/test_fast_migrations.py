@@ -14,10 +14,11 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ContainerFacts
 from reconciler.errors import ApplyError
-from reconciler.plan import Change, Step
+from reconciler.facts import MigrationStatus, Observed
+from reconciler.observe import observe_migrations
+from reconciler.plan import Action, Change, Plan, Step
 from reconciler.state import State
 from reconciler.steps import migrations
-from reconciler.steps.migrations import MigrationStatus
 from tests.facts import fake_docker
 
 NAME = "ktrdr-schema"
@@ -49,13 +50,18 @@ def backend(status: str = "running") -> ContainerFacts:
     )
 
 
+def facts(statuses: dict[str, MigrationStatus]) -> Observed:
+    """Observed facts holding just these migration statuses."""
+    return Observed(compose_file=Path("docker-compose.yml"), compose_text="", migrations=statuses)
+
+
 def observed(
     scenario: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[State, dict[str, MigrationStatus]]:
     fake_docker.on_path(scenario, tmp_path, monkeypatch)
     declared = state(tmp_path)
     adapter = DockerAdapter(declared.compose.file, declared.compose.project)
-    return declared, migrations.observe(declared, adapter, [backend()])
+    return declared, observe_migrations(declared, adapter, [backend()])
 
 
 def test_behind_database_is_observed_behind(
@@ -83,7 +89,7 @@ def test_empty_database_is_observed_behind(tmp_path: Path, monkeypatch: pytest.M
 def test_diff_plans_an_upgrade_when_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A migration set behind head is planned as one upgrade, and not listed as in sync."""
     declared, statuses = observed("migrations-behind", tmp_path, monkeypatch)
-    plan = migrations.diff(declared, statuses)
+    plan = migrations.diff(declared, facts(statuses), Plan())
     assert [(c.step, c.target, c.action) for c in plan.changes] == [
         (Step.MIGRATIONS, NAME, "upgrade")
     ]
@@ -94,7 +100,7 @@ def test_diff_plans_an_upgrade_when_behind(tmp_path: Path, monkeypatch: pytest.M
 def test_diff_plans_nothing_at_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A migration set at head is in sync: no change, one ok row saying so."""
     declared, statuses = observed("migrations-at-head", tmp_path, monkeypatch)
-    plan = migrations.diff(declared, statuses)
+    plan = migrations.diff(declared, facts(statuses), Plan())
     assert plan.changes == ()
     assert [(row.target, row.reason) for row in plan.ok] == [(NAME, "at head 0002")]
 
@@ -104,7 +110,9 @@ def test_diff_plans_an_upgrade_for_an_empty_database(
 ) -> None:
     """A fresh canary's empty database is planned as an upgrade."""
     declared, statuses = observed("migrations-empty", tmp_path, monkeypatch)
-    assert [c.action for c in migrations.diff(declared, statuses).changes] == ["upgrade"]
+    assert [c.action for c in migrations.diff(declared, facts(statuses), Plan()).changes] == [
+        "upgrade"
+    ]
 
 
 def test_service_not_running_is_upgraded_after_services_come_up(
@@ -114,17 +122,17 @@ def test_service_not_running_is_upgraded_after_services_come_up(
     log = fake_docker.on_path("migrations-behind", tmp_path, monkeypatch)
     declared = state(tmp_path)
     adapter = DockerAdapter(declared.compose.file, declared.compose.project)
-    statuses = migrations.observe(declared, adapter, [backend("exited")])
+    statuses = observe_migrations(declared, adapter, [backend("exited")])
     assert fake_docker.calls(log) == []
     assert statuses[NAME].up_to_date is None
-    (change,) = migrations.diff(declared, statuses).changes
+    (change,) = migrations.diff(declared, facts(statuses), Plan()).changes
     assert change.action == "upgrade"
     assert change.reason.endswith("; checked again after services are up")
 
 
 def test_diff_of_an_unobserved_set_plans_an_upgrade(tmp_path: Path) -> None:
     """A declared migration set missing from the observation is planned, never assumed in sync."""
-    plan = migrations.diff(state(tmp_path), {})
+    plan = migrations.diff(state(tmp_path), facts({}), Plan())
     assert [c.target for c in plan.changes] == [NAME]
     assert plan.ok == ()
 
@@ -136,8 +144,8 @@ def test_apply_upgrades_a_behind_database_once(
     log = fake_docker.on_path("migrations-behind", tmp_path, monkeypatch)
     declared = state(tmp_path)
     adapter = DockerAdapter(declared.compose.file, declared.compose.project)
-    change = Change(Step.MIGRATIONS, NAME, "upgrade", "current 0001, head 0002")
-    (done,) = migrations.apply((change,), declared, adapter)
+    change = Change(Step.MIGRATIONS, NAME, Action.UPGRADE, "current 0001, head 0002")
+    (done,) = migrations.apply((change,), declared, facts({}), adapter)
     assert done.reason == "current 0001, head 0002 -> at head 0002"
     assert fake_docker.calls(log).count(UPGRADE) == 1
     assert [call.argv[-2:] for call in adapter.mutating_calls] == [("upgrade", "head")]
@@ -148,8 +156,8 @@ def test_apply_skips_a_set_already_at_head(tmp_path: Path, monkeypatch: pytest.M
     log = fake_docker.on_path("migrations-at-head", tmp_path, monkeypatch)
     declared = state(tmp_path)
     adapter = DockerAdapter(declared.compose.file, declared.compose.project)
-    change = Change(Step.MIGRATIONS, NAME, "upgrade", "checked again after services are up")
-    assert migrations.apply((change,), declared, adapter) == ()
+    change = Change(Step.MIGRATIONS, NAME, Action.UPGRADE, "checked again after services are up")
+    assert migrations.apply((change,), declared, facts({}), adapter) == ()
     assert UPGRADE not in fake_docker.calls(log)
     assert adapter.mutating_calls == []
 

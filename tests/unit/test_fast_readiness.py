@@ -16,7 +16,8 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter, _container_facts, _parse_compose_config
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError
-from reconciler.observe import Observed
+from reconciler.facts import Observed
+from reconciler.plan import Plan
 from reconciler.state import State
 from reconciler.steps import services
 from reconciler.steps.services import STABLE_FOR, Readiness, ReadinessWatch, readiness
@@ -118,6 +119,9 @@ def test_no_container_is_waited_for() -> None:
     assert (result.ready, result.failed) == (False, False)
 
 
+NO_PINS = State.model_validate({"name": "s", "compose": {"file": "docker-compose.yml"}})
+
+
 def observed_with(*containers: ContainerFacts) -> Observed:
     return Observed(
         compose_file=Path("docker-compose.yml"),
@@ -130,7 +134,7 @@ def observed_with(*containers: ContainerFacts) -> Observed:
 
 def test_diff_recreates_an_unhealthy_service_with_its_health_output() -> None:
     """services.diff plans a recreate of the unhealthy service, its reason quoting the check."""
-    plan = services.diff({}, observed_with(facts("unhealthy"), facts("healthy")))
+    plan = services.diff(NO_PINS, observed_with(facts("unhealthy"), facts("healthy")), Plan())
     by_target = {c.target: c for c in plan.changes}
     assert by_target["unhealthy"].action == "recreate"
     assert by_target["unhealthy"].reason == f"unhealthy: {REFUSED}"
@@ -140,7 +144,7 @@ def test_diff_recreates_an_unhealthy_service_with_its_health_output() -> None:
 
 def test_diff_waits_for_a_starting_service_and_starts_an_exited_one() -> None:
     """A starting healthcheck is a `wait`; an exited (non one-shot) container is a `start`."""
-    plan = services.diff({}, observed_with(facts("starting"), facts("exited-1")))
+    plan = services.diff(NO_PINS, observed_with(facts("starting"), facts("exited-1")), Plan())
     actions = {c.target: c.action for c in plan.changes}
     assert actions["becomes-healthy"] == "wait"
     assert actions["broken"] == "start"

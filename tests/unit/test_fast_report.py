@@ -5,15 +5,19 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from reconciler.errors import ApplyError
-from reconciler.plan import Change, InSync, Plan, Step
+from reconciler.plan import Action, Change, InSync, Plan, Step
 from reconciler.reconcile import ApplyResult, CheckFailedError
 from reconciler.report import junit_xml, markdown
 from reconciler.steps.checks import CheckResult
 
 PASSING = CheckResult("API health is healthy", True, 'HTTP 200: {"status": "healthy"}', 0.4)
 FAILING = CheckResult("both worker types registered", False, "1 items, wanted at least 2", 90.2)
-BUILD = Change(Step.IMAGES, "ktrdr-backend:test", "build", "missing; made from backend's build")
-PIN = Change(Step.COMPOSE_FILE, "compose.yml:services.backend.image", "edit", "image is a; pins b")
+BUILD = Change(
+    Step.IMAGES, "ktrdr-backend:test", Action.BUILD, "missing; made from backend's build"
+)
+PIN = Change(
+    Step.COMPOSE_FILE, "compose.yml:services.backend.image", Action.EDIT, "image is a; pins b"
+)
 
 
 def suite(result: ApplyResult) -> ET.Element:
