@@ -9,7 +9,8 @@ Library use::
 
 The library never prints and never configures logging; configure structlog in your program.
 Names are imported on first use (PEP 562), so `python -m reconciler` starts fast and can take
-over SIGINT/SIGTERM before the heavy imports.
+over SIGINT/SIGTERM before the heavy imports. No submodule shares a name with a function here
+(the plan's data types live in `reconciler.plans`), so `reconciler.plan` is always the function.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
         TransientDockerError,
     )
     from reconciler.interrupt import StopRequested, StopToken
-    from reconciler.plan import STEP_ORDER, Change, InSync, Plan, Step
+    from reconciler.plans import STEP_ORDER, Action, Change, InSync, Plan, Step
     from reconciler.reconcile import (
         ApplyResult,
         CheckFailedError,
@@ -64,11 +65,12 @@ _WHERE = {
     "TransientDockerError": "reconciler.errors",
     "StopRequested": "reconciler.interrupt",
     "StopToken": "reconciler.interrupt",
-    "STEP_ORDER": "reconciler.plan",
-    "Change": "reconciler.plan",
-    "InSync": "reconciler.plan",
-    "Plan": "reconciler.plan",
-    "Step": "reconciler.plan",
+    "STEP_ORDER": "reconciler.plans",
+    "Change": "reconciler.plans",
+    "InSync": "reconciler.plans",
+    "Plan": "reconciler.plans",
+    "Step": "reconciler.plans",
+    "Action": "reconciler.plans",
     "ApplyResult": "reconciler.reconcile",
     "CheckFailedError": "reconciler.reconcile",
     "apply": "reconciler.reconcile",
@@ -82,6 +84,7 @@ _WHERE = {
 
 __all__ = [
     "STEP_ORDER",
+    "Action",
     "ApplyError",
     "ApplyResult",
     "Change",

@@ -23,9 +23,9 @@ import structlog
 from reconciler import reconcile
 from reconciler.errors import HealthTimeoutError, InputError, InternalError, ReconcilerError
 from reconciler.interrupt import StopToken, install_handlers, restore_handlers
-from reconciler.plan import Change, Plan, Step
+from reconciler.plans import Change, Plan, Step
 from reconciler.report import junit_xml, markdown
-from reconciler.secrets import RedactingStream, redact
+from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import load_state
 
 __all__ = ["main"]
@@ -115,18 +115,19 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     args = _parser().parse_args(argv)
     # Every byte the CLI prints, logs included, goes through secret redaction.
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = RedactingStream(stdout), RedactingStream(stderr)
+    secrets = Secrets()
+    sys.stdout, sys.stderr = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
     try:
         _configure_logging(args.log_format, verbose=args.verbose)
         try:
-            return _run(args, stop)
+            return _run(args, stop, secrets)
         except ReconcilerError as error:
-            _report_error(error)
+            _report_error(error, secrets)
             return _exit_code(error)
         except Exception as error:
-            _report_error(InternalError(error, traceback.format_exc()))
+            _report_error(InternalError(error, traceback.format_exc()), secrets)
             return EXIT_FAILED
     finally:
         sys.stdout, sys.stderr = stdout, stderr
@@ -141,7 +142,7 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _run(args: argparse.Namespace, stop: StopToken) -> int:
+def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
     state = load_state(args.state)
     if args.command == "down":
         reconcile.down(state, volumes=args.volumes)
@@ -154,7 +155,8 @@ def _run(args: argparse.Namespace, stop: StopToken) -> int:
     if args.command == "plan":
         adapter = reconcile.make_adapter(state, stop=stop)
         return _plan(
-            state_plan=reconcile.plan(state, steps=steps, adapter=adapter), as_json=args.json
+            state_plan=reconcile.plan(state, steps=steps, adapter=adapter, secrets=secrets),
+            as_json=args.json,
         )
     if args.lock_timeout < 0 or args.lock_timeout > 86400:
         raise InputError(f"--lock-timeout must be between 0 and 86400 s, not {args.lock_timeout:g}")
@@ -163,10 +165,11 @@ def _run(args: argparse.Namespace, stop: StopToken) -> int:
         steps=steps,
         rollback_on_failure=args.rollback_on_failure,
         stop=stop,
+        secrets=secrets,
         lock_timeout=args.lock_timeout,
     )
-    _write_reports(state.name, result, report=args.report, junit=args.junit)
-    return _apply(result, as_json=args.json)
+    _write_reports(state.name, result, secrets, report=args.report, junit=args.junit)
+    return _apply(result, secrets, as_json=args.json)
 
 
 def _exit_code(error: ReconcilerError) -> int:
@@ -175,13 +178,18 @@ def _exit_code(error: ReconcilerError) -> int:
 
 
 def _write_reports(
-    name: str, result: reconcile.ApplyResult, *, report: Path | None, junit: Path | None
+    name: str,
+    result: reconcile.ApplyResult,
+    secrets: Secrets,
+    *,
+    report: Path | None,
+    junit: Path | None,
 ) -> None:
     try:
         if report is not None:
-            report.write_text(redact(markdown(name, result)), encoding="utf-8")
+            report.write_text(secrets.redact(markdown(name, result)), encoding="utf-8")
         if junit is not None:
-            junit.write_text(redact(junit_xml(name, result)), encoding="utf-8")
+            junit.write_text(secrets.redact(junit_xml(name, result)), encoding="utf-8")
     except OSError as error:
         print(f"error: cannot write report: {error}", file=sys.stderr)
 
@@ -198,7 +206,7 @@ def _plan(state_plan: Plan, *, as_json: bool) -> int:
     return EXIT_OK if state_plan.empty else EXIT_CHANGES
 
 
-def _apply(result: reconcile.ApplyResult, *, as_json: bool) -> int:
+def _apply(result: reconcile.ApplyResult, secrets: Secrets, *, as_json: bool) -> int:
     counts = result.counts
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -214,7 +222,7 @@ def _apply(result: reconcile.ApplyResult, *, as_json: bool) -> int:
         for line in result.rolled_back:
             print(f"rolled back: {line}")
     if result.error is not None:
-        _report_error(result.error)
+        _report_error(result.error, secrets)
     if not as_json:
         print(" ".join(f"{key}={value}" for key, value in counts.items()))
     return EXIT_OK if result.error is None else _exit_code(result.error)
@@ -232,9 +240,12 @@ def _change_line(change: Change) -> str:
     return f"{change.step:<13} {change.action:<9} {change.target}  ({change.reason})"
 
 
-def _report_error(error: ReconcilerError) -> None:
+def _report_error(error: ReconcilerError, secrets: Secrets) -> None:
     if isinstance(error, InternalError):
-        print(f"error: {error}; traceback written to {_save_traceback(error)}", file=sys.stderr)
+        print(
+            f"error: {error}; traceback written to {_save_traceback(error, secrets)}",
+            file=sys.stderr,
+        )
         return
     print(f"error: {error}", file=sys.stderr)
     if isinstance(error, HealthTimeoutError):
@@ -243,13 +254,13 @@ def _report_error(error: ReconcilerError) -> None:
             print(text, file=sys.stderr)
 
 
-def _save_traceback(error: InternalError) -> Path:
+def _save_traceback(error: InternalError, secrets: Secrets) -> Path:
     """Write a bug's traceback to a file of its own, for the bug report; return its path."""
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept, not closed by a with block
         "w", prefix="reconciler-bug-", suffix=".txt", delete=False, encoding="utf-8"
     )
     with handle:
-        handle.write(redact(error.traceback_text))
+        handle.write(secrets.redact(error.traceback_text))
     return Path(handle.name)
 
 

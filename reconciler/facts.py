@@ -50,6 +50,6 @@ class Observed:
     wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
     migrations: dict[str, MigrationStatus] = field(default_factory=dict)
-    pins: dict[str, str] = field(
-        default_factory=dict
-    )  # image pins in force (none: compose-file skipped)
+    # image pins in force (none when compose-file is skipped: the file is followed as is)
+    pins: dict[str, str] = field(default_factory=dict)
+    secrets: frozenset[str] = frozenset()  # secret values seen while observing: never shown

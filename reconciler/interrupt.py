@@ -71,9 +71,9 @@ class StopToken:
         if not self._logged:
             self._logged = True
             # Imported here: `python -m reconciler` installs the handlers before any heavy import.
-            import structlog  # noqa: PLC0415
+            from reconciler.logs import get_logger  # noqa: PLC0415
 
-            structlog.get_logger(__name__).warning(
+            get_logger(__name__).warning(
                 "stop requested; stopping", signal=_signal_name(self.signum), where=where
             )
         return StopRequested(self.signum, where)

@@ -17,13 +17,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import structlog
-
 from reconciler.errors import LockHeldError
+from reconciler.logs import get_logger
 
 __all__ = ["LockHeldError", "lock_directory", "project_lock"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 def lock_directory() -> Path:

@@ -12,15 +12,16 @@ from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from reconciler import secrets, wheelhouse
+from reconciler import wheelhouse
 from reconciler.build_context import context_digest
 from reconciler.compose.edit import read_services
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
 from reconciler.errors import ApplyError, InputError, Location
 from reconciler.facts import ImageSource, MigrationStatus, Observed
-from reconciler.plan import Step
+from reconciler.plans import Step
 from reconciler.rootfs import rootfs_digest
+from reconciler.secrets import Secrets
 from reconciler.state import State
 from reconciler.state.load import decode_utf8
 from reconciler.state.model import MigrationSpec
@@ -195,20 +196,21 @@ def observe(
     """
     path = state.compose.file
     text = read_compose_text(path)
-    secrets.register_environment(state.sensitive_env)
-    secrets.register_compose_text(text)
+    found = Secrets()
+    found.register_environment(state.sensitive_env)
+    found.register_compose_text(text)
     check_compose_services(state, path, text)
     if not DOCKER_STEPS.intersection(steps):
-        return Observed(compose_file=path, compose_text=text, pins=dict(pins))
+        return Observed(compose_file=path, compose_text=text, pins=dict(pins), secrets=found.values)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         hashes_read = pool.submit(adapter.config_hashes)
         containers_read = pool.submit(adapter.containers)
         config = config_read.result()
         for service in config.services.values():
-            secrets.register_mapping(service.environment)
+            found.register_mapping(service.environment)
             if service.build is not None:
-                secrets.register_mapping(service.build.args)
+                found.register_mapping(service.build.args)
         sources = image_sources(state, config, pins)
         images_read = pool.submit(adapter.images, sources)
         containers = tuple(containers_read.result())
@@ -234,6 +236,7 @@ def observe(
             sources=sources,
             wheelhouses=wheelhouses,
             pins=dict(pins),
+            secrets=found.values,
         )
 
 

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-import structlog
-
 from reconciler.interrupt import StopToken
+from reconciler.logs import get_logger
 
 __all__ = ["Finished", "OnStop", "ProcessTimeout", "run"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _POLL = 0.05
 _GRACE = 3.0  # after SIGTERM, how long a child may take to exit before SIGKILL
 # util-linux (essential on Debian): the child gets SIGKILL if reconciler dies without cleaning up.

@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import structlog
-
 from reconciler.docker.adapter import DockerAdapter, DockerCall
 from reconciler.errors import (
     ApplyError,
@@ -26,9 +24,11 @@ from reconciler.errors import (
 from reconciler.facts import Observed
 from reconciler.interrupt import StopRequested, StopToken
 from reconciler.lock import project_lock
+from reconciler.logs import get_logger
 from reconciler.observe import observe
-from reconciler.plan import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step
+from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step
 from reconciler.project import project_name
+from reconciler.secrets import Secrets
 from reconciler.state import State
 from reconciler.steps import checks, compose_file, images, migrations, services
 from reconciler.steps.checks import CheckResult
@@ -48,7 +48,7 @@ __all__ = [
     "select_steps",
 ]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _IMPLEMENTED = STEP_ORDER
 
 # The steps, in apply order: adding one is a module with a `STEP` and a line here.
@@ -156,15 +156,21 @@ def plan(
     *,
     steps: Collection[Step] = _IMPLEMENTED,
     adapter: DockerAdapter | None = None,
+    secrets: Secrets | None = None,
 ) -> Plan:
     """Observe and diff: what `apply` would change. Changes nothing; takes no lock.
+
+    `secrets`, when given, receives the secret values observed (for redacting output).
 
     Raises `InputError` for invalid input and another `ReconcilerError` when observing fails
     (an unexpected exception becomes `InternalError`).
     """
     adapter = adapter or make_adapter(state)
     with _boundary("observe"):
-        return diff(state, _observe(state, adapter, steps), steps)
+        observed = _observe(state, adapter, steps)
+        if secrets is not None:
+            secrets.update(observed.secrets)
+        return diff(state, observed, steps)
 
 
 def apply(
@@ -176,6 +182,7 @@ def apply(
     stop: StopToken | None = None,
     lock_timeout: float = 0.0,
     lock: bool = True,
+    secrets: Secrets | None = None,
 ) -> ApplyResult:
     """Take the project's lock, plan, apply step by step, observe again to verify, run checks.
 
@@ -186,11 +193,12 @@ def apply(
     `rollback_on_failure`, a failure after the compose file or images changed restores the
     previous file bytes and images and re-converges the services that ran before.
     `stop.request()` (the CLI's signal handlers call it) stops the run: see `StopToken`.
+    `secrets`, when given, receives the secret values observed (for redacting output).
     """
     adapter = adapter or make_adapter(state, stop=stop)
     try:
         with _project_lock(state, adapter, lock=lock, timeout=lock_timeout):
-            return _apply_locked(state, steps, adapter, rollback_on_failure)
+            return _apply_locked(state, steps, adapter, rollback_on_failure, secrets or Secrets())
     except InputError:
         raise
     except ReconcilerError as error:  # the lock, or the first observation
@@ -199,10 +207,15 @@ def apply(
 
 
 def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result here
-    state: State, steps: Collection[Step], adapter: DockerAdapter, rollback_on_failure: bool
+    state: State,
+    steps: Collection[Step],
+    adapter: DockerAdapter,
+    rollback_on_failure: bool,
+    secrets: Secrets,
 ) -> ApplyResult:
     with _boundary("observe"):
         observed = _observe(state, adapter, steps)
+        secrets.update(observed.secrets)
         the_plan = diff(state, observed, steps)
     run = _Run(state, adapter, the_plan)
     if the_plan.empty:

@@ -13,16 +13,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import structlog
-
 from reconciler import processes
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
+from reconciler.logs import get_logger
 from reconciler.state.model import RootfsSpec
 
 __all__ = ["build_rootfs_image", "rootfs_digest", "system_mirror"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
 
 

@@ -12,17 +12,16 @@ import json
 import sys
 from pathlib import Path
 
-import structlog
-
 from reconciler import processes
 from reconciler.errors import ApplyError
 from reconciler.interrupt import StopToken
+from reconciler.logs import get_logger
 from reconciler.state.model import WheelhouseSpec
 
 __all__ = ["MARKER", "download", "observed_digest", "wanted_digest"]
 
 MARKER = ".reconciler-wheelhouse.json"
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 def wanted_digest(spec: WheelhouseSpec) -> str:

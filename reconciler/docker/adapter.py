@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
 from python_on_whales import DockerClient
 from python_on_whales.components.container.models import ContainerInspectResult
 
@@ -32,11 +31,12 @@ from reconciler.docker.facts import (
 from reconciler.docker.retry import RetryPolicy, retrying
 from reconciler.errors import InputError, Location, PermanentDockerError
 from reconciler.interrupt import StopToken
+from reconciler.logs import get_logger
 from reconciler.processes import Finished, OnStop, ProcessTimeout
 
 __all__ = ["DockerAdapter", "DockerCall", "ExecResult"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _T = TypeVar("_T")
 
 # Reads should answer in seconds; a hung daemon must surface as a (transient) timeout.

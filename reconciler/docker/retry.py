@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import structlog
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -26,6 +25,7 @@ from tenacity import (
 
 from reconciler.errors import TransientDockerError
 from reconciler.interrupt import StopToken
+from reconciler.logs import get_logger
 
 __all__ = ["NOTHING_RAN_PATTERNS", "RetryPolicy", "nothing_ran", "retrying"]
 
@@ -35,7 +35,7 @@ NOTHING_RAN_PATTERNS: tuple[str, ...] = (
     "is the docker daemon running",
 )
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _T = TypeVar("_T")
 
 

@@ -16,20 +16,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts
 from reconciler.errors import DockerError
 from reconciler.facts import Observed
-from reconciler.plan import Change, InSync, Plan, Step
+from reconciler.logs import get_logger
+from reconciler.plans import Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
 from reconciler.steps.contract import StepDefinition
 
 __all__ = ["STEP", "CheckResult", "apply", "diff", "matches", "run", "size_results"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _MB = 1_000_000
 
 

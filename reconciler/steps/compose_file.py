@@ -11,15 +11,14 @@ import os
 import tempfile
 from pathlib import Path
 
-import structlog
-
-from reconciler import secrets
 from reconciler.compose.edit import pin_images
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
 from reconciler.facts import Observed
+from reconciler.logs import get_logger
 from reconciler.observe import read_compose_text
-from reconciler.plan import Action, Change, InSync, Plan, Step
+from reconciler.plans import Action, Change, InSync, Plan, Step
+from reconciler.secrets import Secrets
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
@@ -32,7 +31,7 @@ __all__ = [
     "write_atomically",
 ]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 def pinned_text(state: State, observed: Observed) -> str:
@@ -46,6 +45,7 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
     pins = state.pins()
     result = pin_images(observed.compose_text, pins, source=observed.compose_file)
     changes: list[Change] = []
+    masks = Secrets(observed.secrets)
     for edit in result.edits:
         alone = pin_images(
             observed.compose_text, {edit.service: edit.after}, source=observed.compose_file
@@ -59,7 +59,7 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
                 + (f"; {edit.note}" if edit.note else ""),
                 before=edit.before,
                 after=edit.after,
-                diff=unified_diff(observed.compose_text, alone.text, label),
+                diff=unified_diff(observed.compose_text, alone.text, label, masks),
                 key=edit.service,
             )
         )
@@ -115,8 +115,8 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-def unified_diff(before: str, after: str, label: str) -> str:
-    """A unified diff of two texts, line endings shown as they are."""
+def unified_diff(before: str, after: str, label: str, masks: Secrets) -> str:
+    """A unified diff of two texts, line endings shown as they are, secret values masked."""
     lines = difflib.unified_diff(
         before.splitlines(keepends=True),
         after.splitlines(keepends=True),
@@ -125,16 +125,18 @@ def unified_diff(before: str, after: str, label: str) -> str:
         n=1,
     )
     return "".join(
-        _masked(line) if line.endswith("\n") else _masked(line) + "\n\\ No newline at end of file\n"
+        _masked(line, masks)
+        if line.endswith("\n")
+        else _masked(line, masks) + "\n\\ No newline at end of file\n"
         for line in lines
     )
 
 
-def _masked(line: str) -> str:
+def _masked(line: str, masks: Secrets) -> str:
     """A diff line with secret values masked; the +/-/space prefix kept."""
     if line.startswith(("---", "+++", "@@")):
         return line
-    return line[:1] + secrets.mask_line(line[1:])
+    return line[:1] + masks.mask_line(line[1:])
 
 
 _HOW = {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.facts import Observed
-from reconciler.plan import Change, Plan, Step
+from reconciler.plans import Change, Plan, Step
 from reconciler.state import State
 
 __all__ = ["ApplyStep", "DiffStep", "StepDefinition"]

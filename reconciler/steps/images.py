@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import structlog
-
 from reconciler import rootfs, wheelhouse
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.facts import Observed
+from reconciler.logs import get_logger
 from reconciler.observe import wanted_digests
-from reconciler.plan import Action, Change, InSync, Plan, Step
+from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
 __all__ = ["STEP", "apply", "diff"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 WHEELHOUSE = "wheelhouse:"
 
 

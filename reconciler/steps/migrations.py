@@ -8,19 +8,18 @@ commands are argv lists run with `compose exec`, never through a shell.
 
 from __future__ import annotations
 
-import structlog
-
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
 from reconciler.facts import MigrationStatus, Observed
+from reconciler.logs import get_logger
 from reconciler.observe import migration_status, tail
-from reconciler.plan import Action, Change, InSync, Plan, Step
+from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
 __all__ = ["STEP", "apply", "diff"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 def diff(state: State, observed: Observed, earlier: Plan) -> Plan:

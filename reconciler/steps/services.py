@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import structlog
-
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
 from reconciler.facts import Observed
+from reconciler.logs import get_logger
 from reconciler.observe import desired_images
-from reconciler.plan import MAKES_IMAGE, Action, Change, InSync, Plan, Step
+from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
@@ -35,7 +34,7 @@ __all__ = [
     "wait_until_ready",
 ]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _DEFAULT_TIMEOUT = 120.0
 _UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START})
 

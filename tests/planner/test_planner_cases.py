@@ -21,7 +21,7 @@ from reconciler.docker.facts import (
 from reconciler.errors import InputError
 from reconciler.facts import Observed
 from reconciler.observe import check_compose_services, image_sources
-from reconciler.plan import Step
+from reconciler.plans import Step
 from reconciler.reconcile import diff
 from reconciler.state import State
 

@@ -18,7 +18,7 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts
 from reconciler.facts import Observed
-from reconciler.plan import Plan, Step
+from reconciler.plans import Plan, Step
 from reconciler.state import State, load_state
 from reconciler.steps import checks
 from reconciler.steps.checks import matches

@@ -16,7 +16,7 @@ from reconciler.docker.facts import ContainerFacts
 from reconciler.errors import ApplyError
 from reconciler.facts import MigrationStatus, Observed
 from reconciler.observe import observe_migrations
-from reconciler.plan import Action, Change, Plan, Step
+from reconciler.plans import Action, Change, Plan, Step
 from reconciler.state import State
 from reconciler.steps import migrations
 from tests.facts import fake_docker

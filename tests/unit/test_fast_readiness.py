@@ -17,7 +17,7 @@ from reconciler.docker.adapter import DockerAdapter, _container_facts, _parse_co
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError
 from reconciler.facts import Observed
-from reconciler.plan import Plan
+from reconciler.plans import Plan
 from reconciler.state import State
 from reconciler.steps import services
 from reconciler.steps.services import STABLE_FOR, Readiness, ReadinessWatch, readiness

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from reconciler.errors import ApplyError
-from reconciler.plan import Action, Change, InSync, Plan, Step
+from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.reconcile import ApplyResult, CheckFailedError
 from reconciler.report import junit_xml, markdown
 from reconciler.steps.checks import CheckResult

@@ -17,7 +17,7 @@ import pytest
 
 from reconciler import reconcile
 from reconciler.errors import PermanentDockerError
-from reconciler.plan import Step
+from reconciler.plans import Step
 from reconciler.reconcile import ApplyResult
 from reconciler.report import junit_xml
 from reconciler.state import load_state
