@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from reconciler.docker.retry import RetryPolicy
     from reconciler.errors import (
         ApplyError,
+        CheckFailedError,
         ConvergenceError,
         DockerError,
         HealthTimeoutError,
@@ -32,13 +33,13 @@ if TYPE_CHECKING:
         LockHeldError,
         PermanentDockerError,
         ReconcilerError,
+        StopRequested,
         TransientDockerError,
     )
-    from reconciler.interrupt import StopRequested, StopToken
+    from reconciler.interrupt import StopToken
     from reconciler.plans import STEP_ORDER, Action, Change, InSync, Plan, Step
     from reconciler.reconcile import (
         ApplyResult,
-        CheckFailedError,
         apply,
         down,
         plan,
@@ -63,7 +64,7 @@ _WHERE = {
     "PermanentDockerError": "reconciler.errors",
     "ReconcilerError": "reconciler.errors",
     "TransientDockerError": "reconciler.errors",
-    "StopRequested": "reconciler.interrupt",
+    "StopRequested": "reconciler.errors",
     "StopToken": "reconciler.interrupt",
     "STEP_ORDER": "reconciler.plans",
     "Change": "reconciler.plans",
@@ -72,7 +73,7 @@ _WHERE = {
     "Step": "reconciler.plans",
     "Action": "reconciler.plans",
     "ApplyResult": "reconciler.reconcile",
-    "CheckFailedError": "reconciler.reconcile",
+    "CheckFailedError": "reconciler.errors",
     "apply": "reconciler.reconcile",
     "down": "reconciler.reconcile",
     "plan": "reconciler.reconcile",

@@ -6,11 +6,13 @@ place. Errors that wrap a third-party exception keep it as `__cause__`.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "ApplyError",
+    "CheckFailedError",
     "ConvergenceError",
     "DockerError",
     "HealthTimeoutError",
@@ -20,6 +22,7 @@ __all__ = [
     "LockHeldError",
     "PermanentDockerError",
     "ReconcilerError",
+    "StopRequested",
     "TransientDockerError",
 ]
 
@@ -101,6 +104,23 @@ class InternalError(ReconcilerError):
         super().__init__(
             f"internal error (a bug in reconciler): {type(error).__name__}: {error}".rstrip(": ")
         )
+
+
+class CheckFailedError(ApplyError):
+    """One or more functional checks did not pass before their deadline."""
+
+
+class StopRequested(ReconcilerError):
+    """A stop was requested by a signal (or `StopToken.request`): exit 128 + the signal."""
+
+    def __init__(self, signum: int, where: str) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        super().__init__(f"stopped by {name} {where}; everything done so far is consistent")
 
 
 class ConvergenceError(ReconcilerError):

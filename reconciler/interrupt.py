@@ -16,21 +16,11 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import StopRequested
 
 __all__ = ["StopRequested", "StopToken", "install_handlers", "restore_handlers"]
 
 _SLICE = 0.05  # how often a wait looks at the token: a stop is seen within 50 ms
-
-
-class StopRequested(ReconcilerError):
-    """A stop was requested by a signal; raised at the next stop point (exit 128 + signal)."""
-
-    def __init__(self, signum: int, where: str) -> None:
-        self.signum = signum
-        self.exit_code = 128 + signum
-        name = _signal_name(signum)
-        super().__init__(f"stopped by {name} {where}; everything done so far is consistent")
 
 
 class StopToken:
@@ -74,7 +64,7 @@ class StopToken:
             from reconciler.logs import get_logger  # noqa: PLC0415
 
             get_logger(__name__).warning(
-                "stop requested; stopping", signal=_signal_name(self.signum), where=where
+                "stop requested; stopping", signal=signal_name(self.signum), where=where
             )
         return StopRequested(self.signum, where)
 
@@ -90,7 +80,8 @@ class StopToken:
             time.sleep(min(left, _SLICE))
 
 
-def _signal_name(signum: int) -> str:
+def signal_name(signum: int) -> str:
+    """SIGINT, SIGTERM, ... (or `signal N`)."""
     try:
         return signal.Signals(signum).name
     except ValueError:

@@ -15,14 +15,16 @@ from typing import Any
 from reconciler.docker.adapter import DockerAdapter, DockerCall
 from reconciler.errors import (
     ApplyError,
+    CheckFailedError,
     ConvergenceError,
     HealthTimeoutError,
     InputError,
     InternalError,
     ReconcilerError,
+    StopRequested,
 )
 from reconciler.facts import Observed
-from reconciler.interrupt import StopRequested, StopToken
+from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
 from reconciler.observe import observe
@@ -291,10 +293,6 @@ def _project_lock(
         return
     with project_lock(lock_name(state), timeout=timeout, sleep=adapter.stop.sleep):
         yield
-
-
-class CheckFailedError(ApplyError):
-    """One or more functional checks did not pass before their deadline."""
 
 
 @dataclass

@@ -13,8 +13,8 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig
 from reconciler.docker.retry import RetryPolicy
-from reconciler.errors import InputError, PermanentDockerError, TransientDockerError
-from reconciler.interrupt import StopRequested, StopToken
+from reconciler.errors import InputError, PermanentDockerError, StopRequested, TransientDockerError
+from reconciler.interrupt import StopToken
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.02, jitter=0.0)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from reconciler.errors import ApplyError
+from reconciler.errors import ApplyError, CheckFailedError
 from reconciler.plans import Action, Change, InSync, Plan, Step
-from reconciler.reconcile import ApplyResult, CheckFailedError
+from reconciler.reconcile import ApplyResult
 from reconciler.report import junit_xml, markdown
 from reconciler.steps.checks import CheckResult
 
