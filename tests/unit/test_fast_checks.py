@@ -23,6 +23,7 @@ from reconciler.state import State, load_state
 from reconciler.steps import checks
 from reconciler.steps.checks import matches
 from tests.facts import fake_docker
+from tests.facts.clock import FakeClock
 
 STACK = Path(fake_docker.__file__).parent / "mutfx_stack"
 
@@ -73,21 +74,6 @@ def test_plan_lists_each_check_and_size_budget_as_ok_rows() -> None:
         (Step.CHECKS, "api answers healthy", "runs after apply converges"),
         (Step.CHECKS, "image size mutfxrb-db:1", "budget 5 MB"),
     ]
-
-
-class FakeClock:
-    """Monotonic time that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 500.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 Script = dict[str, list[tuple[int, Any]]]
@@ -146,7 +132,7 @@ def test_http_check_retries_until_the_json_matches(api: tuple[str, Script], tmp_
         "deadline": 30,
         "http": {"url": f"{url}/health", "expect_json": {"status": "healthy"}},
     }
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     (result,) = run(http_state(tmp_path, spec), clock)
     assert result.passed, result.detail
     assert clock.slept == pytest.approx([0.5, 0.75])
@@ -164,7 +150,7 @@ def test_http_check_fails_at_its_deadline_when_the_json_never_matches(
         "deadline": 5,
         "http": {"url": f"{url}/health", "expect_json": {"status": "healthy"}},
     }
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     (result,) = run(http_state(tmp_path, spec), clock)
     assert not result.passed
     assert "JSON does not match {'status': 'healthy'}" in result.detail
@@ -202,7 +188,7 @@ def test_polled_operation_must_reach_its_status(api: tuple[str, Script], tmp_pat
         }
 
     script["/start-2"] = [(200, {"success": True, "operation_id": "op-2"})]
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     state = http_state(
         tmp_path,
         check("completes", "/start", "{operation_id}"),
@@ -226,7 +212,7 @@ def test_http_check_rejects_a_non_matching_start_answer(
         "deadline": 2,
         "http": {"method": "POST", "url": f"{url}/start", "expect_json": {"success": True}},
     }
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     (result,) = run(http_state(tmp_path, spec), clock)
     assert not result.passed
     assert "unknown strategy" in result.detail
@@ -240,7 +226,7 @@ def test_exec_check_and_size_budget_on_the_recorded_stack(
     state = stack_state()
     adapter = DockerAdapter(state.compose.file, state.compose.project)
     images = adapter.images(["mutfxrb-api:1", "mutfxrb-db:1"])
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     results = checks.run(state, adapter, images, clock=clock, sleep=clock.sleep)
     assert [(r.name, r.passed) for r in results] == [
         ("api answers healthy", True),

@@ -22,6 +22,7 @@ from reconciler.state import State
 from reconciler.steps import services
 from reconciler.steps.services import STABLE_FOR, Readiness, ReadinessWatch, readiness
 from tests.facts import fake_docker
+from tests.facts.clock import FakeClock
 
 INSPECT = Path(fake_docker.__file__).parent / "inspect"
 CONFIG = _parse_compose_config(json.loads((INSPECT / "compose-config.json").read_text()))
@@ -150,21 +151,6 @@ def test_diff_waits_for_a_starting_service_and_starts_an_exited_one() -> None:
     assert actions["broken"] == "start"
 
 
-class FakeClock:
-    """Monotonic time that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 def waiting_for(service: str, tmp_path: Path) -> tuple[State, ComposeConfig, DockerAdapter]:
     compose = tmp_path / "docker-compose.yml"
     compose.write_text(f"services:\n  {service}:\n    image: mutfx-busybox:1\n")
@@ -185,7 +171,7 @@ def test_wait_polls_until_healthy_without_a_fixed_sleep(
     """Sampled starting, starting, healthy: the wait returns after two short back-off sleeps."""
     fake_docker.on_path("wait-healthy", tmp_path, monkeypatch)
     state, config, adapter = waiting_for("becomes-healthy", tmp_path)
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     services.wait_until_ready(state, adapter, config, clock=clock, sleep=clock.sleep)
     assert clock.slept == pytest.approx([0.2, 0.3])
 
@@ -196,7 +182,7 @@ def test_wait_fails_at_once_on_unhealthy_with_check_output_and_logs(
     """An unhealthy sample ends the wait without sleeping; the error shows the check and log tail."""
     fake_docker.on_path("wait-unhealthy", tmp_path, monkeypatch)
     state, config, adapter = waiting_for("unhealthy", tmp_path)
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     with pytest.raises(HealthTimeoutError, match=r"unhealthy \(unhealthy\)") as caught:
         services.wait_until_ready(state, adapter, config, clock=clock, sleep=clock.sleep)
     assert clock.slept == []
