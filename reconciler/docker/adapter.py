@@ -33,6 +33,7 @@ from reconciler.errors import InputError, Location, PermanentDockerError
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import Finished, OnStop, ProcessTimeout
+from reconciler.project import project_name
 
 __all__ = ["DockerAdapter", "DockerCall", "ExecResult"]
 
@@ -102,12 +103,23 @@ class DockerAdapter:
         return hashes
 
     def containers(self) -> list[ContainerFacts]:
-        """All containers of the project with state, health and compose labels: two calls."""
-        ids = self._read([*self._compose_cmd(), "ps", "--all", "--quiet"]).split()
+        """All containers of the project with state, health and compose labels: two calls.
+
+        Listed by the docker CLI with compose's own project label, as `compose ps --all` does,
+        which spares a compose start-up (about 0.15 s) per observation.
+        """
+        label = f"label=com.docker.compose.project={self.project_name}"
+        argv = [*self._docker_cmd(), "container", "ls", "--all", "--quiet", "--no-trunc"]
+        ids = self._read([*argv, "--filter", label]).split()
         if not ids:
             return []
         out = self._read([*self._docker_cmd(), "container", "inspect", *ids])
         return [_container_facts(item) for item in json.loads(out)]
+
+    @property
+    def project_name(self) -> str:
+        """The compose project name, by compose's own rules (`reconciler.project`)."""
+        return project_name(self.compose_file, self.project)
 
     def images(self, references: Iterable[str]) -> dict[str, ImageFacts]:
         """Local images for `references` (missing ones are absent from the result): one call."""

@@ -139,7 +139,12 @@ def write_wait_scenarios() -> None:
         item = json.loads((FACTS / "inspect" / samples[0]).read_text())[0]
         (directory / "ps.stdout").write_text(item["Id"] + "\n")
         calls: list[dict[str, Any]] = [
-            {"argv": "compose ps --all --quiet", "rc": 0, "stdout": "ps.stdout"}
+            {
+                "argv": "container ls --all --quiet --no-trunc --filter "
+                "label=com.docker.compose.project=*",
+                "rc": 0,
+                "stdout": "ps.stdout",
+            }
         ]
         calls += [
             {
