@@ -53,3 +53,4 @@ class Observed:
     # image pins in force (none when compose-file is skipped: the file is followed as is)
     pins: dict[str, str] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()  # secret values seen while observing: never shown
+    observed_at: float | None = None  # wall clock (epoch s) when containers were listed

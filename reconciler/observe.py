@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,7 +106,13 @@ def image_sources(
 
     def add(reference: str, user: str, compose_build: BuildConfig | None) -> None:
         if reference in sources:
-            _check_same_build(sources[reference], user, compose_build, state)
+            first = sources[reference]
+            if first.kind == "pull" and compose_build is not None:
+                # Compose lists services alphabetically: a later service may be the one that
+                # builds the image an earlier one only names.
+                sources[reference] = ImageSource(reference, "build", user, build=compose_build)
+                return
+            _check_same_build(first, user, compose_build, state)
             return
         declared = state.images.get(reference)
         if declared is not None and declared.rootfs is not None:
@@ -214,6 +221,7 @@ def observe(
         sources = image_sources(state, config, pins)
         images_read = pool.submit(adapter.images, sources)
         containers = tuple(containers_read.result())
+        observed_at = time.time()
         migrations_read = (
             pool.submit(observe_migrations, state, adapter, containers)
             if Step.MIGRATIONS in steps
@@ -237,6 +245,7 @@ def observe(
             wheelhouses=wheelhouses,
             pins=dict(pins),
             secrets=found.values,
+            observed_at=observed_at,
         )
 
 

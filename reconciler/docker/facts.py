@@ -6,6 +6,7 @@ Kept free of python_on_whales types so that planning stays pure and testable fro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = [
@@ -70,6 +71,20 @@ class ContainerFacts:
     restart_count: int = 0
     started_at: str = ""  # the daemon's StartedAt: changes on every (re)start
     restart_policy: str = ""  # "", "no", "on-failure", "always", "unless-stopped"
+
+    @property
+    def started_epoch(self) -> float | None:
+        """`started_at` as seconds since the epoch (None when never started or unreadable)."""
+        text = self.started_at
+        if not text or text.startswith("0001-"):
+            return None
+        head, _, fraction = text.rstrip("Z").partition(".")
+        try:
+            moment = datetime.fromisoformat(head).replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        digits = "".join(ch for ch in fraction if ch.isdigit())[:6]
+        return moment.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
     @property
     def completed(self) -> bool:

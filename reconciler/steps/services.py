@@ -24,6 +24,7 @@ from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
 __all__ = [
+    "RESTARTED_STABLE_FOR",
     "STABLE_FOR",
     "STEP",
     "Readiness",
@@ -143,7 +144,24 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
             return change(Action.RECREATE, f"unhealthy{detail}"[:300], force=True)
         if container.health == "starting":
             return change(Action.WAIT, "health check still starting")
+        unsettled = _recently_restarted(container, observed.observed_at)
+        if unsettled:
+            return change(Action.WAIT, unsettled)
     return None
+
+
+def _recently_restarted(container: ContainerFacts, observed_at: float | None) -> str | None:
+    """Why a running container that docker restarted is not yet known to stay up, if it is not."""
+    started = container.started_epoch
+    if not container.restart_count or started is None or observed_at is None:
+        return None
+    up = observed_at - started
+    if up >= RESTARTED_STABLE_FOR:
+        return None
+    return (
+        f"restarted {container.restart_count} times and up only {max(up, 0):.1f} s: "
+        "waiting to see it stay up"
+    )
 
 
 def apply(
@@ -194,6 +212,9 @@ class Readiness:
 # restart) across samples this far apart: a single `running` sample also catches a crash loop
 # in one of its short runs.
 STABLE_FOR = 1.0
+# A container docker has restarted must stay up this long before it counts as ready, and a plan
+# that finds one up for less waits to see it stay up: a crash loop caught mid-run is not in sync.
+RESTARTED_STABLE_FOR = 5.0
 
 
 @dataclass
@@ -249,12 +270,13 @@ class ReadinessWatch:
             return Readiness(service, False, True, "unhealthy")
         if container.health == "starting":
             return Readiness(service, False, False, "health: starting")
-        if container.health is None:
+        window = RESTARTED_STABLE_FOR if container.restart_count else self.stable_for
+        if container.health is None or container.restart_count:
             start, seen = self._up_since.setdefault(container.id, (container.started_at, now))
             if start != container.started_at:
                 self._up_since[container.id] = (container.started_at, now)
                 seen = now
-            if now - seen < self.stable_for:
+            if now - seen < window:
                 return Readiness(service, False, False, "running; checking that it stays up")
         return None
 
