@@ -45,6 +45,14 @@ def landed(stderr: str) -> str:
     return "none"
 
 
+def children_of(stack: Stack) -> list[str]:
+    """Processes still running a command for this stack (docker, compose, buildx): orphans."""
+    found = subprocess.run(
+        ["pgrep", "-a", "-f", str(stack.directory)], capture_output=True, text=True, check=False
+    )
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
     stack: Stack, signum: signal.Signals, code: int
@@ -62,6 +70,7 @@ def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
     rng = random.Random(f"{signum.name}-20261123")
     where: Counter[str] = Counter()
     slowest = 0.0
+    exit_seconds: dict[str, float] = {}
     for trial in range(TRIALS):
         context_file.write_text(f"trial {trial}\n")
         apply = subprocess.Popen(
@@ -79,6 +88,7 @@ def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
         seconds = time.monotonic() - sent
         spot = landed(err)
         where[spot] += 1
+        exit_seconds[spot] = max(exit_seconds.get(spot, 0.0), seconds)
         if apply.returncode == 0 and spot == "none":
             where["finished-before"] += 1
             where["none"] -= 1
@@ -86,6 +96,7 @@ def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
             assert apply.returncode == code, f"trial {trial} ({spot}): {err[-2000:]}"
             assert f"stopped by {signum.name}" in err
             assert "Traceback" not in err
+        assert not children_of(stack), f"trial {trial}: orphans {children_of(stack)}"
         if spot in {"build", "wait", "docker-read"}:
             assert seconds < CUT_WITHIN, f"trial {trial}: {spot} took {seconds:.1f} s to stop"
             slowest = max(slowest, seconds)
@@ -94,5 +105,7 @@ def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
     assert not list(stack.directory.glob(".docker-compose.yml.*.tmp"))
     print(
         f"\n{TRIALS} {signum.name} trials (switch {switch_seconds:.1f} s): "
-        f"{dict(sorted((+where).items()))}; slowest cut {slowest:.2f} s; every next apply converged"
+        f"{dict(sorted((+where).items()))}; slowest cut {slowest:.2f} s; longest exit per spot "
+        f"{ {spot: round(value, 2) for spot, value in sorted(exit_seconds.items())} }; "
+        "no orphans; every next apply converged"
     )
