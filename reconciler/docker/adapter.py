@@ -150,16 +150,25 @@ class DockerAdapter:
         )
 
     def exec(
-        self, service: str, argv: Sequence[str], *, mutating: bool, timeout: float = _READ_TIMEOUT
+        self,
+        service: str,
+        argv: Sequence[str],
+        *,
+        mutating: bool,
+        timeout: float = _READ_TIMEOUT,
+        retry: bool = True,
     ) -> ExecResult:
         """Run `argv` in the service's running container (`compose exec -T`), no shell.
 
         The command's own exit code is returned, not raised; docker's own failures (service
         not running, daemon faults) raise as usual. A mutating exec (a migration) is never
-        retried once it may have started, and a first stop request lets it finish.
+        retried once it may have started, and a first stop request lets it finish. `retry=False`
+        is for callers that retry on their own deadline (checks).
         """
         command = [*self._compose_cmd(), "exec", "-T", service, *argv]
-        done = self._call(command, mutating=mutating, timeout=timeout, exec_in_container=True)
+        done = self._call(
+            command, mutating=mutating, timeout=timeout, exec_in_container=True, retry=retry
+        )
         return ExecResult(done.returncode, done.stdout, done.stdout + done.stderr)
 
     # ---- changes (mutating) -----------------------------------------------------------
@@ -242,6 +251,7 @@ class DockerAdapter:
         allow_missing: bool = False,
         exec_in_container: bool = False,
         on_stop: OnStop | None = None,
+        retry: bool = True,
     ) -> Finished:
         """Run one docker CLI command through `reconciler.processes`, retrying what is safe.
 
@@ -287,6 +297,8 @@ class DockerAdapter:
                 return done
             raise classify(argv, done.stderr, done.stdout)
 
+        if not retry:
+            return attempt()
         return retrying(self.retry, attempt, what=_short(argv), mutating=mutating, stop=self.stop)
 
 

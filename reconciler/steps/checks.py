@@ -142,7 +142,10 @@ def _run_one(
 
 
 def _exec(spec: ExecSpec, adapter: DockerAdapter, left: float) -> str:
-    result = adapter.exec(spec.service, spec.command, mutating=False, timeout=max(left, 0.1))
+    # One attempt, bounded by the time left: the check's own loop retries, on its deadline.
+    result = adapter.exec(
+        spec.service, spec.command, mutating=False, timeout=max(left, 0.1), retry=False
+    )
     wanted = spec.expect_exit
     exit_ok = result.exit_code != 0 if wanted == "nonzero" else result.exit_code == wanted
     last = result.output.strip().splitlines()[-1:] or [""]

@@ -15,6 +15,8 @@ from reconciler.docker.facts import BuildConfig
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import InputError, PermanentDockerError, StopRequested, TransientDockerError
 from reconciler.interrupt import StopToken
+from reconciler.state import State
+from reconciler.steps import checks
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.02, jitter=0.0)
 
@@ -194,3 +196,20 @@ def test_first_stop_lets_compose_up_finish_and_a_second_cuts_it(on_path: Path) -
         insisted.up(["api"])
     assert time.monotonic() - started < 5
     assert not any(alive(pid) for pid in pids(on_path))
+
+
+def test_exec_check_attempt_is_bounded_by_the_time_left(on_path: Path) -> None:
+    """An exec check against a command that hangs makes one attempt, cut at the deadline."""
+    counter = fake_docker(on_path, failures=0, message="", sleep=30)
+    compose = on_path / "docker-compose.yml"
+    compose.write_text("services:\n  api:\n    image: a:1\n")
+    check = {"name": "hangs", "deadline": 1, "exec": {"service": "api", "command": ["x"]}}
+    state = State.model_validate(
+        {"name": "s", "compose": {"file": str(compose)}, "checks": [check]}
+    )
+    docker = DockerAdapter(compose, "p", retry=FAST)
+    (result,) = checks.run(state, docker, {})
+    assert not result.passed
+    assert "no answer within" in result.detail
+    assert counter.read_text().strip() == "1", "no retry and no attempt after the deadline"
+    assert not alive(pids(on_path)[0])
