@@ -378,8 +378,14 @@ def _completed_one_shot(service: str, container: ContainerFacts, config: Compose
 
 
 def _describe_ready(containers: list[ContainerFacts]) -> str:
-    states = {f"{c.status}, {c.health}" if c.health else c.status for c in containers}
+    states = {_describe(c) for c in containers}
     return "; ".join(sorted(states))
+
+
+def _describe(container: ContainerFacts) -> str:
+    if container.status == "exited" and container.exit_code == 0:
+        return "exited 0: a completed one-shot"
+    return f"{container.status}, {container.health}" if container.health else container.status
 
 
 STEP = StepDefinition(Step.SERVICES, diff, apply)

@@ -6,6 +6,7 @@ case_schema.py (cases/README.md explains it); every file is validated against it
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -144,20 +145,22 @@ def test_planner_case(path: Path) -> None:
     plan = diff(state, _observed(case, state, steps), steps)
     shown = f"{case.description}\n{_rows(plan)}"
     got = [(c.step, c.target, c.action) for c in plan.changes]
-    assert got == list(case.expect), shown
+    assert got == list(case.expect), f"changes differ: {shown}"
     for index, fragment in case.reasons.items():
         reason = plan.changes[index].reason
         assert fragment in reason, f"change {index}: {reason!r} lacks {fragment!r}\n{shown}"
     if case.expect_ok is not None:
         got_ok = [(row.step, row.target) for row in plan.ok]
-        assert got_ok == [(step, target) for step, target, _ in case.expect_ok], shown
+        assert got_ok == [(step, target) for step, target, _ in case.expect_ok], (
+            f"ok rows differ: {shown}"
+        )
         for row, (_, _, fragment) in zip(plan.ok, case.expect_ok, strict=True):
             assert fragment in row.reason, (
                 f"ok row {row.step} {row.target}: {row.reason!r} lacks {fragment!r}\n{shown}"
             )
     if case.expect_force is not None:
         forced = [c.target for c in plan.changes if c.force]
-        assert forced == case.expect_force, shown
+        assert forced == case.expect_force, f"forced changes differ: {shown}"
 
 
 def test_there_are_enough_cases() -> None:
@@ -166,14 +169,13 @@ def test_there_are_enough_cases() -> None:
 
 
 def test_cases_cover_every_step_and_action() -> None:
-    """Some case expects a change of every action and an ok row of every step."""
+    """Cases expect a change of every action and ok rows of every step; most assert ok rows."""
     cases = [load_case(path) for path in CASES]
     actions = {action for case in cases for _, _, action in case.expect or []}
     assert actions == set(Action)
     ok_steps = {step for case in cases for step, _, _ in case.expect_ok or []}
     assert ok_steps == set(Step)
-    with_ok = [case for case in cases if case.expect_ok is not None]
-    assert len(with_ok) >= len(cases) - 2  # all but the input-error cases
+    assert sum(case.expect_ok is not None for case in cases) >= 35
 
 
 MINIMAL = """\
@@ -194,33 +196,59 @@ def test_minimal_case_is_valid() -> None:
     assert case.steps == list(Step)
 
 
+MISSPELLINGS = [
+    ("expcet", "expect: []", "expcet: []", "expcet: unknown key 'expcet'; did you mean 'expect'?"),
+    (
+        "helth",
+        "health: healthy",
+        "helth: healthy",
+        "containers.0.helth: unknown key 'helth'; did you mean 'health'?",
+    ),
+    (
+        "imgae",
+        '{image: "web:1"}',
+        '{imgae: "web:1"}',
+        "services.web.imgae: unknown key 'imgae'; did you mean 'image'?",
+    ),
+    (
+        "up_to_dat",
+        "up_to_date: true",
+        "up_to_dat: true",
+        "migrations.schema.up_to_dat: unknown key",
+    ),
+    (
+        "comand",
+        "alembic: {}",
+        "alembic: {comand: [a]}",
+        "migrations_decl.0.alembic.comand: unknown key 'comand'; did you mean 'command'?",
+    ),
+    (
+        "bad-action",
+        "expect: []",
+        "expect: [[services, web, rebuild]]",
+        "expect.0.2: Input should be",
+    ),
+    ("bad-health", "health: healthy", "health: sick", "containers.0.health: Input should be"),
+    (
+        "unknown-service",
+        "service: web,",
+        "service: wbe,",
+        "containers: services ['wbe'] are not in `services`",
+    ),
+    ("undeclared-migration", "{schema: {", "{shema: {", "migrations: ['shema'] are not declared"),
+    ("reason-index", "expect: []", "expect: []\nreasons: {0: x}", "reasons: no change 0"),
+    (
+        "expect-and-error",
+        "expect: []",
+        "expect: []\nexpect_error: boom",
+        "give exactly one of `expect` or `expect_error`",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
-    [
-        ("expect: []", "expcet: []", "expcet: unknown key 'expcet'; did you mean 'expect'?"),
-        (
-            "health: healthy",
-            "helth: healthy",
-            "containers.0.helth: unknown key 'helth'; did you mean 'health'?",
-        ),
-        (
-            '{image: "web:1"}',
-            '{imgae: "web:1"}',
-            "services.web.imgae: unknown key 'imgae'; did you mean 'image'?",
-        ),
-        ("up_to_date: true", "up_to_dat: true", "migrations.schema.up_to_dat: unknown key"),
-        (
-            "alembic: {}",
-            "alembic: {comand: [a]}",
-            "migrations_decl.0.alembic.comand: unknown key 'comand'; did you mean 'command'?",
-        ),
-        ("expect: []", "expect: [[services, web, rebuild]]", "expect.0.2: Input should be"),
-        ("health: healthy", "health: sick", "containers.0.health: Input should be"),
-        ("service: web,", "service: wbe,", "containers: services ['wbe'] are not in `services`"),
-        ("{schema: {", "{shema: {", "migrations: ['shema'] are not declared"),
-        ("expect: []", "expect: []\nreasons: {0: x}", "reasons: no change 0"),
-        ("expect: []", "expect: []\nexpect_error: boom", "give exactly one of `expect` or `expect_error`"),
-    ],
+    [pytest.param(*rest, id=name) for name, *rest in MISSPELLINGS],
 )
 def test_misspelled_case_fails(old: str, new: str, message: str) -> None:
     """A case with a misspelled key or a wrong value fails, naming where and what."""
@@ -229,3 +257,69 @@ def test_misspelled_case_fails(old: str, new: str, message: str) -> None:
         parse_case(MINIMAL.replace(old, new, 1), "bad.yaml")
     assert str(raised.value).startswith("bad.yaml: not a valid planner case:")
     assert message in str(raised.value)
+
+
+def _copy_case(tmp_path: Path, stem: str, old: str, new: str) -> Path:
+    """A copy of a case file with `old` replaced once by `new`."""
+    text = (CASES[0].parent / f"{stem}.yaml").read_text(encoding="utf-8")
+    assert old in text
+    copy = tmp_path / f"{stem}.yaml"
+    copy.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return copy
+
+
+def test_misspelled_key_in_a_case_file_fails_its_case(tmp_path: Path) -> None:
+    """A real case file with a misspelled key fails its own test, naming the key."""
+    copy = _copy_case(tmp_path, "01-in-sync", "health: healthy", "helth: healthy")
+    with pytest.raises(CaseError, match=r"containers\.0\.helth: unknown key 'helth'"):
+        test_planner_case(copy)
+
+
+@pytest.mark.parametrize(
+    ("stem", "old", "new", "message"),
+    [
+        pytest.param(
+            "27-all-steps-in-sync",
+            '"at head 0002"]',
+            '"at head 0003"]',
+            "lacks 'at head 0003'",
+            id="ok-reason",
+        ),
+        pytest.param(
+            "27-all-steps-in-sync",
+            '  - [checks, api health, "runs after apply converges"]\n',
+            "",
+            "ok rows differ",
+            id="ok-row-missing",
+        ),
+        pytest.param(
+            "27-all-steps-in-sync",
+            "expect: []",
+            "expect: [[checks, api health, wait]]",
+            "changes differ",
+            id="change",
+        ),
+        pytest.param(
+            "38-unhealthy-forced",
+            "expect_force: [api]",
+            "expect_force: [api, worker]",
+            "forced changes differ",
+            id="force",
+        ),
+        pytest.param(
+            "26-migration-behind",
+            '0: "current 0001, head 0002"',
+            '0: "current 0002"',
+            "lacks 'current 0002'",
+            id="reason",
+        ),
+    ],
+)
+def test_broken_expectation_fails(
+    tmp_path: Path, stem: str, old: str, new: str, message: str
+) -> None:
+    """Changing one expectation of a passing case (ok row, reason, change, force) fails it."""
+    test_planner_case(_copy_case(tmp_path, stem, "", ""))  # the unchanged copy passes
+    broken = _copy_case(tmp_path, stem, old, new)
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        test_planner_case(broken)
