@@ -1,7 +1,9 @@
-"""The facts one observation gathers, as plain frozen data: what every step's `diff` reads.
+"""The facts observation gathers, as plain frozen data: one shared snapshot, then each step's own.
 
-`reconciler.observe` fills them (files, docker through the adapter); the step modules only read
-them. Docker's own facts (containers, images, the compose model) are in `docker.facts`.
+`reconciler.observe` takes the `Snapshot` (the compose file, and docker through the adapter in a
+fixed number of calls); each step's `observe` projects its own facts type from it, adding only
+its own reads, and its `diff` reads nothing else. Docker's own facts (containers, images, the
+compose model) are in `docker.facts`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ from typing import Literal
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, ImageFacts
 from reconciler.state.model import RootfsSpec
 
-__all__ = ["ImageSource", "MigrationStatus", "Observed"]
+__all__ = [
+    "ChecksFacts",
+    "ComposeFileFacts",
+    "ImageSource",
+    "ImagesFacts",
+    "MigrationStatus",
+    "MigrationsFacts",
+    "ServicesFacts",
+    "Snapshot",
+]
 
 
 @dataclass(frozen=True)
@@ -36,21 +47,65 @@ class ImageSource:
 
 
 @dataclass(frozen=True)
-class Observed:
-    """Everything observed in one pass; docker fields stay empty when docker was not asked."""
+class Snapshot:
+    """One batched observation that several steps share; docker fields stay empty when docker
+    was not asked (no docker-backed step selected)."""
 
     compose_file: Path
     compose_text: str
     config: ComposeConfig | None = None
     config_hashes: dict[str, str] = field(default_factory=dict)
     containers: tuple[ContainerFacts, ...] = ()
-    images: dict[str, ImageFacts] = field(default_factory=dict)
-    context_digests: dict[str, str] = field(default_factory=dict)
-    # directory -> (digest its requirement files ask for, digest its marker records)
-    wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
-    migrations: dict[str, MigrationStatus] = field(default_factory=dict)
+    images: dict[str, ImageFacts] = field(default_factory=dict)  # those of `sources` found
+    observed_at: float | None = None  # wall clock (epoch s) when containers were listed
     # image pins in force (none when compose-file is skipped: the file is followed as is)
     pins: dict[str, str] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()  # secret values seen while observing: never shown
+
+
+@dataclass(frozen=True)
+class ComposeFileFacts:
+    """The compose-file step's facts: the file's exact text, and the secrets to mask in diffs."""
+
+    compose_file: Path
+    compose_text: str
+    secrets: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ImagesFacts:
+    """The images step's facts: what each needed image is made from, and what exists."""
+
+    compose_file: Path  # build paths in the compose file resolve against it
+    sources: dict[str, ImageSource] = field(default_factory=dict)  # in make order
+    images: dict[str, ImageFacts] = field(default_factory=dict)
+    context_digests: dict[str, str] = field(default_factory=dict)  # the digest each must carry
+    # directory -> (digest its requirement files ask for, digest its marker records)
+    wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServicesFacts:
+    """The services step's facts: compose's model and hashes, the containers, the images."""
+
+    config: ComposeConfig
+    config_hashes: dict[str, str] = field(default_factory=dict)
+    containers: tuple[ContainerFacts, ...] = ()
+    images: dict[str, ImageFacts] = field(default_factory=dict)
     observed_at: float | None = None  # wall clock (epoch s) when containers were listed
+    pins: dict[str, str] = field(default_factory=dict)  # image pins in force
+
+
+@dataclass(frozen=True)
+class MigrationsFacts:
+    """The migrations step's facts: each declared migration set's status, by name."""
+
+    statuses: dict[str, MigrationStatus] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChecksFacts:
+    """The checks step's facts: the images whose size budgets it measures."""
+
+    images: dict[str, ImageFacts] = field(default_factory=dict)

@@ -1,7 +1,8 @@
-"""Gather the actual state: the compose file's bytes, and docker facts through the adapter.
+"""Take the shared snapshot: the compose file's bytes, and docker facts through the adapter.
 
-Returns frozen `Observed` data; the step modules diff it against the declared `State`. Docker
-is asked only when a docker-backed step is selected, with a fixed number of calls.
+`observe` returns a frozen `Snapshot`; each step's own `observe` projects its facts from it
+(adding only that step's own reads, such as `observe_migrations`). Docker is asked only when a
+docker-backed step is selected, with a fixed number of calls whatever the number of services.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from reconciler import wheelhouse
 from reconciler.build_context import context_digest
 from reconciler.compose.edit import read_services
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
 from reconciler.errors import ApplyError, InputError, Location
-from reconciler.facts import ImageSource, MigrationStatus, Observed
+from reconciler.facts import ImageSource, MigrationStatus, Snapshot
 from reconciler.plans import Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.secrets import Secrets
@@ -193,13 +193,13 @@ def wanted_digests(sources: Mapping[str, ImageSource], *, compose_file: Path) ->
 
 def observe(
     state: State, adapter: DockerAdapter, steps: Collection[Step], pins: Mapping[str, str]
-) -> Observed:
-    """Observe what `steps` need: the file always, docker only for docker-backed steps.
+) -> Snapshot:
+    """The snapshot `steps` need: the file always, docker only for docker-backed steps.
 
     `pins` are the image pins in force (the state's, or none when compose-file is skipped).
-    Independent docker reads run concurrently, in two rounds: the compose model, config hashes
-    and containers; then the images (which need the model) and the migration status (which
-    needs the containers). Build-input digests are computed meanwhile.
+    Five docker calls, concurrent where independent, in two rounds: the compose model, config
+    hashes and containers (list, then one batched inspect); then the images (which need the
+    model).
     """
     path = state.compose.file
     text = read_compose_text(path)
@@ -208,8 +208,8 @@ def observe(
     found.register_compose_text(text)
     check_compose_services(state, path, text)
     if not DOCKER_STEPS.intersection(steps):
-        return Observed(compose_file=path, compose_text=text, pins=dict(pins), secrets=found.values)
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
+        return Snapshot(compose_file=path, compose_text=text, pins=dict(pins), secrets=found.values)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         hashes_read = pool.submit(adapter.config_hashes)
         containers_read = pool.submit(adapter.containers)
@@ -222,30 +222,17 @@ def observe(
         images_read = pool.submit(adapter.images, sources)
         containers = tuple(containers_read.result())
         observed_at = time.time()
-        migrations_read = (
-            pool.submit(observe_migrations, state, adapter, containers)
-            if Step.MIGRATIONS in steps
-            else None
-        )
-        digests = wanted_digests(sources, compose_file=path)
-        wheelhouses = {
-            directory: (wheelhouse.wanted_digest(spec), wheelhouse.observed_digest(Path(directory)))
-            for directory, spec in state.wheelhouses.items()
-        }
-        return Observed(
+        return Snapshot(
             compose_file=path,
             compose_text=text,
             config=config,
             config_hashes=hashes_read.result(),
             containers=containers,
-            migrations=migrations_read.result() if migrations_read else {},
-            images=images_read.result(),
-            context_digests=digests,
             sources=sources,
-            wheelhouses=wheelhouses,
+            images=images_read.result(),
+            observed_at=observed_at,
             pins=dict(pins),
             secrets=found.values,
-            observed_at=observed_at,
         )
 
 

@@ -1,4 +1,8 @@
-"""The reconcile loop: observe -> diff (pure, per step) -> apply in step order -> verify.
+"""The reconcile loop over `STEPS`: observe -> diff (pure, per step) -> apply in order -> verify.
+
+One batched snapshot (`observe.observe`) is taken, then each selected step's `observe` projects
+its own facts from it, concurrently; the loop then calls each step's `diff` and `apply` in
+order, with no step-specific code (`steps.contract`).
 
 This is the library's front door (`reconciler.plan`, `reconciler.apply`, `reconciler.down`);
 the CLI is a thin shell over it. Nothing here prints; progress goes to structlog.
@@ -7,9 +11,10 @@ the CLI is a thin shell over it. Nothing here prints; progress goes to structlog
 from __future__ import annotations
 
 import traceback
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.docker.adapter import DockerAdapter, DockerCall
@@ -23,7 +28,7 @@ from reconciler.errors import (
     ReconcilerError,
     StopRequested,
 )
-from reconciler.facts import Observed
+from reconciler.facts import Snapshot
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
@@ -40,6 +45,7 @@ __all__ = [
     "STEPS",
     "ApplyResult",
     "CheckFailedError",
+    "Observation",
     "apply",
     "diff",
     "down",
@@ -53,8 +59,9 @@ __all__ = [
 _log = get_logger(__name__)
 _IMPLEMENTED = STEP_ORDER
 
-# The steps, in apply order: adding one is a module with a `STEP` and a line here.
-STEPS: tuple[StepDefinition, ...] = (
+# The steps, in apply order: adding one is a module with a `STEP` and a line here. Each is
+# generic over its own facts type; the loop hands a step only the facts its `observe` returned.
+STEPS: tuple[StepDefinition[Any], ...] = (
     compose_file.STEP,
     images.STEP,
     services.STEP,
@@ -62,6 +69,14 @@ STEPS: tuple[StepDefinition, ...] = (
     checks.STEP,
 )
 assert tuple(definition.step for definition in STEPS) == STEP_ORDER
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One observation: the shared snapshot, and each selected step's facts (by step)."""
+
+    snapshot: Snapshot
+    facts: Mapping[Step, object]
 
 
 @dataclass(frozen=True)
@@ -169,10 +184,10 @@ def plan(
     """
     adapter = adapter or make_adapter(state)
     with _boundary("observe"):
-        observed = _observe(state, adapter, steps)
+        observation = _observe(state, adapter, steps)
         if secrets is not None:
-            secrets.update(observed.secrets)
-        return diff(state, observed, steps)
+            secrets.update(observation.snapshot.secrets)
+        return diff(state, observation.facts, steps)
 
 
 def apply(
@@ -217,8 +232,8 @@ def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result 
 ) -> ApplyResult:
     with _boundary("observe"):
         observed = _observe(state, adapter, steps)
-        secrets.update(observed.secrets)
-        the_plan = diff(state, observed, steps)
+        secrets.update(observed.snapshot.secrets)
+        the_plan = diff(state, observed.facts, steps)
     run = _Run(state, adapter, the_plan)
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
@@ -230,43 +245,46 @@ def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result 
         try:
             adapter.stop.check(f"step {step}")
             with _boundary(str(step)):
-                done = definition.apply(changes, state, observed, adapter)
+                done = definition.apply(changes, state, observed.facts[step], adapter)
         except ReconcilerError as error:
             _log.error("step failed", step=str(step), error=str(error))
             failed = _failed_changes(changes, error)
             run.applied.extend(c for c in changes if c not in failed)
-            return run.fail(error, failed, observed, rollback_on_failure)
+            return run.fail(error, failed, observed.snapshot, rollback_on_failure)
         for change in done:
             _log.info("changed", step=str(step), target=change.target, action=change.action)
         run.applied.extend(done)
     try:
         with _boundary("verify"):
             final = _observe(state, adapter, steps) if the_plan.changes else observed
-            remaining = diff(state, final, steps)
+            remaining = diff(state, final.facts, steps)
     except ReconcilerError as error:
-        return run.fail(error, (), observed, rollback_on_failure)
+        return run.fail(error, (), observed.snapshot, rollback_on_failure)
     if not remaining.empty:
         lines = tuple(f"{c.step} {c.action} {c.target}: {c.reason}" for c in remaining.changes)
         still = ConvergenceError("still differs after apply:\n  " + "\n  ".join(lines), lines)
-        return run.fail(still, remaining.changes, observed, rollback_on_failure)
+        return run.fail(still, remaining.changes, observed.snapshot, rollback_on_failure)
     if run.applied:
         _log.info("converged", changed=len(run.applied))
     if Step.CHECKS in steps:
         try:
             adapter.stop.check("checks")
             with _boundary("checks"):
-                run.checks = checks.run(state, adapter, final.images)
+                run.checks = checks.run(state, adapter, final.snapshot.images)
         except StopRequested as error:
             return run.result(error)
         except ReconcilerError as error:
-            return run.fail(error, (), observed, rollback_on_failure)
+            return run.fail(error, (), observed.snapshot, rollback_on_failure)
         failing = [result for result in run.checks if not result.passed]
         if failing:
             names = ", ".join(f"{r.name} ({r.detail})" for r in failing)
             return run.fail(
-                CheckFailedError(f"checks failed: {names}"), (), observed, rollback_on_failure
+                CheckFailedError(f"checks failed: {names}"),
+                (),
+                observed.snapshot,
+                rollback_on_failure,
             )
-    run.sizes = {ref: image.size for ref, image in final.images.items()}
+    run.sizes = {ref: image.size for ref, image in final.snapshot.images.items()}
     return run.result()
 
 
@@ -325,7 +343,7 @@ class _Run:
         self,
         error: ReconcilerError,
         failed: tuple[Change, ...],
-        before: Observed,
+        before: Snapshot,
         rollback: bool,
     ) -> ApplyResult:
         if rollback and self.applied and not isinstance(error, StopRequested):
@@ -334,7 +352,7 @@ class _Run:
 
 
 def _roll_back(
-    state: State, adapter: DockerAdapter, before: Observed, applied: list[Change]
+    state: State, adapter: DockerAdapter, before: Snapshot, applied: list[Change]
 ) -> tuple[str, ...]:
     """Restore the compose file bytes and images of `before`, then re-converge services."""
     done: list[str] = []
@@ -347,11 +365,11 @@ def _roll_back(
             if old is not None and change.action in MAKES_IMAGE:
                 adapter.tag(old.id, change.key)
                 done.append(f"re-tagged {change.key} to its previous image {old.id[7:19]}")
-        services_only = (Step.SERVICES,)
-        observed = observe(state, adapter, services_only, {})
-        plan_back = diff(state, observed, services_only)
+        snapshot = observe(state, adapter, (Step.SERVICES,), {})
+        facts = services.STEP.observe(state, snapshot, adapter)
+        plan_back = services.STEP.diff(state, facts, Plan())
         if plan_back.changes:
-            services.STEP.apply(plan_back.changes, state, observed, adapter)
+            services.STEP.apply(plan_back.changes, state, facts, adapter)
             done += [f"{c.action} {c.target} as before" for c in plan_back.changes]
     except Exception as error:
         done.append(f"rollback incomplete: {error}")
@@ -392,19 +410,30 @@ def _pins(state: State, steps: Collection[Step]) -> dict[str, str]:
     return state.pins() if Step.COMPOSE_FILE in steps else {}
 
 
-def _observe(state: State, adapter: DockerAdapter, steps: Collection[Step]) -> Observed:
-    return observe(state, adapter, steps, _pins(state, steps))
+def _observe(state: State, adapter: DockerAdapter, steps: Collection[Step]) -> Observation:
+    """The snapshot, then each selected step's facts: their own reads (the migrations' execs,
+    the images' input digests) run concurrently, and add no docker call per service."""
+    snapshot = observe(state, adapter, steps, _pins(state, steps))
+    chosen = [definition for definition in STEPS if definition.step in steps]
+    with ThreadPoolExecutor(max(len(chosen), 1), thread_name_prefix="observe-step") as pool:
+        reads = [
+            (definition.step, pool.submit(definition.observe, state, snapshot, adapter))
+            for definition in chosen
+        ]
+        facts = {step: read.result() for step, read in reads}
+    return Observation(snapshot, facts)
 
 
-def diff(state: State, observed: Observed, steps: Collection[Step] = _IMPLEMENTED) -> Plan:
-    """Pure: the changes that take `observed` to `state`, for `steps`, in apply order.
+def diff(
+    state: State, facts: Mapping[Step, object], steps: Collection[Step] = _IMPLEMENTED
+) -> Plan:
+    """Pure: the changes that take the observed `facts` (by step) to `state`, for `steps`.
 
-    Each step's diff sees the plan of the steps before it (the services step recreates what
-    the images step rebuilds).
+    In apply order; each step's diff sees the plan of the steps before it (the services step
+    recreates what the images step rebuilds).
     """
-    observed = replace(observed, pins=_pins(state, steps))
     result = Plan()
     for definition in STEPS:
         if definition.step in steps:
-            result += definition.diff(state, observed, result)
+            result += definition.diff(state, facts[definition.step], result)
     return result

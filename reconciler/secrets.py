@@ -3,10 +3,10 @@
 Values are registered when observed: environment entries and build args whose key looks secret
 (PASSWORD, SECRET, TOKEN, KEY, DSN, ...), passwords inside URLs, lines of that kind in the
 compose file, and the environment variables a state lists in `sensitive_env`. Observation
-records them in its facts (`Observed.secrets`), so a diff masks them from its inputs alone, and
-adds them to the run's `Secrets`. The CLI wraps stdout and stderr in `RedactingStream` over its
-run's `Secrets`, and reports are redacted before they are written, so a changed secret shows as
-changed (`***`) but never in clear.
+records them in its snapshot (`Snapshot.secrets`, passed on in `ComposeFileFacts.secrets`), so a
+diff masks them from its inputs alone, and adds them to the run's `Secrets`. The CLI wraps stdout
+and stderr in `RedactingStream` over its run's `Secrets`, and reports are redacted before they
+are written, so a changed secret shows as changed (`***`) but never in clear.
 """
 
 from __future__ import annotations

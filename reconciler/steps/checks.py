@@ -19,14 +19,14 @@ from typing import Any
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts
 from reconciler.errors import DockerError
-from reconciler.facts import Observed
+from reconciler.facts import ChecksFacts, Snapshot
 from reconciler.logs import get_logger
 from reconciler.plans import Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
 from reconciler.steps.contract import StepDefinition
 
-__all__ = ["STEP", "CheckResult", "apply", "diff", "matches", "run", "size_results"]
+__all__ = ["STEP", "CheckResult", "apply", "diff", "matches", "observe", "run", "size_results"]
 
 _log = get_logger(__name__)
 _MB = 1_000_000
@@ -50,7 +50,12 @@ class _Failed(Exception):
     """A check that can no longer pass (e.g. the polled operation failed)."""
 
 
-def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
+def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ChecksFacts:
+    """The images found, whose size budgets the checks measure (no read of its own)."""
+    return ChecksFacts(snapshot.images)
+
+
+def diff(state: State, facts: ChecksFacts, earlier: Plan) -> Plan:
     """Checks are not drift: a plan lists them as what apply will verify."""
     rows = [InSync(Step.CHECKS, check.name, "runs after apply converges") for check in state.checks]
     rows += [
@@ -62,7 +67,7 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
 
 
 def apply(
-    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
+    changes: tuple[Change, ...], state: State, facts: ChecksFacts, adapter: DockerAdapter
 ) -> tuple[Change, ...]:
     """Checks plan no change; they run after the environment converged (`run`)."""
     return ()
@@ -264,4 +269,4 @@ def _short(body: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-STEP = StepDefinition(Step.CHECKS, diff, apply)
+STEP = StepDefinition(Step.CHECKS, observe, diff, apply)

@@ -1,7 +1,8 @@
 """compose-file step: pin each service's `image:` with a minimal, verified splice.
 
-`diff` is pure (text in, changes out) using `reconciler.compose.edit`; `apply` writes the new
-bytes atomically (temp file in the same directory, fsync, rename, mode kept).
+`observe` takes the file's text from the snapshot (`ComposeFileFacts`); `diff` is pure (text in,
+changes out) using `reconciler.compose.edit`; `apply` writes the new bytes atomically (temp
+file in the same directory, fsync, rename, mode kept).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from reconciler.compose.edit import pin_images
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
-from reconciler.facts import Observed
+from reconciler.facts import ComposeFileFacts, Snapshot
 from reconciler.logs import get_logger
 from reconciler.observe import read_compose_text
 from reconciler.plans import Action, Change, InSync, Plan, Step
@@ -26,6 +27,7 @@ __all__ = [
     "STEP",
     "apply",
     "diff",
+    "observe",
     "pinned_text",
     "unified_diff",
     "write_atomically",
@@ -34,21 +36,26 @@ __all__ = [
 _log = get_logger(__name__)
 
 
-def pinned_text(state: State, observed: Observed) -> str:
+def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ComposeFileFacts:
+    """The compose file's text as observed, and the secret values its diffs must mask."""
+    return ComposeFileFacts(snapshot.compose_file, snapshot.compose_text, snapshot.secrets)
+
+
+def pinned_text(state: State, facts: ComposeFileFacts) -> str:
     """The compose text with every pin applied (equal to the observed text when in sync)."""
-    return pin_images(observed.compose_text, state.pins(), source=observed.compose_file).text
+    return pin_images(facts.compose_text, state.pins(), source=facts.compose_file).text
 
 
-def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
+def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
     """One change per service whose `image:` differs from its pin, with that edit's diff."""
-    label = state.shown(observed.compose_file)
+    label = state.shown(facts.compose_file)
     pins = state.pins()
-    result = pin_images(observed.compose_text, pins, source=observed.compose_file)
+    result = pin_images(facts.compose_text, pins, source=facts.compose_file)
     changes: list[Change] = []
-    masks = Secrets(observed.secrets)
+    masks = Secrets(facts.secrets)
     for edit in result.edits:
         alone = pin_images(
-            observed.compose_text, {edit.service: edit.after}, source=observed.compose_file
+            facts.compose_text, {edit.service: edit.after}, source=facts.compose_file
         )
         changes.append(
             Change(
@@ -59,7 +66,7 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
                 + (f"; {edit.note}" if edit.note else ""),
                 before=edit.before,
                 after=edit.after,
-                diff=unified_diff(observed.compose_text, alone.text, label, masks),
+                diff=unified_diff(facts.compose_text, alone.text, label, masks),
                 key=edit.service,
             )
         )
@@ -73,19 +80,17 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
 
 
 def apply(
-    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
+    changes: tuple[Change, ...], state: State, facts: ComposeFileFacts, adapter: DockerAdapter
 ) -> tuple[Change, ...]:
     """Write the pinned text, refusing if the file changed since it was observed."""
-    current = read_compose_text(observed.compose_file)
-    if current != observed.compose_text:
-        raise ApplyError(
-            f"{observed.compose_file} changed while planning; nothing written, run again"
-        )
-    new_text = pinned_text(state, observed)
+    current = read_compose_text(facts.compose_file)
+    if current != facts.compose_text:
+        raise ApplyError(f"{facts.compose_file} changed while planning; nothing written, run again")
+    new_text = pinned_text(state, facts)
     if new_text == current:
         return ()
-    write_atomically(observed.compose_file, new_text.encode("utf-8"))
-    _log.info("compose file written", file=str(observed.compose_file))
+    write_atomically(facts.compose_file, new_text.encode("utf-8"))
+    _log.info("compose file written", file=str(facts.compose_file))
     return changes
 
 
@@ -153,4 +158,4 @@ def _reason(before: str | None, after: str, how: str) -> str:
     return f"image is {before}; state pins {after}{detail}"
 
 
-STEP = StepDefinition(Step.COMPOSE_FILE, diff, apply)
+STEP = StepDefinition(Step.COMPOSE_FILE, observe, diff, apply)

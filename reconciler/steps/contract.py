@@ -1,32 +1,46 @@
 """The one shape every step has, and how the reconcile loop sees it.
 
-A step module holds `diff(state, observed, earlier) -> Plan`, pure (the same inputs give the
-same plan, whatever ran before; `earlier` is the plan of the steps before it, e.g. the images
-the services step will see rebuilt), and `apply(changes, state, observed, adapter)`, which
-makes its planned changes and returns those it really made. It exports both as
-`STEP = StepDefinition(Step.X, diff, apply)`; `reconcile.STEPS` lists them in apply order.
+A step module holds its own facts type `F` (a frozen dataclass in `reconciler.facts`) and
+three functions:
+
+- `observe(state, snapshot, adapter) -> F`: projects the step's facts from the shared
+  `Snapshot`, adding only the step's own reads (the migrations step's alembic execs, the images
+  step's input digests);
+- `diff(state, facts, earlier) -> Plan`, pure: the same inputs give the same plan, whatever ran
+  before; `earlier` is the plan of the steps before it (e.g. the images the services step will
+  see rebuilt);
+- `apply(changes, state, facts, adapter)`: makes its planned changes and returns those it
+  really made.
+
+It exports them as `STEP = StepDefinition(Step.X, observe, diff, apply)`; `reconcile.STEPS`
+lists the steps in apply order and loops over them with no step-specific code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.facts import Observed
+from reconciler.facts import Snapshot
 from reconciler.plans import Change, Plan, Step
 from reconciler.state import State
 
-__all__ = ["ApplyStep", "DiffStep", "StepDefinition"]
+__all__ = ["ApplyStep", "DiffStep", "ObserveStep", "StepDefinition"]
 
-DiffStep = Callable[[State, Observed, Plan], Plan]
-ApplyStep = Callable[[tuple[Change, ...], State, Observed, DockerAdapter], tuple[Change, ...]]
+F = TypeVar("F")
+
+ObserveStep = Callable[[State, Snapshot, DockerAdapter], F]
+DiffStep = Callable[[State, F, Plan], Plan]
+ApplyStep = Callable[[tuple[Change, ...], State, F, DockerAdapter], tuple[Change, ...]]
 
 
 @dataclass(frozen=True)
-class StepDefinition:
-    """A step's name and its two functions."""
+class StepDefinition(Generic[F]):
+    """A step's name and its three functions, over the step's own facts type `F`."""
 
     step: Step
-    diff: DiffStep
-    apply: ApplyStep
+    observe: ObserveStep[F]
+    diff: DiffStep[F]
+    apply: ApplyStep[F]

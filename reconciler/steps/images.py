@@ -2,7 +2,9 @@
 
 Every image reconciler makes carries `io.reconciler.context-digest`, the digest of its inputs
 (build context, Dockerfile, args, target and declared base images; or its rootfs spec). A tag
-whose label differs is remade. `diff` is pure; `apply` goes through the adapter.
+whose label differs is remade. `observe` adds to the snapshot's image facts the digests of
+those inputs and the wheelhouses' markers (files only, no docker call); `diff` is pure; `apply`
+goes through the adapter.
 """
 
 from __future__ import annotations
@@ -12,24 +14,38 @@ from pathlib import Path
 from reconciler import rootfs, wheelhouse
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.facts import Observed
+from reconciler.facts import ImagesFacts, Snapshot
 from reconciler.logs import get_logger
 from reconciler.observe import wanted_digests
 from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
-__all__ = ["STEP", "apply", "diff"]
+__all__ = ["STEP", "apply", "diff", "observe"]
 
 _log = get_logger(__name__)
 WHEELHOUSE = "wheelhouse:"
 
 
-def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
+def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ImagesFacts:
+    """The images needed and found (from the snapshot), their input digests, the wheelhouses."""
+    return ImagesFacts(
+        compose_file=snapshot.compose_file,
+        sources=snapshot.sources,
+        images=snapshot.images,
+        context_digests=wanted_digests(snapshot.sources, compose_file=snapshot.compose_file),
+        wheelhouses={
+            directory: (wheelhouse.wanted_digest(spec), wheelhouse.observed_digest(Path(directory)))
+            for directory, spec in state.wheelhouses.items()
+        },
+    )
+
+
+def diff(state: State, facts: ImagesFacts, earlier: Plan) -> Plan:
     """Downloads for stale wheelhouses, then a make (or pull) per missing or stale image."""
     changes: list[Change] = []
     ok: list[InSync] = []
-    for directory, (wanted, have) in observed.wheelhouses.items():
+    for directory, (wanted, have) in facts.wheelhouses.items():
         target = WHEELHOUSE + state.shown(Path(directory))
         if have == wanted:
             ok.append(InSync(Step.IMAGES, target, "wheels match the requirement files"))
@@ -46,8 +62,8 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
                     key=directory,
                 )
             )
-    for reference, source in observed.sources.items():
-        image = observed.images.get(reference)
+    for reference, source in facts.sources.items():
+        image = facts.images.get(reference)
         if source.kind == "pull":
             if image is None:
                 reason = f"missing locally; {source.first_user} has no build"
@@ -55,7 +71,7 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
             else:
                 ok.append(InSync(Step.IMAGES, reference, f"present ({_short_id(image.id)})"))
             continue
-        wanted = observed.context_digests[reference]
+        wanted = facts.context_digests[reference]
         action = Action.BUILD if source.kind == "build" else Action.IMPORT
         have = image.labels.get(DIGEST_LABEL) if image else None
         if image is None:
@@ -73,7 +89,7 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
 
 
 def apply(
-    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
+    changes: tuple[Change, ...], state: State, facts: ImagesFacts, adapter: DockerAdapter
 ) -> tuple[Change, ...]:
     """Download wheelhouses, then make images in plan order (base images first)."""
     for change in changes:
@@ -82,9 +98,9 @@ def apply(
             wheelhouse.download(Path(change.key), state.wheelhouses[change.key], adapter.stop)
     # Inputs may have changed since observing (a wheelhouse was just filled): digest them now,
     # so the label says what the image was really made from.
-    digests = wanted_digests(observed.sources, compose_file=observed.compose_file)
+    digests = wanted_digests(facts.sources, compose_file=facts.compose_file)
     for change in changes:
-        source = observed.sources.get(change.key)
+        source = facts.sources.get(change.key)
         if source is None:
             continue
         reference = change.key
@@ -110,4 +126,4 @@ def _short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-STEP = StepDefinition(Step.IMAGES, diff, apply)
+STEP = StepDefinition(Step.IMAGES, observe, diff, apply)

@@ -1,30 +1,36 @@
 """migrations step: bring a service's database schema up to date, only when it is behind.
 
-Observed inside the running service (`observe.migration_status`): for alembic, the revisions of
-`alembic current` against `alembic heads`; for any other tool, the exit code of the state's
-`check` argv. `apply` runs `alembic upgrade head` (or the `apply` argv) and observes again. All
-commands are argv lists run with `compose exec`, never through a shell.
+`observe` asks inside each running service (`observe.observe_migrations`, read-only execs): for
+alembic, the revisions of `alembic current` against `alembic heads`; for any other tool, the
+exit code of the state's `check` argv. `apply` runs `alembic upgrade head` (or the `apply`
+argv) and observes again. All commands are argv lists run with `compose exec`, never through a
+shell.
 """
 
 from __future__ import annotations
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
-from reconciler.facts import MigrationStatus, Observed
+from reconciler.facts import MigrationsFacts, MigrationStatus, Snapshot
 from reconciler.logs import get_logger
-from reconciler.observe import migration_status, tail
+from reconciler.observe import migration_status, observe_migrations, tail
 from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
-__all__ = ["STEP", "apply", "diff"]
+__all__ = ["STEP", "apply", "diff", "observe"]
 
 _log = get_logger(__name__)
 
 
-def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
+def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> MigrationsFacts:
+    """The status of each declared migration set, asked in its service if that is running."""
+    return MigrationsFacts(observe_migrations(state, adapter, snapshot.containers))
+
+
+def diff(state: State, facts: MigrationsFacts, earlier: Plan) -> Plan:
     """An upgrade per migration set that is behind (or cannot be observed before `up`)."""
-    statuses = observed.migrations
+    statuses = facts.statuses
     changes: list[Change] = []
     ok: list[InSync] = []
     for spec in state.migrations:
@@ -40,7 +46,7 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
 
 
 def apply(
-    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
+    changes: tuple[Change, ...], state: State, facts: MigrationsFacts, adapter: DockerAdapter
 ) -> tuple[Change, ...]:
     """Upgrade each planned migration set that is still behind; return those upgraded."""
     specs = {spec.name: spec for spec in state.migrations}
@@ -69,4 +75,4 @@ def apply(
     return tuple(done)
 
 
-STEP = StepDefinition(Step.MIGRATIONS, diff, apply)
+STEP = StepDefinition(Step.MIGRATIONS, observe, diff, apply)

@@ -2,8 +2,10 @@
 
 Drift follows compose's own rules (DESIGN.md §5): no container, not running, config-hash label
 differs from `config --hash`, image label differs from the image the tag points to, or
-unhealthy. `diff` is pure. `apply` runs `compose up` for just those services and polls batched
-inspects until each is healthy (or running, without a healthcheck) before its deadline.
+unhealthy. `observe` projects compose's model, the hashes, containers and images from the
+snapshot (no read of its own); `diff` is pure. `apply` runs `compose up` for just those
+services and polls batched inspects until each is healthy (or running, without a healthcheck)
+before its deadline.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
-from reconciler.facts import Observed
+from reconciler.facts import ServicesFacts, Snapshot
 from reconciler.logs import get_logger
 from reconciler.observe import desired_images
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
@@ -31,6 +33,7 @@ __all__ = [
     "ReadinessWatch",
     "apply",
     "diff",
+    "observe",
     "readiness",
     "wait_until_ready",
 ]
@@ -40,16 +43,28 @@ _DEFAULT_TIMEOUT = 120.0
 _UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START})
 
 
-def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
+def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ServicesFacts:
+    """compose's model, config hashes, containers, images and pins, as the snapshot has them."""
+    assert snapshot.config is not None, "the snapshot asks docker when services is selected"
+    return ServicesFacts(
+        config=snapshot.config,
+        config_hashes=snapshot.config_hashes,
+        containers=snapshot.containers,
+        images=snapshot.images,
+        observed_at=snapshot.observed_at,
+        pins=snapshot.pins,
+    )
+
+
+def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
     """One change per drifted service.
 
-    A service whose pin (`observed.pins`) differs from the compose file's current image, or
+    A service whose pin (`facts.pins`) differs from the compose file's current image, or
     whose image the images step plans to (re)build or pull (in `earlier`), is certain to be
     recreated even though its labels still match.
     """
-    config = observed.config
-    assert config is not None, "services step needs docker observation"
-    pins = observed.pins
+    config = facts.config
+    pins = facts.pins
     rebuilt = earlier.keys(Step.IMAGES, MAKES_IMAGE)
     pinned = {
         name: image
@@ -57,10 +72,10 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
         if name in config.services and config.services[name].image != image
     }
     images = desired_images(pins, config)
-    by_service = _containers_by_service(observed.containers)
+    by_service = _containers_by_service(facts.containers)
     changes: list[Change] = []
     ok: list[InSync] = []
-    leftovers = _leftovers(observed.containers)
+    leftovers = _leftovers(facts.containers)
     for service in config.services:
         reference = images[service]
         containers = by_service.get(service, [])
@@ -73,8 +88,7 @@ def diff(state: State, observed: Observed, earlier: Plan) -> Plan:
             service,
             reference=reference,
             containers=containers,
-            observed=observed,
-            config=config,
+            facts=facts,
             pinned=pinned,
             rebuilt=rebuilt,
         )
@@ -90,8 +104,7 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
     *,
     reference: str,
     containers: list[ContainerFacts],
-    observed: Observed,
-    config: ComposeConfig,
+    facts: ServicesFacts,
     pinned: dict[str, str],
     rebuilt: set[str],
 ) -> Change | None:
@@ -115,8 +128,8 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
         )
     if reference in rebuilt:
         return change(Action.RECREATE, f"image {reference} will be (re)built or pulled")
-    wanted_hash = observed.config_hashes.get(service)
-    image = observed.images.get(reference)
+    wanted_hash = facts.config_hashes.get(service)
+    image = facts.images.get(reference)
     for container in containers:
         if wanted_hash and container.config_hash != wanted_hash:
             return change(
@@ -134,7 +147,7 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
             )
     for container in containers:
         if container.status != "running":
-            if container.completed or _completed_one_shot(service, container, config):
+            if container.completed or _completed_one_shot(service, container, facts.config):
                 continue
             return change(
                 Action.START, f"container {container.status} (exit code {container.exit_code})"
@@ -144,7 +157,7 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
             return change(Action.RECREATE, f"unhealthy{detail}"[:300], force=True)
         if container.health == "starting":
             return change(Action.WAIT, "health check still starting")
-        unsettled = _recently_restarted(container, observed.observed_at)
+        unsettled = _recently_restarted(container, facts.observed_at)
         if unsettled:
             return change(Action.WAIT, unsettled)
     return None
@@ -165,11 +178,10 @@ def _recently_restarted(container: ContainerFacts, observed_at: float | None) ->
 
 
 def apply(
-    changes: tuple[Change, ...], state: State, observed: Observed, adapter: DockerAdapter
+    changes: tuple[Change, ...], state: State, facts: ServicesFacts, adapter: DockerAdapter
 ) -> tuple[Change, ...]:
     """`compose up` the drifted services (force-recreating unhealthy ones), then wait for all."""
-    config = observed.config
-    assert config is not None, "services step needs docker observation"
+    config = facts.config
     force = [c.key for c in changes if c.force]
     normal = [c.key for c in changes if c.action in _UP_ACTIONS and not c.force]
     leftovers = _leftovers(adapter.containers())
@@ -388,4 +400,4 @@ def _describe(container: ContainerFacts) -> str:
     return f"{container.status}, {container.health}" if container.health else container.status
 
 
-STEP = StepDefinition(Step.SERVICES, diff, apply)
+STEP = StepDefinition(Step.SERVICES, observe, diff, apply)

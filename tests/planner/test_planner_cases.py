@@ -19,7 +19,14 @@ from reconciler.docker.facts import (
     ServiceConfig,
 )
 from reconciler.errors import InputError
-from reconciler.facts import MigrationStatus, Observed
+from reconciler.facts import (
+    ChecksFacts,
+    ComposeFileFacts,
+    ImagesFacts,
+    MigrationsFacts,
+    MigrationStatus,
+    ServicesFacts,
+)
 from reconciler.observe import check_compose_services, image_sources
 from reconciler.plans import Action, Plan, Step
 from reconciler.reconcile import diff
@@ -74,7 +81,8 @@ def _compose_text(case: Case) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _observed(case: Case, state: State, steps: list[Step]) -> Observed:
+def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]:
+    """Each step's facts, as its `observe` would project them, from the case's data."""
     containers = tuple(
         ContainerFacts(
             id=f"id-{index}",
@@ -106,22 +114,31 @@ def _observed(case: Case, state: State, steps: list[Step]) -> Observed:
     text = _compose_text(case)
     # As observe() does before anything else: the compose file defines the state's services.
     check_compose_services(state, COMPOSE_FILE, text)
-    return Observed(
-        compose_file=COMPOSE_FILE,
-        compose_text=text,
-        config=config,
-        sources=image_sources(state, config, pins),
-        config_hashes=dict(case.hashes),
-        containers=containers,
-        images=images,
-        context_digests=dict(case.digests),
-        wheelhouses=dict(case.wheelhouses),
-        migrations={
-            name: MigrationStatus(fact.up_to_date, fact.detail)
-            for name, fact in case.migrations.items()
-        },
-        observed_at=case.observed_at,
-    )
+    return {
+        Step.COMPOSE_FILE: ComposeFileFacts(COMPOSE_FILE, text),
+        Step.IMAGES: ImagesFacts(
+            compose_file=COMPOSE_FILE,
+            sources=image_sources(state, config, pins),
+            images=images,
+            context_digests=dict(case.digests),
+            wheelhouses=dict(case.wheelhouses),
+        ),
+        Step.SERVICES: ServicesFacts(
+            config=config,
+            config_hashes=dict(case.hashes),
+            containers=containers,
+            images=images,
+            observed_at=case.observed_at,
+            pins=pins,
+        ),
+        Step.MIGRATIONS: MigrationsFacts(
+            {
+                name: MigrationStatus(fact.up_to_date, fact.detail)
+                for name, fact in case.migrations.items()
+            }
+        ),
+        Step.CHECKS: ChecksFacts(images),
+    }
 
 
 def _rows(plan: Plan) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts
-from reconciler.facts import Observed
+from reconciler.facts import ChecksFacts
 from reconciler.plans import Plan, Step
 from reconciler.state import State, load_state
 from reconciler.steps import checks
@@ -68,7 +68,7 @@ def stack_state() -> State:
 
 def test_plan_lists_each_check_and_size_budget_as_ok_rows() -> None:
     """checks.diff changes nothing and lists every declared check and image budget."""
-    plan = checks.diff(stack_state(), Observed(Path("docker-compose.yml"), ""), Plan())
+    plan = checks.diff(stack_state(), ChecksFacts(), Plan())
     assert plan.changes == ()
     assert [(row.step, row.target, row.reason) for row in plan.ok] == [
         (Step.CHECKS, "api answers healthy", "runs after apply converges"),

@@ -14,7 +14,7 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ContainerFacts
 from reconciler.errors import ApplyError
-from reconciler.facts import MigrationStatus, Observed
+from reconciler.facts import MigrationsFacts, MigrationStatus
 from reconciler.observe import observe_migrations
 from reconciler.plans import Action, Change, Plan, Step
 from reconciler.state import State
@@ -50,9 +50,9 @@ def backend(status: str = "running") -> ContainerFacts:
     )
 
 
-def facts(statuses: dict[str, MigrationStatus]) -> Observed:
-    """Observed facts holding just these migration statuses."""
-    return Observed(compose_file=Path("docker-compose.yml"), compose_text="", migrations=statuses)
+def facts(statuses: dict[str, MigrationStatus]) -> MigrationsFacts:
+    """The migrations step's facts holding just these statuses."""
+    return MigrationsFacts(statuses)
 
 
 def observed(

@@ -16,7 +16,7 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter, _container_facts, _parse_compose_config
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError
-from reconciler.facts import Observed
+from reconciler.facts import ServicesFacts
 from reconciler.plans import Plan
 from reconciler.state import State
 from reconciler.steps import services
@@ -123,10 +123,8 @@ def test_no_container_is_waited_for() -> None:
 NO_PINS = State.model_validate({"name": "s", "compose": {"file": "docker-compose.yml"}})
 
 
-def observed_with(*containers: ContainerFacts) -> Observed:
-    return Observed(
-        compose_file=Path("docker-compose.yml"),
-        compose_text="",
+def observed_with(*containers: ContainerFacts) -> ServicesFacts:
+    return ServicesFacts(
         config=CONFIG,
         config_hashes={c.service: c.config_hash or "" for c in containers},
         containers=containers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from reconciler.facts import Observed
+from reconciler.facts import ComposeFileFacts
 from reconciler.plans import Plan
 from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import State
@@ -69,12 +69,12 @@ def test_diff_text_depends_only_on_its_inputs(tmp_path: Path) -> None:
             "services": {"a": {"image": "app:2"}},
         }
     )
-    facts = Observed(tmp_path / "c.yml", compose, pins=state.pins())
+    facts = ComposeFileFacts(tmp_path / "c.yml", compose)
     before = compose_file.diff(state, facts, Plan())
     Secrets().register("app:1")  # another run, in the same process
     assert compose_file.diff(state, facts, Plan()) == before
     assert "image: app:1" in (before.changes[0].diff or "")
     masked = compose_file.diff(
-        state, Observed(tmp_path / "c.yml", compose, secrets=frozenset({"app:1"})), Plan()
+        state, ComposeFileFacts(tmp_path / "c.yml", compose, secrets=frozenset({"app:1"})), Plan()
     )
     assert "app:1" not in (masked.changes[0].diff or "")
