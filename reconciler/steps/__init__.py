@@ -1,4 +1,5 @@
-"""One module per step, each with a pure `diff` (desired + observed -> changes) and an `apply`.
+"""One module per step, each with its own facts: `observe` (snapshot -> its facts), a pure `diff`
+(desired + facts -> changes) and `apply`, exported as `STEP` (the shape is in `contract.py`).
 
-Apply order is fixed: compose_file, images, services (migrations and checks come later).
+Apply order is fixed: compose_file, images, services, migrations, checks (`reconcile.STEPS`).
 """
