@@ -197,9 +197,9 @@ def observe(
     """The snapshot `steps` need: the file always, docker only for docker-backed steps.
 
     `pins` are the image pins in force (the state's, or none when compose-file is skipped).
-    Five docker calls, concurrent where independent, in two rounds: the compose model, config
-    hashes and containers (list, then one batched inspect); then the images (which need the
-    model).
+    At most five docker calls, whatever the number of services, concurrent where independent,
+    in two rounds: the compose model, config hashes and containers (list, then one batched
+    inspect); then one batched image inspect (which needs the model).
     """
     path = state.compose.file
     text = read_compose_text(path)

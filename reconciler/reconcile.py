@@ -411,8 +411,11 @@ def _pins(state: State, steps: Collection[Step]) -> dict[str, str]:
 
 
 def _observe(state: State, adapter: DockerAdapter, steps: Collection[Step]) -> Observation:
-    """The snapshot, then each selected step's facts: their own reads (the migrations' execs,
-    the images' input digests) run concurrently, and add no docker call per service."""
+    """The snapshot, then each selected step's facts from it, the steps' own reads concurrently.
+
+    Those reads (the migrations' alembic execs, the images' input digests) add no docker call
+    per service; a step that was not selected is not observed.
+    """
     snapshot = observe(state, adapter, steps, _pins(state, steps))
     chosen = [definition for definition in STEPS if definition.step in steps]
     with ThreadPoolExecutor(max(len(chosen), 1), thread_name_prefix="observe-step") as pool:

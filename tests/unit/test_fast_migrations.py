@@ -14,7 +14,7 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ContainerFacts
 from reconciler.errors import ApplyError
-from reconciler.facts import MigrationsFacts, MigrationStatus
+from reconciler.facts import MigrationsFacts, MigrationStatus, Snapshot
 from reconciler.observe import observe_migrations
 from reconciler.plans import Action, Change, Plan, Step
 from reconciler.state import State
@@ -84,6 +84,19 @@ def test_empty_database_is_observed_behind(tmp_path: Path, monkeypatch: pytest.M
     """A fresh database (`alembic current` prints no revision) is behind head."""
     _, statuses = observed("migrations-empty", tmp_path, monkeypatch)
     assert statuses == {NAME: MigrationStatus(False, "current empty database, head 0002")}
+
+
+def test_step_observes_its_statuses_in_the_snapshot_containers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's `observe` asks alembic in the snapshot's running service: its own two execs."""
+    log = fake_docker.on_path("migrations-behind", tmp_path, monkeypatch)
+    declared = state(tmp_path)
+    adapter = DockerAdapter(declared.compose.file, declared.compose.project)
+    snapshot = Snapshot(declared.compose.file, "", containers=(backend(),))
+    found = migrations.observe(declared, snapshot, adapter)
+    assert found == MigrationsFacts({NAME: MigrationStatus(False, "current 0001, head 0002")})
+    assert len(fake_docker.calls(log)) == 2
 
 
 def test_diff_plans_an_upgrade_when_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -111,11 +111,16 @@ def test_converged_stack_applies_nothing_and_passes_its_checks(
 def test_plan_of_the_converged_stack_lists_its_checks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`plan` on the converged stack is empty and lists services, images and checks as ok."""
+    """`plan` on the converged stack is empty, costs 5 docker reads, and lists its rows as ok."""
     directory = stack(tmp_path)
-    fake_docker.on_path("converged", tmp_path, monkeypatch, root=directory)
-    plan = reconcile.plan(load_state(directory / "state.yaml"))
+    log = fake_docker.on_path("converged", tmp_path, monkeypatch, root=directory)
+    state = load_state(directory / "state.yaml")
+    adapter = reconcile.make_adapter(state)
+    plan = reconcile.plan(state, adapter=adapter)
     assert plan.empty
+    # One batched snapshot serves every step: the 5 reads, and no step reads docker on its own.
+    assert len(adapter.calls) == len(fake_docker.calls(log)) == 5
+    assert adapter.mutating_calls == []
     rows = {(str(row.step), row.target) for row in plan.ok}
     assert {
         ("services", "db"),
