@@ -102,6 +102,7 @@ class Stack:
 
     directory: Path
     project: str
+    port: int = 18080
 
     @property
     def state_file(self) -> Path:
@@ -129,7 +130,7 @@ def make_stack(tmp_path: Path, *, port: int) -> Stack:
         path = directory / name
         text = path.read_text().replace("rtest-", f"{project}-").replace("rtest", project)
         path.write_text(text.replace("${RTEST_API_PORT:-18080}", str(port)))
-    return Stack(directory, project)
+    return Stack(directory, project, port)
 
 
 def remove_stack(stack: Stack) -> None:
@@ -152,7 +153,8 @@ def remove_stack(stack: Stack) -> None:
 @pytest.fixture
 def stack(docker_engine: None, tmp_path: Path) -> Iterator[Stack]:
     """A fresh e2e stack, torn down (containers, volumes, images) afterwards."""
-    created = make_stack(tmp_path, port=18080)
+    # RTEST_API_PORT moves the api's published port, to run e2e tests beside another run.
+    created = make_stack(tmp_path, port=int(os.environ.get("RTEST_API_PORT", "18080")))
     try:
         yield created
     finally:

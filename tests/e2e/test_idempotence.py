@@ -77,7 +77,7 @@ def test_idempotence_sequence(stack: Stack) -> None:
     done = cli("apply", stack.state_file)
     assert done.returncode == 0, done.stderr
     assert "ok=3 changed=6 failed=0" in done.stdout
-    with urllib.request.urlopen("http://127.0.0.1:18080/health", timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/health", timeout=5) as response:
         assert json.load(response) == {"role": "api", "status": "healthy"}
 
     # 3. plan: in sync, exit 0.
