@@ -14,17 +14,20 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 import structlog
 
 from reconciler import reconcile
+from reconciler.baseline import Comparison, load_record
 from reconciler.errors import HealthTimeoutError, InputError, InternalError, ReconcilerError
 from reconciler.interrupt import StopToken, install_handlers, restore_handlers
 from reconciler.plans import Change, Plan, Step
-from reconciler.report import junit_xml, markdown
+from reconciler.probes.junit import CaseResult
+from reconciler.report import comparison_lines, junit_xml, markdown
+from reconciler.schema import state_schema
 from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import load_state
 
@@ -77,11 +80,22 @@ def _parser() -> argparse.ArgumentParser:
     steps.add_argument(
         "--skip", type=_step_list, default=[], metavar="STEP[,STEP]", help="skip these steps"
     )
+    baseline = _Parser(add_help=False)
+    baseline.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="PATH",
+        help="compare with a result saved by `apply --save-result` (image sizes, regressions)",
+    )
     commands.add_parser(
-        "plan", parents=[common, steps], help="show what apply would change; change nothing"
+        "plan",
+        parents=[common, steps, baseline],
+        help="show what apply would change; change nothing",
     )
     apply = commands.add_parser(
-        "apply", parents=[common, steps], help="converge to the declared state, then run checks"
+        "apply",
+        parents=[common, steps, baseline],
+        help="converge to the declared state, then run checks",
     )
     apply.add_argument(
         "--rollback-on-failure",
@@ -97,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--report", type=Path, metavar="PATH", help="write a Markdown report")
     apply.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML of the checks")
+    apply.add_argument(
+        "--save-result",
+        type=Path,
+        metavar="PATH",
+        help="write this run's result as JSON, to compare later runs with (--baseline)",
+    )
+    commands.add_parser(
+        "schema",
+        help="print the state file's JSON Schema (for editor completion and validation)",
+    )
     down = commands.add_parser("down", parents=[common], help="stop the compose project")
     down.add_argument("--volumes", action="store_true", help="also remove named volumes")
     return parser
@@ -143,6 +167,9 @@ def _main_thread() -> bool:
 
 
 def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
+    if args.command == "schema":
+        print(json.dumps(state_schema(), indent=2))
+        return EXIT_OK
     state = load_state(args.state)
     if args.command == "down":
         reconcile.down(state, volumes=args.volumes)
@@ -152,12 +179,16 @@ def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
         )
         return EXIT_OK
     steps = reconcile.select_steps(args.only, args.skip)
+    baseline = load_record(args.baseline) if args.baseline is not None else None
     if args.command == "plan":
         adapter = reconcile.make_adapter(state, stop=stop)
-        return _plan(
-            state_plan=reconcile.plan(state, steps=steps, adapter=adapter, secrets=secrets),
-            as_json=args.json,
+        state_plan = reconcile.plan(state, steps=steps, adapter=adapter, secrets=secrets)
+        comparison = (
+            reconcile.compare_observed(state, baseline, adapter=adapter)
+            if baseline is not None
+            else None
         )
+        return _plan(state_plan, comparison, as_json=args.json)
     if args.lock_timeout < 0 or args.lock_timeout > 86400:
         raise InputError(f"--lock-timeout must be between 0 and 86400 s, not {args.lock_timeout:g}")
     result = reconcile.apply(
@@ -167,8 +198,16 @@ def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
         stop=stop,
         secrets=secrets,
         lock_timeout=args.lock_timeout,
+        baseline=baseline,
     )
-    _write_reports(state.name, result, secrets, report=args.report, junit=args.junit)
+    _write_reports(
+        state.name,
+        result,
+        secrets,
+        report=args.report,
+        junit=args.junit,
+        save_result=args.save_result,
+    )
     return _apply(result, secrets, as_json=args.json)
 
 
@@ -184,26 +223,42 @@ def _write_reports(
     *,
     report: Path | None,
     junit: Path | None,
+    save_result: Path | None,
 ) -> None:
-    try:
-        if report is not None:
-            report.write_text(secrets.redact(markdown(name, result)), encoding="utf-8")
-        if junit is not None:
-            junit.write_text(secrets.redact(junit_xml(name, result)), encoding="utf-8")
-    except OSError as error:
-        print(f"error: cannot write report: {error}", file=sys.stderr)
+    outputs: list[tuple[Path | None, Callable[[], str]]] = [
+        (report, lambda: markdown(name, result)),
+        (junit, lambda: junit_xml(name, result)),
+        (save_result, lambda: result.record(name).to_json()),
+    ]
+    for path, render in outputs:
+        if path is None:
+            continue
+        try:
+            path.write_text(secrets.redact(render()), encoding="utf-8")
+        except OSError as error:
+            print(f"error: cannot write {path}: {error.strerror or error}", file=sys.stderr)
 
 
-def _plan(state_plan: Plan, *, as_json: bool) -> int:
+def _plan(state_plan: Plan, comparison: Comparison | None, *, as_json: bool) -> int:
     if as_json:
-        print(json.dumps(state_plan.to_dict(), indent=2))
+        data = state_plan.to_dict()
+        if comparison is not None:
+            data["comparison"] = comparison.to_dict()
+        print(json.dumps(data, indent=2))
     else:
         _print_plan(state_plan, sys.stdout)
+        if comparison is not None:
+            _print_comparison(comparison)
         if state_plan.empty:
             print(f"In sync: no changes ({len(state_plan.ok)} ok).")
         else:
             print(f"Plan: {len(state_plan.changes)} to change, {len(state_plan.ok)} ok.")
     return EXIT_OK if state_plan.empty else EXIT_CHANGES
+
+
+def _print_comparison(comparison: Comparison) -> None:
+    for line in comparison_lines(comparison):
+        print(line)
 
 
 def _apply(result: reconcile.ApplyResult, secrets: Secrets, *, as_json: bool) -> int:
@@ -219,13 +274,22 @@ def _apply(result: reconcile.ApplyResult, secrets: Secrets, *, as_json: bool) ->
         for check in result.checks:
             verdict = "PASS" if check.passed else "FAIL"
             print(f"check  {verdict}  {check.name}  ({check.detail}, {check.seconds:.1f} s)")
+            for case in check.cases:
+                label = "PASS" if case.outcome == "passed" else case.outcome.upper()
+                print(f"         {label:<7} {_case_name(case)}")
         for line in result.rolled_back:
             print(f"rolled back: {line}")
+        if result.comparison is not None:
+            _print_comparison(result.comparison)
     if result.error is not None:
         _report_error(result.error, secrets)
     if not as_json:
         print(" ".join(f"{key}={value}" for key, value in counts.items()))
     return EXIT_OK if result.error is None else _exit_code(result.error)
+
+
+def _case_name(case: CaseResult) -> str:
+    return f"{case.classname}.{case.name}" if case.classname else case.name
 
 
 def _print_plan(the_plan: Plan, out: TextIO) -> None:

@@ -106,6 +106,9 @@ class MigrationsFacts:
 
 @dataclass(frozen=True)
 class ChecksFacts:
-    """The checks step's facts: the images whose size budgets it measures."""
+    """The checks step's facts: the images whose size budgets it measures, the containers whose
+    logs it reads, and compose's model (the URLs a host command is given)."""
 
     images: dict[str, ImageFacts] = field(default_factory=dict)
+    containers: tuple[ContainerFacts, ...] = ()
+    config: ComposeConfig | None = None

@@ -10,6 +10,8 @@ the CLI is a thin shell over it. Nothing here prints; progress goes to structlog
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import traceback
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.baseline import Comparison, ImageRecord, RunRecord, compare
 from reconciler.docker.adapter import DockerAdapter, DockerCall
 from reconciler.errors import (
     ApplyError,
@@ -38,7 +41,7 @@ from reconciler.project import project_name
 from reconciler.secrets import Secrets
 from reconciler.state import State
 from reconciler.steps import checks, compose_file, images, migrations, services
-from reconciler.steps.checks import CheckResult
+from reconciler.steps.checks import CaseResult, CheckResult
 from reconciler.steps.contract import StepDefinition
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "CheckFailedError",
     "Observation",
     "apply",
+    "compare_observed",
     "diff",
     "down",
     "lock_name",
@@ -91,6 +95,11 @@ class ApplyResult:
     rolled_back: tuple[str, ...] = ()
     sizes: dict[str, int] = field(default_factory=dict)
     calls: tuple[DockerCall, ...] = field(default=(), repr=False)
+    image_ids: dict[str, str] = field(default_factory=dict)  # reference -> image ID, at the end
+    services: dict[str, str] = field(default_factory=dict)  # service -> image it runs
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds, and "total"
+    comparison: Comparison | None = None  # with the baseline, when one was given
+    started_at: float = 0.0  # wall clock (epoch s)
 
     @property
     def succeeded(self) -> bool:
@@ -130,6 +139,10 @@ class ApplyResult:
                     "passed": check.passed,
                     "detail": check.detail,
                     "seconds": round(check.seconds, 3),
+                    "kind": check.kind,
+                    **(
+                        {"cases": [_case_dict(case) for case in check.cases]} if check.cases else {}
+                    ),
                 }
                 for check in self.checks
             ],
@@ -139,7 +152,40 @@ class ApplyResult:
         if self.error is not None:
             data["error"] = str(self.error)
             data["error_kind"] = type(self.error).__name__
+        if self.timings:
+            data["timings"] = self.timings
+        if self.comparison is not None:
+            data["comparison"] = self.comparison.to_dict()
         return data
+
+    def record(self, state_name: str) -> RunRecord:
+        """The result to save (`apply --save-result`) and to compare later runs with."""
+        data = self.to_dict()
+        return RunRecord(
+            state=state_name,
+            saved_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at or None)),
+            succeeded=self.succeeded,
+            error=data.get("error"),
+            summary=self.counts,
+            changes=data["changes"],
+            checks=data["checks"],
+            images={
+                reference: ImageRecord(id=self.image_ids.get(reference, ""), size=size)
+                for reference, size in self.sizes.items()
+            },
+            services=self.services,
+            timings=self.timings,
+        )
+
+
+def _case_dict(case: CaseResult) -> dict[str, Any]:
+    return {
+        "classname": case.classname,
+        "name": case.name,
+        "outcome": case.outcome,
+        "detail": case.detail,
+        "seconds": round(case.seconds, 3),
+    }
 
 
 def select_steps(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[Step, ...]:
@@ -200,8 +246,12 @@ def apply(
     lock_timeout: float = 0.0,
     lock: bool = True,
     secrets: Secrets | None = None,
+    baseline: RunRecord | None = None,
 ) -> ApplyResult:
     """Take the project's lock, plan, apply step by step, observe again to verify, run checks.
+
+    With a `baseline` (a saved `RunRecord`), the result carries a comparison with it, and the
+    state's `compare:` requirements (size reduction, no regressions) can fail the apply.
 
     One failure boundary: `InputError` (invalid input, raised before anything is changed) is
     the only exception this raises. Every other failure, from the lock being held or the
@@ -215,26 +265,28 @@ def apply(
     adapter = adapter or make_adapter(state, stop=stop)
     try:
         with _project_lock(state, adapter, lock=lock, timeout=lock_timeout):
-            return _apply_locked(state, steps, adapter, rollback_on_failure, secrets or Secrets())
+            run = _Run(state, adapter, baseline=baseline)
+            return _apply_locked(run, steps, rollback_on_failure, secrets or Secrets())
     except InputError:
         raise
     except ReconcilerError as error:  # the lock, or the first observation
         _log.error("apply failed", error=str(error))
-        return ApplyResult(Plan(), error=error, calls=tuple(adapter.calls))
+        return ApplyResult(Plan(), error=error, calls=tuple(adapter.calls), started_at=time.time())
 
 
-def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result here
-    state: State,
+def _apply_locked(
+    run: _Run,
     steps: Collection[Step],
-    adapter: DockerAdapter,
     rollback_on_failure: bool,
     secrets: Secrets,
 ) -> ApplyResult:
-    with _boundary("observe"):
+    state, adapter = run.state, run.adapter
+    with _boundary("observe"), run.timed("observe"):
         observed = _observe(state, adapter, steps)
         secrets.update(observed.snapshot.secrets)
         the_plan = diff(state, observed.facts, steps)
-    run = _Run(state, adapter, the_plan)
+    run.plan = the_plan
+    run.final = observed.snapshot
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
     for definition in STEPS:
@@ -244,7 +296,7 @@ def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result 
             continue
         try:
             adapter.stop.check(f"step {step}")
-            with _boundary(str(step)):
+            with _boundary(str(step)), run.timed(str(step)):
                 done = definition.apply(changes, state, observed.facts[step], adapter)
         except ReconcilerError as error:
             _log.error("step failed", step=str(step), error=str(error))
@@ -255,9 +307,10 @@ def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result 
             _log.info("changed", step=str(step), target=change.target, action=change.action)
         run.applied.extend(done)
     try:
-        with _boundary("verify"):
+        with _boundary("verify"), run.timed("verify"):
             final = _observe(state, adapter, steps) if the_plan.changes else observed
             remaining = diff(state, final.facts, steps)
+        run.final = final.snapshot
     except ReconcilerError as error:
         return run.fail(error, (), observed.snapshot, rollback_on_failure)
     if not remaining.empty:
@@ -266,26 +319,39 @@ def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result 
         return run.fail(still, remaining.changes, observed.snapshot, rollback_on_failure)
     if run.applied:
         _log.info("converged", changed=len(run.applied))
+    verdict = _verdict(run, steps, final.snapshot, secrets)
+    if isinstance(verdict, StopRequested):
+        return run.result(verdict)
+    if verdict is not None:
+        return run.fail(verdict, (), observed.snapshot, rollback_on_failure)
+    return run.result()
+
+
+def _verdict(
+    run: _Run, steps: Collection[Step], snapshot: Snapshot, secrets: Secrets
+) -> ReconcilerError | None:
+    """Run the checks, then compare with the baseline: the error that fails the apply, if any."""
     if Step.CHECKS in steps:
         try:
-            adapter.stop.check("checks")
-            with _boundary("checks"):
-                run.checks = checks.run(state, adapter, final.snapshot.images)
-        except StopRequested as error:
-            return run.result(error)
+            run.adapter.stop.check("checks")
+            with _boundary("checks"), run.timed("checks"):
+                run.checks = checks.run(
+                    run.state,
+                    run.adapter,
+                    checks.STEP.observe(run.state, snapshot, run.adapter),
+                    apply_started=run.started_at,
+                    secrets=secrets,
+                )
         except ReconcilerError as error:
-            return run.fail(error, (), observed.snapshot, rollback_on_failure)
+            return error
         failing = [result for result in run.checks if not result.passed]
         if failing:
             names = ", ".join(f"{r.name} ({r.detail})" for r in failing)
-            return run.fail(
-                CheckFailedError(f"checks failed: {names}"),
-                (),
-                observed.snapshot,
-                rollback_on_failure,
-            )
-    run.sizes = {ref: image.size for ref, image in final.snapshot.images.items()}
-    return run.result()
+            return CheckFailedError(f"checks failed: {names}")
+    comparison = run.compared()
+    if comparison is not None and comparison.unmet:
+        return CheckFailedError("baseline comparison: " + "; ".join(comparison.unmet))
+    return None
 
 
 @contextmanager
@@ -319,25 +385,55 @@ class _Run:
 
     state: State
     adapter: DockerAdapter
-    plan: Plan
+    plan: Plan = field(default_factory=Plan)
+    baseline: RunRecord | None = None
     applied: list[Change] = field(default_factory=list)
     checks: tuple[CheckResult, ...] = ()
     rolled_back: tuple[str, ...] = ()
-    sizes: dict[str, int] = field(default_factory=dict)
+    final: Snapshot | None = None  # the last observation: sizes and images come from it
+    timings: dict[str, float] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    _started: float = field(default_factory=time.monotonic)
+
+    @contextmanager
+    def timed(self, what: str) -> Iterator[None]:
+        """Add the time spent in the block to `timings[what]`."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            spent = time.monotonic() - started
+            self.timings[what] = round(self.timings.get(what, 0.0) + spent, 3)
 
     def result(
         self, error: ReconcilerError | None = None, failed: tuple[Change, ...] = ()
     ) -> ApplyResult:
-        return ApplyResult(
+        final = self.final
+        config = final.config if final is not None else None
+        images = final.images if final is not None else {}
+        timings = {**self.timings, "total": round(time.monotonic() - self._started, 3)}
+        result = ApplyResult(
             self.plan,
             tuple(self.applied),
             failed,
             error,
             self.checks,
             self.rolled_back,
-            self.sizes,
+            {reference: image.size for reference, image in images.items()},
             tuple(self.adapter.calls),
+            image_ids={reference: image.id for reference, image in images.items()},
+            services=({name: config.image_of(name) for name in config.services} if config else {}),
+            timings=timings,
+            started_at=self.started_at,
         )
+        if self.baseline is None:
+            return result
+        comparison = compare(self.baseline, result.record(self.state.name), self.state.compare)
+        return dataclasses.replace(result, comparison=comparison)
+
+    def compared(self) -> Comparison | None:
+        """The comparison with the baseline as things stand (None without a baseline)."""
+        return self.result().comparison
 
     def fail(
         self,
@@ -377,6 +473,19 @@ def _roll_back(
     for line in done:
         _log.warning("rolled back", what=line)
     return tuple(done)
+
+
+def compare_observed(
+    state: State, baseline: RunRecord, *, adapter: DockerAdapter | None = None
+) -> Comparison:
+    """The images as they are now (no change, no check) against a baseline: `plan --baseline`."""
+    adapter = adapter or make_adapter(state)
+    with _boundary("observe"):
+        run = _Run(state, adapter, baseline=baseline)
+        run.final = observe(state, adapter, (Step.IMAGES, Step.SERVICES), state.pins())
+        comparison = run.compared()
+    assert comparison is not None, "a run with a baseline is compared"
+    return comparison
 
 
 def down(

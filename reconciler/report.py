@@ -1,7 +1,10 @@
-"""Reports of an apply: a Markdown handoff table and JUnit XML, from an `ApplyResult`.
+"""Reports of an apply: a Markdown handoff and JUnit XML, from an `ApplyResult`.
 
-Pure rendering; the CLI writes the files. JUnit shows each check (and each failed change) as a
-test case, so CI systems list them.
+Pure rendering; the CLI writes the files. The Markdown report has the outcome, a per-step
+timing line, the changes, the checks (with the cases of a host test script, and the log tail
+of the service involved when a check fails), image sizes, the comparison with a baseline, and
+any rollback. JUnit has one test case per change, per migration and per check, plus each case
+of a host test script's own JUnit file, so a CI system sees one combined result.
 """
 
 from __future__ import annotations
@@ -9,21 +12,25 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
+from reconciler.baseline import Comparison
+from reconciler.plans import Step
 from reconciler.reconcile import ApplyResult
 
-__all__ = ["junit_xml", "markdown"]
+__all__ = ["comparison_lines", "junit_xml", "markdown"]
 
 _MB = 1_000_000
 
 
 def markdown(name: str, result: ApplyResult) -> str:
-    """A milestone-handoff style report: outcome, changes, checks, image sizes, rollback."""
+    """A milestone-handoff style report: outcome, changes, checks, image sizes, comparison."""
     outcome = "PASSED" if result.succeeded else "FAILED"
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# {name}: apply {outcome}", "", f"{when}. "]
     lines[-1] += (
         f"{len(result.applied)} changed, {len(result.plan.ok)} ok, {len(result.failed)} failed."
     )
+    if result.timings:
+        lines += ["", "Time: " + _timing_line(result.timings)]
     if result.error is not None:
         lines += ["", "Error:", "", "```", str(result.error), "```"]
     lines += ["", "## Changes", ""]
@@ -35,27 +42,142 @@ def markdown(name: str, result: ApplyResult) -> str:
             lines.append(_row(change.step, change.action, change.target, change.reason, "FAILED"))
     else:
         lines.append("None: the environment was already in its declared state.")
-    lines += ["", "## Checks", ""]
-    if result.checks:
-        lines += ["| check | result | detail | duration |", "|---|---|---|---|"]
-        for check in result.checks:
-            verdict = "PASS" if check.passed else "FAIL"
-            lines.append(_row(check.name, verdict, check.detail, f"{check.seconds:.1f} s"))
-    else:
-        lines.append("No checks ran.")
+    lines += _checks_section(result)
     if result.sizes:
         lines += ["", "## Image sizes", "", "| image | size |", "|---|---|"]
         for reference, size in sorted(result.sizes.items()):
             lines.append(_row(reference, f"{size / _MB:.0f} MB"))
+    if result.comparison is not None:
+        lines += ["", *_comparison_markdown(result.comparison)]
     if result.rolled_back:
         lines += ["", "## Rolled back", ""] + [f"- {line}" for line in result.rolled_back]
     return "\n".join(lines) + "\n"
 
 
+def _timing_line(timings: dict[str, float]) -> str:
+    parts = [f"{step} {seconds:.1f} s" for step, seconds in timings.items() if step != "total"]
+    total = timings.get("total")
+    return ", ".join(parts) + (f"; total {total:.1f} s" if total is not None else "")
+
+
+def _checks_section(result: ApplyResult) -> list[str]:
+    lines = ["", "## Checks", ""]
+    if not result.checks:
+        return [*lines, "No checks ran."]
+    lines += ["| check | result | detail | duration |", "|---|---|---|---|"]
+    for check in result.checks:
+        verdict = "PASS" if check.passed else "FAIL"
+        lines.append(_row(check.name, verdict, check.detail, f"{check.seconds:.1f} s"))
+        for case in check.cases:
+            label = "PASS" if case.outcome == "passed" else case.outcome.upper()
+            title = f"↳ {case.classname}.{case.name}" if case.classname else f"↳ {case.name}"
+            lines.append(_row(title, label, case.detail, f"{case.seconds:.1f} s"))
+    for check in result.checks:
+        if not check.passed and check.log_tail:
+            lines += [
+                "",
+                f"### Log tail of {check.service} (check {check.name!r} failed)",
+                "",
+                "```",
+                check.log_tail.rstrip("\n").replace("```", "'''"),
+                "```",
+            ]
+    return lines
+
+
+def _comparison_markdown(comparison: Comparison) -> list[str]:
+    lines = [
+        "## Comparison with the baseline",
+        "",
+        f"Baseline: {comparison.baseline_state}, saved {comparison.baseline_saved_at}.",
+    ]
+    if comparison.sizes:
+        lines += [
+            "",
+            "| image | services | baseline | now | change | reduction |",
+            "|---|---|---|---|---|---|",
+        ]
+        for size in comparison.sizes:
+            before = (
+                f"{size.before / _MB:.0f} MB ({size.before_reference})"
+                if size.before is not None
+                else "none"
+            )
+            change = f"{size.delta_mb:+.0f} MB" if size.delta_mb is not None else "new"
+            reduction = f"{size.reduction_pct:.1f}%" if size.reduction_pct is not None else ""
+            services = ", ".join(size.services) or "-"
+            now = f"{size.after / _MB:.0f} MB"
+            lines.append(_row(size.reference, services, before, now, change, reduction))
+    lines += ["", "Regressions (passed in the baseline, fail now):"]
+    lines += [f"- {r.name}: {r.now}" for r in comparison.regressions] or ["- none"]
+    if comparison.fixed:
+        lines += ["", "Fixed (failed in the baseline, pass now):"]
+        lines += [f"- {name}" for name in comparison.fixed]
+    if comparison.new_checks:
+        lines += ["", "New checks (not in the baseline):"]
+        lines += [f"- {name}" for name in comparison.new_checks]
+    if comparison.not_run:
+        lines += ["", "Checks of the baseline not run this time:"]
+        lines += [f"- {name}" for name in comparison.not_run]
+    rows = [
+        (t.step, t.before, t.after)
+        for t in comparison.timings
+        if t.before is not None and t.after is not None
+    ]
+    if rows:
+        lines += ["", "| step | baseline | now | change |", "|---|---|---|---|"]
+        lines += [_row(step, f"{b:.1f} s", f"{a:.1f} s", f"{a - b:+.1f} s") for step, b, a in rows]
+    if comparison.unmet:
+        lines += ["", "Requirements not met:"] + [f"- {line}" for line in comparison.unmet]
+    return lines
+
+
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """A comparison as short plain-text lines, for the terminal."""
+    lines = [f"baseline  {comparison.baseline_state} ({comparison.baseline_saved_at})"]
+    for size in comparison.sizes:
+        if size.before is None:
+            lines.append(f"size      {size.reference}  {size.after / _MB:.0f} MB (new)")
+            continue
+        lines.append(
+            f"size      {size.reference}  {size.before / _MB:.0f} MB -> {size.after / _MB:.0f} MB"
+            f"  ({size.delta_mb:+.0f} MB, {size.reduction_pct:.1f}% smaller)"
+        )
+    lines += [f"REGRESSION  {r.name}: {r.now}" for r in comparison.regressions]
+    lines += [f"new check  {name}" for name in comparison.new_checks]
+    lines += [f"UNMET     {line}" for line in comparison.unmet]
+    if not comparison.regressions:
+        lines.append("no regressions from the baseline")
+    return lines
+
+
 def junit_xml(name: str, result: ApplyResult) -> str:
-    """JUnit XML: one test case per check and per failed change."""
+    """JUnit XML: a test case per change, per migration and per check (and script case)."""
     suite = ET.Element("testsuite", name=name)
     failures = 0
+    for change in result.applied:
+        ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"{name}.{change.step}",
+            name=f"{change.action} {change.target}",
+        )
+    for change in result.failed:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"{name}.{change.step}",
+            name=f"{change.action} {change.target}",
+        )
+        failures += 1
+        message = result.failure_of(change)
+        ET.SubElement(case, "failure", message=message[:500]).text = message
+    for row in result.plan.ok:
+        if row.step is Step.MIGRATIONS:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"{name}.migrations", name=f"{row.target} at head"
+            )
+            ET.SubElement(case, "system-out").text = row.reason
     for check in result.checks:
         case = ET.SubElement(
             suite,
@@ -66,17 +188,23 @@ def junit_xml(name: str, result: ApplyResult) -> str:
         )
         if not check.passed:
             failures += 1
-            ET.SubElement(case, "failure", message=check.detail[:500]).text = check.detail
-    for change in result.failed:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"{name}.{change.step}",
-            name=f"{change.action} {change.target}",
-        )
-        failures += 1
-        message = str(result.error) if result.error else change.reason
-        ET.SubElement(case, "failure", message=message[:500]).text = message
+            text = check.detail + (f"\n\n{check.log_tail}" if check.log_tail else "")
+            ET.SubElement(case, "failure", message=check.detail[:500]).text = text
+        for script_case in check.cases:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"{name}.checks.{script_case.classname or check.name}",
+                name=script_case.name,
+                time=f"{script_case.seconds:.3f}",
+            )
+            if script_case.outcome in {"failure", "error"}:
+                failures += 1
+                ET.SubElement(
+                    case, "failure", message=script_case.detail[:500]
+                ).text = script_case.detail
+            elif script_case.outcome == "skipped":
+                ET.SubElement(case, "skipped", message=script_case.detail[:500])
     if (
         result.error is not None
         and not result.failed

@@ -25,6 +25,7 @@ from reconciler.docker.facts import (
     ComposeConfig,
     ContainerFacts,
     ImageFacts,
+    PublishedPort,
     ServiceConfig,
     normalize_reference,
 )
@@ -147,6 +148,16 @@ class DockerAdapter:
         """The last `lines` lines a container wrote (stdout and stderr)."""
         return self._read(
             [*self._docker_cmd(), "logs", "--tail", str(lines), container_id], stderr=True
+        )
+
+    def logs_since(self, container_id: str, since: str) -> str:
+        """Every line a container wrote since `since` (RFC 3339), each prefixed by its timestamp.
+
+        stdout and stderr interleaved as docker stores them.
+        """
+        return self._read(
+            [*self._docker_cmd(), "logs", "--timestamps", "--since", since, container_id],
+            stderr=True,
         )
 
     def exec(
@@ -404,5 +415,20 @@ def _parse_compose_config(model: dict[str, Any]) -> ComposeConfig:
                 str(k): "" if v is None else str(v)
                 for k, v in (spec.get("environment") or {}).items()
             },
+            ports=_published_ports(spec.get("ports") or []),
         )
     return ComposeConfig(project=project, services=services)
+
+
+def _published_ports(ports: list[Any]) -> tuple[PublishedPort, ...]:
+    """The TCP ports compose publishes on the host (the first of a published range)."""
+    found = []
+    for port in ports:
+        if not isinstance(port, dict) or port.get("protocol", "tcp") != "tcp":
+            continue
+        published = str(port.get("published") or "").partition("-")[0]
+        if published.isdigit() and str(port.get("target", "")).isdigit():
+            found.append(
+                PublishedPort(int(port["target"]), int(published), str(port.get("host_ip") or ""))
+            )
+    return tuple(found)

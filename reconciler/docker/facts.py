@@ -14,6 +14,7 @@ __all__ = [
     "ComposeConfig",
     "ContainerFacts",
     "ImageFacts",
+    "PublishedPort",
     "ServiceConfig",
     "normalize_reference",
 ]
@@ -30,6 +31,22 @@ class BuildConfig:
 
 
 @dataclass(frozen=True)
+class PublishedPort:
+    """A container port published on the host (TCP)."""
+
+    target: int
+    published: int
+    host_ip: str = ""
+
+    @property
+    def url(self) -> str:
+        """`http://HOST:PORT` for a client on the docker host (loopback when bound to all)."""
+        host = self.host_ip if self.host_ip not in {"", "0.0.0.0", "::"} else "127.0.0.1"  # noqa: S104 - compared, not bound
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.published}"
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """What compose's normalised model says about one service."""
 
@@ -39,6 +56,7 @@ class ServiceConfig:
     has_healthcheck: bool = False
     depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
+    ports: tuple[PublishedPort, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -291,8 +291,27 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             for index, path in enumerate(wheelhouse.requirements)
         ]
         wheelhouses[str(target)] = wheelhouse.model_copy(update={"requirements": requirements})
+    checks = []
+    for index, check in enumerate(state.checks):
+        if check.command is not None:
+            loc: list[str | int] = ["checks", index, "command"]
+            base = check.command.cwd or Path()
+            cwd = resolve(base, [*loc, "cwd"] if check.command.cwd else loc, must="dir")
+            junit = (
+                resolve(base / check.command.junit, [*loc, "junit"])
+                if check.command.junit is not None
+                else None
+            )
+            command = check.command.model_copy(update={"cwd": cwd, "junit": junit})
+            check = check.model_copy(update={"command": command})  # noqa: PLW2901
+        checks.append(check)
     resolved = state.model_copy(
-        update={"compose": compose, "images": images, "wheelhouses": wheelhouses}
+        update={
+            "compose": compose,
+            "images": images,
+            "wheelhouses": wheelhouses,
+            "checks": checks,
+        }
     )
     return resolved.located(source.resolve(), root, _key_positions(document))
 

@@ -18,11 +18,14 @@ __all__ = [
     "AlembicSpec",
     "BuildSpec",
     "CheckSpec",
+    "CommandSpec",
+    "CompareSpec",
     "ComposeSpec",
     "ExecSpec",
     "HttpRequestSpec",
     "ImageSpec",
     "ItemsExpectation",
+    "LogsSpec",
     "MigrationSpec",
     "PollSpec",
     "RootfsSpec",
@@ -205,22 +208,103 @@ class ExecSpec(_Strict):
     expect_output: str | None = Field(default=None, description="Substring of stdout+stderr.")
 
 
+def _valid_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
+    return pattern
+
+
+Regex = Annotated[str, Field(min_length=1), AfterValidator(_valid_regex)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class LogsSpec(_Strict):
+    """A service's log, read from docker: lines that must not appear, and lines that must."""
+
+    service: str = Field(pattern=_SERVICE_NAME)
+    must_not_match: list[Regex] = Field(
+        default_factory=list, description="Fails at the first line matching any of these."
+    )
+    must_match: list[Regex] = Field(
+        default_factory=list,
+        description="Each must match some line; waited for until the check's deadline.",
+    )
+    since: Literal["start", "apply"] = Field(
+        default="start",
+        description="Read from the container's start, or from the moment this apply began.",
+    )
+    ignore_case: bool = Field(default=True, description="Match without regard to case.")
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> LogsSpec:
+        if not self.must_match and not self.must_not_match:
+            raise ValueError("give `must_match` or `must_not_match` (or both)")
+        return self
+
+
+class CommandSpec(_Strict):
+    """A program run on the host (never through a shell); exit 0 passes.
+
+    Its environment is reconciler's own, plus RECONCILER_PROJECT, RECONCILER_STATE and one
+    RECONCILER_URL_<SERVICE> per service publishing a port, plus `env`.
+    """
+
+    argv: Argv
+    cwd: Path | None = Field(
+        default=None,
+        strict=False,
+        description="Working directory, relative to the state file (default: its directory).",
+    )
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    timeout: Seconds | None = Field(
+        default=None, description="Seconds the program may run (default: the check's deadline)."
+    )
+    junit: Path | None = Field(
+        default=None,
+        strict=False,
+        description="JUnit XML file the program writes, relative to `cwd`; its test cases "
+        "become rows of this run's report and JUnit output.",
+    )
+
+
 class CheckSpec(_Strict):
-    """A functional check with a deadline: an HTTP request (optionally polled) or an exec."""
+    """A functional check with a deadline: an HTTP request (optionally polled), an exec in a
+    service, a service's log, or a command run on the host."""
 
     name: str = Field(min_length=1)
     deadline: Seconds = 60.0
     http: HttpRequestSpec | None = None
     poll: PollSpec | None = None
     exec: ExecSpec | None = None
+    logs: LogsSpec | None = None
+    command: CommandSpec | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> CheckSpec:
-        if (self.http is None) == (self.exec is None):
-            raise ValueError("a check needs exactly one of `http` or `exec`")
+        kinds = [self.http, self.exec, self.logs, self.command]
+        if sum(kind is not None for kind in kinds) != 1:
+            raise ValueError("a check needs exactly one of `http`, `exec`, `logs` or `command`")
         if self.poll is not None and self.http is None:
             raise ValueError("`poll` follows an `http` request")
         return self
+
+
+class CompareSpec(_Strict):
+    """What a comparison with a baseline result (`--baseline`) must show, or the apply fails."""
+
+    size_reduction_pct: dict[
+        Annotated[str, AfterValidator(valid_image_reference)],
+        Annotated[float, Field(ge=-1000, le=100)],
+    ] = Field(
+        default_factory=dict,
+        description="image -> minimum size reduction against the baseline, in percent. The "
+        "baseline's image is the one the same service ran (or the same reference).",
+    )
+    no_regressions: bool = Field(
+        default=False, description="Fail when a check that passed in the baseline fails now."
+    )
 
 
 class State(_Strict):
@@ -240,6 +324,9 @@ class State(_Strict):
     )
     migrations: list[MigrationSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
+    compare: CompareSpec | None = Field(
+        default=None, description="Requirements on the comparison with a baseline result."
+    )
     sensitive_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=list,
         description="Environment variables whose values are secret: never printed anywhere.",

@@ -1,58 +1,82 @@
 """checks step: the state's functional checks, run after the environment converged.
 
 Each check is retried until it passes or its deadline passes: an HTTP request whose status and
-JSON must match (optionally followed by polling a URL until a field reaches a value), or a
-command run in a service whose exit code and output must match. Image size budgets are checked
-too. Checks change no docker object; their results feed the report.
+JSON must match (optionally followed by polling a URL until a field reaches a value), a
+command run in a service whose exit code and output must match, or a service's log read
+against patterns (`probes.logs`). A host command (`probes.command`, the team's own test
+script) runs once, bounded by its timeout; the cases of the JUnit file it writes become rows
+of the result. Image size budgets are checked too. Checks change no docker object; their
+results feed the report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import ImageFacts
+from reconciler.docker.facts import ComposeConfig, ImageFacts
 from reconciler.errors import DockerError
 from reconciler.facts import ChecksFacts, Snapshot
 from reconciler.logs import get_logger
 from reconciler.plans import Change, InSync, Plan, Step
+from reconciler.probes import Failed, NotYet
+from reconciler.probes import command as host_command
+from reconciler.probes import logs as service_logs
+from reconciler.probes.junit import CaseResult
+from reconciler.secrets import Secrets
 from reconciler.state import State
 from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
 from reconciler.steps.contract import StepDefinition
 
-__all__ = ["STEP", "CheckResult", "apply", "diff", "matches", "observe", "run", "size_results"]
+__all__ = [
+    "STEP",
+    "CaseResult",
+    "CheckResult",
+    "apply",
+    "diff",
+    "matches",
+    "observe",
+    "run",
+    "size_results",
+]
 
 _log = get_logger(__name__)
 _MB = 1_000_000
+_LOG_TAIL = 20
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One check's outcome, for the summary and the reports."""
+    """One check's outcome, for the summary and the reports.
+
+    `kind` is http, exec, logs, command or size; `service` the service it is about, if any
+    (the reports show its log tail when the check fails); `cases` a command's JUnit cases.
+    """
 
     name: str
     passed: bool
     detail: str
     seconds: float
+    kind: str = ""
+    service: str | None = None
+    cases: tuple[CaseResult, ...] = ()
+    log_tail: str = ""  # the service's last log lines, when the check failed
 
 
-class _NotYet(Exception):
-    """A check attempt that did not pass (yet); its message is the detail."""
-
-
-class _Failed(Exception):
-    """A check that can no longer pass (e.g. the polled operation failed)."""
+_NotYet, _Failed = NotYet, Failed
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ChecksFacts:
-    """The images found, whose size budgets the checks measure (no read of its own)."""
-    return ChecksFacts(snapshot.images)
+    """The images, containers and compose model the checks read (no read of its own)."""
+    return ChecksFacts(snapshot.images, snapshot.containers, snapshot.config)
 
 
 def diff(state: State, facts: ChecksFacts, earlier: Plan) -> Plan:
@@ -76,26 +100,75 @@ def apply(
 def run(
     state: State,
     adapter: DockerAdapter,
-    images: Mapping[str, ImageFacts],
+    facts: ChecksFacts,
     *,
+    apply_started: float | None = None,
+    secrets: Secrets | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] | None = None,
 ) -> tuple[CheckResult, ...]:
     """Run every declared check, each until it passes or its deadline passes.
 
     No attempt starts after a check's deadline, and each attempt is bounded by the time left.
-    A stop request ends the checks at once (`StopRequested`).
+    A stop request ends the checks at once (`StopRequested`). `apply_started` (epoch s) is
+    where `logs: {since: apply}` reads from; `secrets` are masked in every detail.
     """
     sleep = sleep or adapter.stop.sleep
     results = []
+    probe = _Probe(state, adapter, facts, apply_started)
     for check in state.checks:
         adapter.stop.check(f"check {check.name}")
-        results.append(_run_one(check, adapter, clock, sleep))
-    results += size_results(state, images)
-    for result in results:
-        log = _log.info if result.passed else _log.error
-        log("check", name=result.name, passed=result.passed, detail=result.detail)
+        result = _with_log_tail(_run_one(check, probe, clock, sleep), probe)
+        results.append(_logged(_redacted(result, secrets)))
+    results += [_logged(result) for result in size_results(state, facts.images)]
     return tuple(results)
+
+
+def _logged(result: CheckResult) -> CheckResult:
+    """Log a result as it lands (the CLI's live view shows it then)."""
+    log = _log.info if result.passed else _log.error
+    log("check", name=result.name, passed=result.passed, detail=result.detail, kind=result.kind)
+    return result
+
+
+def _with_log_tail(result: CheckResult, probe: _Probe) -> CheckResult:
+    """A failed check about a service carries that service's last log lines."""
+    if result.passed or result.service is None:
+        return result
+    container = next(
+        (c for c in probe.facts.containers if c.service == result.service and not c.oneoff), None
+    )
+    if container is None:
+        return result
+    try:
+        tail = probe.adapter.container_logs(container.id, _LOG_TAIL)
+    except DockerError as error:
+        tail = f"(log not readable: {error})"
+    return dataclasses.replace(result, log_tail=tail)
+
+
+def _redacted(result: CheckResult, secrets: Secrets | None) -> CheckResult:
+    if secrets is None:
+        return result
+    cases = tuple(
+        dataclasses.replace(case, detail=secrets.redact(case.detail)) for case in result.cases
+    )
+    return dataclasses.replace(
+        result,
+        detail=secrets.redact(result.detail),
+        cases=cases,
+        log_tail=secrets.redact(result.log_tail),
+    )
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What one check attempt needs besides its spec."""
+
+    state: State
+    adapter: DockerAdapter
+    facts: ChecksFacts
+    apply_started: float | None
 
 
 def size_results(state: State, images: Mapping[str, ImageFacts]) -> list[CheckResult]:
@@ -106,44 +179,92 @@ def size_results(state: State, images: Mapping[str, ImageFacts]) -> list[CheckRe
             continue
         image = images.get(reference)
         if image is None:
-            results.append(CheckResult(f"image size {reference}", False, "image not found", 0.0))
+            results.append(
+                CheckResult(f"image size {reference}", False, "image not found", 0.0, "size")
+            )
             continue
         size = image.size / _MB
         passed = size <= spec.size_budget_mb
         detail = f"{size:.0f} MB of {spec.size_budget_mb:g} MB budget"
-        results.append(CheckResult(f"image size {reference}", passed, detail, 0.0))
+        results.append(CheckResult(f"image size {reference}", passed, detail, 0.0, "size"))
     return results
+
+
+def _kind(check: CheckSpec, config: ComposeConfig | None) -> tuple[str, str | None]:
+    """The check's kind, and the service it is about (for HTTP: the one publishing the port)."""
+    if check.exec is not None:
+        return "exec", check.exec.service
+    if check.logs is not None:
+        return "logs", check.logs.service
+    if check.command is not None:
+        return "command", None
+    assert check.http is not None
+    port = urllib.parse.urlsplit(check.http.url).port
+    services = config.services.values() if config is not None else ()
+    owner = next((s.name for s in services if any(p.published == port for p in s.ports)), None)
+    return "http", owner
 
 
 def _run_one(
     check: CheckSpec,
-    adapter: DockerAdapter,
+    probe: _Probe,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> CheckResult:
     started = clock()
+    kind, service = _kind(check, probe.facts.config)
+    if check.command is not None:
+        return _command(check, probe, kind, clock)
     deadline = started + check.deadline
     delay = 0.5
     detail = "not attempted"
     while True:
-        left = deadline - clock()
         try:
-            if check.exec is not None:
-                detail = _exec(check.exec, adapter, left)
-            else:
-                assert check.http is not None, "validated: a check is http or exec"
-                detail = _http(check.http, check.poll, deadline, clock, sleep)
-            return CheckResult(check.name, True, detail, clock() - started)
+            detail = _attempt(check, probe, deadline, clock, sleep)
+            return CheckResult(check.name, True, detail, clock() - started, kind, service)
         except _Failed as failure:
-            return CheckResult(check.name, False, str(failure), clock() - started)
+            return CheckResult(check.name, False, str(failure), clock() - started, kind, service)
         except (_NotYet, DockerError) as attempt:
             detail = str(attempt)
         if deadline - clock() <= delay:  # the next attempt would start after the deadline
-            return CheckResult(
-                check.name, False, f"{detail} (deadline {check.deadline:g} s)", clock() - started
-            )
+            detail = f"{detail} (deadline {check.deadline:g} s)"
+            return CheckResult(check.name, False, detail, clock() - started, kind, service)
         sleep(delay)
         delay = min(delay * 1.5, 3.0)
+
+
+def _attempt(
+    check: CheckSpec,
+    probe: _Probe,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> str:
+    """One attempt of a retried check: its detail when it passes, else `_NotYet`/`_Failed`."""
+    if check.exec is not None:
+        return _exec(check.exec, probe.adapter, deadline - clock())
+    if check.logs is not None:
+        return service_logs.probe(
+            check.logs, probe.adapter, probe.facts.containers, probe.apply_started
+        )
+    assert check.http is not None, "validated: a check has exactly one kind"
+    return _http(check.http, check.poll, deadline, clock, sleep)
+
+
+def _command(check: CheckSpec, probe: _Probe, kind: str, clock: Callable[[], float]) -> CheckResult:
+    """A host command: one run, bounded by its timeout (the check's deadline by default)."""
+    assert check.command is not None
+    started = clock()
+    spec = check.command
+    env = host_command.environment(spec, probe.facts.config, probe.state.source)
+    timeout = spec.timeout or check.deadline
+    try:
+        outcome = host_command.run(spec, env, timeout, probe.adapter.stop)
+    except _Failed as failure:
+        return CheckResult(check.name, False, str(failure), clock() - started, kind)
+    return CheckResult(
+        check.name, outcome.passed, outcome.detail, clock() - started, kind, None, outcome.cases
+    )
 
 
 def _exec(spec: ExecSpec, adapter: DockerAdapter, left: float) -> str:

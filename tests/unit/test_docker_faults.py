@@ -14,6 +14,7 @@ from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import InputError, PermanentDockerError, StopRequested, TransientDockerError
+from reconciler.facts import ChecksFacts
 from reconciler.interrupt import StopToken
 from reconciler.state import State
 from reconciler.steps import checks
@@ -208,7 +209,7 @@ def test_exec_check_attempt_is_bounded_by_the_time_left(on_path: Path) -> None:
         {"name": "s", "compose": {"file": str(compose)}, "checks": [check]}
     )
     docker = DockerAdapter(compose, "p", retry=FAST)
-    (result,) = checks.run(state, docker, {})
+    (result,) = checks.run(state, docker, ChecksFacts())
     assert not result.passed
     assert "no answer within" in result.detail
     assert counter.read_text().strip() == "1", "no retry and no attempt after the deadline"

@@ -120,7 +120,7 @@ def http_state(tmp_path: Path, *checks_spec: dict[str, Any]) -> State:
 
 def run(state: State, clock: FakeClock) -> list[checks.CheckResult]:
     adapter = DockerAdapter(state.compose.file)
-    return list(checks.run(state, adapter, {}, clock=clock, sleep=clock.sleep))
+    return list(checks.run(state, adapter, ChecksFacts(), clock=clock, sleep=clock.sleep))
 
 
 def test_http_check_retries_until_the_json_matches(api: tuple[str, Script], tmp_path: Path) -> None:
@@ -227,7 +227,7 @@ def test_exec_check_and_size_budget_on_the_recorded_stack(
     adapter = DockerAdapter(state.compose.file, state.compose.project)
     images = adapter.images(["mutfxrb-api:1", "mutfxrb-db:1"])
     clock = FakeClock(500.0)
-    results = checks.run(state, adapter, images, clock=clock, sleep=clock.sleep)
+    results = checks.run(state, adapter, ChecksFacts(images), clock=clock, sleep=clock.sleep)
     assert [(r.name, r.passed) for r in results] == [
         ("api answers healthy", True),
         ("image size mutfxrb-db:1", True),

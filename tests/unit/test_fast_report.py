@@ -57,7 +57,7 @@ def test_junit_counts_every_failing_check() -> None:
 def test_junit_passing_run_has_no_failures() -> None:
     """All checks passing: every case present, zero failures."""
     root = suite(ApplyResult(Plan(), applied=(BUILD,), checks=(PASSING,)))
-    assert (root.get("tests"), root.get("failures")) == ("1", "0")
+    assert (root.get("tests"), root.get("failures")) == ("2", "0"), "the build and the check"
     assert failed_cases(root) == []
 
 
@@ -65,9 +65,12 @@ def test_junit_counts_failed_changes_with_the_error() -> None:
     """A failed change is a failing test case named by action and target, with the error."""
     error = ApplyError("ERROR: failed to solve: base image not found")
     root = suite(ApplyResult(Plan((PIN, BUILD)), applied=(PIN,), failed=(BUILD,), error=error))
-    assert (root.get("tests"), root.get("failures")) == ("1", "1")
+    assert (root.get("tests"), root.get("failures")) == ("2", "1"), (
+        "the pin passed, the build failed"
+    )
     assert failed_cases(root) == ["build ktrdr-backend:test"]
-    assert root[0].get("classname") == "ktrdr-canary.images"
+    assert root[0].get("classname") == "ktrdr-canary.compose-file"
+    assert root[1].get("classname") == "ktrdr-canary.images"
 
 
 def test_junit_reports_an_error_with_nothing_else_failed_as_converge() -> None:

@@ -84,7 +84,9 @@ def test_failed_apply_plans_and_reports_what_it_did(
     assert not result.succeeded
     assert result.counts == {"ok": len(result.plan.ok), "changed": 1, "failed": 1}
     root = ET.fromstring(junit_xml("mutfxrb", result))
-    assert (root.get("tests"), root.get("failures")) == ("1", "1")
+    assert (root.get("tests"), root.get("failures")) == ("2", "1"), (
+        "the edit passed, the build failed"
+    )
 
 
 def test_converged_stack_applies_nothing_and_passes_its_checks(
