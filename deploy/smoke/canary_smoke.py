@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Smoke test of a running ktrdr canary (stdlib only).
+"""Functional tests of a running ktrdr canary (stdlib only), in the spirit of the platform's
+scripts/test-canary.sh: health, workers, a backtest started and polled, client errors, training.
 
-    python3 deploy/smoke/canary_smoke.py [--base-url http://127.0.0.1:18000]
+    python3 deploy/smoke/canary_smoke.py [--base-url http://127.0.0.1:18000] [--junit FILE]
 
-Prints one PASS/FAIL line per check and exits 0 only when every check passed.
+Prints one PASS/FAIL line per check and exits 0 only when every check passed; `--junit` also
+writes the results as JUnit XML. Run as a reconciler `command` check, it finds the canary's URLs
+in RECONCILER_URL_BACKEND, RECONCILER_URL_BACKTEST_WORKER and RECONCILER_URL_TRAINING_WORKER.
 Run it after `python -m alembic upgrade head` in the backend container.
 """
 
@@ -11,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +68,8 @@ class Smoke:
         self.args = args
         self.api = args.base_url.rstrip("/") + "/api/v1"
         self.results: list[bool] = []
+        self.cases: list[tuple[str, bool, str, float]] = []
+        self.last = time.monotonic()
         self.backtest = {
             "strategy_name": args.strategy,
             "symbol": "EURUSD",
@@ -74,8 +81,26 @@ class Smoke:
 
     def report(self, name: str, ok: bool, detail: str) -> bool:
         self.results.append(ok)
+        now = time.monotonic()
+        self.cases.append((name, ok, detail, now - self.last))
+        self.last = now
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
         return ok
+
+    def write_junit(self, path: str) -> None:
+        """The results as JUnit XML: one test case per check, failures with their detail."""
+        suite = ET.Element("testsuite", name="canary-functional")
+        for name, ok, detail, seconds in self.cases:
+            case = ET.SubElement(
+                suite, "testcase", classname="canary", name=name, time=f"{seconds:.3f}"
+            )
+            if ok:
+                ET.SubElement(case, "system-out").text = detail
+            else:
+                ET.SubElement(case, "failure", message=detail[:500]).text = detail
+        suite.set("tests", str(len(self.cases)))
+        suite.set("failures", str(sum(not ok for _, ok, _, _ in self.cases)))
+        ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
     def health(self) -> None:
         """Backend health: database reachable and migrations at head."""
@@ -195,16 +220,28 @@ class Smoke:
         passed, total = sum(self.results), len(self.results)
         verdict = "PASS" if passed == total else "FAIL"
         print(f"{verdict}  summary: {passed}/{total} checks passed")
+        if self.args.junit:
+            self.write_junit(self.args.junit)
         return 0 if passed == total else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--base-url", default="http://127.0.0.1:18000")
-    parser.add_argument("--backtest-worker-url", default="http://127.0.0.1:15003")
-    parser.add_argument("--training-worker-url", default="http://127.0.0.1:15004")
+    env = os.environ.get
+    parser.add_argument(
+        "--base-url", default=env("RECONCILER_URL_BACKEND", "http://127.0.0.1:18000")
+    )
+    parser.add_argument(
+        "--backtest-worker-url",
+        default=env("RECONCILER_URL_BACKTEST_WORKER", "http://127.0.0.1:15003"),
+    )
+    parser.add_argument(
+        "--training-worker-url",
+        default=env("RECONCILER_URL_TRAINING_WORKER", "http://127.0.0.1:15004"),
+    )
     parser.add_argument("--strategy", default="v3_minimal")
     parser.add_argument("--timeout", type=float, default=30, help="deadline per waiting check (s)")
+    parser.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
     return Smoke(parser.parse_args()).run()
 
 

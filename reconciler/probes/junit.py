@@ -50,7 +50,8 @@ def read_cases(path: Path) -> tuple[CaseResult, ...]:
 
 
 def _case(element: ET.Element) -> CaseResult:
-    outcome, detail = "passed", ""
+    out = element.find("system-out")
+    outcome, detail = "passed", ((out.text or "").strip()[:300] if out is not None else "")
     for kind in _OUTCOMES:
         found = element.find(kind)
         if found is not None:

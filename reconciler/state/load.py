@@ -7,6 +7,8 @@ inside the state's root unless the state says `allow_outside_root: true`.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -221,10 +223,19 @@ def _position(
     return best
 
 
+@functools.cache
+def _known_keys() -> tuple[str, ...]:
+    """Every key some model of a state file accepts (for "did you mean" hints)."""
+    schema = State.model_json_schema(by_alias=True)
+    models = [schema, *schema.get("$defs", {}).values()]
+    return tuple(sorted({key for model in models for key in model.get("properties", {})}))
+
+
 def _describe(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        close = difflib.get_close_matches(str(error["loc"][-1]), _known_keys(), n=1)
+        return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
     if kind == "missing":
         return "required key is missing"
     message = str(error["msg"])
