@@ -144,7 +144,9 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
     try:
-        _configure_logging(args.log_format, verbose=args.verbose)
+        _configure_logging(
+            getattr(args, "log_format", "auto"), verbose=getattr(args, "verbose", False)
+        )
         try:
             return _run(args, stop, secrets)
         except ReconcilerError as error:
