@@ -6,6 +6,8 @@ Library use::
     state = reconciler.load_state("states/canary.yaml")
     plan = reconciler.plan(state)          # observe + diff, changes nothing
     result = reconciler.apply(state)       # lock, apply, verify, check; never raises but InputError
+    reconciler.save_plan(state, "x.plan")  # a plan file, with fingerprints of what it saw
+    result = reconciler.apply_plan("x.plan")  # exactly that plan, or StalePlanError in .error
 
 The library never prints and never configures logging; configure structlog in your program.
 Names are imported on first use (PEP 562), so `python -m reconciler` starts fast and can take
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
         Location,
         LockHeldError,
         PermanentDockerError,
+        PlanFileError,
         ReconcilerError,
+        StalePlanError,
         StopRequested,
         TransientDockerError,
     )
@@ -41,10 +45,13 @@ if TYPE_CHECKING:
     from reconciler.reconcile import (
         ApplyResult,
         apply,
+        apply_plan,
         down,
         plan,
+        save_plan,
         select_steps,
     )
+    from reconciler.saved_plan import SavedPlan, is_plan_file, load_plan
     from reconciler.state import State, load_state
     from reconciler.steps.checks import CheckResult
 
@@ -64,6 +71,8 @@ _WHERE = {
     "PermanentDockerError": "reconciler.errors",
     "ReconcilerError": "reconciler.errors",
     "TransientDockerError": "reconciler.errors",
+    "PlanFileError": "reconciler.errors",
+    "StalePlanError": "reconciler.errors",
     "StopRequested": "reconciler.errors",
     "StopToken": "reconciler.interrupt",
     "STEP_ORDER": "reconciler.plans",
@@ -78,6 +87,11 @@ _WHERE = {
     "down": "reconciler.reconcile",
     "plan": "reconciler.reconcile",
     "select_steps": "reconciler.reconcile",
+    "save_plan": "reconciler.reconcile",
+    "apply_plan": "reconciler.reconcile",
+    "SavedPlan": "reconciler.saved_plan",
+    "is_plan_file": "reconciler.saved_plan",
+    "load_plan": "reconciler.saved_plan",
     "State": "reconciler.state",
     "load_state": "reconciler.state",
     "CheckResult": "reconciler.steps.checks",
@@ -104,17 +118,24 @@ __all__ = [
     "LockHeldError",
     "PermanentDockerError",
     "Plan",
+    "PlanFileError",
     "ReconcilerError",
     "RetryPolicy",
+    "SavedPlan",
+    "StalePlanError",
     "State",
     "Step",
     "StopRequested",
     "StopToken",
     "TransientDockerError",
     "apply",
+    "apply_plan",
     "down",
+    "is_plan_file",
+    "load_plan",
     "load_state",
     "plan",
+    "save_plan",
     "select_steps",
 ]
 

@@ -22,14 +22,22 @@ import structlog
 
 from reconciler import reconcile
 from reconciler.baseline import Comparison, load_record
-from reconciler.errors import HealthTimeoutError, InputError, InternalError, ReconcilerError
+from reconciler.docker.adapter import DockerAdapter
+from reconciler.errors import (
+    HealthTimeoutError,
+    InputError,
+    InternalError,
+    Location,
+    ReconcilerError,
+)
 from reconciler.interrupt import StopToken, install_handlers, restore_handlers
 from reconciler.plans import Change, Plan, Step
 from reconciler.probes.junit import CaseResult
 from reconciler.report import comparison_lines, junit_xml, markdown
+from reconciler.saved_plan import is_plan_file, load_plan
 from reconciler.schema import state_schema
 from reconciler.secrets import RedactingStream, Secrets
-from reconciler.state import load_state
+from reconciler.state import State, load_state
 
 __all__ = ["main"]
 
@@ -57,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         type=Path,
         default=DEFAULT_STATE,
-        help=f"state file (default: {DEFAULT_STATE})",
+        help=f"state file, or for apply a plan file from plan --out (default: {DEFAULT_STATE})",
     )
     common.add_argument(
         "--log-format",
@@ -87,10 +95,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="compare with a result saved by `apply --save-result` (image sizes, regressions)",
     )
-    commands.add_parser(
+    plan = commands.add_parser(
         "plan",
         parents=[common, steps, baseline],
         help="show what apply would change; change nothing",
+    )
+    plan.add_argument(
+        "--out",
+        type=Path,
+        metavar="PLANFILE",
+        help="also save the plan, for `apply PLANFILE` to apply exactly it (or refuse if stale)",
     )
     apply = commands.add_parser(
         "apply",
@@ -172,6 +186,8 @@ def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
     if args.command == "schema":
         print(json.dumps(state_schema(), indent=2))
         return EXIT_OK
+    if is_plan_file(args.state):
+        return _apply_plan_file(args, stop, secrets)
     state = load_state(args.state)
     if args.command == "down":
         reconcile.down(state, volumes=args.volumes)
@@ -184,6 +200,8 @@ def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
     baseline = load_record(args.baseline) if args.baseline is not None else None
     if args.command == "plan":
         adapter = reconcile.make_adapter(state, stop=stop)
+        if args.out is not None:
+            return _save_plan(args, state, adapter, secrets)
         state_plan = reconcile.plan(state, steps=steps, adapter=adapter, secrets=secrets)
         comparison = (
             reconcile.compare_observed(state, baseline, adapter=adapter)
@@ -191,8 +209,7 @@ def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
             else None
         )
         return _plan(state_plan, comparison, as_json=args.json)
-    if args.lock_timeout < 0 or args.lock_timeout > 86400:
-        raise InputError(f"--lock-timeout must be between 0 and 86400 s, not {args.lock_timeout:g}")
+    _check_lock_timeout(args.lock_timeout)
     result = reconcile.apply(
         state,
         steps=steps,
@@ -204,6 +221,65 @@ def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
     )
     _write_reports(
         state.name,
+        result,
+        secrets,
+        report=args.report,
+        junit=args.junit,
+        save_result=args.save_result,
+    )
+    return _apply(result, secrets, as_json=args.json)
+
+
+def _check_lock_timeout(seconds: float) -> None:
+    if seconds < 0 or seconds > 86400:
+        raise InputError(f"--lock-timeout must be between 0 and 86400 s, not {seconds:g}")
+
+
+def _save_plan(
+    args: argparse.Namespace, state: State, adapter: DockerAdapter, secrets: Secrets
+) -> int:
+    """`plan --out`: print the plan as `plan` does, save it, and say where."""
+    the_plan = reconcile.save_plan(
+        state,
+        args.out,
+        only=args.only,
+        skip=args.skip,
+        adapter=adapter,
+        secrets=secrets,
+        given=args.state,
+    )
+    code = _plan(the_plan, None, as_json=args.json)
+    print(
+        f"Saved the plan to {args.out}; apply exactly it with: "
+        f"python -m reconciler apply {args.out}",
+        file=sys.stderr if args.json else sys.stdout,
+    )
+    return code
+
+
+def _apply_plan_file(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
+    """`apply PLANFILE`: apply exactly the saved plan, or refuse (exit 1) if it is stale."""
+    if args.command != "apply":
+        raise InputError(
+            f"this is a plan file: give it to `apply`, not `{args.command}`", Location(args.state)
+        )
+    if args.only or args.skip:
+        raise InputError(
+            "--only/--skip cannot be given with a plan file: it applies the steps it was made for",
+            Location(args.state),
+        )
+    _check_lock_timeout(args.lock_timeout)
+    saved = load_plan(args.state)
+    result = reconcile.apply_plan(
+        saved,
+        rollback_on_failure=args.rollback_on_failure,
+        stop=stop,
+        secrets=secrets,
+        lock_timeout=args.lock_timeout,
+        baseline=load_record(args.baseline) if args.baseline is not None else None,
+    )
+    _write_reports(
+        saved.state_name,
         result,
         secrets,
         report=args.report,

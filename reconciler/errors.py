@@ -21,7 +21,9 @@ __all__ = [
     "Location",
     "LockHeldError",
     "PermanentDockerError",
+    "PlanFileError",
     "ReconcilerError",
+    "StalePlanError",
     "StopRequested",
     "TransientDockerError",
 ]
@@ -128,4 +130,19 @@ class ConvergenceError(ReconcilerError):
 
     def __init__(self, message: str, remaining: tuple[str, ...]) -> None:
         self.remaining = remaining
+        super().__init__(message)
+
+
+class PlanFileError(InputError):
+    """A saved plan file that cannot be read or is not a valid plan file (exit 3)."""
+
+
+class StalePlanError(ReconcilerError):
+    """A saved plan no longer matches the state, files or environment it was made from (exit 1).
+
+    `changed` names each component that moved (state file, compose file, a step's facts).
+    """
+
+    def __init__(self, message: str, changed: tuple[str, ...]) -> None:
+        self.changed = changed
         super().__init__(message)

@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reconciler.baseline import Comparison, ImageRecord, RunRecord, compare
@@ -29,6 +30,7 @@ from reconciler.errors import (
     InputError,
     InternalError,
     ReconcilerError,
+    StalePlanError,
     StopRequested,
 )
 from reconciler.facts import Snapshot
@@ -38,8 +40,9 @@ from reconciler.logs import get_logger
 from reconciler.observe import observe
 from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step
 from reconciler.project import project_name
+from reconciler.saved_plan import SavedPlan, load_plan, make
 from reconciler.secrets import Secrets
-from reconciler.state import State
+from reconciler.state import State, load_state
 from reconciler.steps import checks, compose_file, images, migrations, services
 from reconciler.steps.checks import CaseResult, CheckResult
 from reconciler.steps.contract import StepDefinition
@@ -50,6 +53,7 @@ __all__ = [
     "CheckFailedError",
     "Observation",
     "apply",
+    "apply_plan",
     "compare_observed",
     "diff",
     "down",
@@ -57,6 +61,7 @@ __all__ = [
     "make_adapter",
     "names_in_order",
     "plan",
+    "save_plan",
     "select_steps",
 ]
 
@@ -247,6 +252,7 @@ def apply(
     lock: bool = True,
     secrets: Secrets | None = None,
     baseline: RunRecord | None = None,
+    saved: SavedPlan | None = None,
 ) -> ApplyResult:
     """Take the project's lock, plan, apply step by step, observe again to verify, run checks.
 
@@ -261,12 +267,16 @@ def apply(
     previous file bytes and images and re-converges the services that ran before.
     `stop.request()` (the CLI's signal handlers call it) stops the run: see `StopToken`.
     `secrets`, when given, receives the secret values observed (for redacting output).
+    `saved`: apply only if the fresh observation and plan match this saved plan (checked under
+    the lock; else a failed result with `StalePlanError`); see `apply_plan`.
     """
+    if saved is not None:
+        saved.check_target(state, steps)
     adapter = adapter or make_adapter(state, stop=stop)
     try:
         with _project_lock(state, adapter, lock=lock, timeout=lock_timeout):
             run = _Run(state, adapter, baseline=baseline)
-            return _apply_locked(run, steps, rollback_on_failure, secrets or Secrets())
+            return _apply_locked(run, steps, rollback_on_failure, secrets or Secrets(), saved=saved)
     except InputError:
         raise
     except ReconcilerError as error:  # the lock, or the first observation
@@ -274,17 +284,99 @@ def apply(
         return ApplyResult(Plan(), error=error, calls=tuple(adapter.calls), started_at=time.time())
 
 
+def save_plan(
+    state: State,
+    out: str | Path,
+    *,
+    only: Iterable[str] = (),
+    skip: Iterable[str] = (),
+    adapter: DockerAdapter | None = None,
+    secrets: Secrets | None = None,
+    given: str | Path | None = None,
+) -> Plan:
+    """`plan`, then write it to the plan file `out` with fingerprints of what it was made from.
+
+    `only`/`skip` select steps by name as the CLI does; `given` is the state path as the user
+    wrote it (recorded beside the absolute one). `apply_plan(out)` applies exactly this plan.
+    Raises like `plan`, and `PlanFileError` when `out` cannot be written.
+    """
+    only, skip = list(only), list(skip)
+    steps = select_steps(only, skip)
+    adapter = adapter or make_adapter(state)
+    with _boundary("observe"):
+        observation = _observe(state, adapter, steps)
+        if secrets is not None:
+            secrets.update(observation.snapshot.secrets)
+        the_plan = diff(state, observation.facts, steps)
+        saved = make(
+            state,
+            the_plan,
+            observation.snapshot,
+            observation.facts,
+            steps,
+            given=given,
+            only=only,
+            skip=skip,
+        )
+    saved.write(out)
+    return the_plan
+
+
+def apply_plan(
+    saved: SavedPlan | str | Path,
+    *,
+    adapter: DockerAdapter | None = None,
+    rollback_on_failure: bool = False,
+    stop: StopToken | None = None,
+    lock_timeout: float = 0.0,
+    lock: bool = True,
+    secrets: Secrets | None = None,
+    baseline: RunRecord | None = None,
+) -> ApplyResult:
+    """Apply a saved plan (or the plan file at that path) exactly, or refuse.
+
+    Loads the state the plan names and applies its steps with `apply(..., saved=...)`: under
+    the lock, the fresh observation's fingerprints and plan must equal the saved ones, else the
+    result fails with `StalePlanError` naming what changed (state file, compose file, a step's
+    facts and targets), before anything is changed. Raises `InputError` (`PlanFileError`) for
+    an unreadable or invalid plan file or state, like `apply`.
+    """
+    if not isinstance(saved, SavedPlan):
+        saved = load_plan(saved)
+    try:
+        saved.check_state_file()  # before parsing it: a state edited since is stale, not bad
+    except StalePlanError as error:
+        _log.error("apply failed", error=str(error))
+        return ApplyResult(Plan(), error=error)
+    state = load_state(saved.state_path)
+    return apply(
+        state,
+        steps=saved.steps,
+        adapter=adapter,
+        rollback_on_failure=rollback_on_failure,
+        stop=stop,
+        lock_timeout=lock_timeout,
+        lock=lock,
+        secrets=secrets,
+        baseline=baseline,
+        saved=saved,
+    )
+
+
 def _apply_locked(
     run: _Run,
     steps: Collection[Step],
     rollback_on_failure: bool,
     secrets: Secrets,
+    *,
+    saved: SavedPlan | None = None,
 ) -> ApplyResult:
     state, adapter = run.state, run.adapter
     with _boundary("observe"), run.timed("observe"):
         observed = _observe(state, adapter, steps)
         secrets.update(observed.snapshot.secrets)
         the_plan = diff(state, observed.facts, steps)
+        _check_saved(saved, state, observed, the_plan)
     run.plan = the_plan
     run.final = observed.snapshot
     if the_plan.empty:
@@ -352,6 +444,12 @@ def _verdict(
     if comparison is not None and comparison.unmet:
         return CheckFailedError("baseline comparison: " + "; ".join(comparison.unmet))
     return None
+
+
+def _check_saved(saved: SavedPlan | None, state: State, observed: Observation, fresh: Plan) -> None:
+    """With a saved plan, refuse (`StalePlanError`) unless this observation and plan match it."""
+    if saved is not None:
+        saved.verify(state, observed.snapshot, observed.facts, fresh)
 
 
 @contextmanager

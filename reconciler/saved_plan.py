@@ -1,0 +1,660 @@
+"""Saved plans, like Terraform's: `plan --out PLANFILE` writes one, `apply PLANFILE` applies it.
+
+A plan file is JSON (`FORMAT`, version `VERSION`)::
+
+    {"format": "reconciler-plan", "version": 1, "created_at": "2026-...Z",
+     "state": {"path": "/abs/states/x.yaml", "given": "states/x.yaml", "name": "x"},
+     "selection": {"only": [], "skip": []},
+     "steps": ["compose-file", "images", "services", "migrations", "checks"],
+     "plan": {"changes": [...], "ok": [...]},                 # the plan JSON, `Plan.to_dict()`
+     "fingerprints": {"algorithm": "sha256",
+                      "files": [{"kind": "state file", "path": "states/x.yaml",
+                                 "digest": "sha256:..."}, ...],
+                      "facts": {"services": {"api": "sha256:...", ...}, ...}}}
+
+`fingerprints` are sha256 digests of what the plan was made from: the state file, the compose
+file (the exact text the plan was computed from), the Dockerfiles and requirement files it
+builds with, and each step's observed facts, per target (a service, an image, a migration set),
+keeping only what a diff depends on (container ids, states, health, restart counts, image ids,
+migration revisions...; not the health-check output nor the wall clock).
+
+Secrets never reach the file, in clear or as a digest that could be brute-forced: every string
+is masked (`Secrets`: the values observed as secret, the values of secret-looking keys, URL
+passwords) *before* it is hashed, and digests that cover secret values (compose's config hashes,
+the images' input digests, which include build args) are left out, replaced by whether they
+match (a container's config hash equals compose's; an image's input label equals its inputs).
+The plan itself is redacted the same way. So a change of a secret value alone is seen only
+through those comparisons and through the plan computed again at apply time.
+
+`SavedPlan.verify` is called by `reconcile.apply(..., saved=...)` under the project's lock,
+on the fresh observation: any difference raises `StalePlanError` (exit 1) naming what moved,
+before anything is changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reconciler.build_context import DIGEST_LABEL
+from reconciler.docker.facts import ContainerFacts, ImageFacts
+from reconciler.errors import Location, PlanFileError, StalePlanError
+from reconciler.facts import (
+    ChecksFacts,
+    ComposeFileFacts,
+    ImagesFacts,
+    MigrationsFacts,
+    ServicesFacts,
+    Snapshot,
+)
+from reconciler.logs import get_logger
+from reconciler.plans import Plan, Step
+from reconciler.secrets import MASK, Secrets, looks_secret
+from reconciler.state import State
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "FileFingerprint",
+    "Fingerprints",
+    "SavedPlan",
+    "compare",
+    "fingerprints",
+    "is_plan_file",
+    "load_plan",
+    "make",
+    "plan_dict",
+]
+
+FORMAT = "reconciler-plan"
+VERSION = 1
+STATE_FILE = "state file"
+COMPOSE_FILE = "compose file"
+_MAX_BYTES = 64 * 1024 * 1024
+_MISSING = "missing"
+_MARKER = re.compile(rb'^\s*\{[^{]*?"format"\s*:\s*"' + FORMAT.encode() + rb'"')
+# Fields that change with no change to the environment (the wall clock, health-check output)
+# or that hold secrets: never part of a fingerprint.
+_VOLATILE = frozenset({"observed_at", "last_health_output", "secrets"})
+
+_log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FileFingerprint:
+    """One file the plan depends on: its kind, its path as shown, and its masked digest."""
+
+    kind: str
+    path: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Digests of everything a plan was made from: files, and each step's facts by target."""
+
+    files: tuple[FileFingerprint, ...] = ()
+    facts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan file's `fingerprints` object."""
+        return {
+            "algorithm": "sha256",
+            "files": [{"kind": f.kind, "path": f.path, "digest": f.digest} for f in self.files],
+            "facts": {step: dict(targets) for step, targets in self.facts.items()},
+        }
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A plan with what it was made from: the state it names, its steps, its fingerprints.
+
+    `plan` is the plan JSON (`Plan.to_dict()`, secrets redacted); `source` is the file it was
+    read from or written to, when there is one.
+    """
+
+    state_path: Path  # absolute
+    state_given: str  # as the user gave it
+    state_name: str
+    steps: tuple[Step, ...]
+    plan: Mapping[str, Any]
+    fingerprints: Fingerprints
+    created_at: str
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    source: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name this plan."""
+        return f"plan file {self.source}" if self.source is not None else "saved plan"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan file's JSON object (format marker and version first)."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "created_at": self.created_at,
+            "state": {
+                "path": str(self.state_path),
+                "given": self.state_given,
+                "name": self.state_name,
+            },
+            "selection": {"only": list(self.only), "skip": list(self.skip)},
+            "steps": [str(step) for step in self.steps],
+            "plan": dict(self.plan),
+            "fingerprints": self.fingerprints.to_dict(),
+        }
+
+    def write(self, path: str | Path) -> SavedPlan:
+        """Write the plan file atomically (temp file, fsync, rename); return it with `source`."""
+        target = Path(path)
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        try:
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed by with
+                "w",
+                dir=target.parent if str(target.parent) else ".",
+                prefix=f".{target.name}.",
+                suffix=".tmp",
+                delete=False,
+                encoding="utf-8",
+            )
+            try:
+                with handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.chmod(handle.name, 0o644)
+                os.replace(handle.name, target)
+            except BaseException:
+                Path(handle.name).unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise PlanFileError(
+                f"cannot write plan file: {error.strerror or error}", Location(target)
+            ) from None
+        _log.info("plan saved", path=str(target), changes=len(self.plan.get("changes", ())))
+        return replace(self, source=target)
+
+    def check_target(self, state: State, steps: Collection[Step]) -> None:
+        """The state and steps must be those the plan was made for (`PlanFileError`, exit 3)."""
+        where = Location(self.source) if self.source is not None else None
+        if state.source != self.state_path:
+            raise PlanFileError(
+                f"the plan was made for state {self.state_path}, not {state.source}", where
+            )
+        if tuple(steps) != self.steps:
+            raise PlanFileError(
+                f"the plan was made for steps {', '.join(self.steps) or 'none'}, "
+                f"not {', '.join(steps) or 'none'}",
+                where,
+            )
+
+    def check_state_file(self) -> None:
+        """Refuse (`StalePlanError`) when the state file's bytes moved since the plan was made."""
+        saved = {f.kind: f for f in self.fingerprints.files}.get(STATE_FILE)
+        now = _state_file_digest(self.state_path)
+        if saved is None or saved.digest != now:
+            self._refuse([_file_problem(STATE_FILE, self.state_given, now)])
+
+    def verify(
+        self, state: State, snapshot: Snapshot, facts: Mapping[Step, object], plan: Plan
+    ) -> None:
+        """Refuse (`StalePlanError`) unless the fresh observation and plan match the saved ones.
+
+        Called under the project's lock, on the observation the apply will act on.
+        """
+        now = fingerprints(state, snapshot, facts)
+        problems = compare(self.fingerprints, now, state_label=self.state_given)
+        if not problems:
+            fresh = json.loads(json.dumps(plan_dict(plan, Secrets(snapshot.secrets))))
+            if fresh != json.loads(json.dumps(dict(self.plan))):
+                problems.append(_plan_difference(self.plan, fresh))
+        if problems:
+            self._refuse(problems)
+        _log.info("saved plan is up to date", plan=str(self.source or "saved plan"))
+
+    def _refuse(self, problems: list[str]) -> None:
+        raise StalePlanError(
+            f"{self.label} is stale, nothing was changed: "
+            + "; ".join(problems)
+            + ". Make a new plan (plan --out) and apply that.",
+            tuple(problems),
+        )
+
+
+def make(
+    state: State,
+    plan: Plan,
+    snapshot: Snapshot,
+    facts: Mapping[Step, object],
+    steps: Collection[Step],
+    *,
+    given: str | Path | None = None,
+    only: Sequence[str] = (),
+    skip: Sequence[str] = (),
+) -> SavedPlan:
+    """The saved form of `plan`, made from `snapshot` and `facts` (by step) for `state`."""
+    return SavedPlan(
+        state_path=state.source,
+        state_given=str(given) if given is not None else state.shown(state.source),
+        state_name=state.name,
+        steps=tuple(step for step in Step if step in steps),
+        plan=plan_dict(plan, Secrets(snapshot.secrets)),
+        fingerprints=fingerprints(state, snapshot, facts),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        only=tuple(only),
+        skip=tuple(skip),
+    )
+
+
+def plan_dict(plan: Plan, secrets: Secrets) -> dict[str, Any]:
+    """The plan JSON with every registered secret value masked, as a plan file holds it."""
+    redacted: dict[str, Any] = _redact(plan.to_dict(), secrets)
+    return redacted
+
+
+def _redact(value: Any, secrets: Secrets) -> Any:
+    if isinstance(value, str):
+        return secrets.redact(value)
+    if isinstance(value, dict):
+        return {key: _redact(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact(item, secrets) for item in value]
+    return value
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+
+
+def fingerprints(state: State, snapshot: Snapshot, facts: Mapping[Step, object]) -> Fingerprints:
+    """Digests of the files and of each step's facts (by target), secrets masked first."""
+    secrets = Secrets(snapshot.secrets)
+    return Fingerprints(
+        files=_file_fingerprints(state, snapshot, secrets),
+        facts={
+            str(step): {
+                target: _digest(material)
+                for target, material in sorted(_targets(state, item, secrets).items())
+            }
+            for step, item in facts.items()
+        },
+    )
+
+
+def _digest(material: object) -> str:
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _masked_text(raw: bytes, secrets: Secrets) -> str:
+    """A file's text with secret values masked line by line (any bytes, decoded losslessly)."""
+    text = raw.decode("utf-8", "surrogateescape")
+    return "".join(secrets.mask_line(line) for line in text.splitlines(keepends=True))
+
+
+def _text_digest(raw: bytes, secrets: Secrets) -> str:
+    return _digest(_masked_text(raw, secrets))
+
+
+def _read_digest(path: Path, secrets: Secrets) -> str:
+    try:
+        return _text_digest(path.read_bytes(), secrets)
+    except OSError:
+        return _MISSING
+
+
+def _state_file_digest(path: Path) -> str:
+    # A state file holds no secret values (they come from `sensitive_env`); its digest masks
+    # only what looks secret, so it is known before any observation.
+    return _read_digest(path, Secrets())
+
+
+def _file_fingerprints(
+    state: State, snapshot: Snapshot, secrets: Secrets
+) -> tuple[FileFingerprint, ...]:
+    files = [
+        FileFingerprint(STATE_FILE, state.shown(state.source), _state_file_digest(state.source)),
+        FileFingerprint(
+            COMPOSE_FILE,
+            state.shown(snapshot.compose_file),
+            _text_digest(snapshot.compose_text.encode("utf-8", "surrogateescape"), secrets),
+        ),
+    ]
+    others: dict[tuple[str, Path], None] = {}
+    for source in snapshot.sources.values():
+        if source.build is not None:
+            others[("Dockerfile", source.build.dockerfile)] = None
+    for spec in state.wheelhouses.values():
+        for requirements in spec.requirements:
+            others[("requirements file", requirements)] = None
+    files += [
+        FileFingerprint(kind, state.shown(path), _read_digest(path, secrets))
+        for kind, path in sorted(others, key=lambda item: (item[0], str(item[1])))
+    ]
+    return tuple(files)
+
+
+def _plain(value: Any, secrets: Secrets) -> Any:  # noqa: PLR0911 - one return per kind
+    """JSON-able form of facts, every string masked, volatile fields left out."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _plain(getattr(value, f.name), secrets)
+            for f in fields(value)
+            if f.name not in _VOLATILE
+        }
+    if isinstance(value, BaseModel):
+        return _plain(value.model_dump(mode="json"), secrets)
+    if isinstance(value, Mapping):
+        return {
+            secrets.redact(str(key)): MASK
+            if isinstance(item, str) and looks_secret(str(key))
+            else _plain(item, secrets)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, secrets) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(json.dumps(_plain(item, secrets), sort_keys=True) for item in value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return secrets.redact(str(value))
+
+
+def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]:
+    """A step's facts split by target (what its plan rows name), as maskable plain data."""
+    if isinstance(facts, ComposeFileFacts):
+        text = facts.compose_text.encode("utf-8", "surrogateescape")
+        return {state.shown(facts.compose_file): _masked_text(text, secrets)}
+    if isinstance(facts, ImagesFacts):
+        return _image_targets(state, facts, secrets)
+    if isinstance(facts, ServicesFacts):
+        return _service_targets(facts, secrets)
+    if isinstance(facts, MigrationsFacts):
+        return {name: _plain(status, secrets) for name, status in facts.statuses.items()}
+    if isinstance(facts, ChecksFacts):
+        return {ref: {"id": image.id, "size": image.size} for ref, image in facts.images.items()}
+    return {"*": _plain(facts, secrets)}  # a step this module does not know yet: all in one
+
+
+def _image(image: ImageFacts | None, wanted: str | None, secrets: Secrets) -> object:
+    if image is None:
+        return None
+    labels = {key: value for key, value in image.labels.items() if key != DIGEST_LABEL}
+    return {
+        "id": image.id,
+        "size": image.size,
+        "labels": _plain(labels, secrets),
+        # The input digest covers build args (maybe secret): only whether it matches is kept.
+        "inputs_current": None if wanted is None else image.labels.get(DIGEST_LABEL) == wanted,
+    }
+
+
+def _image_targets(state: State, facts: ImagesFacts, secrets: Secrets) -> dict[str, object]:
+    targets: dict[str, object] = {}
+    for reference, source in facts.sources.items():
+        targets[reference] = {
+            "source": _plain(source, secrets),
+            "image": _image(
+                facts.images.get(reference), facts.context_digests.get(reference), secrets
+            ),
+        }
+    for directory, (wanted, have) in facts.wheelhouses.items():
+        targets[f"wheelhouse {state.shown(Path(directory))}"] = {
+            "downloaded": have is not None,
+            "in_sync": have == wanted,
+        }
+    return targets
+
+
+def _container(container: ContainerFacts, wanted_hash: str | None) -> object:
+    return {
+        "id": container.id,
+        "name": container.name,
+        "status": container.status,
+        "health": container.health,
+        "exit_code": container.exit_code,
+        "image_id": container.image_id,
+        "oneoff": container.oneoff,
+        "restart_count": container.restart_count,
+        "started_at": container.started_at,
+        "restart_policy": container.restart_policy,
+        # compose's config hash covers the environment (maybe secret): only the match is kept.
+        "config_current": container.config_hash == wanted_hash,
+    }
+
+
+def _service_targets(facts: ServicesFacts, secrets: Secrets) -> dict[str, object]:
+    config = facts.config
+    by_service: dict[str, list[ContainerFacts]] = {}
+    for container in facts.containers:
+        by_service.setdefault(container.service, []).append(container)
+    targets: dict[str, object] = {}
+    for service in sorted({*config.services, *by_service}):
+        spec = config.services.get(service)
+        reference = facts.pins.get(service) or (config.image_of(service) if spec else None)
+        image = facts.images.get(reference) if reference else None
+        wanted_hash = facts.config_hashes.get(service)
+        targets[service] = {
+            "config": _plain(spec, secrets),
+            "pin": facts.pins.get(service),
+            "image": reference,
+            "image_id": image.id if image is not None else None,
+            "has_config_hash": wanted_hash is not None,
+            "containers": sorted(
+                (_container(c, wanted_hash) for c in by_service.get(service, [])),
+                key=lambda item: json.dumps(item, sort_keys=True),
+            ),
+        }
+    return targets
+
+
+# --- comparison -----------------------------------------------------------------------------
+
+
+def compare(saved: Fingerprints, now: Fingerprints, *, state_label: str) -> list[str]:
+    """What moved from `saved` to `now`, one message per component; empty when nothing did."""
+    problems: list[str] = []
+    moved_files: set[str] = set()  # a step whose facts are a file (compose-file) says it once
+    old = {(f.kind, f.path): f.digest for f in saved.files}
+    new = {(f.kind, f.path): f.digest for f in now.files}
+    for key in [*old, *(key for key in new if key not in old)]:
+        kind, path = key
+        shown = state_label if kind == STATE_FILE else path
+        if key not in new:
+            problems.append(f"{kind} {shown} is no longer used")
+        elif key not in old:
+            problems.append(f"{kind} {shown} is new since the plan was made")
+        elif old[key] != new[key]:
+            problems.append(_file_problem(kind, shown, new[key]))
+            moved_files.add(path)
+    for step in [*saved.facts, *(step for step in now.facts if step not in saved.facts)]:
+        before, after = saved.facts.get(step), now.facts.get(step)
+        if before is None or after is None:
+            problems.append(f"step {step} was not observed {'now' if after is None else 'then'}")
+            continue
+        moved = [
+            target
+            + (" (gone)" if target not in after else " (new)" if target not in before else "")
+            for target in _ordered_union(before, after)
+            if before.get(target) != after.get(target) and target not in moved_files
+        ]
+        if moved:
+            problems.append(
+                f"observed facts of step {step} changed since the plan was made: "
+                + ", ".join(moved)
+            )
+    return problems
+
+
+def _ordered_union(first: Iterable[str], second: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys([*first, *second]))
+
+
+def _file_problem(kind: str, shown: str, digest_now: str) -> str:
+    if digest_now == _MISSING:
+        return f"{kind} {shown} is gone or unreadable since the plan was made"
+    return f"{kind} {shown} changed since the plan was made"
+
+
+def _plan_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
+    def rows(plan: Mapping[str, Any]) -> list[str]:
+        return [
+            f"{c.get('step')} {c.get('action')} {c.get('target')} ({c.get('reason')})"
+            for c in plan.get("changes", [])
+        ]
+
+    old, new = rows(saved), rows(fresh)
+    lines = [f"+ {row}" for row in new if row not in old]
+    lines += [f"- {row}" for row in old if row not in new]
+    detail = ", ".join(lines) if lines else "same changes, other details"
+    return f"the plan made now differs from the saved one ({detail})"
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _StateRef(_Strict):
+    path: str
+    given: str
+    name: str
+
+
+class _Selection(_Strict):
+    only: list[str]
+    skip: list[str]
+
+
+class _PlanBody(_Strict):
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)  # the plan JSON may grow
+    changes: list[dict[str, Any]]
+    ok: list[dict[str, Any]]
+
+
+class _FileDigest(_Strict):
+    kind: str
+    path: str
+    digest: str
+
+
+class _Fingerprints(_Strict):
+    algorithm: Literal["sha256"]
+    files: list[_FileDigest]
+    facts: dict[str, dict[str, str]]
+
+
+class _PlanFile(_Strict):
+    format: Literal["reconciler-plan"]
+    version: Literal[1]
+    created_at: str
+    state: _StateRef
+    selection: _Selection
+    steps: list[str]
+    plan: _PlanBody
+    fingerprints: _Fingerprints
+
+
+def is_plan_file(path: str | Path) -> bool:
+    """True when `path` starts like a plan file (a JSON object with the format marker).
+
+    A damaged plan file still counts, so that `load_plan` can say what is wrong with it.
+    """
+    try:
+        with Path(path).open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return bool(_MARKER.match(head))
+
+
+def load_plan(path: str | Path) -> SavedPlan:
+    """Read a plan file; `PlanFileError` (exit 3) naming the file and what is wrong with it."""
+    source = Path(path)
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError:
+        raise PlanFileError("plan file not found", Location(source)) from None
+    except OSError as error:
+        raise PlanFileError(
+            f"cannot read plan file: {error.strerror or error}", Location(source)
+        ) from None
+    if len(raw) > _MAX_BYTES:
+        raise PlanFileError(
+            f"plan file is {len(raw)} bytes; the limit is {_MAX_BYTES}", Location(source)
+        )
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise PlanFileError(
+            f"not a plan file: byte {error.start} is not UTF-8", Location(source)
+        ) from None
+    except json.JSONDecodeError as error:
+        raise PlanFileError(
+            f"not a valid plan file: invalid JSON: {error.msg}",
+            Location(source, error.lineno, error.colno),
+        ) from None
+    except RecursionError:
+        raise PlanFileError("not a valid plan file: nested too deep", Location(source)) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PlanFileError(
+            f'not a plan file: no "format": "{FORMAT}" marker at its top level', Location(source)
+        )
+    if data.get("version") != VERSION:
+        raise PlanFileError(
+            f"plan file format version {data.get('version')!r} is not supported "
+            f"(this reconciler reads version {VERSION}); make the plan again",
+            Location(source),
+        )
+    try:
+        model = _PlanFile.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in first["loc"]) or "<top level>"
+        raise PlanFileError(
+            f"invalid plan file: {first['msg']}", Location(source, key=key)
+        ) from None
+    return _from_model(model, source)
+
+
+def _from_model(model: _PlanFile, source: Path) -> SavedPlan:
+    names = {str(step): step for step in Step}
+    unknown = [name for name in model.steps if name not in names]
+    if unknown:
+        raise PlanFileError(
+            f"invalid plan file: unknown step {unknown[0]!r}", Location(source, key="steps")
+        )
+    if not Path(model.state.path).is_absolute():
+        raise PlanFileError(
+            "invalid plan file: the state path must be absolute", Location(source, key="state.path")
+        )
+    return SavedPlan(
+        state_path=Path(model.state.path),
+        state_given=model.state.given,
+        state_name=model.state.name,
+        steps=tuple(names[name] for name in model.steps),
+        plan=model.plan.model_dump(),
+        fingerprints=Fingerprints(
+            files=tuple(
+                FileFingerprint(f.kind, f.path, f.digest) for f in model.fingerprints.files
+            ),
+            facts=model.fingerprints.facts,
+        ),
+        created_at=model.created_at,
+        only=tuple(model.selection.only),
+        skip=tuple(model.selection.skip),
+        source=source,
+    )
