@@ -147,7 +147,7 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
             )
     for container in containers:
         if container.status != "running":
-            if container.completed or _completed_one_shot(service, container, facts.config):
+            if _completed_one_shot(service, container, facts.config):
                 continue
             return change(
                 Action.START, f"container {container.status} (exit code {container.exit_code})"
@@ -273,7 +273,7 @@ class ReadinessWatch:
             )
             return Readiness(service, False, True, summary)
         if container.status != "running":
-            if container.completed or _completed_one_shot(service, container, config):
+            if _completed_one_shot(service, container, config):
                 return None
             failed = container.status in {"exited", "dead"}
             summary = f"{container.status} (exit code {container.exit_code})"
@@ -381,8 +381,14 @@ def _leftovers(containers: Iterable[ContainerFacts]) -> list[ContainerFacts]:
 
 
 def _completed_one_shot(service: str, container: ContainerFacts, config: ComposeConfig) -> bool:
+    """Exited 0 and meant to: a service others wait on to complete, or one with no restart
+    policy and no healthcheck (a long-running service declares one, so one that exited 0 was
+    stopped, not completed)."""
     if container.status != "exited" or container.exit_code != 0:
         return False
+    spec = config.services.get(service)
+    if container.completed and (spec is None or not spec.has_healthcheck):
+        return True
     return any(
         spec.depends_on.get(service) == "service_completed_successfully"
         for spec in config.services.values()
