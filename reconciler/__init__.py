@@ -8,6 +8,8 @@ Library use::
     result = reconciler.apply(state)       # lock, apply, verify, check; never raises but InputError
     reconciler.save_plan(state, "x.plan")  # a plan file, with fingerprints of what it saw
     result = reconciler.apply_plan("x.plan")  # exactly that plan, or StalePlanError in .error
+    base = reconciler.load_record("baseline.json")  # a result saved with --save-result
+    result = reconciler.apply(state, baseline=base)  # result.comparison; compare: can fail it
 
 The library never prints and never configures logging; configure structlog in your program.
 Names are imported on first use (PEP 562), so `python -m reconciler` starts fast and can take
@@ -21,6 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.baseline import Comparison, RunRecord, load_record
     from reconciler.docker.adapter import DockerAdapter, DockerCall, ExecResult
     from reconciler.docker.retry import RetryPolicy
     from reconciler.errors import (
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
         ApplyResult,
         apply,
         apply_plan,
+        compare_observed,
         down,
         plan,
         save_plan,
@@ -53,9 +57,14 @@ if TYPE_CHECKING:
     )
     from reconciler.saved_plan import SavedPlan, is_plan_file, load_plan
     from reconciler.state import State, load_state
-    from reconciler.steps.checks import CheckResult
+    from reconciler.steps.checks import CaseResult, CheckResult
 
 _WHERE = {
+    "Comparison": "reconciler.baseline",
+    "RunRecord": "reconciler.baseline",
+    "load_record": "reconciler.baseline",
+    "compare_observed": "reconciler.reconcile",
+    "CaseResult": "reconciler.steps.checks",
     "DockerAdapter": "reconciler.docker.adapter",
     "DockerCall": "reconciler.docker.adapter",
     "ExecResult": "reconciler.docker.adapter",
@@ -102,9 +111,11 @@ __all__ = [
     "Action",
     "ApplyError",
     "ApplyResult",
+    "CaseResult",
     "Change",
     "CheckFailedError",
     "CheckResult",
+    "Comparison",
     "ConvergenceError",
     "DockerAdapter",
     "DockerCall",
@@ -121,6 +132,7 @@ __all__ = [
     "PlanFileError",
     "ReconcilerError",
     "RetryPolicy",
+    "RunRecord",
     "SavedPlan",
     "StalePlanError",
     "State",
@@ -130,9 +142,11 @@ __all__ = [
     "TransientDockerError",
     "apply",
     "apply_plan",
+    "compare_observed",
     "down",
     "is_plan_file",
     "load_plan",
+    "load_record",
     "load_state",
     "plan",
     "save_plan",

@@ -38,6 +38,15 @@ def documented_use(state_file: Path) -> int:
     for call in result.calls:
         assert_type(call, reconciler.DockerCall)
     assert_type(result.to_dict(), dict[str, Any])
+    baseline = reconciler.load_record(state_file.parent / "baseline.json")
+    assert_type(baseline, reconciler.RunRecord)
+    compared = reconciler.apply(state, baseline=baseline).comparison
+    assert_type(compared, reconciler.Comparison | None)
+    assert_type(reconciler.compare_observed(state, baseline), reconciler.Comparison)
+    assert_type(result.record(state.name), reconciler.RunRecord)
+    for check in result.checks:
+        for case in check.cases:
+            assert_type(case, reconciler.CaseResult)
     reconciler.down(state)
     return 0 if result.succeeded else result.error.exit_code if result.error else 1
 
