@@ -198,7 +198,10 @@ def test_baseline_then_split_then_noop(tree: Path) -> None:
     print(f"\nbackend size reduction against the baseline: {reduction:.1f}%")
 
     # Converged: plan is empty (exit 0) and a second apply issues no mutating docker command.
-    assert cli(tree, "plan", "states/canary.yaml").returncode == 0
+    planned = cli(tree, "plan", "states/canary.yaml", "--baseline", "baseline.json", "--json")
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    sizes = {row["image"]: row for row in json.loads(planned.stdout)["comparison"]["sizes"]}
+    assert sizes["ktrdr-backend:test"]["reduction_pct"] == round(reduction, 1)
     state = reconciler.load_state(tree / "states" / "canary.yaml")
     adapter = make_adapter(state)
     result = reconciler.apply(state, adapter=adapter)
