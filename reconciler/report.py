@@ -154,69 +154,58 @@ def comparison_lines(comparison: Comparison) -> list[str]:
 def junit_xml(name: str, result: ApplyResult) -> str:
     """JUnit XML: a test case per change, per migration and per check (and script case)."""
     suite = ET.Element("testsuite", name=name)
-    failures = 0
     for change in result.applied:
-        ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"{name}.{change.step}",
-            name=f"{change.action} {change.target}",
-        )
+        _case(suite, f"{name}.{change.step}", f"{change.action} {change.target}")
     for change in result.failed:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"{name}.{change.step}",
-            name=f"{change.action} {change.target}",
-        )
-        failures += 1
-        message = result.failure_of(change)
-        ET.SubElement(case, "failure", message=message[:500]).text = message
+        why = result.failure_of(change)
+        _case(suite, f"{name}.{change.step}", f"{change.action} {change.target}", failure=why)
     for row in result.plan.ok:
         if row.step is Step.MIGRATIONS:
-            case = ET.SubElement(
-                suite, "testcase", classname=f"{name}.migrations", name=f"{row.target} at head"
-            )
-            ET.SubElement(case, "system-out").text = row.reason
+            _case(suite, f"{name}.migrations", f"{row.target} at head", out=row.reason)
     for check in result.checks:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"{name}.checks",
-            name=check.name,
-            time=f"{check.seconds:.3f}",
-        )
-        if not check.passed:
-            failures += 1
-            text = check.detail + (f"\n\n{check.log_tail}" if check.log_tail else "")
-            ET.SubElement(case, "failure", message=check.detail[:500]).text = text
-        for script_case in check.cases:
-            case = ET.SubElement(
+        failure = None if check.passed else check.detail
+        text = (check.detail + f"\n\n{check.log_tail}") if check.log_tail else None
+        _case(suite, f"{name}.checks", check.name, check.seconds, failure=failure, text=text)
+        for case in check.cases:
+            failed = case.outcome in {"failure", "error"}
+            _case(
                 suite,
-                "testcase",
-                classname=f"{name}.checks.{script_case.classname or check.name}",
-                name=script_case.name,
-                time=f"{script_case.seconds:.3f}",
+                f"{name}.checks.{case.classname or check.name}",
+                case.name,
+                case.seconds,
+                failure=case.detail if failed else None,
+                skipped=case.detail if case.outcome == "skipped" else None,
             )
-            if script_case.outcome in {"failure", "error"}:
-                failures += 1
-                ET.SubElement(
-                    case, "failure", message=script_case.detail[:500]
-                ).text = script_case.detail
-            elif script_case.outcome == "skipped":
-                ET.SubElement(case, "skipped", message=script_case.detail[:500])
-    if (
-        result.error is not None
-        and not result.failed
-        and not any(not c.passed for c in result.checks)
-    ):
-        case = ET.SubElement(suite, "testcase", classname=f"{name}.apply", name="converge")
-        failures += 1
-        ET.SubElement(case, "failure", message=str(result.error)[:500]).text = str(result.error)
+    if result.error is not None and not result.failed and all(c.passed for c in result.checks):
+        _case(suite, f"{name}.apply", "converge", failure=str(result.error))
     suite.set("tests", str(len(suite)))
-    suite.set("failures", str(failures))
+    suite.set("failures", str(sum(case.find("failure") is not None for case in suite)))
     suite.set("errors", "0")
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _case(
+    suite: ET.Element,
+    classname: str,
+    name: str,
+    seconds: float | None = None,
+    *,
+    failure: str | None = None,
+    text: str | None = None,
+    skipped: str | None = None,
+    out: str | None = None,
+) -> None:
+    """One <testcase>: failed (message, and `text` or the message as its body), skipped, or
+    passed with `out` as its system-out."""
+    case = ET.SubElement(suite, "testcase", classname=classname, name=name)
+    if seconds is not None:
+        case.set("time", f"{seconds:.3f}")
+    if failure is not None:
+        ET.SubElement(case, "failure", message=failure[:500]).text = text or failure
+    elif skipped is not None:
+        ET.SubElement(case, "skipped", message=skipped[:500])
+    elif out:
+        ET.SubElement(case, "system-out").text = out
 
 
 def _row(*cells: object) -> str:
