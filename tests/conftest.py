@@ -140,8 +140,18 @@ def remove_stack(stack: Stack) -> None:
         capture_output=True,
         check=False,
     )
+    # By tag, never by ID: another stack built from the same context has the same image IDs,
+    # and removing an ID would take that stack's tags with it.
     images = subprocess.run(
-        ["docker", "image", "ls", "-q", "--filter", f"reference={stack.project}-*"],
+        [
+            "docker",
+            "image",
+            "ls",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            f"reference={stack.project}-*",
+        ],
         capture_output=True,
         text=True,
         check=False,
