@@ -10,6 +10,7 @@ the CLI is a thin shell over it. Nothing here prints; progress goes to structlog
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -234,6 +235,8 @@ def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result 
         observed = _observe(state, adapter, steps)
         secrets.update(observed.snapshot.secrets)
         the_plan = diff(state, observed.facts, steps)
+    # For a live view: the plan before anything runs, in the plan-JSON shape.
+    _log.debug("plan", changes=[c.to_dict() for c in the_plan.changes], ok=len(the_plan.ok))
     run = _Run(state, adapter, the_plan)
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
@@ -290,9 +293,16 @@ def _apply_locked(  # noqa: PLR0911 - each way an apply ends returns its result 
 
 @contextmanager
 def _boundary(where: str) -> Iterator[None]:
-    """Turn whatever escapes `where` into a ReconcilerError: OSError as ApplyError, else a bug."""
+    """Turn whatever escapes `where` into a ReconcilerError: OSError as ApplyError, else a bug.
+
+    Each boundary is a phase of the run (observe, a step, verify, checks): its start and its
+    end are logged at debug (`step started`, `step finished`) for a live view.
+    """
+    started = time.monotonic()
+    _log.debug("step started", step=where)
     try:
         yield
+        _log.debug("step finished", step=where, seconds=round(time.monotonic() - started, 3))
     except ReconcilerError:
         raise
     except OSError as error:
