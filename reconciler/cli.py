@@ -8,6 +8,7 @@ in one place (`_exit_code`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -16,7 +17,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import structlog
 
@@ -27,6 +28,9 @@ from reconciler.plans import Change, Plan, Step
 from reconciler.report import junit_xml, markdown
 from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import load_state
+
+if TYPE_CHECKING:
+    from reconciler.live import LiveView
 
 __all__ = ["main"]
 
@@ -95,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for another apply of the project to finish (default 0: fail at once)",
     )
+    apply.add_argument(
+        "--progress",
+        choices=["auto", "live", "plain"],
+        default="auto",
+        help="live: a live view of each step on the terminal; plain: logs only "
+        "(default auto: live when stdout and stderr are terminals)",
+    )
     apply.add_argument("--report", type=Path, metavar="PATH", help="write a Markdown report")
     apply.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML of the checks")
     down = commands.add_parser("down", parents=[common], help="stop the compose project")
@@ -119,10 +130,11 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     sys.stdout, sys.stderr = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
+    view = _live_view(args)
     try:
-        _configure_logging(args.log_format, verbose=args.verbose)
+        _configure_logging(args.log_format, verbose=args.verbose, view=view)
         try:
-            return _run(args, stop, secrets)
+            return _run(args, stop, secrets, view)
         except ReconcilerError as error:
             _report_error(error, secrets)
             return _exit_code(error)
@@ -130,6 +142,8 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
             _report_error(InternalError(error, traceback.format_exc()), secrets)
             return EXIT_FAILED
     finally:
+        if view is not None:
+            view.stop()  # idempotent: the terminal is given back on every way out
         sys.stdout, sys.stderr = stdout, stderr
         restore_handlers(handlers)
         if caller_logging is None:
@@ -142,7 +156,26 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
+def _live_view(args: argparse.Namespace) -> LiveView | None:
+    """The live view of an apply, when `--progress` asks for one (on a terminal, by default).
+
+    It draws on stdout, or on stderr with `--json` (stdout keeps the JSON alone), through the
+    redacting stream in place now. rich is imported only then.
+    """
+    progress = getattr(args, "progress", "plain")
+    terminals = sys.stdout.isatty() and sys.stderr.isatty()
+    if progress == "plain" or (progress == "auto" and not terminals):
+        return None
+    from reconciler.live import LiveView, make_console  # noqa: PLC0415 - only for a live view
+
+    stream = sys.stderr if args.json else sys.stdout
+    level = logging.DEBUG if args.verbose else logging.INFO
+    return LiveView(make_console(stream, force=progress == "live"), level=level)
+
+
+def _run(
+    args: argparse.Namespace, stop: StopToken, secrets: Secrets, view: LiveView | None = None
+) -> int:
     state = load_state(args.state)
     if args.command == "down":
         reconcile.down(state, volumes=args.volumes)
@@ -160,14 +193,17 @@ def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
         )
     if args.lock_timeout < 0 or args.lock_timeout > 86400:
         raise InputError(f"--lock-timeout must be between 0 and 86400 s, not {args.lock_timeout:g}")
-    result = reconcile.apply(
-        state,
-        steps=steps,
-        rollback_on_failure=args.rollback_on_failure,
-        stop=stop,
-        secrets=secrets,
-        lock_timeout=args.lock_timeout,
-    )
+    if view is not None:
+        view.progress.title = f"apply {state.name}"
+    with view if view is not None else contextlib.nullcontext():
+        result = reconcile.apply(
+            state,
+            steps=steps,
+            rollback_on_failure=args.rollback_on_failure,
+            stop=stop,
+            secrets=secrets,
+            lock_timeout=args.lock_timeout,
+        )
     _write_reports(state.name, result, secrets, report=args.report, junit=args.junit)
     return _apply(result, secrets, as_json=args.json)
 
@@ -264,24 +300,31 @@ def _save_traceback(error: InternalError, secrets: Secrets) -> Path:
     return Path(handle.name)
 
 
-def _configure_logging(fmt: str, *, verbose: bool) -> None:
-    """Configure structlog once, here: console on a TTY, JSON lines otherwise, on stderr."""
+def _configure_logging(fmt: str, *, verbose: bool, view: LiveView | None = None) -> None:
+    """Configure structlog once, here: console on a TTY, JSON lines otherwise, on stderr.
+
+    With a live view, every event (debug included) reaches the view first; only what the log
+    level lets through is then rendered, and printed above the view while it runs.
+    """
     console = sys.stderr.isatty() if fmt == "auto" else fmt == "console"
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if console
         else structlog.processors.JSONRenderer()
     )
+    level = logging.DEBUG if verbose else logging.INFO
+    processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        renderer,
+    ]
+    if view is not None:
+        processors = [view.feed, *processors, view.emit]
+        level = logging.DEBUG  # the view filters by level itself, after seeing every event
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if verbose else logging.INFO
-        ),
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
