@@ -169,7 +169,8 @@ def _live_view(args: argparse.Namespace) -> LiveView | None:
     from reconciler.live import LiveView, make_console  # noqa: PLC0415 - only for a live view
 
     stream = sys.stderr if args.json else sys.stdout
-    level = logging.DEBUG if args.verbose else logging.INFO
+    # Printed above the view: warnings and errors (the view shows the rest), or all with -v.
+    level = logging.DEBUG if args.verbose else logging.WARNING
     return LiveView(make_console(stream, force=progress == "live"), level=level)
 
 

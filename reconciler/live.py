@@ -15,10 +15,11 @@ of an apply (`LiveView.stop`, idempotent), which restores the cursor.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, cast
 
@@ -126,8 +127,8 @@ class Progress:
         handler = _HANDLERS.get(name)
         if handler is None:
             return
-        with self._lock:
-            handler(self, event, self.clock())
+        with self._lock, contextlib.suppress(LookupError, TypeError, ValueError, AttributeError):
+            handler(self, event, self.clock())  # a malformed event changes nothing
 
     def _phase(self, name: str) -> _Row:
         return self.phases.setdefault(name, _Row(name))
@@ -147,15 +148,32 @@ class Progress:
             self._target(step, str(change.get("target", "")), str(change.get("action", "")))
 
     def _on_step_started(self, event: Mapping[str, Any], now: float) -> None:
+        lock = self.phases.get("lock")
+        if lock is not None and lock.status == "running":
+            lock.end(now, note="taken")
         self._phase(str(event.get("step"))).start(now)
+
+    def _on_lock_wait(self, event: Mapping[str, Any], now: float) -> None:
+        waited = f"another apply holds it; waiting up to {event.get('timeout')} s"
+        self._phase("lock").start(now, waited)
 
     def _on_step_finished(self, event: Mapping[str, Any], now: float) -> None:
         row = self._phase(str(event.get("step")))
-        if row.status != "failed":
-            row.end(now)
         for target in self.targets.get(row.name, {}).values():
             if target.status == "running":
                 target.end(now)
+        if row.status != "failed":
+            row.end(now)
+            self._count(row)
+
+    def _count(self, phase: _Row) -> None:
+        """A finished step's note: how many of its targets changed (and how it ended)."""
+        targets = self.targets.get(phase.name, {}).values()
+        if not targets or phase.status != "done":
+            return
+        ended = phase.note.split("; ")[-1] if "ready after" in phase.note else ""
+        done = sum(1 for target in targets if target.status == "done")
+        phase.note = f"{done} changed" + (f"; {ended}" if ended else "")
 
     def _on_step_failed(self, event: Mapping[str, Any], now: float) -> None:
         step = str(event.get("step"))
@@ -165,10 +183,13 @@ class Progress:
                 target.end(now, "failed")
 
     def _on_changed(self, event: Mapping[str, Any], now: float) -> None:
-        row = self._target(str(event.get("step")), str(event.get("target")), str(event["action"]))
-        row.end(now)
+        step, action = str(event.get("step")), str(event.get("action", ""))
+        row = self._target(step, str(event.get("target")), action)
+        if row.status in {"pending", "running"}:
+            row.end(now)
         if row.started is None:
             row.started = now
+        self._count(self._phase(step))  # a step logs its changes once it is done
 
     def _on_image(self, event: Mapping[str, Any], now: float) -> None:
         step = _STEP_OF[str(event["event"])]
@@ -224,54 +245,78 @@ class Progress:
         elif text == "apply failed":
             self.outcome = f"failed: {_first_line(event.get('error'))}"
 
+    def finish(self) -> None:
+        """The run ended: what still runs did not finish (an error or a stop cut it)."""
+        with self._lock:
+            now = self.clock()
+            for row in [*self.phases.values(), *self._all_targets()]:
+                if row.status == "running":
+                    row.end(now, "failed", "did not finish")
+
+    def _all_targets(self) -> list[_Row]:
+        return [row for rows in self.targets.values() for row in rows.values()]
+
     # ---- the rendering -------------------------------------------------------------------
 
     def render(self, now: float | None = None) -> RenderableType:
         """The view at `now` (default: the clock's now): one line per phase, target, service."""
         with self._lock:
-            return Group(*self._lines(self.clock() if now is None else now))
+            now = self.clock() if now is None else now
+            rows = list(self._rows(now))
+            width = max((i + len(label) for i, row, label in rows if row is not None), default=0)
+            lines = [_one_line(self._header(now))]
+            for indent, row, label in rows:
+                if row is None:  # a line of output under what printed it
+                    lines.append(_one_line(Text(" " * indent + label, "dim")))
+                else:
+                    lines.append(_row_line(row, now, indent=indent, label=label, width=width))
+            return Group(*lines)
 
-    def _lines(self, now: float) -> Iterator[Text]:
-        running = [row for row in self.phases.values() if row.status == "running"]
+    def _header(self, now: float) -> Text:
         header = Text.assemble((self.title, "bold"), f"  {now - self.started:.1f} s")
+        running = [row for row in self.phases.values() if row.status == "running"]
+        failed = any(row.status == "failed" for row in self.phases.values()) or any(
+            not check.passed for check in self.checks
+        )
         if running:
             header.append(f"  now: {running[-1].name}", "cyan")
             if running[-1].note:
                 header.append(f" ({running[-1].note})", "cyan")
+        elif failed:
+            header.append("  failed", "bold red")
         elif self.outcome:
-            header.append(f"  {self.outcome}", "bold")
-        yield _one_line(header)
-        for phase in self.phases.values():
-            yield _row_line(phase, now, indent=0, label=phase.name)
-            yield from self._details(phase, now)
+            header.append(f"  {self.outcome}", "bold green")
+        return header
 
-    def _details(self, phase: _Row, now: float) -> Iterator[Text]:
-        for target in self.targets.get(phase.name, {}).values():
-            label = f"{target.action:<9} {target.name}" if target.action else target.name
-            service = self.services.get(target.name) if phase.name == "services" else None
-            row = target
-            if service is not None and target.status != "pending":
-                status: Status = _service_status(service, target.status)
-                row = _Row(target.name, target.action, status, target.started, target.ended)
-                row.note = service.state
-            yield _row_line(row, now, indent=4, label=label)
-            if target.status == "running":
-                for line in self.build_lines.get(target.name, ()):
-                    yield _one_line(Text(" " * 8 + line, "dim"))
-        if phase.name == "services":
-            planned = self.targets.get("services", {})
-            for name, service in self.services.items():
-                if name not in planned:  # waited on, though in sync
-                    row = _Row(name, "", _service_status(service, "running"), note=service.state)
-                    yield _row_line(row, now, indent=4, label=f"{'':<9} {name}")
-            if phase.status == "running":
-                for line in self.compose_lines:
-                    yield _one_line(Text(" " * 8 + line, "dim"))
-        if phase.name == "checks":
-            for check in self.checks:
-                status = "done" if check.passed else "failed"
-                row = _Row(check.name, "", status, note=check.detail)
-                yield _row_line(row, now, indent=4, label=check.name)
+    def _rows(self, now: float) -> Iterator[tuple[int, _Row | None, str]]:
+        """(indent, row or None for an output line, label), in display order."""
+        for phase in self.phases.values():
+            yield 0, phase, phase.name
+            for target in self.targets.get(phase.name, {}).values():
+                label = f"{target.action:<9} {target.name}" if target.action else target.name
+                service = self.services.get(target.name) if phase.name == "services" else None
+                row = target
+                if service is not None and target.status != "pending":
+                    status = _service_status(service, target.status)
+                    row = _Row(target.name, target.action, status, target.started, target.ended)
+                    row.note = service.state
+                yield 4, row, label
+                if target.status == "running":
+                    for line in self.build_lines.get(target.name, ()):
+                        yield 8, None, line
+            if phase.name == "services":
+                planned = self.targets.get("services", {})
+                for name, service in self.services.items():
+                    if name not in planned:  # waited on, though in sync
+                        status = _service_status(service, "running")
+                        yield 4, _Row(name, "", status, note=service.state), f"{'':<9} {name}"
+                if phase.status == "running":
+                    for line in self.compose_lines:
+                        yield 8, None, line
+            if phase.name == "checks":
+                for check in self.checks:
+                    status = "done" if check.passed else "failed"
+                    yield 4, _Row(check.name, "", status, note=check.detail), check.name
 
 
 def _service_status(service: _Service, otherwise: Status) -> Status:
@@ -282,7 +327,7 @@ def _service_status(service: _Service, otherwise: Status) -> Status:
     return "running" if otherwise != "pending" else "pending"
 
 
-def _row_line(row: _Row, now: float, *, indent: int, label: str) -> Text:
+def _row_line(row: _Row, now: float, *, indent: int, label: str, width: int) -> Text:
     icon, style = {
         "pending": ("·", "dim"),
         "running": (_SPINNER[int(now * 10) % len(_SPINNER)], "cyan"),
@@ -292,11 +337,11 @@ def _row_line(row: _Row, now: float, *, indent: int, label: str) -> Text:
     seconds = row.seconds(now)
     text = Text(" " * indent)
     text.append(icon, style)
-    text.append(f" {label:<{max(28 - indent, 1)}}")
+    text.append(f" {label:<{max(width - indent, 1)}}")
     text.append(f" {seconds:6.1f} s" if seconds is not None else " " * 9, "dim")
     if row.note:
         text.append(f"  {row.note}", "red" if row.status == "failed" else "")
-    return _one_line(text)
+    return text
 
 
 def _one_line(text: Text) -> Text:
@@ -314,6 +359,7 @@ _Handler = Callable[[Progress, Mapping[str, Any], float], None]
 _HANDLERS: dict[str, _Handler] = {
     "plan": Progress._on_plan,
     "step started": Progress._on_step_started,
+    "waiting for the lock": Progress._on_lock_wait,
     "step finished": Progress._on_step_finished,
     "step failed": Progress._on_step_failed,
     "changed": Progress._on_changed,
@@ -336,7 +382,7 @@ _HANDLERS: dict[str, _Handler] = {
 }
 
 
-def plan_text(changes: list[Mapping[str, Any]], ok: int) -> Text:
+def plan_text(changes: Sequence[Mapping[str, Any]], ok: int) -> Text:
     """The plan as `plan` prints it: a line per change (and its diff), then the count."""
     text = Text()
     for change in changes:
@@ -403,6 +449,7 @@ class LiveView:
         """Draw the last frame and give the terminal back (cursor shown); idempotent."""
         live, self._live = self._live, None
         if live is not None:
+            self.progress.finish()
             live.stop()
 
     def __enter__(self) -> LiveView:
