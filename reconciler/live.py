@@ -319,12 +319,15 @@ class Progress:
                     yield 4, _Row(check.name, "", status, note=check.detail), check.name
 
 
-def _service_status(service: _Service, otherwise: Status) -> Status:
+def _service_status(service: _Service, target: Status) -> Status:
+    """A service row: its sampled health while its target runs; failed if its step failed."""
     if service.failed:
         return "failed"
     if service.ready:
         return "done"
-    return "running" if otherwise != "pending" else "pending"
+    if target in {"pending", "failed"}:
+        return target
+    return "running"
 
 
 def _row_line(row: _Row, now: float, *, indent: int, label: str, width: int) -> Text:

@@ -137,6 +137,19 @@ def test_each_service_health_as_it_changes(progress: Progress, clock: Clock) -> 
     assert "unhealthy" in line_of(text, " api ")
 
 
+def test_a_stop_during_the_wait_leaves_no_service_spinning(progress: Progress) -> None:
+    """A stop cuts the wait: ready services stay ready, the others show as failed."""
+    feed(progress, "step started", step="services")
+    feed(progress, "compose up", services=["api", "db"])
+    feed(progress, "service health", service="db", state="running, healthy", ready=True)
+    feed(progress, "service health", service="api", state="health: starting", ready=False)
+    feed(progress, "step failed", step="services", error="stopped by SIGINT while waiting")
+    text = shown(progress)
+    assert line_of(text, " db ").split()[0] == "✓"
+    assert line_of(text, " api ").split()[0] == "✗"
+    assert "stopped by SIGINT" in line_of(text, "services  ")
+
+
 def test_each_check_as_it_lands(progress: Progress) -> None:
     """Checks appear one by one with their detail; a failing one marks the run failed at the end."""
     feed(progress, "step started", step="checks")
