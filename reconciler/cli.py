@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     sys.stdout, sys.stderr = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
-    view = _live_view(args)
+    view = _live_view(args, secrets)
     try:
         _configure_logging(args.log_format, verbose=args.verbose, view=view)
         try:
@@ -156,7 +156,7 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _live_view(args: argparse.Namespace) -> LiveView | None:
+def _live_view(args: argparse.Namespace, secrets: Secrets) -> LiveView | None:
     """The live view of an apply, when `--progress` asks for one (on a terminal, by default).
 
     It draws on stdout, or on stderr with `--json` (stdout keeps the JSON alone), through the
@@ -166,12 +166,13 @@ def _live_view(args: argparse.Namespace) -> LiveView | None:
     terminals = sys.stdout.isatty() and sys.stderr.isatty()
     if progress == "plain" or (progress == "auto" and not terminals):
         return None
-    from reconciler.live import LiveView, make_console  # noqa: PLC0415 - only for a live view
+    from reconciler.live import LiveView, Progress, make_console  # noqa: PLC0415 - live only
 
     stream = sys.stderr if args.json else sys.stdout
     # Printed above the view: warnings and errors (the view shows the rest), or all with -v.
     level = logging.DEBUG if args.verbose else logging.WARNING
-    return LiveView(make_console(stream, force=progress == "live"), level=level)
+    console = make_console(stream, force=progress == "live")
+    return LiveView(console, Progress(redact=secrets.redact), level=level)
 
 
 def _run(

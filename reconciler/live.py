@@ -114,6 +114,9 @@ class Progress:
     checks: list[_Check] = field(default_factory=list)
     planned: int | None = None
     outcome: str = ""
+    # Applied to every text before it is cut to the terminal's width: a secret cut in two
+    # would escape the redacting stream the console writes through.
+    redact: Callable[[str], str] = str
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -267,9 +270,11 @@ class Progress:
             lines = [_one_line(self._header(now))]
             for indent, row, label in rows:
                 if row is None:  # a line of output under what printed it
-                    lines.append(_one_line(Text(" " * indent + label, "dim")))
+                    lines.append(_one_line(Text(" " * indent + self.redact(label), "dim")))
                 else:
-                    lines.append(_row_line(row, now, indent=indent, label=label, width=width))
+                    row.note = self.redact(row.note)
+                    shown = self.redact(label)
+                    lines.append(_row_line(row, now, indent=indent, label=shown, width=width))
             return Group(*lines)
 
     def _header(self, now: float) -> Text:
@@ -281,11 +286,11 @@ class Progress:
         if running:
             header.append(f"  now: {running[-1].name}", "cyan")
             if running[-1].note:
-                header.append(f" ({running[-1].note})", "cyan")
+                header.append(f" ({self.redact(running[-1].note)})", "cyan")
         elif failed:
             header.append("  failed", "bold red")
         elif self.outcome:
-            header.append(f"  {self.outcome}", "bold green")
+            header.append(f"  {self.redact(self.outcome)}", "bold green")
         return header
 
     def _rows(self, now: float) -> Iterator[tuple[int, _Row | None, str]]:
@@ -481,8 +486,13 @@ class LiveView:
         try:
             self.progress.feed(event_dict)
             if event_dict.get("event") == "plan" and self.active:
-                changes = list(event_dict.get("changes") or [])
-                self.console.print(plan_text(changes, int(event_dict.get("ok") or 0)))
+                redact = self.progress.redact
+                changes = [
+                    {key: redact(value) if isinstance(value, str) else value for key, value in c}
+                    for c in (dict(change).items() for change in event_dict.get("changes") or [])
+                ]
+                text = plan_text(changes, int(event_dict.get("ok") or 0))
+                self.console.print(text, soft_wrap=True)
         except Exception:  # noqa: S110 - a view fault must not reach the library
             pass
         if _LEVELS.get(method, 20) < self.level:

@@ -281,6 +281,21 @@ def test_the_view_writes_through_the_redacting_stream() -> None:
     assert "pw ***" in out.getvalue()
 
 
+def test_a_secret_cut_at_the_terminal_edge_is_still_redacted() -> None:
+    """Lines are cut to the terminal's width: the secret is masked before, never half shown."""
+    secret = "hunter2-password-0123456789"
+    out = io.StringIO()
+    console = Console(file=RedactingStream(out, Secrets([secret])), width=40, color_system=None)
+    progress = Progress(redact=Secrets([secret]).redact)
+    feed(progress, "step started", step="images")
+    feed(progress, "building image", image="app:1")
+    feed(progress, "build output", image="app:1", line=f"{'x' * 20} {secret}")
+    feed(progress, "step failed", step="migrations", error=f"bad dsn {secret}")
+    console.print(progress.render())
+    assert "hunter2" not in out.getvalue()
+    assert f"{'x' * 20} ***" in out.getvalue()
+
+
 # ---- the CLI on a pseudo-terminal (no docker: an apply of the compose-file step only) ----------
 
 
@@ -389,3 +404,14 @@ def test_off_a_terminal_nothing_changes_and_live_can_be_forced(tmp_path: Path) -
     assert "In sync: no changes (1 ok)." in forced.stdout
     assert forced.stdout.splitlines()[-1] == "ok=1 changed=0 failed=0"
     assert forced.stderr == ""
+    as_json = subprocess.run(
+        apply_argv(state, "--progress", "live", "--json"),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=60,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["summary"] == {"ok": 1, "changed": 0, "failed": 0}
+    assert "In sync: no changes (1 ok)." in as_json.stderr, "with --json the view is on stderr"
