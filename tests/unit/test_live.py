@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import pytest
 import structlog
@@ -285,7 +285,8 @@ def test_a_secret_cut_at_the_terminal_edge_is_still_redacted() -> None:
     """Lines are cut to the terminal's width: the secret is masked before, never half shown."""
     secret = "hunter2-password-0123456789"
     out = io.StringIO()
-    console = Console(file=RedactingStream(out, Secrets([secret])), width=40, color_system=None)
+    stream = cast(IO[str], RedactingStream(out, Secrets([secret])))
+    console = Console(file=stream, width=40, color_system=None)
     progress = Progress(redact=Secrets([secret]).redact)
     feed(progress, "step started", step="images")
     feed(progress, "building image", image="app:1")
