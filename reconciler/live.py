@@ -205,7 +205,9 @@ class Progress:
 
     def _on_build_output(self, event: Mapping[str, Any], now: float) -> None:
         lines = self.build_lines.setdefault(str(event.get("image")), deque(maxlen=_BUILD_LINES))
-        lines.append(str(event.get("line", "")))
+        line = str(event.get("line", "")).rstrip()
+        if line:
+            lines.append(line)
 
     def _on_compose_up(self, event: Mapping[str, Any], now: float) -> None:
         services = [str(s) for s in event.get("services") or []]
@@ -214,7 +216,9 @@ class Progress:
             self._target("services", service).start(now)
 
     def _on_compose_output(self, event: Mapping[str, Any], now: float) -> None:
-        self.compose_lines.append(str(event.get("line", "")).strip())
+        line = str(event.get("line", "")).strip()
+        if line:
+            self.compose_lines.append(line)
 
     def _on_service_health(self, event: Mapping[str, Any], now: float) -> None:
         ready, failed = bool(event.get("ready")), bool(event.get("failed"))

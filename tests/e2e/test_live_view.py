@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,17 @@ SLOW_HEALTH = (
 )
 SPINNER = re.compile("[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]")
 HEALTH_TEST = '["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]'
+
+
+def slow_build(stack: Stack) -> str:
+    """A build step that prints, waits 1 s, prints again; never cached (a fresh tag in it)."""
+    tag = uuid.uuid4().hex[:8]
+    with (stack.directory / "Dockerfile").open("a") as dockerfile:
+        dockerfile.write(
+            f'RUN ["/bin/sh", "-c", "echo compiling part 1 of 2 {tag}; sleep 1; '
+            f'echo compiling part 2 of 2 {tag}"]\n'
+        )
+    return tag
 
 
 def slow_worker_with_a_check(stack: Stack) -> None:
@@ -48,6 +60,11 @@ def apply_on_a_terminal(stack: Stack) -> Terminal:
     return Terminal([sys.executable, "-m", "reconciler", "apply", str(stack.state_file)])
 
 
+def above(lines: list[str], prefix: str) -> int:
+    """The row of the screen that starts with `prefix` (the first one)."""
+    return next(row for row, line in enumerate(lines) if line.startswith(prefix))
+
+
 def line_of(screen: str, pattern: str) -> str:
     lines = [line for line in screen.splitlines() if re.search(pattern, line)]
     assert len(lines) == 1, f"{pattern!r} on {len(lines)} lines of:\n{screen}"
@@ -58,6 +75,7 @@ def test_apply_shows_plan_then_each_step_and_service_then_the_recap(stack: Stack
     """Plan first; then steps, targets, health states and the check as they happen, the screen
     changing at least once a second throughout (the health wait included); the recap last."""
     slow_worker_with_a_check(stack)
+    tag = slow_build(stack)
     terminal = apply_on_a_terminal(stack)
     try:
         code = terminal.wait(300)
@@ -68,9 +86,12 @@ def test_apply_shows_plan_then_each_step_and_service_then_the_recap(stack: Stack
     assert code == 0, screen
     text = terminal.text
 
-    # The plan comes first, then the view, then the summary and the recap.
+    # The plan comes first (printed above the view as soon as observed, before any step runs),
+    # then the view, then the summary and the recap.
     assert text.index("services      create    worker") < text.index("Plan: 6 to change")
-    assert text.index("Plan: 6 to change") < text.index(f"apply {stack.project}")
+    assert text.index("Plan: 6 to change") < text.index("now: images")
+    lines = screen.splitlines()
+    assert lines.index("Plan: 6 to change, 4 ok.") < above(lines, f"apply {stack.project}")
     recap = re.findall(r"ok=\d+ changed=6 failed=0", text)
     assert len(recap) == 1
     assert text.rindex(f"apply {stack.project}") < text.index(recap[0])
@@ -78,6 +99,7 @@ def test_apply_shows_plan_then_each_step_and_service_then_the_recap(stack: Stack
 
     # While it ran: each step as it ran, the health of the slow worker as it was sampled.
     assert re.search(r"now: images \(building " + re.escape(stack.project + "-"), text)
+    assert re.search(rf"\n {{8}}#\d+ [\d.]+ compiling part 1 of 2 {tag}", text), "a build's output"
     assert re.search(r"now: services \(compose up api, db, worker\)", text)
     assert re.search(r"create +worker +\d+\.\d s  health: starting", text)
     assert "now: checks" in text or "✓ checks" in screen
@@ -111,7 +133,8 @@ def test_apply_shows_plan_then_each_step_and_service_then_the_recap(stack: Stack
         assert again.wait(120) == 0
     finally:
         again.close()
-    assert again.text.index("In sync: no changes") < again.text.index(f"apply {stack.project}")
+    lines = again.display().splitlines()
+    assert above(lines, "In sync: no changes") < above(lines, f"apply {stack.project}")
     assert "in sync: nothing to do" in again.display()
     assert re.search(r"ok=\d+ changed=0 failed=0$", again.display())
 
@@ -129,7 +152,7 @@ def test_ctrl_c_during_the_health_wait_restores_the_terminal(stack: Stack) -> No
     screen = terminal.display()
     assert code == 130, screen
     assert "stop requested" in screen
-    assert "stopped by SIGINT while waiting" in line_of(screen, r"^✗ services ")
+    assert "stopped by SIGINT" in line_of(screen, r"^✗ services ")
     assert line_of(screen, r"✗ create +worker ").endswith("health: starting")
     assert not SPINNER.search(screen), "nothing shows as running once the run ended"
     assert "ok=" in screen.splitlines()[-1]

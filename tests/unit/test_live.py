@@ -93,6 +93,7 @@ def test_a_running_build_shows_its_elapsed_time_and_last_lines(
     feed(progress, "building image", image="app:1", context="/ctx")
     for number in range(8):
         feed(progress, "build output", image="app:1", line=f"#{number} step output")
+        feed(progress, "build output", image="app:1", line="")  # blank lines are not shown
     clock.now += 2.5
     text = shown(progress)
     assert "now: images (building app:1)" in line_of(text, "apply demo")
@@ -340,10 +341,12 @@ def test_apply_on_a_terminal_shows_plan_then_view_then_recap(
     finally:
         terminal.close()
     text = terminal.text
-    assert text.index("compose-file  edit") < text.index("Plan: 1 to change")
-    assert text.index("Plan: 1 to change") < text.index("apply livetest")
-    assert text.index("apply livetest") < text.rindex("ok=0 changed=1 failed=0")
     screen = terminal.display()
+    rows = screen.splitlines()
+    plan = rows.index("Plan: 1 to change, 0 ok.")
+    assert rows[0].startswith("compose-file  edit      c.yml:services.a.image")
+    assert plan < rows.index(line_of(screen, "apply livetest")), "the plan is above the view"
+    assert text.index("apply livetest") < text.rindex("ok=0 changed=1 failed=0")
     assert line_of(screen, "✓ observe")
     assert line_of(screen, "✓ compose-file").endswith("1 changed")
     assert line_of(screen, "✓ edit").split()[:3] == ["✓", "edit", "c.yml:services.a.image"]
