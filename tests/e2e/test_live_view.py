@@ -130,9 +130,10 @@ def test_apply_shows_plan_then_each_step_and_service_then_the_recap(stack: Stack
     # Again: nothing to do, said at once, and a recap with no change.
     again = apply_on_a_terminal(stack)
     try:
-        assert again.wait(120) == 0
+        code = again.wait(120)
     finally:
         again.close()
+    assert code == 0, again.display()
     lines = again.display().splitlines()
     assert above(lines, "In sync: no changes") < above(lines, f"apply {stack.project}")
     assert "in sync: nothing to do" in again.display()
@@ -174,9 +175,10 @@ def test_progress_plain_on_a_terminal_is_the_console_log(stack: Stack, tmp_path:
         ]
     )
     try:
-        assert terminal.wait(300) == 0
+        code = terminal.wait(300)
     finally:
         terminal.close()
+    assert code == 0, terminal.display()
     assert "[info     ] compose up" in terminal.text
     assert f"apply {stack.project}" not in terminal.text
     assert b"\x1b[?25l" not in terminal.raw
