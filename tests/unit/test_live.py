@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
@@ -18,7 +19,9 @@ import pytest
 import structlog
 from rich.console import Console
 
-from reconciler import cli
+from reconciler import cli, processes
+from reconciler.errors import StopRequested
+from reconciler.interrupt import StopToken
 from reconciler.live import LiveView, Progress, make_console, plan_text
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
@@ -296,6 +299,42 @@ def test_a_secret_cut_at_the_terminal_edge_is_still_redacted() -> None:
     console.print(progress.render())
     assert "hunter2" not in out.getvalue()
     assert f"{'x' * 20} ***" in out.getvalue()
+
+
+def test_a_child_s_lines_are_passed_on_as_they_come() -> None:
+    """processes.run(on_line=...): each line of stdout and stderr on arrival; output kept whole."""
+    seen: list[tuple[float, str]] = []
+    started = time.monotonic()
+    done = processes.run(
+        ["sh", "-c", "echo one; sleep 0.4; echo two >&2; sleep 0.4; echo three"],
+        stop=StopToken(),
+        on_stop=processes.OnStop.CUT,
+        on_line=lambda line: seen.append((time.monotonic() - started, line)),
+    )
+    assert [line for _, line in seen] == ["one", "two", "three"]
+    assert seen[1][0] - seen[0][0] > 0.3, "the first line came before the child ended"
+    assert (done.returncode, done.stdout, done.stderr) == (0, "one\nthree\n", "two\n")
+
+
+def test_a_streamed_child_is_still_cut_by_a_stop() -> None:
+    """A stop request cuts a child whose lines are streamed, as it cuts any other."""
+    stop = StopToken()
+    seen: list[str] = []
+
+    def on_line(line: str) -> None:
+        seen.append(line)
+        stop.request(signal.SIGINT)
+
+    started = time.monotonic()
+    with pytest.raises(StopRequested):
+        processes.run(
+            ["sh", "-c", "echo started; sleep 30"],
+            stop=stop,
+            on_stop=processes.OnStop.CUT,
+            on_line=on_line,
+        )
+    assert seen == ["started"]
+    assert time.monotonic() - started < 10
 
 
 # ---- the CLI on a pseudo-terminal (no docker: an apply of the compose-file step only) ----------
