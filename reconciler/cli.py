@@ -8,6 +8,7 @@ in one place (`_exit_code`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -16,7 +17,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import structlog
 
@@ -38,6 +39,9 @@ from reconciler.saved_plan import is_plan_file, load_plan
 from reconciler.schema import state_schema
 from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import State, load_state
+
+if TYPE_CHECKING:
+    from reconciler.live import LiveView
 
 __all__ = ["main"]
 
@@ -123,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for another apply of the project to finish (default 0: fail at once)",
     )
+    apply.add_argument(
+        "--progress",
+        choices=["auto", "live", "plain"],
+        default="auto",
+        help="live: a live view of each step on the terminal; plain: logs only "
+        "(default auto: live when stdout and stderr are terminals)",
+    )
     apply.add_argument("--report", type=Path, metavar="PATH", help="write a Markdown report")
     apply.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML of the checks")
     apply.add_argument(
@@ -157,12 +168,15 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     sys.stdout, sys.stderr = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
+    view = _live_view(args, secrets)
     try:
         _configure_logging(
-            getattr(args, "log_format", "auto"), verbose=getattr(args, "verbose", False)
+            getattr(args, "log_format", "auto"),
+            verbose=getattr(args, "verbose", False),
+            view=view,
         )
         try:
-            return _run(args, stop, secrets)
+            return _run(args, stop, secrets, view)
         except ReconcilerError as error:
             _report_error(error, secrets)
             return _exit_code(error)
@@ -170,6 +184,8 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
             _report_error(InternalError(error, traceback.format_exc()), secrets)
             return EXIT_FAILED
     finally:
+        if view is not None:
+            view.stop()  # idempotent: the terminal is given back on every way out
         sys.stdout, sys.stderr = stdout, stderr
         restore_handlers(handlers)
         if caller_logging is None:
@@ -182,12 +198,33 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
+def _live_view(args: argparse.Namespace, secrets: Secrets) -> LiveView | None:
+    """The live view of an apply, when `--progress` asks for one (on a terminal, by default).
+
+    It draws on stdout, or on stderr with `--json` (stdout keeps the JSON alone), through the
+    redacting stream in place now. rich is imported only then.
+    """
+    progress = getattr(args, "progress", "plain")
+    terminals = sys.stdout.isatty() and sys.stderr.isatty()
+    if progress == "plain" or (progress == "auto" and not terminals):
+        return None
+    from reconciler.live import LiveView, Progress, make_console  # noqa: PLC0415 - live only
+
+    stream = sys.stderr if args.json else sys.stdout
+    # Printed above the view: warnings and errors (the view shows the rest), or all with -v.
+    level = logging.DEBUG if args.verbose else logging.WARNING
+    console = make_console(stream, force=progress == "live")
+    return LiveView(console, Progress(redact=secrets.redact), level=level)
+
+
+def _run(
+    args: argparse.Namespace, stop: StopToken, secrets: Secrets, view: LiveView | None = None
+) -> int:
     if args.command == "schema":
         print(json.dumps(state_schema(), indent=2))
         return EXIT_OK
     if is_plan_file(args.state):
-        return _apply_plan_file(args, stop, secrets)
+        return _apply_plan_file(args, stop, secrets, view)
     state = load_state(args.state)
     if args.command == "down":
         reconcile.down(state, volumes=args.volumes)
@@ -210,15 +247,18 @@ def _run(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
         )
         return _plan(state_plan, comparison, as_json=args.json)
     _check_lock_timeout(args.lock_timeout)
-    result = reconcile.apply(
-        state,
-        steps=steps,
-        rollback_on_failure=args.rollback_on_failure,
-        stop=stop,
-        secrets=secrets,
-        lock_timeout=args.lock_timeout,
-        baseline=baseline,
-    )
+    if view is not None:
+        view.progress.title = f"apply {state.name}"
+    with view if view is not None else contextlib.nullcontext():
+        result = reconcile.apply(
+            state,
+            steps=steps,
+            rollback_on_failure=args.rollback_on_failure,
+            stop=stop,
+            secrets=secrets,
+            lock_timeout=args.lock_timeout,
+            baseline=baseline,
+        )
     _write_reports(
         state.name,
         result,
@@ -257,7 +297,9 @@ def _save_plan(
     return code
 
 
-def _apply_plan_file(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
+def _apply_plan_file(
+    args: argparse.Namespace, stop: StopToken, secrets: Secrets, view: LiveView | None
+) -> int:
     """`apply PLANFILE`: apply exactly the saved plan, or refuse (exit 1) if it is stale."""
     if args.command != "apply":
         raise InputError(
@@ -270,14 +312,17 @@ def _apply_plan_file(args: argparse.Namespace, stop: StopToken, secrets: Secrets
         )
     _check_lock_timeout(args.lock_timeout)
     saved = load_plan(args.state)
-    result = reconcile.apply_plan(
-        saved,
-        rollback_on_failure=args.rollback_on_failure,
-        stop=stop,
-        secrets=secrets,
-        lock_timeout=args.lock_timeout,
-        baseline=load_record(args.baseline) if args.baseline is not None else None,
-    )
+    if view is not None:
+        view.progress.title = f"apply {saved.state_name} ({args.state})"
+    with view if view is not None else contextlib.nullcontext():
+        result = reconcile.apply_plan(
+            saved,
+            rollback_on_failure=args.rollback_on_failure,
+            stop=stop,
+            secrets=secrets,
+            lock_timeout=args.lock_timeout,
+            baseline=load_record(args.baseline) if args.baseline is not None else None,
+        )
     _write_reports(
         saved.state_name,
         result,
@@ -406,24 +451,31 @@ def _save_traceback(error: InternalError, secrets: Secrets) -> Path:
     return Path(handle.name)
 
 
-def _configure_logging(fmt: str, *, verbose: bool) -> None:
-    """Configure structlog once, here: console on a TTY, JSON lines otherwise, on stderr."""
+def _configure_logging(fmt: str, *, verbose: bool, view: LiveView | None = None) -> None:
+    """Configure structlog once, here: console on a TTY, JSON lines otherwise, on stderr.
+
+    With a live view, every event (debug included) reaches the view first; only what the log
+    level lets through is then rendered, and printed above the view while it runs.
+    """
     console = sys.stderr.isatty() if fmt == "auto" else fmt == "console"
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if console
         else structlog.processors.JSONRenderer()
     )
+    level = logging.DEBUG if verbose else logging.INFO
+    processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        renderer,
+    ]
+    if view is not None:
+        processors = [view.feed, *processors, view.emit]
+        level = logging.DEBUG  # the view filters by level itself, after seeing every event
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if verbose else logging.INFO
-        ),
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -68,11 +68,15 @@ def _acquire(
     fd: int, path: Path, project: str, timeout: float, sleep: Callable[[float], None]
 ) -> None:
     deadline = time.monotonic() + timeout
+    told = False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
+            if not told and timeout:  # a long wait, for a live view
+                told = True
+                _log.debug("waiting for the lock", project=project, timeout=timeout)
             if time.monotonic() >= deadline:
                 holder = _read_holder(fd) or {}
                 who = (

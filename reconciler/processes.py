@@ -11,12 +11,14 @@ reconciler itself is killed. Commands are argv lists; nothing goes through a she
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -71,8 +73,12 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     what: str | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> Finished:
     """Run `argv` to its end and return what it printed; never raises for a nonzero exit.
+
+    `on_line`, when given, is called with each line the child prints (stdout or stderr, without
+    its line ending) as it comes, from a reader thread; the output is still returned whole.
 
     Raises `StopRequested` when stopped (after terminating the child), `ProcessTimeout` after
     `timeout` seconds, and `FileNotFoundError` when the program does not exist.
@@ -98,10 +104,11 @@ def run(
     out: list[str] = []
     err: list[str] = []
     told = False
+    wait = child.communicate if on_line is None else _LineReader(child, on_line).communicate
     try:
         while True:
             try:
-                stdout, stderr = child.communicate(timeout=_POLL)
+                stdout, stderr = wait(timeout=_POLL)
             except subprocess.TimeoutExpired:
                 pass
             else:
@@ -113,28 +120,70 @@ def run(
                 _log.warning("stop requested; letting this finish first", command=what)
             if stop.requested and (on_stop is OnStop.CUT or stop.urgent):
                 _log.warning("stop requested; terminating", command=what)
-                _terminate(child, out, err)
+                _terminate(child, out, err, wait)
                 raise stop.stopped(f"during {what}")
             if timeout is not None and time.monotonic() - started > timeout:
-                _terminate(child, out, err)
+                _terminate(child, out, err, wait)
                 raise ProcessTimeout(argv, timeout, "".join(out), "".join(err))
     finally:
         if child.poll() is None:
-            _terminate(child, out, err)
+            _terminate(child, out, err, wait)
 
 
-def _terminate(child: subprocess.Popen[str], out: list[str], err: list[str]) -> None:
+_Wait = Callable[..., tuple[str, str]]
+
+
+def _terminate(
+    child: subprocess.Popen[str], out: list[str], err: list[str], communicate: _Wait
+) -> None:
     """SIGTERM the child's process group, SIGKILL it after a grace period; collect its output."""
     for signum, wait in ((signal.SIGTERM, _GRACE), (signal.SIGKILL, None)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
         try:
-            stdout, stderr = child.communicate(timeout=wait)
+            stdout, stderr = communicate(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
         out.append(stdout or "")
         err.append(stderr or "")
         return
+
+
+class _LineReader:
+    """A child's stdout and stderr read line by line by two threads, each line passed to `on_line`.
+
+    `communicate` answers as `Popen.communicate` does: both outputs once the child ended and
+    both pipes closed, or `subprocess.TimeoutExpired`.
+    """
+
+    def __init__(self, child: subprocess.Popen[str], on_line: Callable[[str], None]) -> None:
+        self._child = child
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._threads = [
+            threading.Thread(target=_read_lines, args=(stream, chunks, on_line), daemon=True)
+            for stream, chunks in ((child.stdout, self._out), (child.stderr, self._err))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        end = None if timeout is None else time.monotonic() + timeout
+        self._child.wait(timeout=timeout)
+        for thread in self._threads:
+            thread.join(None if end is None else max(end - time.monotonic(), 0.0))
+            if thread.is_alive():
+                raise subprocess.TimeoutExpired(self._child.args, timeout or 0.0)
+        return "".join(self._out), "".join(self._err)
+
+
+def _read_lines(stream: object, chunks: list[str], on_line: Callable[[str], None]) -> None:
+    assert isinstance(stream, io.TextIOBase)
+    with stream:
+        for line in stream:
+            chunks.append(line)
+            with contextlib.suppress(Exception):  # a faulty callback must not lose the output
+                on_line(line.rstrip("\r\n"))
 
 
 def _what(argv: Sequence[str]) -> str:

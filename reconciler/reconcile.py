@@ -377,6 +377,8 @@ def _apply_locked(
         secrets.update(observed.snapshot.secrets)
         the_plan = diff(state, observed.facts, steps)
         _check_saved(saved, state, observed, the_plan)
+    # For a live view: the plan before anything runs, in the plan-JSON shape.
+    _log.debug("plan", changes=[c.to_dict() for c in the_plan.changes], ok=len(the_plan.ok))
     run.plan = the_plan
     run.final = observed.snapshot
     if the_plan.empty:
@@ -454,9 +456,16 @@ def _check_saved(saved: SavedPlan | None, state: State, observed: Observation, f
 
 @contextmanager
 def _boundary(where: str) -> Iterator[None]:
-    """Turn whatever escapes `where` into a ReconcilerError: OSError as ApplyError, else a bug."""
+    """Turn whatever escapes `where` into a ReconcilerError: OSError as ApplyError, else a bug.
+
+    Each boundary is a phase of the run (observe, a step, verify, checks): its start and its
+    end are logged at debug (`step started`, `step finished`) for a live view.
+    """
+    started = time.monotonic()
+    _log.debug("step started", step=where)
     try:
         yield
+        _log.debug("step finished", step=where, seconds=round(time.monotonic() - started, 3))
     except ReconcilerError:
         raise
     except OSError as error:

@@ -10,7 +10,7 @@ retried with tenacity (`retry.py`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -204,7 +204,11 @@ class DockerAdapter:
         if build.target:
             argv += ["--target", build.target]
         argv.append(str(build.context))
-        self._call(argv, mutating=True, timeout=None, on_stop=OnStop.CUT)
+
+        def output(line: str) -> None:  # the build's progress as it comes, for a live view
+            _log.debug("build output", image=reference, line=line)
+
+        self._call(argv, mutating=True, timeout=None, on_stop=OnStop.CUT, on_line=output)
 
     def remove_containers(self, ids: Sequence[str]) -> None:
         """Force-remove containers (leftovers of an interrupted compose recreate)."""
@@ -229,7 +233,7 @@ class DockerAdapter:
         argv = [*self._compose_cmd(), "up", "--detach", "--no-build", "--pull", "never"]
         if force_recreate:
             argv.append("--force-recreate")
-        self._call([*argv, *services], mutating=True, timeout=_UP_TIMEOUT)
+        self._call([*argv, *services], mutating=True, timeout=_UP_TIMEOUT, on_line=_compose_output)
 
     def down(self, *, volumes: bool) -> None:
         """`compose down`, keeping named volumes unless `volumes`."""
@@ -263,6 +267,7 @@ class DockerAdapter:
         exec_in_container: bool = False,
         on_stop: OnStop | None = None,
         retry: bool = True,
+        on_line: Callable[[str], None] | None = None,
     ) -> Finished:
         """Run one docker CLI command through `reconciler.processes`, retrying what is safe.
 
@@ -278,7 +283,12 @@ class DockerAdapter:
             self.calls.append(DockerCall(tuple(argv), mutating))
             try:
                 done = processes.run(
-                    argv, stop=self.stop, on_stop=on_stop, timeout=timeout, what=_short(argv, 120)
+                    argv,
+                    stop=self.stop,
+                    on_stop=on_stop,
+                    timeout=timeout,
+                    what=_short(argv, 120),
+                    on_line=on_line,
                 )
             except ProcessTimeout as error:
                 if mutating:
@@ -311,6 +321,11 @@ class DockerAdapter:
         if not retry:
             return attempt()
         return retrying(self.retry, attempt, what=_short(argv), mutating=mutating, stop=self.stop)
+
+
+def _compose_output(line: str) -> None:
+    """compose's progress lines (container created, waiting, healthy, started), for a live view."""
+    _log.debug("compose output", line=line)
 
 
 def _short(argv: Sequence[str], limit: int = 300) -> str:

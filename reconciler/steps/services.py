@@ -321,6 +321,7 @@ def wait_until_ready(
     }
     watch = ReadinessWatch()
     delay = 0.2
+    seen: dict[str, str] = {}
     while True:
         containers = _containers_by_service(adapter.containers())
         now = clock()
@@ -328,6 +329,16 @@ def wait_until_ready(
             name: watch.assess(name, containers.get(name, []), config, now)
             for name in config.services
         }
+        for name, item in status.items():  # each service's state as it changes, for a live view
+            if seen.get(name) != item.summary:
+                seen[name] = item.summary
+                _log.debug(
+                    "service health",
+                    service=name,
+                    state=item.summary,
+                    ready=item.ready,
+                    failed=item.failed,
+                )
         pending = [r for r in status.values() if not r.ready]
         if not pending:
             _log.info("all services ready", seconds=round(now - started, 2))
