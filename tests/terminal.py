@@ -86,6 +86,10 @@ class Terminal:
         self.frames.append(Frame(time.monotonic() - self.started, data))
         self._stream.feed(data)
 
+    def read(self, timeout: float) -> None:
+        """Read what arrives within `timeout` seconds (nothing, at the end of the output)."""
+        self._read(timeout)
+
     def read_until(self, predicate: Callable[[Terminal], bool], timeout: float) -> None:
         """Read until `predicate(self)` holds; AssertionError with the screen after `timeout`."""
         end = time.monotonic() + timeout
