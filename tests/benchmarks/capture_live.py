@@ -3,7 +3,7 @@ current activity changes, then the final screen.
 
     .venv/bin/python -m tests.benchmarks.capture_live [STATE] [-- APPLY ARGS...]
 
-Runs `python -m reconciler apply STATE` on a 120x60 pseudo-terminal (read through pyte, as the
+Runs `python -m reconciler apply STATE` on a 140x70 pseudo-terminal (read through pyte, as the
 live-view tests do). Changes whatever the apply changes: run it on a state you mean to apply.
 """
 
@@ -15,13 +15,13 @@ import sys
 from tests.conftest import RECONCILER
 from tests.terminal import Terminal
 
-_NOW = re.compile(r"now: ([^(]+)")
+_NOW = re.compile(r"now: ([\w-]+)")
 
 
 def main(argv: list[str]) -> int:
     state = argv[0] if argv and argv[0] != "--" else "states/canary.yaml"
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    terminal = Terminal([*RECONCILER, "apply", state, *extra], columns=120, lines=60)
+    terminal = Terminal([*RECONCILER, "apply", state, *extra], columns=140, lines=70)
     shown: set[str] = set()
     try:
         while terminal.process.poll() is None:
