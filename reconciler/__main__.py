@@ -15,7 +15,16 @@ from reconciler.interrupt import StopToken, install_handlers
 stop = StopToken()
 install_handlers(stop)
 
+# structlog imports rich when it is installed (for its tracebacks), about 0.1 s of CPU on every
+# start; only the live view uses rich. Hidden during the start-up imports, rich is imported for
+# real by the live view when a terminal asks for one.
+_hidden = "rich" not in sys.modules
+if _hidden:
+    sys.modules["rich"] = None  # type: ignore[assignment]
 from reconciler.cli import main  # noqa: E402 - after the handlers, on purpose
+
+if _hidden:
+    del sys.modules["rich"]
 
 code = main(stop=stop)
 for stream in (sys.stdout, sys.stderr):
