@@ -16,7 +16,7 @@ from reconciler.docker.facts import ContainerFacts
 from reconciler.probes import Failed, NotYet
 from reconciler.state.model import LogsSpec
 
-__all__ = ["LogLine", "probe", "read_lines", "rfc3339"]
+__all__ = ["LogLine", "probe", "read_lines", "rfc3339", "service_containers"]
 
 _SHOWN = 300
 
@@ -46,7 +46,7 @@ def probe(
     apply_started: float | None,
 ) -> str:
     """One read of the service's log and the verdict on it (a detail, `NotYet` or `Failed`)."""
-    mine = [c for c in containers if c.service == spec.service and not c.oneoff]
+    mine = service_containers(containers, spec.service)
     if not mine:
         raise NotYet(f"service {spec.service} has no container")
     lines = read_lines(adapter, mine, spec.since, apply_started)
@@ -56,19 +56,26 @@ def probe(
         for line in lines:
             if compiled.search(line.text):
                 raise Failed(f"log line matches {pattern!r}: {line.shown()}")
-    missing = [p for p in spec.must_match if not any(re.search(p, x.text, flags) for x in lines)]
-    if missing:
-        raise NotYet(f"no line of {spec.service}'s log ({len(lines)} lines) matches {missing[0]!r}")
-    found = [
-        next(line for line in lines if re.search(pattern, line.text, flags))
-        for pattern in spec.must_match
-    ]
+    found = []
+    for pattern in spec.must_match:
+        compiled = re.compile(pattern, flags)
+        first = next((line for line in lines if compiled.search(line.text)), None)
+        if first is None:
+            raise NotYet(
+                f"no line of {spec.service}'s log ({len(lines)} lines) matches {pattern!r}"
+            )
+        found.append(first)
     detail = f"{len(lines)} lines of {spec.service}'s log since {_since_text(spec.since)}"
     if spec.must_not_match:
         detail += f", none matching {len(spec.must_not_match)} forbidden pattern(s)"
     if found:
         detail += f"; found: {found[0].shown()}"
     return detail
+
+
+def service_containers(containers: Sequence[ContainerFacts], service: str) -> list[ContainerFacts]:
+    """The service's own containers (one-off `compose run` containers left out)."""
+    return [c for c in containers if c.service == service and not c.oneoff]
 
 
 def read_lines(

@@ -71,9 +71,6 @@ class CheckResult:
     log_tail: str = ""  # the service's last log lines, when the check failed
 
 
-_NotYet, _Failed = NotYet, Failed
-
-
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ChecksFacts:
     """The images, containers and compose model the checks read (no read of its own)."""
     return ChecksFacts(snapshot.images, snapshot.containers, snapshot.config)
@@ -135,11 +132,10 @@ def _with_log_tail(result: CheckResult, probe: _Probe) -> CheckResult:
     """A failed check about a service carries that service's last log lines."""
     if result.passed or result.service is None:
         return result
-    container = next(
-        (c for c in probe.facts.containers if c.service == result.service and not c.oneoff), None
-    )
-    if container is None:
+    mine = service_logs.service_containers(probe.facts.containers, result.service)
+    if not mine:
         return result
+    container = mine[0]
     try:
         tail = probe.adapter.container_logs(container.id, _LOG_TAIL)
     except DockerError as error:
@@ -222,9 +218,9 @@ def _run_one(
         try:
             detail = _attempt(check, probe, deadline, clock, sleep)
             return CheckResult(check.name, True, detail, clock() - started, kind, service)
-        except _Failed as failure:
+        except Failed as failure:
             return CheckResult(check.name, False, str(failure), clock() - started, kind, service)
-        except (_NotYet, DockerError) as attempt:
+        except (NotYet, DockerError) as attempt:
             detail = str(attempt)
         if deadline - clock() <= delay:  # the next attempt would start after the deadline
             detail = f"{detail} (deadline {check.deadline:g} s)"
@@ -240,7 +236,7 @@ def _attempt(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> str:
-    """One attempt of a retried check: its detail when it passes, else `_NotYet`/`_Failed`."""
+    """One attempt of a retried check: its detail when it passes, else `NotYet`/`Failed`."""
     if check.exec is not None:
         return _exec(check.exec, probe.adapter, deadline - clock())
     if check.logs is not None:
@@ -260,7 +256,7 @@ def _command(check: CheckSpec, probe: _Probe, kind: str, clock: Callable[[], flo
     timeout = spec.timeout or check.deadline
     try:
         outcome = host_command.run(spec, env, timeout, probe.adapter.stop)
-    except _Failed as failure:
+    except Failed as failure:
         return CheckResult(check.name, False, str(failure), clock() - started, kind)
     return CheckResult(
         check.name, outcome.passed, outcome.detail, clock() - started, kind, None, outcome.cases
@@ -276,9 +272,9 @@ def _exec(spec: ExecSpec, adapter: DockerAdapter, left: float) -> str:
     exit_ok = result.exit_code != 0 if wanted == "nonzero" else result.exit_code == wanted
     last = result.output.strip().splitlines()[-1:] or [""]
     if not exit_ok:
-        raise _NotYet(f"exit {result.exit_code}, wanted {wanted}: {last[0][:200]}")
+        raise NotYet(f"exit {result.exit_code}, wanted {wanted}: {last[0][:200]}")
     if spec.expect_output is not None and spec.expect_output not in result.output:
-        raise _NotYet(f"output lacks {spec.expect_output!r}: {last[0][:200]}")
+        raise NotYet(f"output lacks {spec.expect_output!r}: {last[0][:200]}")
     return f"exit {result.exit_code}" + (f": {last[0][:120]}" if last[0] else "")
 
 
@@ -291,9 +287,9 @@ def _http(
 ) -> str:
     status, body = _request(spec.method, spec.url, spec.json_body, deadline - clock())
     if spec.expect_status is not None and status != spec.expect_status:
-        raise _NotYet(f"HTTP {status}, wanted {spec.expect_status}: {_short(body)}")
+        raise NotYet(f"HTTP {status}, wanted {spec.expect_status}: {_short(body)}")
     if spec.expect_json is not None and not matches(body, spec.expect_json):
-        raise _NotYet(f"JSON does not match {spec.expect_json}: {_short(body)}")
+        raise NotYet(f"JSON does not match {spec.expect_json}: {_short(body)}")
     if spec.expect_items is not None:
         _check_items(body, spec.expect_items.min, spec.expect_items.having)
     captured = {name: _path(body, path) for name, path in spec.capture.items()}
@@ -316,7 +312,7 @@ def _poll(
         _, body = _request("GET", url, None, deadline - clock())
         for path, bad in poll.fail_if.items():
             if _path(body, path) in bad:
-                raise _Failed(f"{path} = {_path(body, path)!r}: {_short(body)}")
+                raise Failed(f"{path} = {_path(body, path)!r}: {_short(body)}")
         if all(_path(body, path) == want for path, want in poll.until.items()):
             shown = ", ".join(f"{path} = {want!r}" for path, want in poll.until.items())
             return f"{shown} after polling {url}"
@@ -324,17 +320,17 @@ def _poll(
             break
         sleep(delay)
         delay = min(delay * 1.5, 2.0)
-    raise _Failed(f"{url} never reached {poll.until}: last {_short(body)}")
+    raise Failed(f"{url} never reached {poll.until}: last {_short(body)}")
 
 
 def _check_items(body: Any, minimum: int, having: list[dict[str, object]]) -> None:
     if not isinstance(body, list):
-        raise _NotYet(f"expected a JSON list: {_short(body)}")
+        raise NotYet(f"expected a JSON list: {_short(body)}")
     if len(body) < minimum:
-        raise _NotYet(f"{len(body)} items, wanted at least {minimum}: {_short(body)}")
+        raise NotYet(f"{len(body)} items, wanted at least {minimum}: {_short(body)}")
     for wanted in having:
         if not any(matches(item, wanted) for item in body):
-            raise _NotYet(f"no item matches {wanted}: {_short(body)}")
+            raise NotYet(f"no item matches {wanted}: {_short(body)}")
 
 
 def matches(actual: Any, wanted: Any) -> bool:
@@ -363,7 +359,7 @@ def _request(
 ) -> tuple[int, Any]:
     """One HTTP request, bounded by the time left (at most 10 s)."""
     if left <= 0:
-        raise _NotYet(f"{method} {url}: deadline reached")
+        raise NotYet(f"{method} {url}: deadline reached")
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - URL scheme validated by the state model
     request.add_header("Accept", "application/json")
@@ -375,7 +371,7 @@ def _request(
     except urllib.error.HTTPError as error:
         return error.code, _json(error.read())
     except (urllib.error.URLError, OSError) as error:
-        raise _NotYet(f"{method} {url}: {getattr(error, 'reason', error)}") from error
+        raise NotYet(f"{method} {url}: {getattr(error, 'reason', error)}") from error
 
 
 def _json(raw: bytes) -> Any:
