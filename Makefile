@@ -13,6 +13,7 @@ STATE ?= states/canary.yaml
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m compileall -q reconciler  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $(STAMP)
 
 engine:

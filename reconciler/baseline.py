@@ -37,7 +37,7 @@ _MB = 1_000_000
 
 class _Record(BaseModel):
     # Later versions may add keys: a reader ignores what it does not know.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)  # built on first use
 
 
 class ImageRecord(_Record):

@@ -1,10 +1,10 @@
 """Content digest of an image's build inputs, stored on the image as a label.
 
 The digest covers every file docker would send (`.dockerignore` honoured through docker-py's
-port of moby's matcher), the Dockerfile, the build args and the target, so the images step
-rebuilds exactly when one of them changed. The governed compose file is left out even when it
-sits in the context: reconciler edits it itself, and counting it would make every pin edit
-rebuild every image. Pure file reading, no docker calls.
+port of moby's matcher, see `reconciler.dockerignore`), the Dockerfile, the build args and the
+target, so the images step rebuilds exactly when one of them changed. The governed compose file
+is left out even when it sits in the context: reconciler edits it itself, and counting it would
+make every pin edit rebuild every image. Pure file reading, no docker calls.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import os
 import stat
 from pathlib import Path
 
-from docker.utils.build import exclude_paths
-
 from reconciler.docker.facts import BuildConfig
+from reconciler.dockerignore import exclude_paths
 from reconciler.errors import InputError, Location
 
 __all__ = ["DIGEST_LABEL", "context_digest"]

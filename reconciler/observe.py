@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reconciler.build_context import context_digest
-from reconciler.compose.edit import read_services
+from reconciler.compose.edit import ServiceImage, read_services
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
 from reconciler.errors import ApplyError, InputError, Location
@@ -33,6 +33,7 @@ __all__ = [
     "check_compose_services",
     "desired_images",
     "image_sources",
+    "likely_images",
     "migration_status",
     "observe",
     "observe_migrations",
@@ -54,8 +55,11 @@ def read_compose_text(path: Path) -> str:
     return decode_utf8(raw, path)
 
 
-def check_compose_services(state: State, path: Path, text: str) -> None:
-    """The compose file must parse, and define every service the state names (no docker)."""
+def check_compose_services(state: State, path: Path, text: str) -> dict[str, ServiceImage]:
+    """The compose file must parse, and define every service the state names (no docker).
+
+    Returns the file's services, as `read_services` gives them.
+    """
     defined = read_services(text, source=path)
     for name in state.services:
         if name not in defined:
@@ -64,6 +68,20 @@ def check_compose_services(state: State, path: Path, text: str) -> None:
                 f"(it defines: {', '.join(defined) or 'no services'})",
                 state.location(f"services.{name}"),
             )
+    return defined
+
+
+def likely_images(
+    state: State, defined: Mapping[str, ServiceImage], pins: Mapping[str, str]
+) -> set[str]:
+    """The image references the observation will most likely need, known before compose's
+    model is read: pins, declared images, and literal `image:` values of the file. Inspected
+    alongside the first round of reads; what compose's model adds is inspected after it."""
+    likely = {*pins.values(), *state.images}
+    for name, service in defined.items():
+        if name not in pins and service.image and "$" not in service.image:
+            likely.add(service.image)
+    return likely
 
 
 def _compose_config(adapter: DockerAdapter, path: Path, text: str) -> ComposeConfig:
@@ -197,29 +215,34 @@ def observe(
     """The snapshot `steps` need: the file always, docker only for docker-backed steps.
 
     `pins` are the image pins in force (the state's, or none when compose-file is skipped).
-    At most five docker calls, whatever the number of services, concurrent where independent,
-    in two rounds: the compose model, config hashes and containers (list, then one batched
-    inspect); then one batched image inspect (which needs the model).
+    At most six docker calls, whatever the number of services, concurrent where independent:
+    the compose model, config hashes, containers (list, then one batched inspect) and one
+    batched inspect of the images the file and state name; then, only when compose's model
+    names further images (an interpolated `image:`, a Dockerfile's base), one more inspect.
     """
     path = state.compose.file
     text = read_compose_text(path)
     found = Secrets()
     found.register_environment(state.sensitive_env)
     found.register_compose_text(text)
-    check_compose_services(state, path, text)
+    defined = check_compose_services(state, path, text)
     if not DOCKER_STEPS.intersection(steps):
         return Snapshot(compose_file=path, compose_text=text, pins=dict(pins), secrets=found.values)
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
+    likely = likely_images(state, defined, pins)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         hashes_read = pool.submit(adapter.config_hashes)
         containers_read = pool.submit(adapter.containers)
+        likely_read = pool.submit(adapter.images, likely)
         config = config_read.result()
         for service in config.services.values():
             found.register_mapping(service.environment)
             if service.build is not None:
                 found.register_mapping(service.build.args)
         sources = image_sources(state, config, pins)
-        images_read = pool.submit(adapter.images, sources)
+        images = {ref: facts for ref, facts in likely_read.result().items() if ref in sources}
+        if not likely.issuperset(sources):  # compose's model names images the file did not
+            images.update(adapter.images(set(sources) - likely))
         containers = tuple(containers_read.result())
         observed_at = time.time()
         return Snapshot(
@@ -229,7 +252,7 @@ def observe(
             config_hashes=hashes_read.result(),
             containers=containers,
             sources=sources,
-            images=images_read.result(),
+            images=images,
             observed_at=observed_at,
             pins=dict(pins),
             secrets=found.values,

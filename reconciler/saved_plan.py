@@ -525,7 +525,7 @@ def _plan_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)  # on use
 
 
 class _StateRef(_Strict):
