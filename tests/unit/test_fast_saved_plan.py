@@ -97,6 +97,7 @@ def test_plan_file_holds_the_plan_state_steps_and_fingerprints(stack: Stack) -> 
     assert [(f["kind"], f["path"]) for f in fingerprints["files"]] == [
         ("state file", "state.yaml"),
         ("compose file", "docker-compose.yml"),
+        ("env file", ".env"),  # compose reads it when present: a new one makes a plan stale
         ("Dockerfile", "Dockerfile"),
     ]
     facts = fingerprints["facts"]
