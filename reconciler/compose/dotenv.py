@@ -237,8 +237,8 @@ def _statement(
         )
     if text[after] not in "=:":
         raise error(
-            f"unexpected character {text[after]!r} in variable name {key}; a line must be "
-            "KEY=value, a comment or blank",
+            f"expected `=` after {key}, found {text[after]!r}: a line must be KEY=value, a "
+            "comment or blank",
             after,
             key,
         )
@@ -314,10 +314,9 @@ def _unescape(inner: str) -> str:
 def _unquoted(value: str) -> str | None:
     if (
         any(char.isspace() for char in value)
-        or value[:1] in ("'", '"', "#")
+        or value[:1] in ("'", '"')
         or " #" in value
         or "$" in value
-        or value.strip(_SPACE) != value
     ):
         return None
     return value
@@ -342,9 +341,15 @@ _RENDERERS = {"": _unquoted, "'": _single, '"': _double}
 
 
 def _render(value: str, quote: str | None) -> str | None:
-    """`value` written so compose reads it back exactly, in `quote`'s style when possible."""
-    order = [quote] if quote is not None else []
-    order += [style for style in ("", "'", '"') if style != quote]
+    """`value` written so compose reads it back exactly: in `quote`'s style when possible, else
+    another quoting (a quoted line stays quoted); None for a new line (plain when possible, and
+    never starting with `#`, which a reader would take for a comment)."""
+    if quote is None:
+        order = ["", "'", '"'] if not value.startswith("#") else ["'", '"']
+    elif quote:
+        order = [quote, "'" if quote == '"' else '"', ""]
+    else:
+        order = ["", "'", '"']
     for style in order:
         rendered = _RENDERERS[style](value)
         if rendered is not None:
