@@ -134,6 +134,8 @@ def _parse_braced(text: str, index: int) -> tuple[Variable, int]:
     name, index = match.group(), match.end()
     if text.startswith("}", index):
         return Variable(name), index + 1
+    if index == len(text):
+        raise InterpolationError(f"invalid template {text!r}: `${{{name}` is not closed")
     operator = next((op for op in _OPERATORS if text.startswith(op, index)), None)
     if operator is None:
         raise InterpolationError(
