@@ -62,15 +62,23 @@ class Snapshot:
     # image pins in force (none when compose-file is skipped: the file is followed as is)
     pins: dict[str, str] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()  # secret values seen while observing: never shown
+    # The env files compose reads and the state's `files:`, by path (None: missing), and the
+    # process variables the compose file's images refer to.
+    files: dict[Path, str | None] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ComposeFileFacts:
-    """The compose-file step's facts: the file's exact text, and the secrets to mask in diffs."""
+    """The compose-file step's facts: the exact texts of the compose file and of the other files
+    it edits (env files, `files:`; None when missing), the process variables the images refer
+    to, and the secrets to mask in diffs."""
 
     compose_file: Path
     compose_text: str
     secrets: frozenset[str] = frozenset()
+    files: dict[Path, str | None] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ docker-backed step is selected, with a fixed number of calls whatever the number
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from collections.abc import Collection, Iterable, Mapping
@@ -15,9 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reconciler.build_context import context_digest
+from reconciler.compose.dotenv import parse_dotenv
 from reconciler.compose.edit import ServiceImage, read_services
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
+from reconciler.env_files import image_variables, managed_files, plan_file_edits
 from reconciler.errors import ApplyError, InputError, Location
 from reconciler.facts import ImageSource, MigrationStatus, Snapshot
 from reconciler.plans import Step
@@ -38,6 +41,7 @@ __all__ = [
     "observe",
     "observe_migrations",
     "read_compose_text",
+    "read_managed_files",
     "tail",
     "wanted_digests",
 ]
@@ -53,6 +57,45 @@ def read_compose_text(path: Path) -> str:
     except OSError as error:
         raise InputError(f"cannot read compose file: {error.strerror}", Location(path)) from None
     return decode_utf8(raw, path)
+
+
+def read_managed_files(state: State) -> dict[Path, str | None]:
+    """The text of each env file and `files:` entry (None when missing)."""
+    texts: dict[Path, str | None] = {}
+    for path in managed_files(state):
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            texts[path] = None
+            continue
+        except OSError as error:
+            raise InputError(f"cannot read {path}: {error.strerror}", Location(path)) from None
+        texts[path] = decode_utf8(raw, path)
+    return texts
+
+
+def _observe_files(
+    state: State, text: str, found: Secrets, *, check: bool
+) -> tuple[dict[Path, str | None], dict[str, str]]:
+    """The managed files and the process variables the images use, checked: a file that is
+    not dotenv, or an interpolated pin that cannot be made, is an InputError here, before any
+    docker call (when `check`: the compose-file step runs). Secret-looking keys' values, found
+    and wanted, are registered."""
+    files = read_managed_files(state)
+    environment = {
+        name: os.environ[name]
+        for name in sorted(image_variables(text, source=state.compose.file))
+        if name in os.environ
+    }
+    if check:
+        plan_file_edits(state, text, files, environment)
+    for path, content in files.items():
+        if content is not None:
+            found.register_mapping(parse_dotenv(content, source=path).resolved(environment))
+    for spec in state.files.values():
+        found.register_mapping(spec.values)
+    found.register_mapping(environment)
+    return files, environment
 
 
 def check_compose_services(state: State, path: Path, text: str) -> dict[str, ServiceImage]:
@@ -226,8 +269,16 @@ def observe(
     found.register_environment(state.sensitive_env)
     found.register_compose_text(text)
     defined = check_compose_services(state, path, text)
+    files, environment = _observe_files(state, text, found, check=Step.COMPOSE_FILE in steps)
     if not DOCKER_STEPS.intersection(steps):
-        return Snapshot(compose_file=path, compose_text=text, pins=dict(pins), secrets=found.values)
+        return Snapshot(
+            compose_file=path,
+            compose_text=text,
+            pins=dict(pins),
+            secrets=found.values,
+            files=files,
+            environment=environment,
+        )
     likely = likely_images(state, defined, pins)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
@@ -256,6 +307,8 @@ def observe(
             observed_at=observed_at,
             pins=dict(pins),
             secrets=found.values,
+            files=files,
+            environment=environment,
         )
 
 

@@ -31,6 +31,7 @@ class Action(StrEnum):
 
     EDIT = "edit"  # compose-file: replace a value
     INSERT = "insert"  # compose-file: add a key
+    REMOVE = "remove"  # compose-file: remove a key (a dotenv line)
     DOWNLOAD = "download"  # images: fill a wheelhouse
     BUILD = "build"
     IMPORT = "import"  # images: a rootfs made into a base image

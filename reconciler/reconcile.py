@@ -216,7 +216,12 @@ def lock_name(state: State) -> str:
 
 def make_adapter(state: State, *, stop: StopToken | None = None) -> DockerAdapter:
     """The docker adapter for the state's compose file and project, stopped by `stop`."""
-    return DockerAdapter(state.compose.file, state.compose.project, stop=stop or StopToken())
+    return DockerAdapter(
+        state.compose.file,
+        state.compose.project,
+        stop=stop or StopToken(),
+        env_files=tuple(state.compose.env_files),
+    )
 
 
 def plan(
@@ -563,6 +568,7 @@ def _roll_back(
         if any(change.step is Step.COMPOSE_FILE for change in applied):
             compose_file.write_atomically(before.compose_file, before.compose_text.encode("utf-8"))
             done.append(f"restored {state.shown(state.compose.file)} to its previous bytes")
+            done += compose_file.restore_files(state, before.files)
         for change in applied:
             old = before.images.get(change.key) if change.step is Step.IMAGES else None
             if old is not None and change.action in MAKES_IMAGE:

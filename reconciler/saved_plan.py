@@ -80,6 +80,7 @@ FORMAT = "reconciler-plan"
 VERSION = 1
 STATE_FILE = "state file"
 COMPOSE_FILE = "compose file"
+ENV_FILE = "env file"
 _MAX_BYTES = 64 * 1024 * 1024
 _MISSING = "missing"
 _MARKER = re.compile(rb'^\s*\{[^{]*?"format"\s*:\s*"' + FORMAT.encode() + rb'"')
@@ -331,6 +332,14 @@ def _file_fingerprints(
             _text_digest(snapshot.compose_text.encode("utf-8", "surrogateescape"), secrets),
         ),
     ]
+    files += [
+        FileFingerprint(
+            ENV_FILE,
+            state.shown(path),
+            _MISSING if text is None else _text_digest(text.encode("utf-8"), secrets),
+        )
+        for path, text in snapshot.files.items()
+    ]
     others: dict[tuple[str, Path], None] = {}
     for source in snapshot.sources.values():
         if source.build is not None:
@@ -375,7 +384,13 @@ def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]
     """A step's facts split by target (what its plan rows name), as maskable plain data."""
     if isinstance(facts, ComposeFileFacts):
         text = facts.compose_text.encode("utf-8", "surrogateescape")
-        return {state.shown(facts.compose_file): _masked_text(text, secrets)}
+        targets: dict[str, object] = {state.shown(facts.compose_file): _masked_text(text, secrets)}
+        for path, content in facts.files.items():
+            targets[state.shown(path)] = (
+                None if content is None else _masked_text(content.encode("utf-8"), secrets)
+            )
+        targets["environment"] = _plain(facts.environment, secrets)
+        return targets
     if isinstance(facts, ImagesFacts):
         return _image_targets(state, facts, secrets)
     if isinstance(facts, ServicesFacts):

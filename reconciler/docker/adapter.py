@@ -74,10 +74,13 @@ class DockerAdapter:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     calls: list[DockerCall] = field(default_factory=list)
     stop: StopToken = field(default_factory=StopToken)
+    env_files: tuple[Path, ...] = ()  # passed to every compose call as --env-file, in order
 
     def __post_init__(self) -> None:
         self._client = DockerClient(
-            compose_files=[self.compose_file], compose_project_name=self.project
+            compose_files=[self.compose_file],
+            compose_project_name=self.project,
+            compose_env_files=list(self.env_files),
         )
 
     # ---- observation (read-only, batched) ---------------------------------------------

@@ -276,7 +276,11 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
         return resolved
 
     compose_file = resolve(state.compose.file, ["compose", "file"], must="file")
-    compose = ComposeSpec(file=compose_file, project=state.compose.project)
+    env_files = [
+        resolve(path, ["compose", "env_files", index], must="file")
+        for index, path in enumerate(state.compose.env_files)
+    ]
+    compose = ComposeSpec(file=compose_file, project=state.compose.project, env_files=env_files)
     images = {}
     for ref, spec in state.images.items():
         if spec.build is not None:
@@ -302,6 +306,19 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             for index, path in enumerate(wheelhouse.requirements)
         ]
         wheelhouses[str(target)] = wheelhouse.model_copy(update={"requirements": requirements})
+    files = {}
+    for name, file_spec in state.files.items():
+        target = resolve(Path(name), ["files", name], must="file")
+        if str(target) in files:
+            raise InputError(
+                f"{target} is listed twice under `files:`", _location(document, source, name)
+            )
+        if file_spec.kind(target) is None:
+            raise InputError(
+                f"cannot tell the format of {target.name} from its name; add `format: dotenv`",
+                _location(document, source, name),
+            )
+        files[str(target)] = file_spec
     checks = []
     for index, check in enumerate(state.checks):
         if check.command is not None:
@@ -321,10 +338,17 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             "compose": compose,
             "images": images,
             "wheelhouses": wheelhouses,
+            "files": files,
             "checks": checks,
         }
     )
     return resolved.located(source.resolve(), root, _key_positions(document))
+
+
+def _location(document: CommentedMap, source: Path, name: str) -> Location:
+    """Where the key of `files.<name>` sits."""
+    line, column = _position(document, ["files", name], key=True) or (None, None)
+    return Location(source, line, column, f"files.{name}")
 
 
 def _key_positions(document: CommentedMap) -> dict[str, tuple[int, int]]:

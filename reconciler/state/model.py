@@ -22,6 +22,7 @@ __all__ = [
     "CompareSpec",
     "ComposeSpec",
     "ExecSpec",
+    "FileSpec",
     "HttpRequestSpec",
     "ImageSpec",
     "ItemsExpectation",
@@ -78,6 +79,50 @@ class ComposeSpec(_Strict):
         pattern=r"^[a-z0-9][a-z0-9_-]*$",
         description="Compose project name; compose's own default when absent.",
     )
+    env_files: list[Annotated[Path, Field(strict=False)]] = Field(
+        default_factory=list,
+        description="Env files passed to every compose call as --env-file, in order (later "
+        "ones win); relative to the state file. Without them compose reads the .env next to "
+        "the compose file.",
+    )
+
+
+DotenvKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+_DOTENV_NAME = re.compile(r"^(\.env(\..+)?|.+\.env)$")
+
+
+class FileSpec(_Strict):
+    """A file whose content the compose-file step keeps: for a dotenv file, keys set or absent.
+
+    The format follows the file name (`.env`, `.env.*`, `*.env`) unless `format` names it.
+    """
+
+    format: Literal["dotenv"] | None = Field(
+        default=None, description="The file's format; by default told from its name."
+    )
+    values: dict[DotenvKey, str] = Field(
+        default_factory=dict,
+        alias="set",
+        description="KEY -> value each must have (a byte-minimal edit; appended when missing).",
+    )
+    absent: list[DotenvKey] = Field(
+        default_factory=list, description="Keys that must not be defined (their line is removed)."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_keep(self) -> FileSpec:
+        if not self.values and not self.absent:
+            raise ValueError("give `set` or `absent` (or both)")
+        both = sorted(set(self.values) & set(self.absent))
+        if both:
+            raise ValueError(f"{', '.join(both)} cannot be both set and absent")
+        return self
+
+    def kind(self, path: Path) -> str | None:
+        """The file's format: `format`, else told from the name; None when neither says."""
+        if self.format is not None:
+            return self.format
+        return "dotenv" if _DOTENV_NAME.match(path.name) else None
 
 
 class ServiceSpec(_Strict):
@@ -321,6 +366,11 @@ class State(_Strict):
     wheelhouses: dict[str, WheelhouseSpec] = Field(
         default_factory=dict,
         description="Wheel directories (relative paths) to fill with pip download.",
+    )
+    files: dict[str, FileSpec] = Field(
+        default_factory=dict,
+        description="Files (relative paths) the compose-file step keeps: dotenv keys set or "
+        "absent.",
     )
     migrations: list[MigrationSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)

@@ -1,8 +1,9 @@
-"""compose-file step: pin each service's `image:` with a minimal, verified splice.
+"""compose-file step: pin each service's `image:` with a minimal, verified splice, and keep the
+dotenv files the state names (`files:`, and the env file defining an interpolated image's tag).
 
-`observe` takes the file's text from the snapshot (`ComposeFileFacts`); `diff` is pure (text in,
-changes out) using `reconciler.compose.edit`; `apply` writes the new bytes atomically (temp
-file in the same directory, fsync, rename, mode kept).
+`observe` takes the texts from the snapshot (`ComposeFileFacts`); `diff` is pure (texts in,
+changes out) using `reconciler.compose.edit` and `reconciler.env_files`; `apply` writes the new
+bytes atomically (temp file in the same directory, fsync, rename, mode kept).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from pathlib import Path
 
 from reconciler.compose.edit import pin_images
 from reconciler.docker.adapter import DockerAdapter
+from reconciler.env_files import FileEdits, plan_file_edits
 from reconciler.errors import ApplyError
 from reconciler.facts import ComposeFileFacts, Snapshot
 from reconciler.logs import get_logger
-from reconciler.observe import read_compose_text
+from reconciler.observe import read_compose_text, read_managed_files
 from reconciler.plans import Action, Change, InSync, Plan, Step
-from reconciler.secrets import Secrets
+from reconciler.secrets import MASK, Secrets, looks_secret
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
@@ -27,8 +29,10 @@ __all__ = [
     "STEP",
     "apply",
     "diff",
+    "file_edits",
     "observe",
     "pinned_text",
+    "restore_files",
     "unified_diff",
     "write_atomically",
 ]
@@ -37,19 +41,39 @@ _log = get_logger(__name__)
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ComposeFileFacts:
-    """The compose file's text as observed, and the secret values its diffs must mask."""
-    return ComposeFileFacts(snapshot.compose_file, snapshot.compose_text, snapshot.secrets)
+    """The compose file's and the managed files' texts as observed, the process variables the
+    images use, and the secret values diffs must mask."""
+    return ComposeFileFacts(
+        snapshot.compose_file,
+        snapshot.compose_text,
+        snapshot.secrets,
+        files=dict(snapshot.files),
+        environment=dict(snapshot.environment),
+    )
+
+
+def file_edits(state: State, facts: ComposeFileFacts) -> FileEdits:
+    """The dotenv edits of `files:` and of interpolated pins (pure)."""
+    return plan_file_edits(state, facts.compose_text, facts.files, facts.environment)
+
+
+def _literal_pins(state: State, edits: FileEdits) -> dict[str, str]:
+    """Pins made in the compose file itself (interpolated ones go through env files)."""
+    return {name: ref for name, ref in state.pins().items() if name not in edits.through_env}
 
 
 def pinned_text(state: State, facts: ComposeFileFacts) -> str:
     """The compose text with every pin applied (equal to the observed text when in sync)."""
-    return pin_images(facts.compose_text, state.pins(), source=facts.compose_file).text
+    pins = _literal_pins(state, file_edits(state, facts))
+    return pin_images(facts.compose_text, pins, source=facts.compose_file).text
 
 
 def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
-    """One change per service whose `image:` differs from its pin, with that edit's diff."""
+    """One change per service whose `image:` differs from its pin, with that edit's diff, and
+    one per dotenv key to set or remove, with that file's diff."""
     label = state.shown(facts.compose_file)
-    pins = state.pins()
+    edits = file_edits(state, facts)
+    pins = _literal_pins(state, edits)
     result = pin_images(facts.compose_text, pins, source=facts.compose_file)
     changes: list[Change] = []
     masks = Secrets(facts.secrets)
@@ -71,27 +95,89 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
             )
         )
     edited = {edit.service for edit in result.edits}
-    ok = tuple(
+    ok = [
         InSync(Step.COMPOSE_FILE, f"{label}:services.{name}.image", f"already {image}")
         for name, image in pins.items()
         if name not in edited
-    )
-    return Plan(tuple(changes), ok)
+    ]
+    ok += [
+        InSync(Step.COMPOSE_FILE, f"{label}:services.{name}.image", how)
+        for name, how in edits.through_env.items()
+        if how.startswith("already")
+    ]
+    for change in edits.changes:
+        if looks_secret(change.key):  # masked even when observation did not register them
+            masks.update(v.strip("'\"") for v in (change.before, change.after) if v is not None)
+    for change in edits.changes:
+        shown = state.shown(change.file)
+        changes.append(
+            Change(
+                step=Step.COMPOSE_FILE,
+                target=f"{shown}:{change.key}",
+                action=Action.REMOVE
+                if change.after is None
+                else Action.INSERT
+                if change.before is None
+                else Action.EDIT,
+                reason=change.reason,
+                before=_masked_value(change.key, change.before),
+                after=_masked_value(change.key, change.after),
+                diff=unified_diff(facts.files.get(change.file) or "", change.text, shown, masks),
+                key=f"{change.file}:{change.key}",
+            )
+        )
+    ok += [
+        InSync(Step.COMPOSE_FILE, f"{state.shown(path)}:{key}", reason)
+        for path, key, reason in edits.in_sync
+    ]
+    return Plan(tuple(changes), tuple(ok))
+
+
+def _masked_value(key: str, value: str | None) -> str | None:
+    return MASK if value is not None and looks_secret(key) else value
 
 
 def apply(
     changes: tuple[Change, ...], state: State, facts: ComposeFileFacts, adapter: DockerAdapter
 ) -> tuple[Change, ...]:
-    """Write the pinned text, refusing if the file changed since it was observed."""
+    """Write the pinned compose text and the edited dotenv files, refusing if any of them
+    changed since it was observed."""
     current = read_compose_text(facts.compose_file)
     if current != facts.compose_text:
         raise ApplyError(f"{facts.compose_file} changed while planning; nothing written, run again")
-    new_text = pinned_text(state, facts)
-    if new_text == current:
-        return ()
-    write_atomically(facts.compose_file, new_text.encode("utf-8"))
-    _log.info("compose file written", file=str(facts.compose_file))
-    return changes
+    edits = file_edits(state, facts)
+    if edits.texts:
+        now = read_managed_files(state)
+        moved = [path for path in edits.texts if now.get(path) != facts.files.get(path)]
+        if moved:
+            raise ApplyError(f"{moved[0]} changed while planning; nothing written, run again")
+    new_text = pin_images(
+        facts.compose_text, _literal_pins(state, edits), source=facts.compose_file
+    ).text
+    for path, text in edits.texts.items():
+        write_atomically(path, text.encode("utf-8"))
+        _log.info("env file written", file=str(path))
+    if new_text != current:
+        write_atomically(facts.compose_file, new_text.encode("utf-8"))
+        _log.info("compose file written", file=str(facts.compose_file))
+    return changes if edits.texts or new_text != current else ()
+
+
+def restore_files(state: State, before: dict[Path, str | None]) -> list[str]:
+    """Put back the managed files' observed bytes (a file that did not exist is removed);
+    what was restored, for the report."""
+    done = []
+    now = read_managed_files(state)
+    for path, text in before.items():
+        if now.get(path) == text:
+            continue
+        if text is None:
+            path.unlink(missing_ok=True)
+            done.append(f"removed {state.shown(path)}, which did not exist before")
+        else:
+            write_atomically(path, text.encode("utf-8"))
+            done.append(f"restored {state.shown(path)} to its previous bytes")
+    return done
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -33,6 +33,9 @@ def write_case(case: dict[str, Any], directory: Path) -> Path:
     directory.mkdir(parents=True)
     compose = expand(case.get("compose", CORPUS["default_compose"]), case)
     (directory / "compose.yml").write_text(compose)
+    for name, text in case.get("files", {}).items():  # env files and the like
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(text.encode("utf-8"))
     state = directory / "state.yaml"
     if "state_hex" in case:
         state.write_bytes(bytes.fromhex(case["state_hex"]))
@@ -105,10 +108,13 @@ def test_bad_input_exits_3_naming_file_line_key_and_changes_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """plan and apply both refuse the input with exit 3 and a located message; nothing changes."""
     if case.get("docker"):
         request.getfixturevalue("docker_engine")
+    for name, value in case.get("env", {}).items():  # the process environment of the run
+        monkeypatch.setenv(name, value)
     state = write_case(case, tmp_path / "case")
     files_before, containers_before = snapshot(state.parent), containers(tmp_path)
     for command in ("plan", "apply"):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 
 from reconciler.plans import Action, Step
-from reconciler.state.model import CheckSpec, ImageSpec, MigrationSpec, ServiceSpec
+from reconciler.state.model import CheckSpec, FileSpec, ImageSpec, MigrationSpec, ServiceSpec
 
 __all__ = [
     "ALL_STEPS",
@@ -105,6 +105,12 @@ class Case(_Model):
     images_decl: dict[str, ImageSpec] = Field(default_factory=dict)
     migrations_decl: list[MigrationSpec] = Field(default_factory=list)
     checks_decl: list[CheckSpec] = Field(default_factory=list)
+    files_decl: dict[str, FileSpec] = Field(
+        default_factory=dict, description="The state's `files:` (path -> set/absent)."
+    )
+    env_files: list[str] = Field(
+        default_factory=list, description="The state's `compose.env_files` (default: .env)."
+    )
 
     # Observed facts.
     services: dict[str, ComposeService] = Field(min_length=1)
@@ -116,6 +122,12 @@ class Case(_Model):
     wheelhouses: dict[str, tuple[str, str | None]] = Field(default_factory=dict)
     migrations: dict[str, MigrationFact] = Field(default_factory=dict)
     observed_at: float | None = None
+    dotenv: dict[str, str] = Field(
+        default_factory=dict, description="Texts of env files and `files:`; others are missing."
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Process variables the compose file's images use."
+    )
 
     # Expectations.
     expect: list[ChangeRow] | None = None

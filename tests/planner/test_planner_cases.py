@@ -42,8 +42,9 @@ COMPOSE_FILE = Path("docker-compose.yml")
 def _state(case: Case) -> State:
     return State(
         name="case",
-        compose=ComposeSpec(file=COMPOSE_FILE),
+        compose=ComposeSpec(file=COMPOSE_FILE, env_files=[Path(name) for name in case.env_files]),
         services=dict(case.state),
+        files=dict(case.files_decl),
         images=dict(case.images_decl),
         wheelhouses={key: WheelhouseSpec(requirements=[Path("r.txt")]) for key in case.wheelhouses},
         migrations=list(case.migrations_decl),
@@ -115,7 +116,12 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
     # As observe() does before anything else: the compose file defines the state's services.
     check_compose_services(state, COMPOSE_FILE, text)
     return {
-        Step.COMPOSE_FILE: ComposeFileFacts(COMPOSE_FILE, text),
+        Step.COMPOSE_FILE: ComposeFileFacts(
+            COMPOSE_FILE,
+            text,
+            files={Path(name): content for name, content in case.dotenv.items()},
+            environment=dict(case.environment),
+        ),
         Step.IMAGES: ImagesFacts(
             compose_file=COMPOSE_FILE,
             sources=image_sources(state, config, pins),

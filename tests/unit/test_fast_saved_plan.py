@@ -97,13 +97,15 @@ def test_plan_file_holds_the_plan_state_steps_and_fingerprints(stack: Stack) -> 
     assert [(f["kind"], f["path"]) for f in fingerprints["files"]] == [
         ("state file", "state.yaml"),
         ("compose file", "docker-compose.yml"),
+        ("env file", ".env"),  # compose reads it when present: a new one makes a plan stale
         ("Dockerfile", "Dockerfile"),
     ]
     facts = fingerprints["facts"]
     assert set(facts) == {"compose-file", "images", "services", "migrations"}
     assert set(facts["services"]) == {"api", "db"}
     assert set(facts["images"]) == {"mutfxrb-api:1", "mutfxrb-db:1"}
-    digests = [f["digest"] for f in fingerprints["files"]]
+    digests = [f["digest"] for f in fingerprints["files"] if f["kind"] != "env file"]
+    assert [f["digest"] for f in fingerprints["files"] if f["kind"] == "env file"] == ["missing"]
     digests += [d for targets in facts.values() for d in targets.values()]
     assert all(d.startswith("sha256:") and len(d) == 71 for d in digests)
     assert is_plan_file(stack.plan_file)
