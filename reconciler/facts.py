@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, ImageFacts
+from reconciler.managed_files import ObservedFile
 from reconciler.state.model import RootfsSpec
 
 __all__ = [
@@ -62,15 +63,19 @@ class Snapshot:
     # image pins in force (none when compose-file is skipped: the file is followed as is)
     pins: dict[str, str] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()  # secret values seen while observing: never shown
+    # the state's `files:` as found, by absolute path (read only when compose-file runs)
+    files: dict[str, ObservedFile] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ComposeFileFacts:
-    """The compose-file step's facts: the file's exact text, and the secrets to mask in diffs."""
+    """The compose-file step's facts: the file's exact text, the secrets to mask in diffs, and
+    the files the state manages beside it, by absolute path."""
 
     compose_file: Path
     compose_text: str
     secrets: frozenset[str] = frozenset()
+    files: dict[str, ObservedFile] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

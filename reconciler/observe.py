@@ -16,16 +16,19 @@ from pathlib import Path
 
 from reconciler.build_context import context_digest
 from reconciler.compose.edit import read_services
+from reconciler.compose.yaml_set import pin_environment
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
 from reconciler.errors import ApplyError, InputError, Location
 from reconciler.facts import ImageSource, MigrationStatus, Snapshot
+from reconciler.managed_files import ObservedFile, desired_file, observe_file
 from reconciler.plans import Step
 from reconciler.rootfs import rootfs_digest
-from reconciler.secrets import Secrets
+from reconciler.secrets import Secrets, looks_secret
 from reconciler.state import State
 from reconciler.state.load import decode_utf8
 from reconciler.state.model import MigrationSpec
+from reconciler.state.paths import parse_path
 
 __all__ = [
     "DOCKER_STEPS",
@@ -35,6 +38,7 @@ __all__ = [
     "image_sources",
     "migration_status",
     "observe",
+    "observe_files",
     "observe_migrations",
     "read_compose_text",
     "tail",
@@ -207,8 +211,17 @@ def observe(
     found.register_environment(state.sensitive_env)
     found.register_compose_text(text)
     check_compose_services(state, path, text)
+    files: dict[str, ObservedFile] = {}
+    if Step.COMPOSE_FILE in steps:
+        files = observe_files(state, text, found)
     if not DOCKER_STEPS.intersection(steps):
-        return Snapshot(compose_file=path, compose_text=text, pins=dict(pins), secrets=found.values)
+        return Snapshot(
+            compose_file=path,
+            compose_text=text,
+            pins=dict(pins),
+            secrets=found.values,
+            files=files,
+        )
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         hashes_read = pool.submit(adapter.config_hashes)
@@ -233,7 +246,29 @@ def observe(
             observed_at=observed_at,
             pins=dict(pins),
             secrets=found.values,
+            files=files,
         )
+
+
+def observe_files(state: State, compose_text: str, found: Secrets) -> dict[str, ObservedFile]:
+    """Read the state's `files:` and check every edit the compose-file step will plan (the
+    environment pins too), so bad input fails before docker is asked anything; register the
+    secret values they hold in `found`."""
+    pin_environment(compose_text, state.environment_pins(), source=state.compose.file)
+    for service in state.services.values():
+        found.register_mapping(service.environment)
+    files: dict[str, ObservedFile] = {}
+    for name, spec in state.files.items():
+        observed = observe_file(Path(name), spec)
+        desired = desired_file(spec, observed)
+        for dotted, value in (spec.values or {}).items():
+            if isinstance(value, str) and looks_secret(parse_path(dotted)[-1]):
+                found.register(value)
+        for data in (observed.data, desired.data):
+            if data is not None:
+                found.register_compose_text(data.decode("utf-8", "replace"))
+        files[name] = observed
+    return files
 
 
 def observe_migrations(

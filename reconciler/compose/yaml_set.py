@@ -48,6 +48,8 @@ from reconciler.compose.edit import (
     _render,
 )
 from reconciler.errors import InputError, Location
+from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
+from reconciler.state.paths import YamlPath, format_path, parse_path
 
 __all__ = [
     "Scalar",
@@ -60,9 +62,7 @@ __all__ = [
 ]
 
 Scalar = str | int | float | bool
-YamlPath = tuple[str, ...]
 
-_INTERPOLATION = re.compile(r"(?<!\$)(?:\$\$)*\$(?:\{|[A-Za-z_])")
 _YAML_FILE = "YAML file"
 _DUPLICATES = "duplicate keys make the file ambiguous"
 
@@ -86,41 +86,6 @@ class SetResult:
     text: str
     edits: tuple[ValueEdit, ...]
     same: tuple[YamlPath, ...]
-
-
-def parse_path(dotted: str) -> YamlPath:
-    """`global.scrape_interval` -> ("global", "scrape_interval"); a key holding dots is quoted:
-    `'a.b'.c` or `"a.b".c`. Raises ValueError for an empty key or an unclosed quote."""
-    keys: list[str] = []
-    index = 0
-    while True:
-        if index < len(dotted) and dotted[index] in "'\"":
-            quote = dotted[index]
-            end = dotted.find(quote, index + 1)
-            if end < 0:
-                raise ValueError(f"unclosed {quote} in path {dotted!r}")
-            keys.append(dotted[index + 1 : end])
-            index = end + 1
-            if index < len(dotted) and dotted[index] != ".":
-                raise ValueError(f"a quoted key must be followed by '.' in path {dotted!r}")
-        else:
-            end = dotted.find(".", index)
-            end = len(dotted) if end < 0 else end
-            key = dotted[index:end]
-            if not key:
-                raise ValueError(f"empty key in path {dotted!r}")
-            keys.append(key)
-            index = end
-        if index >= len(dotted):
-            return tuple(keys)
-        index += 1  # the dot
-        if index >= len(dotted):
-            raise ValueError(f"path {dotted!r} ends with '.'")
-
-
-def format_path(path: YamlPath) -> str:
-    """The dotted form of a path, quoting keys that hold a dot (the inverse of parse_path)."""
-    return ".".join(f"'{key}'" if "." in key or not key else key for key in path)
 
 
 # --- values ------------------------------------------------------------------------------------

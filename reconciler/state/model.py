@@ -10,7 +10,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
 from reconciler.errors import Location
 
@@ -22,6 +30,8 @@ __all__ = [
     "CompareSpec",
     "ComposeSpec",
     "ExecSpec",
+    "FileFormat",
+    "FileSpec",
     "HttpRequestSpec",
     "ImageSpec",
     "ItemsExpectation",
@@ -32,6 +42,7 @@ __all__ = [
     "ServiceSpec",
     "State",
     "WheelhouseSpec",
+    "file_format",
     "valid_image_reference",
 ]
 
@@ -80,11 +91,19 @@ class ComposeSpec(_Strict):
     )
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
 class ServiceSpec(_Strict):
     """Desired facts of one compose service."""
 
     image: ImageReference | None = Field(
         default=None, description="Pins services.<name>.image in the compose file."
+    )
+    environment: dict[EnvName, str] = Field(
+        default_factory=dict,
+        description="Pins services.<name>.environment entries in the compose file (mapping "
+        "or list form, as the file has it); values are written as compose reads them.",
     )
     health_timeout: float = Field(
         default=120.0,
@@ -217,7 +236,6 @@ def _valid_regex(pattern: str) -> str:
 
 
 Regex = Annotated[str, Field(min_length=1), AfterValidator(_valid_regex)]
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class LogsSpec(_Strict):
@@ -307,6 +325,78 @@ class CompareSpec(_Strict):
     )
 
 
+def _octal_mode(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"mode must be a quoted octal string such as '0644'; YAML read {value} as a number"
+        )
+    return value
+
+
+FileMode = Annotated[
+    str,
+    BeforeValidator(_octal_mode),
+    Field(pattern=r"^0?[0-7]{3}$", description="Octal permission bits, quoted: '0644'."),
+]
+FileFormat = Literal["yaml", "dotenv"]
+YamlScalar = str | int | float | bool
+
+
+class FileSpec(_Strict):
+    """A file the state manages beside the compose file: keys set in it (`set`), or its whole
+    content (`content` or `source`); `mode` sets its permission bits either way."""
+
+    format: FileFormat | None = Field(
+        default=None,
+        description="How `set` edits the file; by default from its name: *.yml and *.yaml "
+        "are yaml, .env, .env.* and *.env are dotenv.",
+    )
+    values: dict[Annotated[str, Field(min_length=1)], YamlScalar] | None = Field(
+        default=None,
+        alias="set",
+        description="dotted.path -> scalar value; quote a key holding dots: 'a.b'.c.",
+    )
+    content: str | None = Field(default=None, description="The file's whole content.")
+    source: Path | None = Field(
+        default=None,
+        strict=False,
+        description="A file (relative to the state file) whose bytes the file must hold.",
+    )
+    mode: FileMode | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_manage(self) -> FileSpec:
+        given = [name for name in ("set", "content", "source") if self._given(name)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `set`, `content` or `source`"
+                + (f" (got {' and '.join(given)})" if given else "")
+            )
+        if self.format is not None and self.values is None:
+            raise ValueError("`format` goes with `set`; `content` and `source` replace the file")
+        return self
+
+    def _given(self, name: str) -> bool:
+        return {"set": self.values, "content": self.content, "source": self.source}[
+            name
+        ] is not None
+
+
+def file_format(path: str | Path, spec: FileSpec) -> FileFormat | Literal["whole"] | None:
+    """How a managed file is handled: whole, or its `set` format (declared, else by its name;
+    None when the name does not tell)."""
+    if spec.values is None:
+        return "whole"
+    if spec.format is not None:
+        return spec.format
+    name = Path(path).name
+    if name.endswith((".yml", ".yaml")):
+        return "yaml"
+    if name == ".env" or name.startswith(".env.") or name.endswith(".env"):
+        return "dotenv"
+    return None
+
+
 class State(_Strict):
     """A declared state: the root model of a state file."""
 
@@ -326,6 +416,11 @@ class State(_Strict):
     checks: list[CheckSpec] = Field(default_factory=list)
     compare: CompareSpec | None = Field(
         default=None, description="Requirements on the comparison with a baseline result."
+    )
+    files: dict[Annotated[str, Field(min_length=1)], FileSpec] = Field(
+        default_factory=dict,
+        description="Files to manage, by path relative to the state file: keys `set` in a "
+        "YAML file, or whole content (`content`, `source`) and `mode`.",
     )
     sensitive_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=list,
@@ -369,3 +464,9 @@ class State(_Strict):
     def pins(self) -> dict[str, str]:
         """services.<name>.image values the compose file must carry."""
         return {name: spec.image for name, spec in self.services.items() if spec.image}
+
+    def environment_pins(self) -> dict[str, dict[str, str]]:
+        """services.<name>.environment entries the compose file must carry."""
+        return {
+            name: dict(spec.environment) for name, spec in self.services.items() if spec.environment
+        }
