@@ -166,7 +166,8 @@ def _file_diff(
         for edit in desired.edits.edits:
             alone = set_values(text, {edit.path: _value_of(spec, edit.path)}, source=path)
             diff = unified_diff(text, alone.text, label, masks)
-            changes.append(_value_change(f"{label}:{format_path(edit.path)}", edit, diff, "it"))
+            key = format_path(edit.path)
+            changes.append(_value_change(f"{label}:{key}", edit, diff, key))
         ok += [
             InSync(
                 Step.COMPOSE_FILE,
