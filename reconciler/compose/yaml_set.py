@@ -64,6 +64,7 @@ __all__ = [
 Scalar = str | int | float | bool
 
 _YAML_FILE = "YAML file"
+_DECIMAL = re.compile(r"0|-?[1-9][0-9]{0,17}")
 _DUPLICATES = "duplicate keys make the file ambiguous"
 
 
@@ -353,9 +354,8 @@ class _Editor:
                 blank += 1
             if not mapping.items:
                 return _Splice(blank, blank, entry + (" " if blank > at else ""))
-            if text[blank] in "\r\n":
-                return _Splice(at, at, f" {entry},")
-            return _Splice(blank, blank, f"{entry}, ")
+            last = mapping.items[-1]
+            return _Splice(last.end, last.end, f", {entry}")
         first = mapping.items[0]
         line_start = _line_start(text, first.start)
         indent = text[line_start : first.start]
@@ -624,7 +624,7 @@ def _pin_one(text: str, source: Path, path: YamlPath, new: str) -> tuple[str, Va
         if _prefers_list(editor):
             splice, edit = _insert_list_section(editor, body, path, new)
         else:
-            splice = editor.insert(body, path[2:], _scalar_value(new, None), path)
+            splice = editor.insert(body, path[2:], _scalar_value(_env_value(new), None), path)
             edit = ValueEdit(path, None, new, "created", f"adds services.{service}.environment")
         new_text = _splice(text, splice)
         _verify_env(editor, new_text, path, new)
@@ -639,7 +639,19 @@ def _pin_one(text: str, source: Path, path: YamlPath, new: str) -> tuple[str, Va
             return text, None
         splice, edit = result
     else:
-        found = _set_one(editor, path, new, _check_not_interpolated(editor), _env_same(new))
+        existing = _node_at(editor.root, path)
+        quoted = (
+            _deref(existing).style in ("'", '"')
+            if existing is not None
+            else editor.sibling_style(section) is not None
+        )
+        found = _set_one(
+            editor,
+            path,
+            _env_value(new, quoted=quoted),
+            _check_not_interpolated(editor),
+            _env_same(new),
+        )
         if found is None:
             return text, None
         splice, edit = found
@@ -779,7 +791,22 @@ def _verify_env(editor: _Editor, new_text: str, path: YamlPath, new: str) -> Non
             )
         _verify(editor.doc, new_text, path[:3], editor.source, "compose file", lambda _n: True)
         return
-    _verify(editor.doc, new_text, path, editor.source, "compose file", _verify_scalar(new))
+    _verify(editor.doc, new_text, path, editor.source, "compose file", _env_check(new))
+
+
+def _env_value(new: str, *, quoted: bool = False) -> Scalar:
+    """compose reads a number as its text: a decimal is written plain (`PORT: 8080`), unless
+    the file quotes its values there."""
+    return int(new) if _DECIMAL.fullmatch(new) and not quoted else new
+
+
+def _env_check(new: str) -> Callable[[_Node], bool]:
+    def check(node: _Node) -> bool:
+        if node.kind == _SCALAR and node.style is None and _DECIMAL.fullmatch(new):
+            return node.value == new
+        return _verify_scalar(new)(node)
+
+    return check
 
 
 def _verify_list(editor: _Editor, new_text: str, path: YamlPath, new: str) -> None:
