@@ -9,6 +9,7 @@ set as declared).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import stat
@@ -109,14 +110,14 @@ def _environment_diff(state: State, facts: ComposeFileFacts, label: str, masks: 
         alone = pin_environment(
             facts.compose_text, {service: {name: edit.after}}, source=facts.compose_file
         )
-        changes.append(
-            _value_change(
-                f"{label}:{format_path(edit.path)}",
-                edit,
-                unified_diff(facts.compose_text, alone.text, label, masks),
-                f"environment {name}",
-            )
+        change = _value_change(
+            f"{label}:{format_path(edit.path)}",
+            edit,
+            unified_diff(facts.compose_text, alone.text, label, masks),
+            f"environment {name}",
         )
+        # keyed by its service, like an image pin: the services step recreates it
+        changes.append(dataclasses.replace(change, key=service))
     ok = tuple(
         InSync(
             Step.COMPOSE_FILE,
@@ -196,7 +197,9 @@ def _file_diff(
                     after=f"{desired.mode:04o}",
                 )
             )
-    return Plan(tuple(changes), tuple(ok))
+    # keyed apart from service names, so that no file change reads as a service's edit
+    keyed = tuple(dataclasses.replace(change, key=f"file {change.target}") for change in changes)
+    return Plan(keyed, tuple(ok))
 
 
 def _value_of(spec: FileSpec, path: YamlPath) -> str | int | float | bool:
