@@ -33,6 +33,8 @@ def write_case(case: dict[str, Any], directory: Path) -> Path:
     directory.mkdir(parents=True)
     compose = expand(case.get("compose", CORPUS["default_compose"]), case)
     (directory / "compose.yml").write_text(compose)
+    for name, text in case.get("files", {}).items():  # other files the state names
+        (directory / name).write_text(text)
     state = directory / "state.yaml"
     if "state_hex" in case:
         state.write_bytes(bytes.fromhex(case["state_hex"]))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 
 from reconciler.plans import Action, Step
-from reconciler.state.model import CheckSpec, ImageSpec, MigrationSpec, ServiceSpec
+from reconciler.state.model import CheckSpec, FileSpec, ImageSpec, MigrationSpec, ServiceSpec
 
 __all__ = [
     "ALL_STEPS",
@@ -25,6 +25,7 @@ __all__ = [
     "CaseError",
     "ComposeService",
     "ContainerFact",
+    "FileFact",
     "ImageFact",
     "MigrationFact",
     "load_case",
@@ -89,6 +90,13 @@ class MigrationFact(_Model):
     detail: Text
 
 
+class FileFact(_Model):
+    """A managed file as observed (`ObservedFile`): its text, or null when it does not exist."""
+
+    text: str | None
+    mode: str | None = Field(default="0644", description="Octal mode; null when missing.")
+
+
 ChangeRow = tuple[Step, Text, Action]
 OkRow = tuple[Step, Text, Text]
 
@@ -105,6 +113,7 @@ class Case(_Model):
     images_decl: dict[str, ImageSpec] = Field(default_factory=dict)
     migrations_decl: list[MigrationSpec] = Field(default_factory=list)
     checks_decl: list[CheckSpec] = Field(default_factory=list)
+    files_decl: dict[str, FileSpec] = Field(default_factory=dict)
 
     # Observed facts.
     services: dict[str, ComposeService] = Field(min_length=1)
@@ -116,6 +125,7 @@ class Case(_Model):
     wheelhouses: dict[str, tuple[str, str | None]] = Field(default_factory=dict)
     migrations: dict[str, MigrationFact] = Field(default_factory=dict)
     observed_at: float | None = None
+    files: dict[str, FileFact] = Field(default_factory=dict)
 
     # Expectations.
     expect: list[ChangeRow] | None = None
@@ -148,6 +158,9 @@ class Case(_Model):
             unknown = sorted(names - set(self.services))
             if unknown:
                 raise ValueError(f"{label}: services {unknown} are not in `services`")
+        unobserved = sorted(set(self.files_decl) - set(self.files))
+        if unobserved:
+            raise ValueError(f"files: {unobserved} are declared but not observed in `files`")
         undeclared = sorted(set(self.migrations) - {m.name for m in self.migrations_decl})
         if undeclared:
             raise ValueError(f"migrations: {undeclared} are not declared in `migrations_decl`")

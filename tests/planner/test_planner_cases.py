@@ -27,6 +27,7 @@ from reconciler.facts import (
     MigrationStatus,
     ServicesFacts,
 )
+from reconciler.managed_files import ObservedFile
 from reconciler.observe import check_compose_services, image_sources
 from reconciler.plans import Action, Plan, Step
 from reconciler.reconcile import diff
@@ -48,6 +49,7 @@ def _state(case: Case) -> State:
         wheelhouses={key: WheelhouseSpec(requirements=[Path("r.txt")]) for key in case.wheelhouses},
         migrations=list(case.migrations_decl),
         checks=list(case.checks_decl),
+        files=dict(case.files_decl),
     )
 
 
@@ -115,7 +117,18 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
     # As observe() does before anything else: the compose file defines the state's services.
     check_compose_services(state, COMPOSE_FILE, text)
     return {
-        Step.COMPOSE_FILE: ComposeFileFacts(COMPOSE_FILE, text),
+        Step.COMPOSE_FILE: ComposeFileFacts(
+            COMPOSE_FILE,
+            text,
+            files={
+                name: ObservedFile(
+                    Path(name),
+                    None if fact.text is None else fact.text.encode("utf-8"),
+                    None if fact.mode is None else int(fact.mode, 8),
+                )
+                for name, fact in case.files.items()
+            },
+        ),
         Step.IMAGES: ImagesFacts(
             compose_file=COMPOSE_FILE,
             sources=image_sources(state, config, pins),
