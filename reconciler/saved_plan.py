@@ -58,6 +58,7 @@ from reconciler.facts import (
     Snapshot,
 )
 from reconciler.logs import get_logger
+from reconciler.managed_files import hidden_because
 from reconciler.plans import Plan, Step
 from reconciler.secrets import MASK, Secrets, looks_secret
 from reconciler.state import State
@@ -375,7 +376,23 @@ def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]
     """A step's facts split by target (what its plan rows name), as maskable plain data."""
     if isinstance(facts, ComposeFileFacts):
         text = facts.compose_text.encode("utf-8", "surrogateescape")
-        return {state.shown(facts.compose_file): _masked_text(text, secrets)}
+        targets: dict[str, object] = {state.shown(facts.compose_file): _masked_text(text, secrets)}
+        for name, observed in facts.files.items():
+            spec = state.files.get(name)
+            hidden = spec is not None and hidden_because(observed.path, spec, observed.data)
+            # A secret file's bytes are never hashed: only whether it exists, and its mode.
+            content = (
+                None if observed.data is None or hidden else _masked_text(observed.data, secrets)
+            )
+            targets[state.shown(observed.path)] = {
+                "exists": observed.data is not None,
+                "content": content,
+                "mode": observed.mode,
+                "source": None
+                if observed.source_data is None or hidden
+                else _masked_text(observed.source_data, secrets),
+            }
+        return targets
     if isinstance(facts, ImagesFacts):
         return _image_targets(state, facts, secrets)
     if isinstance(facts, ServicesFacts):
