@@ -1,4 +1,4 @@
-"""The dotenv edits a state asks for: its `files:` keys, and pins of interpolated images.
+"""The dotenv edits a state asks for: its dotenv `files:` keys, and pins of interpolated images.
 
 A pinned service whose `image:` reads `ghcr.io/x/backend:${IMAGE_TAG:-latest}` is pinned where
 the variable is defined: the env file compose reads it from (the state's `compose.env_files`,
@@ -26,13 +26,15 @@ from reconciler.compose.interpolate import (
 from reconciler.errors import InputError, Location
 from reconciler.secrets import MASK, looks_secret
 from reconciler.state import State
+from reconciler.state.model import FileSpec, file_format
 
 __all__ = [
     "FileEdits",
     "KeyChange",
+    "dotenv_paths",
+    "dotenv_specs",
     "env_file_paths",
     "image_variables",
-    "managed_files",
     "plan_file_edits",
 ]
 
@@ -69,10 +71,18 @@ def env_file_paths(state: State) -> tuple[Path, ...]:
     return (state.compose.file.parent / ".env",)
 
 
-def managed_files(state: State) -> tuple[Path, ...]:
-    """Every file the compose-file step reads besides the compose file, in a stable order."""
-    paths = dict.fromkeys([*env_file_paths(state), *(Path(name) for name in state.files)])
-    return tuple(paths)
+def dotenv_specs(state: State) -> dict[Path, FileSpec]:
+    """The state's dotenv `files:` entries, by path."""
+    return {
+        Path(name): spec
+        for name, spec in state.files.items()
+        if file_format(name, spec) == "dotenv"
+    }
+
+
+def dotenv_paths(state: State) -> tuple[Path, ...]:
+    """Every dotenv file the compose-file step reads (env files, dotenv `files:`), in order."""
+    return tuple(dict.fromkeys([*env_file_paths(state), *dotenv_specs(state)]))
 
 
 def image_variables(compose_text: str, *, source: Path) -> set[str]:
@@ -102,26 +112,26 @@ def plan_file_edits(
 ) -> FileEdits:
     """The dotenv edits that make the state's `files:` keys and interpolated pins true.
 
-    `files` holds the text of every path of `managed_files` (None: missing); `environment` the
+    `files` holds the text of every path of `dotenv_paths` (None: missing); `environment` the
     process variables the compose file's images refer to. InputError when a file cannot be
     read as dotenv, or an interpolated pin cannot be made by editing an env file.
     """
     parsed = {
-        path: parse_dotenv(files.get(path) or "", source=path) for path in managed_files(state)
+        path: parse_dotenv(files.get(path) or "", source=path) for path in dotenv_paths(state)
     }
-    wanted: dict[Path, dict[str, _Wanted]] = {path: {} for path in managed_files(state)}
+    wanted: dict[Path, dict[str, _Wanted]] = {path: {} for path in dotenv_paths(state)}
     through_env = _pin_through_env(state, compose_text, parsed, environment, wanted)
-    for name, spec in state.files.items():
-        path = Path(name)
-        for key, value in spec.values.items():
+    declared = dotenv_specs(state)
+    for path, spec in declared.items():
+        for key, value in spec.dotenv_values().items():
             _want(wanted[path], key, _Wanted(value, "files"), path, state)
     changes: list[KeyChange] = []
     texts: dict[Path, str] = {}
     in_sync: list[tuple[Path, str, str]] = []
     for path, keys in wanted.items():
         text = files.get(path) or ""
-        declared = state.files.get(str(path))
-        absent = list(declared.absent) if declared is not None else []
+        found = declared.get(path)
+        absent = list(found.absent or []) if found is not None else []
         values = {key: want.value for key, want in keys.items()}
         result = edit_dotenv(text, values, absent, source=path)
         if result.edits:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, ImageFacts
+from reconciler.managed_files import ObservedFile
 from reconciler.state.model import RootfsSpec
 
 __all__ = [
@@ -62,23 +63,28 @@ class Snapshot:
     # image pins in force (none when compose-file is skipped: the file is followed as is)
     pins: dict[str, str] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()  # secret values seen while observing: never shown
-    # The env files compose reads and the state's `files:`, by path (None: missing), and the
-    # process variables the compose file's images refer to.
-    files: dict[Path, str | None] = field(default_factory=dict)
+    # The env files compose reads and the state's dotenv `files:`, by path (None: missing), and
+    # the process variables the compose file's images refer to.
+    env_texts: dict[Path, str | None] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    # the state's YAML and whole `files:` as found, by absolute path (read only when compose-file
+    # runs)
+    files: dict[str, ObservedFile] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ComposeFileFacts:
-    """The compose-file step's facts: the exact texts of the compose file and of the other files
-    it edits (env files, `files:`; None when missing), the process variables the images refer
-    to, and the secrets to mask in diffs."""
+    """The compose-file step's facts: the exact texts of the compose file and of the dotenv files
+    it edits (env files, dotenv `files:`; None when missing), the process variables the images
+    refer to, the secrets to mask in diffs, and the other files the state manages beside it, by
+    absolute path."""
 
     compose_file: Path
     compose_text: str
     secrets: frozenset[str] = frozenset()
-    files: dict[Path, str | None] = field(default_factory=dict)
+    env_texts: dict[Path, str | None] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    files: dict[str, ObservedFile] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

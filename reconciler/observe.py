@@ -18,17 +18,20 @@ from pathlib import Path
 from reconciler.build_context import context_digest
 from reconciler.compose.dotenv import parse_dotenv
 from reconciler.compose.edit import ServiceImage, read_services
+from reconciler.compose.yaml_set import pin_environment
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
-from reconciler.env_files import image_variables, managed_files, plan_file_edits
+from reconciler.env_files import dotenv_paths, dotenv_specs, image_variables, plan_file_edits
 from reconciler.errors import ApplyError, InputError, Location
 from reconciler.facts import ImageSource, MigrationStatus, Snapshot
+from reconciler.managed_files import ObservedFile, desired_file, observe_file
 from reconciler.plans import Step
 from reconciler.rootfs import rootfs_digest
-from reconciler.secrets import Secrets
+from reconciler.secrets import Secrets, looks_secret
 from reconciler.state import State
 from reconciler.state.load import decode_utf8
 from reconciler.state.model import MigrationSpec
+from reconciler.state.paths import parse_path
 
 __all__ = [
     "DOCKER_STEPS",
@@ -39,9 +42,10 @@ __all__ = [
     "likely_images",
     "migration_status",
     "observe",
+    "observe_files",
     "observe_migrations",
     "read_compose_text",
-    "read_managed_files",
+    "read_env_texts",
     "tail",
     "wanted_digests",
 ]
@@ -59,10 +63,10 @@ def read_compose_text(path: Path) -> str:
     return decode_utf8(raw, path)
 
 
-def read_managed_files(state: State) -> dict[Path, str | None]:
-    """The text of each env file and `files:` entry (None when missing)."""
+def read_env_texts(state: State) -> dict[Path, str | None]:
+    """The text of each env file and dotenv `files:` entry (None when missing)."""
     texts: dict[Path, str | None] = {}
-    for path in managed_files(state):
+    for path in dotenv_paths(state):
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -74,14 +78,14 @@ def read_managed_files(state: State) -> dict[Path, str | None]:
     return texts
 
 
-def _observe_files(
+def _observe_env_files(
     state: State, text: str, found: Secrets, *, check: bool
 ) -> tuple[dict[Path, str | None], dict[str, str]]:
-    """The managed files and the process variables the images use, checked: a file that is
+    """The dotenv files and the process variables the images use, checked: a file that is
     not dotenv, or an interpolated pin that cannot be made, is an InputError here, before any
     docker call (when `check`: the compose-file step runs). Secret-looking keys' values, found
     and wanted, are registered."""
-    files = read_managed_files(state)
+    files = read_env_texts(state)
     environment = {
         name: os.environ[name]
         for name in sorted(image_variables(text, source=state.compose.file))
@@ -92,8 +96,8 @@ def _observe_files(
     for path, content in files.items():
         if content is not None:
             found.register_mapping(parse_dotenv(content, source=path).resolved(environment))
-    for spec in state.files.values():
-        found.register_mapping(spec.values)
+    for spec in dotenv_specs(state).values():
+        found.register_mapping(spec.dotenv_values())
     found.register_mapping(environment)
     return files, environment
 
@@ -269,7 +273,12 @@ def observe(
     found.register_environment(state.sensitive_env)
     found.register_compose_text(text)
     defined = check_compose_services(state, path, text)
-    files, environment = _observe_files(state, text, found, check=Step.COMPOSE_FILE in steps)
+    env_texts, environment = _observe_env_files(
+        state, text, found, check=Step.COMPOSE_FILE in steps
+    )
+    files: dict[str, ObservedFile] = {}
+    if Step.COMPOSE_FILE in steps:
+        files = observe_files(state, text, found)
     if not DOCKER_STEPS.intersection(steps):
         return Snapshot(
             compose_file=path,
@@ -277,6 +286,7 @@ def observe(
             pins=dict(pins),
             secrets=found.values,
             files=files,
+            env_texts=env_texts,
             environment=environment,
         )
     likely = likely_images(state, defined, pins)
@@ -308,8 +318,33 @@ def observe(
             pins=dict(pins),
             secrets=found.values,
             files=files,
+            env_texts=env_texts,
             environment=environment,
         )
+
+
+def observe_files(state: State, compose_text: str, found: Secrets) -> dict[str, ObservedFile]:
+    """Read the state's `files:` and check every edit the compose-file step will plan (the
+    environment pins too), so bad input fails before docker is asked anything; register the
+    secret values they hold in `found`."""
+    pin_environment(compose_text, state.environment_pins(), source=state.compose.file)
+    for service in state.services.values():
+        found.register_mapping(service.environment)
+    files: dict[str, ObservedFile] = {}
+    dotenv = dotenv_specs(state)
+    for name, spec in state.files.items():
+        if Path(name) in dotenv:
+            continue  # read as text with the env files
+        observed = observe_file(Path(name), spec)
+        desired = desired_file(spec, observed)
+        for dotted, value in (spec.values or {}).items():
+            if isinstance(value, str) and looks_secret(parse_path(dotted)[-1]):
+                found.register(value)
+        for data in (observed.data, desired.data):
+            if data is not None:
+                found.register_compose_text(data.decode("utf-8", "replace"))
+        files[name] = observed
+    return files
 
 
 def observe_migrations(

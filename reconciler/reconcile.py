@@ -568,7 +568,11 @@ def _roll_back(
         if any(change.step is Step.COMPOSE_FILE for change in applied):
             compose_file.write_atomically(before.compose_file, before.compose_text.encode("utf-8"))
             done.append(f"restored {state.shown(state.compose.file)} to its previous bytes")
-            done += compose_file.restore_files(state, before.files)
+            done += compose_file.restore_files(state, before.env_texts)
+            for observed in before.files.values():
+                if compose_file.restore_file(observed):
+                    what = "removed" if observed.data is None else "restored"
+                    done.append(f"{what} {state.shown(observed.path)} as it was")
         for change in applied:
             old = before.images.get(change.key) if change.step is Step.IMAGES else None
             if old is not None and change.action in MAKES_IMAGE:

@@ -58,6 +58,7 @@ from reconciler.facts import (
     Snapshot,
 )
 from reconciler.logs import get_logger
+from reconciler.managed_files import hidden_because
 from reconciler.plans import Plan, Step
 from reconciler.secrets import MASK, Secrets, looks_secret
 from reconciler.state import State
@@ -338,7 +339,7 @@ def _file_fingerprints(
             state.shown(path),
             _MISSING if text is None else _text_digest(text.encode("utf-8"), secrets),
         )
-        for path, text in snapshot.files.items()
+        for path, text in snapshot.env_texts.items()
     ]
     others: dict[tuple[str, Path], None] = {}
     for source in snapshot.sources.values():
@@ -385,11 +386,26 @@ def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]
     if isinstance(facts, ComposeFileFacts):
         text = facts.compose_text.encode("utf-8", "surrogateescape")
         targets: dict[str, object] = {state.shown(facts.compose_file): _masked_text(text, secrets)}
-        for path, content in facts.files.items():
+        for path, content in facts.env_texts.items():
             targets[state.shown(path)] = (
                 None if content is None else _masked_text(content.encode("utf-8"), secrets)
             )
         targets["environment"] = _plain(facts.environment, secrets)
+        for name, observed in facts.files.items():
+            spec = state.files.get(name)
+            hidden = spec is not None and hidden_because(observed.path, spec, observed.data)
+            # A secret file's bytes are never hashed: only whether it exists, and its mode.
+            content = (
+                None if observed.data is None or hidden else _masked_text(observed.data, secrets)
+            )
+            targets[state.shown(observed.path)] = {
+                "exists": observed.data is not None,
+                "content": content,
+                "mode": observed.mode,
+                "source": None
+                if observed.source_data is None or hidden
+                else _masked_text(observed.source_data, secrets),
+            }
         return targets
     if isinstance(facts, ImagesFacts):
         return _image_targets(state, facts, secrets)

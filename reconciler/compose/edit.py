@@ -211,18 +211,21 @@ class _TooDeep(Exception):
 
 
 @contextlib.contextmanager
-def _depth_guard(text: str, source: Path) -> Iterator[None]:
-    """Turn nesting past the limit, or (a last resort) a RecursionError, into an InputError."""
+def _depth_guard(text: str, source: Path, what: str = "compose file") -> Iterator[None]:
+    """Turn nesting past the limit, or (a last resort) a RecursionError, into an InputError.
+
+    `what` names the kind of file in messages (the `files:` editor reuses this for any YAML).
+    """
     try:
         yield
     except _TooDeep as exc:
         raise InputError(
-            f"the compose file has nesting deeper than {_MAX_DEPTH} levels{exc.how}",
+            f"the {what} has nesting deeper than {_MAX_DEPTH} levels{exc.how}",
             _Doc(text, None, "").location(source, exc.index),
         ) from None
     except RecursionError:
         raise InputError(
-            "the compose file nests too deeply to process (Python's recursion limit was reached)",
+            f"the {what} nests too deeply to process (Python's recursion limit was reached)",
             Location(file=source),
         ) from None
 
@@ -347,7 +350,7 @@ def _libyaml_events(text: str) -> Iterator[Event]:
         parser.dispose()
 
 
-def _parse(text: str, source: Path) -> _Doc:
+def _parse(text: str, source: Path, what: str = "compose file") -> _Doc:
     """Parse one YAML document into a _Node tree, with libyaml when it can, else pure Python."""
     if _CParser is not None:
         # libyaml's marks do not count a leading BOM; every offset after it is one short.
@@ -365,7 +368,7 @@ def _parse(text: str, source: Path) -> _Doc:
         raise InputError(f"invalid YAML: {exc}", Location(file=source)) from exc
     except _MultipleDocuments as exc:
         raise InputError(
-            "the compose file holds more than one YAML document; expected exactly one",
+            f"the {what} holds more than one YAML document; expected exactly one",
             doc.location(source, exc.index),
         ) from None
     except _UndefinedAlias as exc:
@@ -482,8 +485,10 @@ def _key_path(prefix: str, key: _Node) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _check_duplicates(root: _Node, doc: _Doc, source: Path) -> None:
-    """Refuse duplicate mapping keys anywhere, as compose does."""
+def _check_duplicates(
+    root: _Node, doc: _Doc, source: Path, why: str = "compose refuses duplicate keys"
+) -> None:
+    """Refuse duplicate mapping keys anywhere, as compose does (`why` says whose rule)."""
     stack: list[tuple[_Node, str]] = [(root, "")]
     while stack:
         node, path = stack.pop()
@@ -496,8 +501,7 @@ def _check_duplicates(root: _Node, doc: _Doc, source: Path) -> None:
                     if first is not None:
                         line, _ = doc.line_col(first.start)
                         raise InputError(
-                            f"duplicate key {key.value!r} (first defined on line {line}); "
-                            "compose refuses duplicate keys",
+                            f"duplicate key {key.value!r} (first defined on line {line}); {why}",
                             doc.location(source, key.start, child),
                         )
                     seen[key.value] = key

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,11 @@ from ruamel.yaml.events import (
 from ruamel.yaml.parser import RoundTripParser
 
 from reconciler.errors import InputError, Location
-from reconciler.state.model import ComposeSpec, State
+from reconciler.state.model import ComposeSpec, FileSpec, State, file_format
+from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
+from reconciler.state.paths import parse_path
+
+_DOTENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 __all__ = ["decode_utf8", "find_root", "load_state"]
 
@@ -258,10 +263,12 @@ def _input_error(error: ValidationError, document: CommentedMap, source: Path) -
 def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
     root = find_root(source)
 
-    def resolve(path: Path, loc: list[str | int], *, must: str | None = None) -> Path:
+    def resolve(
+        path: Path, loc: list[str | int], *, must: str | None = None, key: bool = False
+    ) -> Path:
         """`path` against the state's directory, inside the root, existing as `must` says."""
         resolved = (source.parent / path).resolve()
-        line, column = _position(document, loc, key=False) or (None, None)
+        line, column = _position(document, loc, key=key) or (None, None)
         location = Location(source, line, column, ".".join(str(part) for part in loc))
         if not state.allow_outside_root and not resolved.is_relative_to(root):
             raise InputError(
@@ -273,6 +280,15 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             raise InputError(f"{resolved} does not exist or is not a file", location)
         if must == "dir" and not resolved.is_dir():
             raise InputError(f"{resolved} does not exist or is not a directory", location)
+        if must == "writable file":
+            if resolved.is_dir():
+                raise InputError(f"{resolved} is a directory, not a file", location)
+            if not resolved.parent.is_dir():
+                raise InputError(
+                    f"the directory {resolved.parent} does not exist; reconciler creates "
+                    "files, not directories",
+                    location,
+                )
         return resolved
 
     compose_file = resolve(state.compose.file, ["compose", "file"], must="file")
@@ -306,19 +322,6 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             for index, path in enumerate(wheelhouse.requirements)
         ]
         wheelhouses[str(target)] = wheelhouse.model_copy(update={"requirements": requirements})
-    files = {}
-    for name, file_spec in state.files.items():
-        target = resolve(Path(name), ["files", name], must="file")
-        if str(target) in files:
-            raise InputError(
-                f"{target} is listed twice under `files:`", _location(document, source, name)
-            )
-        if file_spec.kind(target) is None:
-            raise InputError(
-                f"cannot tell the format of {target.name} from its name; add `format: dotenv`",
-                _location(document, source, name),
-            )
-        files[str(target)] = file_spec
     checks = []
     for index, check in enumerate(state.checks):
         if check.command is not None:
@@ -333,6 +336,8 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             command = check.command.model_copy(update={"cwd": cwd, "junit": junit})
             check = check.model_copy(update={"command": command})  # noqa: PLW2901
         checks.append(check)
+    files = _resolve_files(state, document, source, compose_file, resolve)
+    _check_environment(state, document, source)
     resolved = state.model_copy(
         update={
             "compose": compose,
@@ -345,10 +350,100 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
     return resolved.located(source.resolve(), root, _key_positions(document))
 
 
-def _location(document: CommentedMap, source: Path, name: str) -> Location:
-    """Where the key of `files.<name>` sits."""
-    line, column = _position(document, ["files", name], key=True) or (None, None)
-    return Location(source, line, column, f"files.{name}")
+def _check_environment(state: State, document: CommentedMap, source: Path) -> None:
+    """Environment pins are written as compose reads them: no interpolation in them (yet)."""
+    for name, spec in state.services.items():
+        for key, value in spec.environment.items():
+            if _INTERPOLATION.search(value):
+                loc: list[str | int] = ["services", name, "environment", key]
+                line, column = _position(document, loc, key=False) or (None, None)
+                raise InputError(
+                    f"the value {value!r} uses compose interpolation ($VAR or ${{VAR}}), which "
+                    "environment pins do not support yet; write $$ for a literal $",
+                    Location(source, line, column, ".".join(str(part) for part in loc)),
+                )
+
+
+def _resolve_files(
+    state: State,
+    document: CommentedMap,
+    source: Path,
+    compose_file: Path,
+    resolve: Callable[..., Path],
+) -> dict[str, FileSpec]:
+    """`files:` keyed by absolute path, each inside the root, its kind known and supported."""
+    files: dict[str, FileSpec] = {}
+    for name, spec in state.files.items():
+        loc: list[str | int] = ["files", name]
+        line, column = _position(document, loc, key=True) or (None, None)
+        location = Location(source, line, column, f"files.{name}")
+        target = resolve(Path(name), loc, must="writable file", key=True)
+        if target == compose_file:
+            raise InputError(
+                "this is the compose file: pin its images and environment under `services`",
+                location,
+            )
+        if str(target) in files:
+            raise InputError(f"{target} is listed twice under `files`", location)
+        kind = file_format(target, spec)
+        if kind is None:
+            raise InputError(
+                "cannot tell the file's format from its name; add `format: yaml` or "
+                "`format: dotenv`",
+                location,
+            )
+        if kind == "dotenv":
+            _check_dotenv_spec(spec, target, document, name, source, location)
+        elif spec.absent is not None:
+            raise InputError(
+                f"`absent` is for dotenv files; {target.name} is edited as {kind}", location
+            )
+        for dotted in (spec.values or {}) if kind == "yaml" else {}:
+            try:
+                parse_path(dotted)
+            except ValueError as error:
+                at = _position(document, [*loc, "set", dotted], key=True) or (None, None)
+                where = Location(source, at[0], at[1], f"files.{name}.set.{dotted}")
+                raise InputError(str(error), where) from None
+        if spec.source is not None:
+            origin = resolve(spec.source, [*loc, "source"], must="file")
+            spec = spec.model_copy(update={"source": origin})  # noqa: PLW2901
+        files[str(target)] = spec
+    return files
+
+
+def _check_dotenv_spec(  # noqa: PLR0917 - private, one call site
+    spec: FileSpec,
+    target: Path,
+    document: CommentedMap,
+    name: str,
+    source: Path,
+    location: Location,
+) -> None:
+    """A dotenv entry edits an existing file's keys, with string values."""
+    if not target.is_file():
+        raise InputError(
+            f"{target} does not exist: `set`/`absent` edit an existing dotenv file (give its "
+            "whole `content` to create it)",
+            location,
+        )
+    if spec.mode is not None:
+        raise InputError(
+            "`mode` is not supported with dotenv `set`/`absent` (yet); give the whole "
+            "`content` to set a mode",
+            location,
+        )
+    for key, value in (spec.values or {}).items():
+        at = _position(document, ["files", name, "set", key], key=True) or (None, None)
+        where = Location(source, at[0], at[1], f"files.{name}.set.{key}")
+        if not _DOTENV_KEY.match(key):
+            raise InputError(f"{key!r} is not a dotenv variable name", where)
+        if not isinstance(value, str):
+            raise InputError(
+                f"dotenv values are strings: quote {value!r} (YAML read it as "
+                f"{type(value).__name__})",
+                where,
+            )
 
 
 def _key_positions(document: CommentedMap) -> dict[str, tuple[int, int]]:

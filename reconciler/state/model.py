@@ -10,7 +10,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
 from reconciler.errors import Location
 
@@ -22,6 +30,7 @@ __all__ = [
     "CompareSpec",
     "ComposeSpec",
     "ExecSpec",
+    "FileFormat",
     "FileSpec",
     "HttpRequestSpec",
     "ImageSpec",
@@ -33,6 +42,7 @@ __all__ = [
     "ServiceSpec",
     "State",
     "WheelhouseSpec",
+    "file_format",
     "valid_image_reference",
 ]
 
@@ -88,41 +98,9 @@ class ComposeSpec(_Strict):
 
 
 DotenvKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
-_DOTENV_NAME = re.compile(r"^(\.env(\..+)?|.+\.env)$")
 
 
-class FileSpec(_Strict):
-    """A file whose content the compose-file step keeps: for a dotenv file, keys set or absent.
-
-    The format follows the file name (`.env`, `.env.*`, `*.env`) unless `format` names it.
-    """
-
-    format: Literal["dotenv"] | None = Field(
-        default=None, description="The file's format; by default told from its name."
-    )
-    values: dict[DotenvKey, str] = Field(
-        default_factory=dict,
-        alias="set",
-        description="KEY -> value each must have (a byte-minimal edit; appended when missing).",
-    )
-    absent: list[DotenvKey] = Field(
-        default_factory=list, description="Keys that must not be defined (their line is removed)."
-    )
-
-    @model_validator(mode="after")
-    def _something_to_keep(self) -> FileSpec:
-        if not self.values and not self.absent:
-            raise ValueError("give `set` or `absent` (or both)")
-        both = sorted(set(self.values) & set(self.absent))
-        if both:
-            raise ValueError(f"{', '.join(both)} cannot be both set and absent")
-        return self
-
-    def kind(self, path: Path) -> str | None:
-        """The file's format: `format`, else told from the name; None when neither says."""
-        if self.format is not None:
-            return self.format
-        return "dotenv" if _DOTENV_NAME.match(path.name) else None
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class ServiceSpec(_Strict):
@@ -130,6 +108,11 @@ class ServiceSpec(_Strict):
 
     image: ImageReference | None = Field(
         default=None, description="Pins services.<name>.image in the compose file."
+    )
+    environment: dict[EnvName, str] = Field(
+        default_factory=dict,
+        description="Pins services.<name>.environment entries in the compose file (mapping "
+        "or list form, as the file has it); values are written as compose reads them.",
     )
     health_timeout: float = Field(
         default=120.0,
@@ -262,7 +245,6 @@ def _valid_regex(pattern: str) -> str:
 
 
 Regex = Annotated[str, Field(min_length=1), AfterValidator(_valid_regex)]
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class LogsSpec(_Strict):
@@ -352,6 +334,93 @@ class CompareSpec(_Strict):
     )
 
 
+def _octal_mode(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"mode must be a quoted octal string such as '0644'; YAML read {value} as a number"
+        )
+    return value
+
+
+FileMode = Annotated[
+    str,
+    BeforeValidator(_octal_mode),
+    Field(pattern=r"^0?[0-7]{3}$", description="Octal permission bits, quoted: '0644'."),
+]
+FileFormat = Literal["yaml", "dotenv"]
+YamlScalar = str | int | float | bool
+
+
+class FileSpec(_Strict):
+    """A file the state manages beside the compose file: keys set in it (`set`, and for dotenv
+    files `absent`), or its whole content (`content` or `source`); `mode` sets its permission
+    bits (YAML `set` and whole files)."""
+
+    format: FileFormat | None = Field(
+        default=None,
+        description="How `set` edits the file; by default from its name: *.yml and *.yaml "
+        "are yaml, .env, .env.* and *.env are dotenv.",
+    )
+    values: dict[Annotated[str, Field(min_length=1)], YamlScalar] | None = Field(
+        default=None,
+        alias="set",
+        description="YAML: dotted.path -> scalar value (quote a key holding dots: 'a.b'.c). "
+        "dotenv: KEY -> string value (a byte-minimal edit; appended when missing).",
+    )
+    absent: list[DotenvKey] | None = Field(
+        default=None,
+        description="dotenv only: keys that must not be defined (their line is removed).",
+    )
+    content: str | None = Field(default=None, description="The file's whole content.")
+    source: Path | None = Field(
+        default=None,
+        strict=False,
+        description="A file (relative to the state file) whose bytes the file must hold.",
+    )
+    mode: FileMode | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_manage(self) -> FileSpec:
+        given = [name for name in ("set", "content", "source") if self._given(name)]
+        if self.absent is not None and "set" not in given:
+            given.insert(0, "absent")
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `set` (with or without `absent`), `content` or `source`"
+                + (f" (got {' and '.join(given)})" if given else "")
+            )
+        if self.format is not None and self.values is None and self.absent is None:
+            raise ValueError("`format` goes with `set`; `content` and `source` replace the file")
+        both = sorted(set(self.values or {}) & set(self.absent or []))
+        if both:
+            raise ValueError(f"{', '.join(both)} cannot be both set and absent")
+        return self
+
+    def _given(self, name: str) -> bool:
+        return {"set": self.values, "content": self.content, "source": self.source}[
+            name
+        ] is not None
+
+    def dotenv_values(self) -> dict[str, str]:
+        """`set` as dotenv values (validated as strings at load for dotenv files)."""
+        return {key: str(value) for key, value in (self.values or {}).items()}
+
+
+def file_format(path: str | Path, spec: FileSpec) -> FileFormat | Literal["whole"] | None:
+    """How a managed file is handled: whole, or its `set`/`absent` format (declared, else by
+    its name; None when the name does not tell)."""
+    if spec.values is None and spec.absent is None:
+        return "whole"
+    if spec.format is not None:
+        return spec.format
+    name = Path(path).name
+    if name.endswith((".yml", ".yaml")):
+        return "yaml"
+    if name == ".env" or name.startswith(".env.") or name.endswith(".env"):
+        return "dotenv"
+    return None
+
+
 class State(_Strict):
     """A declared state: the root model of a state file."""
 
@@ -367,15 +436,16 @@ class State(_Strict):
         default_factory=dict,
         description="Wheel directories (relative paths) to fill with pip download.",
     )
-    files: dict[str, FileSpec] = Field(
-        default_factory=dict,
-        description="Files (relative paths) the compose-file step keeps: dotenv keys set or "
-        "absent.",
-    )
     migrations: list[MigrationSpec] = Field(default_factory=list)
     checks: list[CheckSpec] = Field(default_factory=list)
     compare: CompareSpec | None = Field(
         default=None, description="Requirements on the comparison with a baseline result."
+    )
+    files: dict[Annotated[str, Field(min_length=1)], FileSpec] = Field(
+        default_factory=dict,
+        description="Files to manage, by path relative to the state file: keys `set` in a "
+        "YAML or dotenv file (`absent` for dotenv), or whole content (`content`, `source`) "
+        "and `mode`.",
     )
     sensitive_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=list,
@@ -419,3 +489,9 @@ class State(_Strict):
     def pins(self) -> dict[str, str]:
         """services.<name>.image values the compose file must carry."""
         return {name: spec.image for name, spec in self.services.items() if spec.image}
+
+    def environment_pins(self) -> dict[str, dict[str, str]]:
+        """services.<name>.environment entries the compose file must carry."""
+        return {
+            name: dict(spec.environment) for name, spec in self.services.items() if spec.environment
+        }

@@ -1,28 +1,42 @@
-"""compose-file step: pin each service's `image:` with a minimal, verified splice, and keep the
-dotenv files the state names (`files:`, and the env file defining an interpolated image's tag).
+"""compose-file step: pin each service's `image:` and `environment` entries with minimal,
+verified splices, keep the dotenv files the state names (`files:`, and the env file defining an
+interpolated image's tag), and bring the state's other `files:` to what it declares.
 
 `observe` takes the texts from the snapshot (`ComposeFileFacts`); `diff` is pure (texts in,
-changes out) using `reconciler.compose.edit` and `reconciler.env_files`; `apply` writes the new
-bytes atomically (temp file in the same directory, fsync, rename, mode kept).
+changes out) using `reconciler.compose.edit`, `compose.yaml_set`, `reconciler.env_files` and
+`managed_files`; `apply` writes the new bytes atomically (temp file in the same directory,
+fsync, rename, mode kept or set as declared).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
-import tempfile
+import stat
 from pathlib import Path
 
 from reconciler.compose.edit import pin_images
+from reconciler.compose.yaml_set import ValueEdit, pin_environment, set_values
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.env_files import FileEdits, plan_file_edits
 from reconciler.errors import ApplyError
 from reconciler.facts import ComposeFileFacts, Snapshot
 from reconciler.logs import get_logger
-from reconciler.observe import read_compose_text, read_managed_files
+from reconciler.managed_files import (
+    DesiredFile,
+    ObservedFile,
+    desired_file,
+    hidden_because,
+    observe_file,
+    write_atomically,
+)
+from reconciler.observe import read_compose_text, read_env_texts
 from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.secrets import MASK, Secrets, looks_secret
 from reconciler.state import State
+from reconciler.state.model import FileSpec
+from reconciler.state.paths import YamlPath, format_path, parse_path
 from reconciler.steps.contract import StepDefinition
 
 __all__ = [
@@ -32,6 +46,7 @@ __all__ = [
     "file_edits",
     "observe",
     "pinned_text",
+    "restore_file",
     "restore_files",
     "unified_diff",
     "write_atomically",
@@ -41,20 +56,21 @@ _log = get_logger(__name__)
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ComposeFileFacts:
-    """The compose file's and the managed files' texts as observed, the process variables the
-    images use, and the secret values diffs must mask."""
+    """The compose file's and the dotenv files' texts as observed, the process variables the
+    images use, the other managed files, and the secret values diffs must mask."""
     return ComposeFileFacts(
         snapshot.compose_file,
         snapshot.compose_text,
         snapshot.secrets,
-        files=dict(snapshot.files),
+        env_texts=dict(snapshot.env_texts),
         environment=dict(snapshot.environment),
+        files=dict(snapshot.files),
     )
 
 
 def file_edits(state: State, facts: ComposeFileFacts) -> FileEdits:
     """The dotenv edits of `files:` and of interpolated pins (pure)."""
-    return plan_file_edits(state, facts.compose_text, facts.files, facts.environment)
+    return plan_file_edits(state, facts.compose_text, facts.env_texts, facts.environment)
 
 
 def _literal_pins(state: State, edits: FileEdits) -> dict[str, str]:
@@ -65,7 +81,8 @@ def _literal_pins(state: State, edits: FileEdits) -> dict[str, str]:
 def pinned_text(state: State, facts: ComposeFileFacts) -> str:
     """The compose text with every pin applied (equal to the observed text when in sync)."""
     pins = _literal_pins(state, file_edits(state, facts))
-    return pin_images(facts.compose_text, pins, source=facts.compose_file).text
+    text = pin_images(facts.compose_text, pins, source=facts.compose_file).text
+    return pin_environment(text, state.environment_pins(), source=facts.compose_file).text
 
 
 def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
@@ -122,7 +139,9 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
                 reason=change.reason,
                 before=_masked_value(change.key, change.before),
                 after=_masked_value(change.key, change.after),
-                diff=unified_diff(facts.files.get(change.file) or "", change.text, shown, masks),
+                diff=unified_diff(
+                    facts.env_texts.get(change.file) or "", change.text, shown, masks
+                ),
                 key=f"{change.file}:{change.key}",
             )
         )
@@ -130,11 +149,161 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
         InSync(Step.COMPOSE_FILE, f"{state.shown(path)}:{key}", reason)
         for path, key, reason in edits.in_sync
     ]
-    return Plan(tuple(changes), tuple(ok))
+    plan = Plan(tuple(changes), tuple(ok)) + _environment_diff(state, facts, label, masks)
+    for name, spec in state.files.items():
+        if name in facts.files:  # dotenv files are planned with the env files above
+            plan += _file_diff(state, name, spec, facts.files[name], masks)
+    return plan
 
 
 def _masked_value(key: str, value: str | None) -> str | None:
     return MASK if value is not None and looks_secret(key) else value
+
+
+def _environment_diff(state: State, facts: ComposeFileFacts, label: str, masks: Secrets) -> Plan:
+    """One change per environment entry that differs from its pin, with that edit's diff."""
+    pins = state.environment_pins()
+    result = pin_environment(facts.compose_text, pins, source=facts.compose_file)
+    changes = []
+    for edit in result.edits:
+        _, service, _, name = edit.path
+        alone = pin_environment(
+            facts.compose_text, {service: {name: edit.after}}, source=facts.compose_file
+        )
+        change = _value_change(
+            f"{label}:{format_path(edit.path)}",
+            edit,
+            unified_diff(facts.compose_text, alone.text, label, masks),
+            f"environment {name}",
+        )
+        # keyed by its service, like an image pin: the services step recreates it
+        changes.append(dataclasses.replace(change, key=service))
+    ok = tuple(
+        InSync(
+            Step.COMPOSE_FILE,
+            f"{label}:{format_path(path)}",
+            "already set (secret, not shown)"
+            if looks_secret(path[-1])
+            else f"already {pins[path[1]][path[-1]]}",
+        )
+        for path in result.same
+    )
+    return Plan(tuple(changes), ok)
+
+
+def _value_change(target: str, edit: ValueEdit, diff: str, what: str) -> Change:
+    """A change setting one value; a secret-looking key's values show as ***."""
+    secret = looks_secret(edit.path[-1])
+    before = None if edit.before is None else (MASK if secret else edit.before)
+    after = MASK if secret else edit.after
+    if edit.before is None:
+        reason = f"{what} is not set; state sets {after}"
+    else:
+        reason = f"{what} is {before}; state sets {after}"
+    if edit.note:
+        reason += f" ({edit.note})"
+    return Change(
+        step=Step.COMPOSE_FILE,
+        target=target,
+        action=Action.EDIT if edit.how == "replaced" else Action.INSERT,
+        reason=reason,
+        before=before,
+        after=after,
+        diff=diff,
+    )
+
+
+def _file_diff(
+    state: State, name: str, spec: FileSpec, observed: ObservedFile, masks: Secrets
+) -> Plan:
+    """A managed file's changes: each YAML value, or its whole content; then its mode."""
+    path = Path(name)
+    label = state.shown(path)
+    desired = desired_file(spec, observed)
+    changes: list[Change] = []
+    ok: list[InSync] = []
+    if desired.edits is not None:
+        text = (observed.data or b"").decode("utf-8")
+        for edit in desired.edits.edits:
+            alone = set_values(text, {edit.path: _value_of(spec, edit.path)}, source=path)
+            diff = unified_diff(text, alone.text, label, masks)
+            key = format_path(edit.path)
+            changes.append(_value_change(f"{label}:{key}", edit, diff, key))
+        ok += [
+            InSync(
+                Step.COMPOSE_FILE,
+                f"{label}:{format_path(key)}",
+                "already set (secret, not shown)" if looks_secret(key[-1]) else "already set",
+            )
+            for key in desired.edits.same
+        ]
+    else:
+        content = _content_change(spec, label, observed, desired, masks)
+        if content is None:
+            ok.append(InSync(Step.COMPOSE_FILE, label, f"content as declared ({_size(desired)})"))
+        else:
+            changes.append(content)
+    if desired.mode is not None and observed.mode is not None:
+        if observed.mode == desired.mode:
+            ok.append(InSync(Step.COMPOSE_FILE, f"{label}:mode", f"already {spec.mode}"))
+        else:
+            changes.append(
+                Change(
+                    step=Step.COMPOSE_FILE,
+                    target=f"{label}:mode",
+                    action=Action.EDIT,
+                    reason=f"mode is {observed.mode:04o}; state sets {desired.mode:04o}",
+                    before=f"{observed.mode:04o}",
+                    after=f"{desired.mode:04o}",
+                )
+            )
+    # keyed apart from service names, so that no file change reads as a service's edit
+    keyed = tuple(dataclasses.replace(change, key=f"file {change.target}") for change in changes)
+    return Plan(keyed, tuple(ok))
+
+
+def _value_of(spec: FileSpec, path: YamlPath) -> str | int | float | bool:
+    return {parse_path(dotted): value for dotted, value in (spec.values or {}).items()}[path]
+
+
+def _size(desired: DesiredFile) -> str:
+    return f"{len(desired.data)} bytes"
+
+
+def _content_change(
+    spec: FileSpec, label: str, observed: ObservedFile, desired: DesiredFile, masks: Secrets
+) -> Change | None:
+    """The change writing a whole file's declared content, or None when it holds it."""
+    if observed.data == desired.data:
+        return None
+    hidden = hidden_because(observed.path, spec, observed.data, desired.data)
+    diff = None
+    try:
+        before_text = (observed.data or b"").decode("utf-8")
+        after_text = desired.data.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = "binary content, not shown"
+    else:
+        shown = f"content not shown: {hidden}" if hidden else ""
+        if not hidden:
+            diff = unified_diff(before_text, after_text, label, masks)
+    detail = f" ({shown})" if shown else ""
+    if observed.data is None:
+        return Change(
+            step=Step.COMPOSE_FILE,
+            target=label,
+            action=Action.CREATE,
+            reason=f"does not exist; state gives its content, {_size(desired)}{detail}",
+            diff=diff,
+        )
+    return Change(
+        step=Step.COMPOSE_FILE,
+        target=label,
+        action=Action.EDIT,
+        reason=f"content differs from the declared one ({len(observed.data)} bytes, "
+        f"declared {_size(desired)}){detail}",
+        diff=diff,
+    )
 
 
 def apply(
@@ -145,29 +314,33 @@ def apply(
     current = read_compose_text(facts.compose_file)
     if current != facts.compose_text:
         raise ApplyError(f"{facts.compose_file} changed while planning; nothing written, run again")
+    # Every file is checked before any is written: a moved one means the plan is stale.
     edits = file_edits(state, facts)
     if edits.texts:
-        now = read_managed_files(state)
-        moved = [path for path in edits.texts if now.get(path) != facts.files.get(path)]
+        now = read_env_texts(state)
+        moved = [path for path in edits.texts if now.get(path) != facts.env_texts.get(path)]
         if moved:
             raise ApplyError(f"{moved[0]} changed while planning; nothing written, run again")
-    new_text = pin_images(
-        facts.compose_text, _literal_pins(state, edits), source=facts.compose_file
-    ).text
+    for name, observed in facts.files.items():
+        if observe_file(Path(name), state.files[name]) != observed:
+            raise ApplyError(f"{name} changed while planning; nothing written, run again")
+    new_text = pinned_text(state, facts)
     for path, text in edits.texts.items():
         write_atomically(path, text.encode("utf-8"))
         _log.info("env file written", file=str(path))
     if new_text != current:
         write_atomically(facts.compose_file, new_text.encode("utf-8"))
         _log.info("compose file written", file=str(facts.compose_file))
-    return changes if edits.texts or new_text != current else ()
+    for name, observed in facts.files.items():
+        _write_file(Path(name), desired_file(state.files[name], observed), observed)
+    return changes
 
 
 def restore_files(state: State, before: dict[Path, str | None]) -> list[str]:
-    """Put back the managed files' observed bytes (a file that did not exist is removed);
+    """Put back the dotenv files' observed bytes (a file that did not exist is removed);
     what was restored, for the report."""
     done = []
-    now = read_managed_files(state)
+    now = read_env_texts(state)
     for path, text in before.items():
         if now.get(path) == text:
             continue
@@ -180,30 +353,32 @@ def restore_files(state: State, before: dict[Path, str | None]) -> list[str]:
     return done
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new bytes, never a mix."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    # A write killed before its rename leaves its temp file; the project lock is held, so any
-    # such file is a leftover, never another writer's.
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        leftover.unlink(missing_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    temp = Path(temp_name)
+def _write_file(path: Path, desired: DesiredFile, observed: ObservedFile) -> None:
+    """Write a managed file's declared bytes (atomically), or only set its mode."""
+    if observed.data != desired.data:
+        write_atomically(path, desired.data, desired.mode)
+        _log.info("file written", file=str(path))
+    elif desired.mode is not None and observed.mode != desired.mode:
+        os.chmod(path, desired.mode)
+        _log.info("file mode set", file=str(path), mode=f"{desired.mode:04o}")
+
+
+def restore_file(observed: ObservedFile) -> bool:
+    """Put a managed file back as it was observed (remove it if it did not exist); True when
+    that changed something."""
+    path = observed.path
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        data: bytes | None = path.read_bytes()
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        data, mode = None, None
+    if data == observed.data and mode == observed.mode:
+        return False
+    if observed.data is None:
+        path.unlink(missing_ok=True)
+    else:
+        write_atomically(path, observed.data, observed.mode)
+    return True
 
 
 def unified_diff(before: str, after: str, label: str, masks: Secrets) -> str:

@@ -60,12 +60,15 @@ def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
     """One change per drifted service.
 
     A service whose pin (`facts.pins`) differs from the compose file's current image, or
-    whose image the images step plans to (re)build or pull (in `earlier`), is certain to be
-    recreated even though its labels still match.
+    whose image the images step plans to (re)build or pull (in `earlier`), or whose
+    environment the compose-file step edits, is certain to be recreated even though its
+    labels still match.
     """
     config = facts.config
     pins = facts.pins
     rebuilt = earlier.keys(Step.IMAGES, MAKES_IMAGE)
+    # compose-file changes keyed by a service name edit that service (its environment pins)
+    reconfigured = earlier.keys(Step.COMPOSE_FILE) & set(config.services)
     pinned = {
         name: image
         for name, image in pins.items()
@@ -91,6 +94,7 @@ def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
             facts=facts,
             pinned=pinned,
             rebuilt=rebuilt,
+            reconfigured=reconfigured,
         )
         if change is None:
             ok.append(InSync(Step.SERVICES, service, _describe_ready(containers)))
@@ -99,7 +103,7 @@ def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
     return Plan(tuple(changes), tuple(ok))
 
 
-def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift reads best
+def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of drift reads best
     service: str,
     *,
     reference: str,
@@ -107,6 +111,7 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
     facts: ServicesFacts,
     pinned: dict[str, str],
     rebuilt: set[str],
+    reconfigured: set[str],
 ) -> Change | None:
     def change(
         action: Action,
@@ -128,6 +133,8 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift re
         )
     if reference in rebuilt:
         return change(Action.RECREATE, f"image {reference} will be (re)built or pulled")
+    if service in reconfigured:
+        return change(Action.RECREATE, "its environment pins change in the compose file")
     wanted_hash = facts.config_hashes.get(service)
     image = facts.images.get(reference)
     for container in containers:

@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 
 from reconciler.plans import Action, Step
-from reconciler.state.model import CheckSpec, FileSpec, ImageSpec, MigrationSpec, ServiceSpec
+from reconciler.state.model import (
+    CheckSpec,
+    FileSpec,
+    ImageSpec,
+    MigrationSpec,
+    ServiceSpec,
+    file_format,
+)
 
 __all__ = [
     "ALL_STEPS",
@@ -25,6 +32,7 @@ __all__ = [
     "CaseError",
     "ComposeService",
     "ContainerFact",
+    "FileFact",
     "ImageFact",
     "MigrationFact",
     "load_case",
@@ -89,6 +97,13 @@ class MigrationFact(_Model):
     detail: Text
 
 
+class FileFact(_Model):
+    """A managed file as observed (`ObservedFile`): its text, or null when it does not exist."""
+
+    text: str | None
+    mode: str | None = Field(default="0644", description="Octal mode; null when missing.")
+
+
 ChangeRow = tuple[Step, Text, Action]
 OkRow = tuple[Step, Text, Text]
 
@@ -106,7 +121,7 @@ class Case(_Model):
     migrations_decl: list[MigrationSpec] = Field(default_factory=list)
     checks_decl: list[CheckSpec] = Field(default_factory=list)
     files_decl: dict[str, FileSpec] = Field(
-        default_factory=dict, description="The state's `files:` (path -> set/absent)."
+        default_factory=dict, description="The state's `files:` (path -> spec)."
     )
     env_files: list[str] = Field(
         default_factory=list, description="The state's `compose.env_files` (default: .env)."
@@ -123,10 +138,14 @@ class Case(_Model):
     migrations: dict[str, MigrationFact] = Field(default_factory=dict)
     observed_at: float | None = None
     dotenv: dict[str, str] = Field(
-        default_factory=dict, description="Texts of env files and `files:`; others are missing."
+        default_factory=dict,
+        description="Texts of env files and dotenv `files:`; others are missing.",
     )
     environment: dict[str, str] = Field(
         default_factory=dict, description="Process variables the compose file's images use."
+    )
+    files: dict[str, FileFact] = Field(
+        default_factory=dict, description="YAML and whole `files:` as found."
     )
 
     # Expectations.
@@ -160,6 +179,13 @@ class Case(_Model):
             unknown = sorted(names - set(self.services))
             if unknown:
                 raise ValueError(f"{label}: services {unknown} are not in `services`")
+        unobserved = sorted(
+            name
+            for name, spec in self.files_decl.items()
+            if name not in self.files and file_format(name, spec) != "dotenv"
+        )
+        if unobserved:
+            raise ValueError(f"files: {unobserved} are declared but not observed in `files`")
         undeclared = sorted(set(self.migrations) - {m.name for m in self.migrations_decl})
         if undeclared:
             raise ValueError(f"migrations: {undeclared} are not declared in `migrations_decl`")

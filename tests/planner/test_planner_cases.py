@@ -27,6 +27,7 @@ from reconciler.facts import (
     MigrationStatus,
     ServicesFacts,
 )
+from reconciler.managed_files import ObservedFile
 from reconciler.observe import check_compose_services, image_sources
 from reconciler.plans import Action, Plan, Step
 from reconciler.reconcile import diff
@@ -119,8 +120,16 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
         Step.COMPOSE_FILE: ComposeFileFacts(
             COMPOSE_FILE,
             text,
-            files={Path(name): content for name, content in case.dotenv.items()},
+            env_texts={Path(name): content for name, content in case.dotenv.items()},
             environment=dict(case.environment),
+            files={
+                name: ObservedFile(
+                    Path(name),
+                    None if fact.text is None else fact.text.encode("utf-8"),
+                    None if fact.mode is None else int(fact.mode, 8),
+                )
+                for name, fact in case.files.items()
+            },
         ),
         Step.IMAGES: ImagesFacts(
             compose_file=COMPOSE_FILE,
