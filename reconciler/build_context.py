@@ -2,9 +2,10 @@
 
 The digest covers every file docker would send (`.dockerignore` honoured through docker-py's
 port of moby's matcher, see `reconciler.dockerignore`), the Dockerfile, the build args and the
-target, so the images step rebuilds exactly when one of them changed. The governed compose file
-is left out even when it sits in the context: reconciler edits it itself, and counting it would
-make every pin edit rebuild every image. Pure file reading, no docker calls.
+target, so the images step rebuilds exactly when one of them changed. The files reconciler
+edits itself (the governed compose file, its env files, the state's `files:`) are left out even
+when they sit in the context: counting them would make every pin or key edit rebuild every
+image built from that context. Pure file reading, no docker calls.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path
 
 from reconciler.docker.facts import BuildConfig
@@ -24,8 +26,9 @@ DIGEST_LABEL = "io.reconciler.context-digest"
 _CHUNK = 1 << 20
 
 
-def context_digest(build: BuildConfig, *, compose_file: Path) -> str:
-    """sha256 over the build context as docker filters it, the Dockerfile, args and target."""
+def context_digest(build: BuildConfig, *, compose_file: Path, edited: Collection[Path] = ()) -> str:
+    """sha256 over the build context as docker filters it, the Dockerfile, args and target,
+    leaving out the compose file and the `edited` files (those reconciler edits)."""
     context = build.context
     if not context.is_dir():
         raise InputError(f"build context {context} is not a directory", Location(compose_file))
@@ -41,9 +44,9 @@ def context_digest(build: BuildConfig, *, compose_file: Path) -> str:
     for key, value in sorted(build.args.items()):
         digest.update(f"arg\0{key}\0{value}\0".encode())
     digest.update(f"target\0{build.target or ''}\0".encode())
-    skip = _relative_to(compose_file, context)
+    skip = {_relative_to(path, context) for path in (compose_file, *edited)} - {None}
     for relative in _included_files(context, dockerfile):
-        if relative == skip:
+        if relative in skip:
             continue
         path = context / relative
         info = path.lstat()

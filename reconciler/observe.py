@@ -38,6 +38,7 @@ __all__ = [
     "base_images",
     "check_compose_services",
     "desired_images",
+    "edited_files",
     "image_sources",
     "likely_images",
     "migration_status",
@@ -239,14 +240,22 @@ def _base_first(sources: dict[str, ImageSource]) -> dict[str, ImageSource]:
     return ordered
 
 
-def wanted_digests(sources: Mapping[str, ImageSource], *, compose_file: Path) -> dict[str, str]:
-    """The input digest each made image must carry; a build's covers its declared bases too."""
+def edited_files(state: State) -> tuple[Path, ...]:
+    """The files reconciler edits besides the compose file: env files and `files:` entries."""
+    return tuple(dict.fromkeys([*dotenv_paths(state), *(Path(name) for name in state.files)]))
+
+
+def wanted_digests(
+    sources: Mapping[str, ImageSource], *, compose_file: Path, edited: Collection[Path] = ()
+) -> dict[str, str]:
+    """The input digest each made image must carry; a build's covers its declared bases too.
+    The compose file and the `edited` files are left out of build contexts."""
     digests: dict[str, str] = {}
     for reference, source in sources.items():
         if source.rootfs is not None:
             digests[reference] = rootfs_digest(source.rootfs)
         elif source.build is not None:
-            digest = context_digest(source.build, compose_file=compose_file)
+            digest = context_digest(source.build, compose_file=compose_file, edited=edited)
             bases = [digests[base] for base in base_images(source.build) if base in digests]
             if bases:
                 digest = (

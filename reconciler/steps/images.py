@@ -16,7 +16,7 @@ from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.facts import ImagesFacts, Snapshot
 from reconciler.logs import get_logger
-from reconciler.observe import wanted_digests
+from reconciler.observe import edited_files, wanted_digests
 from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
@@ -33,7 +33,9 @@ def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ImagesF
         compose_file=snapshot.compose_file,
         sources=snapshot.sources,
         images=snapshot.images,
-        context_digests=wanted_digests(snapshot.sources, compose_file=snapshot.compose_file),
+        context_digests=wanted_digests(
+            snapshot.sources, compose_file=snapshot.compose_file, edited=edited_files(state)
+        ),
         wheelhouses={
             directory: (wheelhouse.wanted_digest(spec), wheelhouse.observed_digest(Path(directory)))
             for directory, spec in state.wheelhouses.items()
@@ -98,7 +100,9 @@ def apply(
             wheelhouse.download(Path(change.key), state.wheelhouses[change.key], adapter.stop)
     # Inputs may have changed since observing (a wheelhouse was just filled): digest them now,
     # so the label says what the image was really made from.
-    digests = wanted_digests(facts.sources, compose_file=facts.compose_file)
+    digests = wanted_digests(
+        facts.sources, compose_file=facts.compose_file, edited=edited_files(state)
+    )
     for change in changes:
         source = facts.sources.get(change.key)
         if source is None:
