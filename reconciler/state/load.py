@@ -319,6 +319,14 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
                 _location(document, source, name),
             )
         files[str(target)] = file_spec
+    secrets = {
+        name: spec.model_copy(
+            update={"file": resolve(spec.file, ["secrets", name, "file"], must="file")}
+        )
+        if spec.file is not None
+        else spec
+        for name, spec in state.secrets.items()
+    }
     checks = []
     for index, check in enumerate(state.checks):
         if check.command is not None:
@@ -339,6 +347,7 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             "images": images,
             "wheelhouses": wheelhouses,
             "files": files,
+            "secrets": secrets,
             "checks": checks,
         }
     )
