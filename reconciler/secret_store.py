@@ -96,6 +96,9 @@ class SecretStore:
     def _run(self, name: str, argv: list[str], timeout: float) -> str:
         where = self._state.location(f"secrets.{name}.command")
         program = argv[0]
+        directory = self._state.source.parent if self._state.source.is_file() else None
+        if directory is not None and "/" in program and not Path(program).is_absolute():
+            argv = [str(directory / program), *argv[1:]]  # ./get-token: next to the state file
         _log.debug("reading secret", secret=name, program=program)
         try:
             done = processes.run(
@@ -103,11 +106,13 @@ class SecretStore:
                 stop=self._stop,
                 on_stop=OnStop.CUT,
                 timeout=timeout,
-                cwd=self._state.source.parent if self._state.source.is_file() else None,
+                cwd=directory,
                 what=f"secret {name} ({program})",
             )
         except FileNotFoundError:
             raise InputError(f"secret {name}: program {program} not found", where) from None
+        except PermissionError:
+            raise InputError(f"secret {name}: program {program} is not executable", where) from None
         except ProcessTimeout:
             raise ApplyError(
                 f"{where}: secret {name}: {program} did not finish within {timeout:g} s"
