@@ -227,7 +227,7 @@ def _run(
         return _apply_plan_file(args, stop, secrets, view)
     state = load_state(args.state)
     if args.command == "down":
-        reconcile.down(state, volumes=args.volumes)
+        reconcile.down(state, volumes=args.volumes, secrets=secrets)
         print(
             f"{state.name}: compose project stopped"
             + (" (volumes removed)" if args.volumes else "")
@@ -236,7 +236,7 @@ def _run(
     steps = reconcile.select_steps(args.only, args.skip)
     baseline = load_record(args.baseline) if args.baseline is not None else None
     if args.command == "plan":
-        adapter = reconcile.make_adapter(state, stop=stop)
+        adapter = reconcile.make_adapter(state, stop=stop, secrets=secrets)
         if args.out is not None:
             return _save_plan(args, state, adapter, secrets)
         state_plan = reconcile.plan(state, steps=steps, adapter=adapter, secrets=secrets)

@@ -70,6 +70,10 @@ class Snapshot:
     # the state's YAML and whole `files:` as found, by absolute path (read only when compose-file
     # runs)
     files: dict[str, ObservedFile] = field(default_factory=dict)
+    # The state's `secrets:` as keyed hashes (name -> HMAC, empty before the project has a key),
+    # and the keyed hashes each container (by id) was recorded with (`secret_store`).
+    secret_hashes: dict[str, str] = field(default_factory=dict)
+    secret_records: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,9 @@ class ServicesFacts:
     images: dict[str, ImageFacts] = field(default_factory=dict)
     observed_at: float | None = None  # wall clock (epoch s) when containers were listed
     pins: dict[str, str] = field(default_factory=dict)  # image pins in force
+    secret_hashes: dict[str, str] = field(default_factory=dict)  # secret name -> keyed hash now
+    # container id -> secret name -> keyed hash of the value it was created with
+    secret_records: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

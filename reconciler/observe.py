@@ -27,6 +27,7 @@ from reconciler.facts import ImageSource, MigrationStatus, Snapshot
 from reconciler.managed_files import ObservedFile, desired_file, observe_file
 from reconciler.plans import Step
 from reconciler.rootfs import rootfs_digest
+from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.secrets import Secrets, looks_secret
 from reconciler.state import State
 from reconciler.state.load import decode_utf8
@@ -299,6 +300,10 @@ def observe(
             environment=environment,
         )
     likely = likely_images(state, defined, pins)
+    # The state's secrets, read once per run (the adapter keeps them): before any compose call.
+    secret_values = adapter.secret_values()
+    found.update(secret_values.values())
+    secret_hashes, secret_records = _secret_hashes(adapter.project_name, secret_values)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         hashes_read = pool.submit(adapter.config_hashes)
@@ -329,6 +334,8 @@ def observe(
             files=files,
             env_texts=env_texts,
             environment=environment,
+            secret_hashes=secret_hashes,
+            secret_records=secret_records,
         )
 
 
@@ -354,6 +361,20 @@ def observe_files(state: State, compose_text: str, found: Secrets) -> dict[str, 
                 found.register_compose_text(data.decode("utf-8", "replace"))
         files[name] = observed
     return files
+
+
+def _secret_hashes(
+    project: str, values: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The secrets' keyed hashes now, and those recorded per container: none before the
+    project has a key (a plan never makes one; the first apply that brings a user up does)."""
+    if not values:
+        return {}, {}
+    records = SecretRecords(project)
+    key = records.key()
+    if key is None:
+        return {}, {}
+    return {name: keyed_hash(key, name, value) for name, value in values.items()}, records.read()
 
 
 def observe_migrations(

@@ -41,6 +41,7 @@ from reconciler.observe import observe
 from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step
 from reconciler.project import project_name
 from reconciler.saved_plan import SavedPlan, load_plan, make
+from reconciler.secret_store import SecretStore
 from reconciler.secrets import Secrets
 from reconciler.state import State, load_state
 from reconciler.steps import checks, compose_file, images, migrations, services
@@ -214,13 +215,21 @@ def lock_name(state: State) -> str:
     return project_name(state.compose.file, state.compose.project)
 
 
-def make_adapter(state: State, *, stop: StopToken | None = None) -> DockerAdapter:
-    """The docker adapter for the state's compose file and project, stopped by `stop`."""
+def make_adapter(
+    state: State, *, stop: StopToken | None = None, secrets: Secrets | None = None
+) -> DockerAdapter:
+    """The docker adapter for the state's compose file and project, stopped by `stop`.
+
+    It reads the state's `secrets:` when docker is first asked (once), passes them to compose
+    in its environment, and registers each value with `secrets` (the run's masking) as read.
+    """
+    stop = stop or StopToken()
     return DockerAdapter(
         state.compose.file,
         state.compose.project,
-        stop=stop or StopToken(),
+        stop=stop,
         env_files=tuple(state.compose.env_files),
+        secrets=SecretStore(state, stop=stop, register=secrets) if state.secrets else None,
     )
 
 
@@ -238,7 +247,7 @@ def plan(
     Raises `InputError` for invalid input and another `ReconcilerError` when observing fails
     (an unexpected exception becomes `InternalError`).
     """
-    adapter = adapter or make_adapter(state)
+    adapter = adapter or make_adapter(state, secrets=secrets)
     with _boundary("observe"):
         observation = _observe(state, adapter, steps)
         if secrets is not None:
@@ -277,11 +286,12 @@ def apply(
     """
     if saved is not None:
         saved.check_target(state, steps)
-    adapter = adapter or make_adapter(state, stop=stop)
+    secrets = secrets or Secrets()
+    adapter = adapter or make_adapter(state, stop=stop, secrets=secrets)
     try:
         with _project_lock(state, adapter, lock=lock, timeout=lock_timeout):
             run = _Run(state, adapter, baseline=baseline)
-            return _apply_locked(run, steps, rollback_on_failure, secrets or Secrets(), saved=saved)
+            return _apply_locked(run, steps, rollback_on_failure, secrets, saved=saved)
     except InputError:
         raise
     except ReconcilerError as error:  # the lock, or the first observation
@@ -307,7 +317,7 @@ def save_plan(
     """
     only, skip = list(only), list(skip)
     steps = select_steps(only, skip)
-    adapter = adapter or make_adapter(state)
+    adapter = adapter or make_adapter(state, secrets=secrets)
     with _boundary("observe"):
         observation = _observe(state, adapter, steps)
         if secrets is not None:
@@ -612,12 +622,15 @@ def down(
     adapter: DockerAdapter | None = None,
     lock_timeout: float = 0.0,
     lock: bool = True,
+    secrets: Secrets | None = None,
 ) -> None:
     """Stop and remove the project's containers (and named volumes when `volumes`).
 
-    Takes the project's lock like `apply`; raises a `ReconcilerError` when it fails.
+    Takes the project's lock like `apply`; raises a `ReconcilerError` when it fails. Compose
+    interpolates the file for `down` too: the state's secrets are read for it (and registered
+    with `secrets`).
     """
-    adapter = adapter or make_adapter(state)
+    adapter = adapter or make_adapter(state, secrets=secrets)
     with _project_lock(state, adapter, lock=lock, timeout=lock_timeout), _boundary("down"):
         adapter.down(volumes=volumes)
 

@@ -10,7 +10,8 @@ retried with tenacity (`retry.py`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,6 +76,9 @@ class DockerAdapter:
     calls: list[DockerCall] = field(default_factory=list)
     stop: StopToken = field(default_factory=StopToken)
     env_files: tuple[Path, ...] = ()  # passed to every compose call as --env-file, in order
+    # The values of the state's `secrets:` (read on first call), for compose's interpolation:
+    # added to the environment of every compose call, and of a build whose args hold one.
+    secrets: Callable[[], Mapping[str, str]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._client = DockerClient(
@@ -85,20 +89,24 @@ class DockerAdapter:
 
     # ---- observation (read-only, batched) ---------------------------------------------
 
+    def secret_values(self) -> dict[str, str]:
+        """NAME -> value of the state's secrets (read once per adapter, then from memory)."""
+        return dict(self.secrets()) if self.secrets is not None else {}
+
     def compose_config(self) -> ComposeConfig:
         """The normalised compose model (`docker compose config --format json`): one call."""
         try:
-            out = self._read([*self._compose_cmd(), "config", "--format", "json"])
+            out = self._read([*self._compose_cmd(), "config", "--format", "json"], compose=True)
         except PermanentDockerError as error:
             raise InputError(
                 f"docker compose rejects the file: {_first_line(error.output or error.message)}",
                 Location(self.compose_file),
             ) from error
-        return _parse_compose_config(json.loads(out))
+        return _parse_compose_config(json.loads(out), self.secret_values())
 
     def config_hashes(self) -> dict[str, str]:
         """Each service's config hash, as compose computes it for its label: one call."""
-        out = self._read([*self._compose_cmd(), "config", "--hash", "*"])
+        out = self._read([*self._compose_cmd(), "config", "--hash", "*"], compose=True)
         hashes: dict[str, str] = {}
         for line in out.splitlines():
             name, _, digest = line.strip().rpartition(" ")
@@ -181,7 +189,12 @@ class DockerAdapter:
         """
         command = [*self._compose_cmd(), "exec", "-T", service, *argv]
         done = self._call(
-            command, mutating=mutating, timeout=timeout, exec_in_container=True, retry=retry
+            command,
+            mutating=mutating,
+            timeout=timeout,
+            exec_in_container=True,
+            retry=retry,
+            compose=True,
         )
         return ExecResult(done.returncode, done.stdout, done.stdout + done.stderr)
 
@@ -200,8 +213,14 @@ class DockerAdapter:
         """Build `reference` from a compose build section, adding `labels`."""
         argv = [*self._docker_cmd(), "buildx", "build", "--load", "--tag", reference]
         argv += ["--file", str(build.dockerfile)]
+        hidden = [value for value in self.secret_values().values() if value]
+        env: dict[str, str] = {}
         for key, value in sorted(build.args.items()):
-            argv += ["--build-arg", f"{key}={value}"]
+            if any(secret in value for secret in hidden):
+                env[key] = value  # `--build-arg KEY` alone: buildx reads it from its environment
+                argv += ["--build-arg", key]
+            else:
+                argv += ["--build-arg", f"{key}={value}"]
         for key, value in sorted(labels.items()):
             argv += ["--label", f"{key}={value}"]
         if build.target:
@@ -211,7 +230,9 @@ class DockerAdapter:
         def output(line: str) -> None:  # the build's progress as it comes, for a live view
             _log.debug("build output", image=reference, line=line)
 
-        self._call(argv, mutating=True, timeout=None, on_stop=OnStop.CUT, on_line=output)
+        self._call(
+            argv, mutating=True, timeout=None, on_stop=OnStop.CUT, on_line=output, env=env or None
+        )
 
     def remove_containers(self, ids: Sequence[str]) -> None:
         """Force-remove containers (leftovers of an interrupted compose recreate)."""
@@ -236,12 +257,18 @@ class DockerAdapter:
         argv = [*self._compose_cmd(), "up", "--detach", "--no-build", "--pull", "never"]
         if force_recreate:
             argv.append("--force-recreate")
-        self._call([*argv, *services], mutating=True, timeout=_UP_TIMEOUT, on_line=_compose_output)
+        self._call(
+            [*argv, *services],
+            mutating=True,
+            timeout=_UP_TIMEOUT,
+            on_line=_compose_output,
+            compose=True,
+        )
 
     def down(self, *, volumes: bool) -> None:
         """`compose down`, keeping named volumes unless `volumes`."""
         argv = [*self._compose_cmd(), "down", *(["--volumes"] if volumes else [])]
-        self._call(argv, mutating=True, timeout=_UP_TIMEOUT)
+        self._call(argv, mutating=True, timeout=_UP_TIMEOUT, compose=True)
 
     # ---- plumbing -----------------------------------------------------------------------
 
@@ -256,8 +283,8 @@ class DockerAdapter:
     def _compose_cmd(self) -> list[str]:
         return [str(part) for part in self._client.client_config.docker_compose_cmd]
 
-    def _read(self, argv: list[str], *, stderr: bool = False) -> str:
-        done = self._call(argv, mutating=False)
+    def _read(self, argv: list[str], *, stderr: bool = False, compose: bool = False) -> str:
+        done = self._call(argv, mutating=False, compose=compose)
         return done.stdout + (done.stderr if stderr else "")
 
     def _call(
@@ -271,8 +298,13 @@ class DockerAdapter:
         on_stop: OnStop | None = None,
         retry: bool = True,
         on_line: Callable[[str], None] | None = None,
+        compose: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> Finished:
         """Run one docker CLI command through `reconciler.processes`, retrying what is safe.
+
+        A `compose` call gets the state's secrets in its environment (compose interpolates
+        the whole file for every command); `env` adds more variables. Neither is in argv.
 
         Reads are retried on transient faults. A mutating call is retried only when its fault
         proves that nothing ran (the CLI could not reach the daemon at all); a timeout or a
@@ -281,6 +313,8 @@ class DockerAdapter:
         """
         if on_stop is None:
             on_stop = OnStop.FINISH if mutating else OnStop.CUT
+        extra = {**(self.secret_values() if compose else {}), **(env or {})}
+        environment = {**os.environ, **extra} if extra else None
 
         def attempt() -> Finished:
             self.calls.append(DockerCall(tuple(argv), mutating))
@@ -292,6 +326,7 @@ class DockerAdapter:
                     timeout=timeout,
                     what=_short(argv, 120),
                     on_line=on_line,
+                    env=environment,
                 )
             except ProcessTimeout as error:
                 if mutating:
@@ -400,10 +435,55 @@ def _container_facts(item: dict[str, Any]) -> ContainerFacts:
     )
 
 
-def _parse_compose_config(model: dict[str, Any]) -> ComposeConfig:
+def _uses(material: object, secrets: Mapping[str, str]) -> set[str]:
+    """The names of `secrets` whose value appears in `material` (compose's resolved JSON)."""
+    text = json.dumps(material, ensure_ascii=False)
+    return {
+        name
+        for name, value in secrets.items()
+        if value and json.dumps(value, ensure_ascii=False)[1:-1] in text
+    }
+
+
+def _unhashed_sources(model: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, set[str]]:
+    """("secrets"|"configs", entry) -> names of `secrets` that compose's top-level entry reads:
+    from the environment (`environment: NAME`) or interpolated into its `content`."""
+    found: dict[str, set[str]] = {}
+    for kind in ("secrets", "configs"):
+        for entry, spec in (model.get(kind) or {}).items():
+            if not isinstance(spec, dict):
+                continue
+            names = _uses({k: v for k, v in spec.items() if k != "environment"}, secrets)
+            if spec.get("environment") in secrets:
+                names.add(str(spec["environment"]))
+            if names:
+                found[f"{kind}/{entry}"] = names
+    return found
+
+
+def _service_secrets(
+    spec: dict[str, Any], secrets: Mapping[str, str], unhashed: Mapping[str, set[str]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The secrets a service's config hash covers (compose leaves `build` out of the hash), and
+    those it reaches only through unhashed compose secrets and configs."""
+    hashed = _uses({k: v for k, v in spec.items() if k != "build"}, secrets)
+    reached: set[str] = set()
+    for kind in ("secrets", "configs"):
+        for item in spec.get(kind) or []:
+            source = item.get("source") if isinstance(item, dict) else item
+            reached |= unhashed.get(f"{kind}/{source}", set())
+    return tuple(sorted(hashed)), tuple(sorted(reached - hashed))
+
+
+def _parse_compose_config(
+    model: dict[str, Any], secrets: Mapping[str, str] | None = None
+) -> ComposeConfig:
     project = str(model.get("name") or "")
+    secrets = secrets or {}
+    unhashed = _unhashed_sources(model, secrets) if secrets else {}
     services: dict[str, ServiceConfig] = {}
     for name, spec in (model.get("services") or {}).items():
+        hashed, reached = _service_secrets(spec, secrets, unhashed) if secrets else ((), ())
         build = spec.get("build")
         build_config = None
         if isinstance(build, dict):
@@ -434,6 +514,8 @@ def _parse_compose_config(model: dict[str, Any]) -> ComposeConfig:
                 for k, v in (spec.get("environment") or {}).items()
             },
             ports=_published_ports(spec.get("ports") or []),
+            secrets_hashed=hashed,
+            secrets_unhashed=reached,
         )
     return ComposeConfig(project=project, services=services)
 

@@ -57,6 +57,11 @@ class ServiceConfig:
     depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     ports: tuple[PublishedPort, ...] = ()
+    # Names of the state's `secrets:` this service uses: where its config hash covers them
+    # (interpolated into the service), and where it does not (through a compose `secrets:` or
+    # `configs:` entry fed from the environment or interpolated content).
+    secrets_hashed: tuple[str, ...] = ()
+    secrets_unhashed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

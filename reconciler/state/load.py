@@ -322,6 +322,14 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             for index, path in enumerate(wheelhouse.requirements)
         ]
         wheelhouses[str(target)] = wheelhouse.model_copy(update={"requirements": requirements})
+    secrets = {
+        name: spec.model_copy(
+            update={"file": resolve(spec.file, ["secrets", name, "file"], must="file")}
+        )
+        if spec.file is not None
+        else spec
+        for name, spec in state.secrets.items()
+    }
     checks = []
     for index, check in enumerate(state.checks):
         if check.command is not None:
@@ -344,6 +352,7 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
             "images": images,
             "wheelhouses": wheelhouses,
             "files": files,
+            "secrets": secrets,
             "checks": checks,
         }
     )

@@ -39,6 +39,7 @@ __all__ = [
     "MigrationSpec",
     "PollSpec",
     "RootfsSpec",
+    "SecretSpec",
     "ServiceSpec",
     "State",
     "WheelhouseSpec",
@@ -318,6 +319,39 @@ class CheckSpec(_Strict):
         return self
 
 
+class SecretSpec(_Strict):
+    """Where one secret's value comes from: exactly one of `env`, `file` or `command`.
+
+    The value is read once per run, when docker is first asked, and goes only into the
+    environment of the compose calls (for their interpolation): never into argv, files, logs,
+    plans or reports.
+    """
+
+    env: EnvName | None = Field(
+        default=None, description="A variable of reconciler's own environment."
+    )
+    file: Path | None = Field(
+        default=None,
+        strict=False,
+        description="A file holding the value (one trailing newline stripped); relative to "
+        "the state file.",
+    )
+    command: Argv | None = Field(
+        default=None,
+        description="A program printing the value on stdout (argv list, no shell; one "
+        "trailing newline stripped), such as [op, read, 'op://vault/item/field'].",
+    )
+    timeout: Seconds = Field(default=30.0, description="Seconds `command` may run.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretSpec:
+        given = [name for name in ("env", "file", "command") if getattr(self, name) is not None]
+        if len(given) != 1:
+            shown = " and ".join(f"`{name}`" for name in given) if given else "none"
+            raise ValueError(f"a secret needs exactly one of `env`, `file` or `command` ({shown})")
+        return self
+
+
 class CompareSpec(_Strict):
     """What a comparison with a baseline result (`--baseline`) must show, or the apply fails."""
 
@@ -446,6 +480,11 @@ class State(_Strict):
         description="Files to manage, by path relative to the state file: keys `set` in a "
         "YAML or dotenv file (`absent` for dotenv), or whole content (`content`, `source`) "
         "and `mode`.",
+    )
+    secrets: dict[EnvName, SecretSpec] = Field(
+        default_factory=dict,
+        description="NAME -> where its value comes from (env, file or command): passed in the "
+        "environment of compose's calls, for its interpolation (${NAME}); never printed.",
     )
     sensitive_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=list,

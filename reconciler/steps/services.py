@@ -22,6 +22,7 @@ from reconciler.facts import ServicesFacts, Snapshot
 from reconciler.logs import get_logger
 from reconciler.observe import desired_images
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
+from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
 
@@ -53,6 +54,8 @@ def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> Service
         images=snapshot.images,
         observed_at=snapshot.observed_at,
         pins=snapshot.pins,
+        secret_hashes=snapshot.secret_hashes,
+        secret_records=snapshot.secret_records,
     )
 
 
@@ -137,11 +140,14 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
         return change(Action.RECREATE, "its environment pins change in the compose file")
     wanted_hash = facts.config_hashes.get(service)
     image = facts.images.get(reference)
+    spec = facts.config.services.get(service)
     for container in containers:
         if wanted_hash and container.config_hash != wanted_hash:
+            changed = _changed_secrets(container, spec.secrets_hashed if spec else (), facts)
+            what = f"{_secrets(changed)} changed" if changed else "compose configuration changed"
             return change(
                 Action.RECREATE,
-                "compose configuration changed (config hash differs)",
+                f"{what} (config hash differs)",
                 before=container.config_hash,
                 after=wanted_hash,
             )
@@ -152,6 +158,9 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
                 before=container.image_id,
                 after=image.id,
             )
+        unseen = _unhashed_secret_drift(container, spec.secrets_unhashed if spec else (), facts)
+        if unseen:  # compose would keep the container: only a forced recreate gives it the value
+            return change(Action.RECREATE, unseen, force=True)
     for container in containers:
         if container.status != "running":
             if _completed_one_shot(service, container, facts.config):
@@ -167,6 +176,47 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
         unsettled = _recently_restarted(container, facts.observed_at)
         if unsettled:
             return change(Action.WAIT, unsettled)
+    return None
+
+
+def _secrets(names: Iterable[str]) -> str:
+    names = list(names)
+    return ("secret " if len(names) == 1 else "secrets ") + ", ".join(names)
+
+
+def _changed_secrets(
+    container: ContainerFacts, names: Iterable[str], facts: ServicesFacts
+) -> list[str]:
+    """The secrets among `names` whose keyed hash now differs from the one recorded for the
+    container (unknown when either is missing: not counted)."""
+    recorded = facts.secret_records.get(container.id, {})
+    return [
+        name
+        for name in names
+        if recorded.get(name)
+        and facts.secret_hashes.get(name)
+        and recorded[name] != facts.secret_hashes[name]
+    ]
+
+
+def _unhashed_secret_drift(
+    container: ContainerFacts, names: Iterable[str], facts: ServicesFacts
+) -> str | None:
+    """Why the container must be recreated for a secret its config hash does not cover: the
+    secret changed, or nothing says which value the container got."""
+    names = list(names)
+    changed = _changed_secrets(container, names, facts)
+    if changed:
+        return f"{_secrets(changed)} changed (not covered by compose's config hash)"
+    recorded = facts.secret_records.get(container.id, {})
+    unknown = [
+        name for name in names if not recorded.get(name) or not facts.secret_hashes.get(name)
+    ]
+    if unknown:
+        return (
+            f"no record of the value of {_secrets(unknown)} in {container.name} "
+            "(not covered by compose's config hash)"
+        )
     return None
 
 
@@ -213,8 +263,43 @@ def apply(
         if not failing:
             raise
         raise _health_error(failing, containers, adapter, f"compose up failed: {error}") from error
-    wait_until_ready(state, adapter, config)
+    containers = wait_until_ready(state, adapter, config)
+    _record_secrets(changes, facts, adapter, containers)
     return changes
+
+
+def _record_secrets(
+    changes: tuple[Change, ...],
+    facts: ServicesFacts,
+    adapter: DockerAdapter,
+    containers: dict[str, list[ContainerFacts]],
+) -> None:
+    """Record, per container, the keyed hashes of the secrets it now has (`secret_store`).
+
+    A service brought up now got every secret's current value. One left alone was in sync: its
+    config hash matched, so it has the current value of every secret the hash covers; for the
+    others its earlier records stand. Records of containers gone are dropped.
+    """
+    users = {
+        name: spec
+        for name, spec in facts.config.services.items()
+        if spec.secrets_hashed or spec.secrets_unhashed
+    }
+    if not users:
+        return
+    values = adapter.secret_values()
+    records = SecretRecords(adapter.project_name)
+    key = records.ensure_key()
+    before = records.read()
+    brought_up = {c.key for c in changes if c.action in _UP_ACTIONS}
+    after: dict[str, dict[str, str]] = {}
+    for service, spec in users.items():
+        names = [*spec.secrets_hashed, *(spec.secrets_unhashed if service in brought_up else ())]
+        for container in containers.get(service, []):
+            record = dict(before.get(container.id, {}))
+            record.update({n: keyed_hash(key, n, values[n]) for n in names if n in values})
+            after[container.id] = record
+    records.write(after)
 
 
 @dataclass(frozen=True)
@@ -312,8 +397,9 @@ def wait_until_ready(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] | None = None,
-) -> None:
-    """Poll (batched inspect, backing off to 1 s) until every service is ready.
+) -> dict[str, list[ContainerFacts]]:
+    """Poll (batched inspect, backing off to 1 s) until every service is ready; return the
+    containers of the last sample, by service.
 
     Each service has its own deadline (`services.<name>.health_timeout`). On a failure or a
     missed deadline, raise `HealthTimeoutError` with the last health-check output and log tail
@@ -349,7 +435,7 @@ def wait_until_ready(
         pending = [r for r in status.values() if not r.ready]
         if not pending:
             _log.info("all services ready", seconds=round(now - started, 2))
-            return
+            return containers
         failing = [r for r in pending if r.failed or now >= deadlines[r.service]]
         if failing:
             raise _health_error(

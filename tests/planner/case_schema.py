@@ -62,6 +62,13 @@ class ComposeService(_Model):
     depends_on: dict[
         str, Literal["service_started", "service_healthy", "service_completed_successfully"]
     ] = Field(default_factory=dict)
+    secrets_hashed: list[str] = Field(
+        default_factory=list, description="State secrets interpolated into the service."
+    )
+    secrets_unhashed: list[str] = Field(
+        default_factory=list,
+        description="State secrets it reaches through compose secrets/configs (not hashed).",
+    )
 
 
 class ContainerFact(_Model):
@@ -81,6 +88,9 @@ class ContainerFact(_Model):
     started_at: str = Field(default="", description="Docker's StartedAt (RFC 3339).")
     restart_policy: Literal["", "no", "on-failure", "always", "unless-stopped"] = ""
     oneoff: bool = False
+    secrets: dict[str, str] = Field(
+        default_factory=dict, description="Recorded keyed hashes of the secrets it got."
+    )
 
 
 class ImageFact(_Model):
@@ -146,6 +156,10 @@ class Case(_Model):
     )
     files: dict[str, FileFact] = Field(
         default_factory=dict, description="YAML and whole `files:` as found."
+    )
+    secret_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="The state secrets' keyed hashes now (empty: the project has no key yet).",
     )
 
     # Expectations.

@@ -66,6 +66,8 @@ def _config(case: Case) -> ComposeConfig:
             build=build,
             has_healthcheck=spec.healthcheck,
             depends_on=dict(spec.depends_on),
+            secrets_hashed=tuple(spec.secrets_hashed),
+            secrets_unhashed=tuple(spec.secrets_unhashed),
         )
     return ComposeConfig(project=case.project, services=services)
 
@@ -145,6 +147,12 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
             images=images,
             observed_at=case.observed_at,
             pins=pins,
+            secret_hashes=dict(case.secret_hashes),
+            secret_records={
+                container.id: dict(item.secrets)
+                for container, item in zip(containers, case.containers, strict=True)
+                if item.secrets
+            },
         ),
         Step.MIGRATIONS: MigrationsFacts(
             {

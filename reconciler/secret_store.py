@@ -1,0 +1,243 @@
+"""Secrets from a store: the values of a state's `secrets:`, and keyed hashes of them.
+
+`SecretStore.values()` reads every secret once per run (its first call; later calls answer
+from memory): from reconciler's own environment (`env`), a file (`file`, one trailing newline
+stripped) or a program's stdout (`command`, an argv list run without a shell, with a timeout,
+through `reconciler.processes`). The values go only into the environment of compose's calls
+(the adapter's job) and into the run's `Secrets`, so that any output that happens to hold one
+is masked. An error names the secret, and for a command its program and exit code: never the
+value and never the command's output.
+
+Drift: compose puts interpolated values into a service's configuration, so its config hash
+changes with them and compose recreates the service by itself. What the hash does not cover is
+a compose `secrets:`/`configs:` entry fed from the environment (`environment: NAME`) or from
+interpolated `content:`: that reaches the container at creation only. For both, `SecretRecords`
+keeps, per container, an HMAC-SHA256 of each secret it was created with, keyed with a random
+per-project key (files 0600 under `state_directory()`): never the value, and a hash nobody
+without the key can test guesses against. The plan compares them with the current values'
+HMACs to say which secret changed, and recreates a service whose unhashed secret changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+import secrets as random
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from reconciler import processes
+from reconciler.errors import ApplyError, InputError
+from reconciler.interrupt import StopToken
+from reconciler.logs import get_logger
+from reconciler.processes import OnStop, ProcessTimeout
+from reconciler.secrets import Secrets
+from reconciler.state import State
+
+__all__ = ["SecretRecords", "SecretStore", "keyed_hash", "state_directory"]
+
+_log = get_logger(__name__)
+_KEY_BYTES = 32
+_RECORD_VERSION = 1
+
+
+class SecretStore:
+    """The state's secrets, read on first use and then kept in memory for the run."""
+
+    def __init__(
+        self, state: State, *, stop: StopToken | None = None, register: Secrets | None = None
+    ) -> None:
+        self._state = state
+        self._stop = stop or StopToken()
+        self._register = register
+        self._lock = threading.Lock()
+        self._values: dict[str, str] | None = None
+
+    def __call__(self) -> Mapping[str, str]:
+        return self.values()
+
+    def values(self) -> dict[str, str]:
+        """NAME -> value for every secret of the state (read once; raises as `read` does)."""
+        with self._lock:
+            if self._values is None:
+                values = {}
+                for name in self._state.secrets:
+                    value = self.read(name)
+                    if self._register is not None:
+                        self._register.register(value)
+                    values[name] = value
+                self._values = values
+            return dict(self._values)
+
+    def read(self, name: str) -> str:
+        """The value of one secret, read now.
+
+        Raises `InputError` when its variable is unset, its file unreadable or its program
+        missing, and `ApplyError` when its program fails, times out or prints nothing.
+        """
+        spec = self._state.secrets[name]
+        if spec.env is not None:
+            value = os.environ.get(spec.env)
+            if value is None:
+                raise InputError(
+                    f"secret {name}: environment variable {spec.env} is not set",
+                    self._state.location(f"secrets.{name}"),
+                )
+            return value
+        if spec.file is not None:
+            return _read_file(name, spec.file, self._state)
+        assert spec.command is not None, "validated: exactly one source"
+        return self._run(name, spec.command, spec.timeout)
+
+    def _run(self, name: str, argv: list[str], timeout: float) -> str:
+        where = self._state.location(f"secrets.{name}.command")
+        program = argv[0]
+        directory = self._state.source.parent if self._state.source.is_file() else None
+        if directory is not None and "/" in program and not Path(program).is_absolute():
+            argv = [str(directory / program), *argv[1:]]  # ./get-token: next to the state file
+        _log.debug("reading secret", secret=name, program=program)
+        try:
+            done = processes.run(
+                argv,
+                stop=self._stop,
+                on_stop=OnStop.CUT,
+                timeout=timeout,
+                cwd=directory,
+                what=f"secret {name} ({program})",
+            )
+        except FileNotFoundError:
+            raise InputError(f"secret {name}: program {program} not found", where) from None
+        except PermissionError:
+            raise InputError(f"secret {name}: program {program} is not executable", where) from None
+        except ProcessTimeout:
+            raise ApplyError(
+                f"{where}: secret {name}: {program} did not finish within {timeout:g} s"
+            ) from None
+        if done.returncode != 0:
+            raise ApplyError(
+                f"{where}: secret {name}: {program} exited {done.returncode} "
+                "(its output is not shown: it may hold the secret)"
+            )
+        value = _strip_newline(done.stdout)
+        if not value:
+            raise ApplyError(f"{where}: secret {name}: {program} printed nothing on stdout")
+        return value
+
+
+def _read_file(name: str, path: Path, state: State) -> str:
+    where = state.location(f"secrets.{name}.file")
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"secret {name}: cannot read {path}: {error.strerror}", where) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"secret {name}: {path} is not UTF-8 text", where) from None
+    return _strip_newline(text)
+
+
+def _strip_newline(text: str) -> str:
+    """`text` without one trailing newline (LF or CRLF), as `$(cat file)` would drop it."""
+    if text.endswith("\n"):
+        text = text[:-1]
+        if text.endswith("\r"):
+            text = text[:-1]
+    return text
+
+
+def keyed_hash(key: bytes, name: str, value: str) -> str:
+    """HMAC-SHA256 of a secret's value under its name: comparable, but no guess can be tested
+    against it without the key."""
+    message = name.encode() + b"\0" + value.encode()
+    return "hmac-sha256:" + hmac.new(key, message, "sha256").hexdigest()
+
+
+def state_directory() -> Path:
+    """Where per-project keys and records live: $RECONCILER_STATE_DIR, else
+    $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler."""
+    configured = os.environ.get("RECONCILER_STATE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "reconciler"
+
+
+class SecretRecords:
+    """A project's HMAC key and, per container id, the HMACs of the secrets it was created with.
+
+    Both files are 0600 in a 0700 directory; the records are replaced atomically, so a plan
+    reading them beside an apply sees the old or the new records, never half of them.
+    """
+
+    def __init__(self, project: str, directory: Path | None = None) -> None:
+        self.directory = (directory or state_directory()) / project
+        self.key_path = self.directory / "secrets.key"
+        self.path = self.directory / "secrets.json"
+
+    def key(self) -> bytes | None:
+        """The project's key, or None when none was made yet (a plan never makes one)."""
+        try:
+            key = self.key_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return key if len(key) == _KEY_BYTES else None
+
+    def ensure_key(self) -> bytes:
+        """The project's key, made (random, 0600) when missing."""
+        key = self.key()
+        if key is not None:
+            return key
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._write(self.key_path, random.token_bytes(_KEY_BYTES))
+        key = self.key()
+        assert key is not None, "just written"
+        return key
+
+    def read(self) -> dict[str, dict[str, str]]:
+        """container id -> secret name -> keyed hash; empty when there are none (or unreadable)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            _log.warning(
+                "secret records unreadable; treated as none", path=str(self.path), error=str(error)
+            )
+            return {}
+        containers = data.get("containers") if isinstance(data, dict) else None
+        if not isinstance(containers, dict):
+            return {}
+        return {
+            str(cid): {str(k): str(v) for k, v in record.items()}
+            for cid, record in containers.items()
+            if isinstance(record, dict)
+        }
+
+    def write(self, records: Mapping[str, Mapping[str, str]]) -> None:
+        """Replace the records with `records`."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = {
+            "version": _RECORD_VERSION,
+            "containers": {cid: dict(sorted(rec.items())) for cid, rec in sorted(records.items())},
+        }
+        self._write(self.path, (json.dumps(data, indent=1) + "\n").encode())
+
+    def _write(self, path: Path, content: bytes) -> None:
+        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.")
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, content)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(temporary, path)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
