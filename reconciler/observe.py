@@ -7,6 +7,7 @@ docker-backed step is selected, with a fixed number of calls whatever the number
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -20,9 +21,15 @@ from reconciler.compose.dotenv import parse_dotenv
 from reconciler.compose.edit import ServiceImage, read_services
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
-from reconciler.env_files import image_variables, managed_files, plan_file_edits
+from reconciler.env_files import (
+    env_file_paths,
+    image_variables,
+    managed_files,
+    plan_file_edits,
+)
 from reconciler.errors import ApplyError, InputError, Location
 from reconciler.facts import ImageSource, MigrationStatus, Snapshot
+from reconciler.inputs import env_file_sources
 from reconciler.plans import Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.secrets import Secrets
@@ -258,10 +265,12 @@ def observe(
     """The snapshot `steps` need: the file always, docker only for docker-backed steps.
 
     `pins` are the image pins in force (the state's, or none when compose-file is skipped).
-    At most six docker calls, whatever the number of services, concurrent where independent:
+    At most seven docker calls, whatever the number of services, concurrent where independent:
     the compose model, config hashes, containers (list, then one batched inspect) and one
     batched inspect of the images the file and state name; then, only when compose's model
-    names further images (an interpolated `image:`, a Dockerfile's base), one more inspect.
+    names further images (an interpolated `image:`, a Dockerfile's base), one more inspect;
+    and only when a container's config-hash label differs from `config --hash`, compose's
+    hash of its resolved model (`DockerAdapter.resolved_config_hashes`).
     """
     path = state.compose.file
     text = read_compose_text(path)
@@ -296,11 +305,14 @@ def observe(
             images.update(adapter.images(set(sources) - likely))
         containers = tuple(containers_read.result())
         observed_at = time.time()
+        hashes = hashes_read.result()
+        config = _with_env_files(state, config, text, files)
         return Snapshot(
             compose_file=path,
             compose_text=text,
             config=config,
-            config_hashes=hashes_read.result(),
+            config_hashes=hashes,
+            resolved_hashes=_resolved_hashes(adapter, config, hashes, containers),
             containers=containers,
             sources=sources,
             images=images,
@@ -310,6 +322,46 @@ def observe(
             files=files,
             environment=environment,
         )
+
+
+def _resolved_hashes(
+    adapter: DockerAdapter,
+    config: ComposeConfig,
+    hashes: Mapping[str, str],
+    containers: Iterable[ContainerFacts],
+) -> dict[str, str]:
+    """compose's hash of its resolved model, asked (one call) only when a container's label
+    differs from `config --hash`: real drift, or compose < 5.5.0 leaving env_file out of it."""
+    differs = any(
+        c.service in hashes and c.config_hash != hashes[c.service]
+        for c in containers
+        if not c.oneoff
+    )
+    if not differs or not config.resolved:
+        return {}
+    return adapter.resolved_config_hashes(config)
+
+
+def _with_env_files(
+    state: State, config: ComposeConfig, text: str, files: Mapping[Path, str | None]
+) -> ComposeConfig:
+    """compose's model with each service's `env_file` paths added to its inputs (compose's
+    normalised model has merged them into `environment`); paths interpolate as compose does,
+    with the process environment over the interpolation env files."""
+    environment: dict[str, str] = {}
+    for env_path in env_file_paths(state):
+        content = files.get(env_path)
+        if content is not None:
+            environment.update(parse_dotenv(content, source=env_path).resolved(os.environ))
+    environment.update(os.environ)
+    found = env_file_sources(text, state.compose.file, environment)
+    if not found:
+        return config
+    services = {
+        name: dataclasses.replace(spec, inputs=(*spec.inputs, *found.get(name, ())))
+        for name, spec in config.services.items()
+    }
+    return dataclasses.replace(config, services=services)
 
 
 def observe_migrations(
