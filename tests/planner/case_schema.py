@@ -73,6 +73,11 @@ class ContainerFact(_Model):
     started_at: str = Field(default="", description="Docker's StartedAt (RFC 3339).")
     restart_policy: Literal["", "no", "on-failure", "always", "unless-stopped"] = ""
     oneoff: bool = False
+    recorded: dict[str, str] | None = Field(
+        default=None,
+        description="Input digests recorded for it at the last apply (label -> digest); "
+        "null: no record (made by someone else).",
+    )
 
 
 class ImageFact(_Model):
@@ -116,6 +121,16 @@ class Case(_Model):
     services: dict[str, ComposeService] = Field(min_length=1)
     compose: str | None = None
     hashes: dict[str, str] = Field(default_factory=dict)
+    resolved_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="compose's hash of its resolved model (env files merged), per service.",
+    )
+    inputs: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Current input digests: service -> label -> digest."
+    )
+    capped: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Why an input's digest is capped: service -> label."
+    )
     containers: list[ContainerFact] = Field(default_factory=list)
     images: dict[str, ImageFact] = Field(default_factory=dict)
     digests: dict[str, str] = Field(default_factory=dict)
@@ -155,6 +170,8 @@ class Case(_Model):
         for label, names in (
             ("containers", {c.service for c in self.containers}),
             ("hashes", set(self.hashes)),
+            ("resolved_hashes", set(self.resolved_hashes)),
+            ("inputs", set(self.inputs)),
             ("migrations_decl", {m.service for m in self.migrations_decl}),
         ):
             unknown = sorted(names - set(self.services))
