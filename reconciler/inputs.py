@@ -4,14 +4,17 @@ Compose recreates a container when its configuration or image changes, not when 
 a bind-mounted file or directory, an `env_file` or a `configs:` file changes. Each such input is
 digested here (a file by mode and content, a directory by a sorted walk of relative paths, modes
 and contents), and after each converged apply the digests are recorded per container ID in
-`.reconciler/inputs-<project>.json` beside the compose file. A container whose recorded digest
-of an input differs from the current one is drift; a container with no record (created by
+`inputs-<project>.json` under `record_directory()` (the user's state directory). A container
+whose recorded digest of an input differs from the current one is drift; a container with no record (created by
 someone else: a new ID) is unknown, taken as current, and recorded at the next apply.
 
 Why a file and not a container label: a label added to the compose model would change compose's
 own config hash (and so recreate everything once, and again whenever a digest changes, through
-compose rather than through the plan). Why beside the compose file and not the lock directory:
-the lock directory defaults to /tmp, which a reboot empties, and containers outlive reboots.
+compose rather than through the plan). Why the user's state directory: beside the compose file
+or the state it would sit in build contexts (`build: .` would rebuild on every record, and a
+`COPY .` would ship it), and the lock directory defaults to /tmp, which a reboot empties while
+containers outlive reboots. Records are keyed by project; container IDs are per engine, so a
+stale or foreign entry never matches and only leaves a container unknown.
 
 A read-write bind mount of a directory is left out: the container writes there (a database's
 data directory), so a change there is no evidence of drift. Walks are capped (`MAX_ENTRIES`
@@ -45,6 +48,7 @@ __all__ = [
     "input_label",
     "path_digest",
     "read_record",
+    "record_directory",
     "record_path",
     "service_digests",
     "write_record",
@@ -209,9 +213,19 @@ def env_file_sources(
     return found
 
 
-def record_path(compose_file: Path, project: str) -> Path:
+def record_directory() -> Path:
+    """Where records live: $RECONCILER_STATE_DIR, else $XDG_STATE_HOME/reconciler, else
+    ~/.local/state/reconciler."""
+    configured = os.environ.get("RECONCILER_STATE_DIR")
+    if configured:
+        return Path(configured)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "reconciler"
+
+
+def record_path(project: str) -> Path:
     """Where the input digests of a project's containers are recorded."""
-    return compose_file.parent / ".reconciler" / f"inputs-{project}.json"
+    return record_directory() / f"inputs-{project}.json"
 
 
 def read_record(path: Path) -> dict[str, dict[str, str]]:
@@ -255,10 +269,7 @@ def write_record(
     except OSError:
         if not entries:
             return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ignore = path.parent / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# reconciler's records of this machine's containers\n*\n")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
     partial.replace(path)

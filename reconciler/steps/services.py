@@ -70,14 +70,14 @@ def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> Service
             for name, spec in config.services.items()
             if (digests := service_digests(spec.inputs, compose_file))
         },
-        recorded=read_record(record_path(compose_file, config.project)),
+        recorded=read_record(record_path(config.project)),
     )
 
 
 def record_inputs(state: State, facts: ServicesFacts) -> None:
     """Record the current input digests of the containers `facts` saw (after a converged
     apply), so that a later change of one of those files is drift."""
-    path = record_path(state.compose.file, facts.config.project)
+    path = record_path(facts.config.project)
     if write_record(path, facts.containers, facts.inputs):
         _log.debug("input digests recorded", path=str(path))
 

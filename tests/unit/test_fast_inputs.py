@@ -203,11 +203,26 @@ def _container(cid: str, service: str, *, oneoff: bool = False) -> ContainerFact
     return ContainerFacts(cid, f"p-{service}-1", service, "running", None, 0, "h", "img", oneoff)
 
 
-def test_record_round_trip_written_only_on_change(tmp_path: Path) -> None:
-    """The record maps container IDs to their inputs' digests, lives in .reconciler/ beside
-    the compose file (git-ignored), and is rewritten only when it changes."""
-    path = record_path(tmp_path / "docker-compose.yml", "proj")
-    assert path == tmp_path / ".reconciler" / "inputs-proj.json"
+def test_record_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$RECONCILER_STATE_DIR, else $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler:
+    never beside the compose file, where it would sit in a build context."""
+    monkeypatch.delenv("RECONCILER_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert record_path("proj") == tmp_path / "xdg" / "reconciler" / "inputs-proj.json"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert record_path("p") == tmp_path / "home" / ".local/state/reconciler/inputs-p.json"
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path / "records"))
+    assert record_path("p") == tmp_path / "records" / "inputs-p.json"
+
+
+def test_record_round_trip_written_only_on_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record maps container IDs to their inputs' digests and is rewritten only when it
+    changes."""
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path / "records"))
+    path = record_path("proj")
     assert read_record(path) == {}
     digests = {"app": {"app.env": InputDigest("sha256:1")}, "db": {}}
     containers = [
@@ -217,7 +232,6 @@ def test_record_round_trip_written_only_on_change(tmp_path: Path) -> None:
     ]
     assert write_record(path, containers, digests)
     assert read_record(path) == {"c1": {"app.env": "sha256:1"}}
-    assert (tmp_path / ".reconciler" / ".gitignore").read_text().endswith("*\n")
     assert not write_record(path, containers, digests)
     assert write_record(path, [_container("c9", "app")], digests)
     assert read_record(path) == {"c9": {"app.env": "sha256:1"}}
