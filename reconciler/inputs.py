@@ -5,8 +5,9 @@ a bind-mounted file or directory, an `env_file` or a `configs:` file changes. Ea
 digested here (a file by mode and content, a directory by a sorted walk of relative paths, modes
 and contents), and after each converged apply the digests are recorded per container ID in
 `inputs-<project>.json` under `record_directory()` (the user's state directory). A container
-whose recorded digest of an input differs from the current one is drift; a container with no record (created by
-someone else: a new ID) is unknown, taken as current, and recorded at the next apply.
+whose recorded digest of an input differs from the current one is drift; a container with no
+record (created by someone else: a new ID) is unknown, taken as current, and recorded at the
+next apply.
 
 Why a file and not a container label: a label added to the compose model would change compose's
 own config hash (and so recreate everything once, and again whenever a digest changes, through
