@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, ImageFacts
+from reconciler.inputs import InputDigest
 from reconciler.managed_files import ObservedFile
 from reconciler.state.model import RootfsSpec
 
@@ -56,6 +57,9 @@ class Snapshot:
     compose_text: str
     config: ComposeConfig | None = None
     config_hashes: dict[str, str] = field(default_factory=dict)
+    # compose's hash of its own resolved model, asked only when a label differs from
+    # `config_hashes` (compose < 5.5.0 leaves env_file out of `config --hash`)
+    resolved_hashes: dict[str, str] = field(default_factory=dict)
     containers: tuple[ContainerFacts, ...] = ()
     sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
     images: dict[str, ImageFacts] = field(default_factory=dict)  # those of `sources` found
@@ -105,7 +109,8 @@ class ImagesFacts:
 
 @dataclass(frozen=True)
 class ServicesFacts:
-    """The services step's facts: compose's model and hashes, the containers, the images."""
+    """The services step's facts: compose's model and hashes, the containers, the images, and
+    the digests of the files compose does not hash (now, and as recorded per container)."""
 
     config: ComposeConfig
     config_hashes: dict[str, str] = field(default_factory=dict)
@@ -116,6 +121,34 @@ class ServicesFacts:
     secret_hashes: dict[str, str] = field(default_factory=dict)  # secret name -> keyed hash now
     # container id -> secret name -> keyed hash of the value it was created with
     secret_records: dict[str, dict[str, str]] = field(default_factory=dict)
+    resolved_hashes: dict[str, str] = field(default_factory=dict)  # see `Snapshot`
+    inputs: dict[str, dict[str, InputDigest]] = field(default_factory=dict)  # service -> label
+    recorded: dict[str, dict[str, str]] = field(default_factory=dict)  # container id -> label
+
+    def config_current(self, container: ContainerFacts) -> bool:
+        """The container's config-hash label is compose's hash of the current model.
+
+        Compared with both of compose's hashes: `config --hash` (complete from compose 5.5.0
+        on) and the hash of the resolved model (what `up` labels with, env files included, on
+        either side of that fix). Both hash the current model, so a match with either is
+        current; a container made from another configuration matches neither.
+        """
+        service = container.service
+        wanted = {self.config_hashes.get(service), self.resolved_hashes.get(service)} - {None}
+        return not wanted or container.config_hash in wanted
+
+    def changed_inputs(self, container: ContainerFacts) -> list[str]:
+        """Labels of the inputs whose digest differs from the one recorded for this container
+        (none when it has no record: made by someone else, it is taken as current)."""
+        recorded = self.recorded.get(container.id)
+        if recorded is None:
+            return []
+        current = self.inputs.get(container.service, {})
+        return [
+            label
+            for label, digest in current.items()
+            if label in recorded and recorded[label] != digest.digest
+        ]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ docker-backed step is selected, with a fixed number of calls whatever the number
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -21,9 +22,16 @@ from reconciler.compose.edit import ServiceImage, read_services
 from reconciler.compose.yaml_set import pin_environment
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
-from reconciler.env_files import dotenv_paths, dotenv_specs, image_variables, plan_file_edits
+from reconciler.env_files import (
+    dotenv_paths,
+    dotenv_specs,
+    env_file_paths,
+    image_variables,
+    plan_file_edits,
+)
 from reconciler.errors import ApplyError, InputError, Location
 from reconciler.facts import ImageSource, MigrationStatus, Snapshot
+from reconciler.inputs import env_file_sources
 from reconciler.managed_files import ObservedFile, desired_file, observe_file
 from reconciler.plans import Step
 from reconciler.rootfs import rootfs_digest
@@ -272,10 +280,12 @@ def observe(
     """The snapshot `steps` need: the file always, docker only for docker-backed steps.
 
     `pins` are the image pins in force (the state's, or none when compose-file is skipped).
-    At most six docker calls, whatever the number of services, concurrent where independent:
+    At most seven docker calls, whatever the number of services, concurrent where independent:
     the compose model, config hashes, containers (list, then one batched inspect) and one
     batched inspect of the images the file and state name; then, only when compose's model
-    names further images (an interpolated `image:`, a Dockerfile's base), one more inspect.
+    names further images (an interpolated `image:`, a Dockerfile's base), one more inspect;
+    and only when a container's config-hash label differs from `config --hash`, compose's
+    hash of its resolved model (`DockerAdapter.resolved_config_hashes`).
     """
     path = state.compose.file
     text = read_compose_text(path)
@@ -320,11 +330,14 @@ def observe(
             images.update(adapter.images(set(sources) - likely))
         containers = tuple(containers_read.result())
         observed_at = time.time()
+        hashes = hashes_read.result()
+        config = _with_env_files(state, config, text, env_texts, secret_values)
         return Snapshot(
             compose_file=path,
             compose_text=text,
             config=config,
-            config_hashes=hashes_read.result(),
+            config_hashes=hashes,
+            resolved_hashes=_resolved_hashes(adapter, config, hashes, containers),
             containers=containers,
             sources=sources,
             images=images,
@@ -375,6 +388,52 @@ def _secret_hashes(
     if key is None:
         return {}, {}
     return {name: keyed_hash(key, name, value) for name, value in values.items()}, records.read()
+
+
+def _resolved_hashes(
+    adapter: DockerAdapter,
+    config: ComposeConfig,
+    hashes: Mapping[str, str],
+    containers: Iterable[ContainerFacts],
+) -> dict[str, str]:
+    """compose's hash of its resolved model, asked (one call) only when a container's label
+    differs from `config --hash`: real drift, or compose < 5.5.0 leaving env_file out of it."""
+    differs = any(
+        c.service in hashes and c.config_hash != hashes[c.service]
+        for c in containers
+        if not c.oneoff
+    )
+    if not differs or not config.resolved:
+        return {}
+    return adapter.resolved_config_hashes(config)
+
+
+def _with_env_files(
+    state: State,
+    config: ComposeConfig,
+    text: str,
+    env_texts: Mapping[Path, str | None],
+    secret_values: Mapping[str, str],
+) -> ComposeConfig:
+    """compose's model with each service's `env_file` paths added to its inputs (compose's
+    normalised model has merged them into `environment`); paths interpolate as compose does,
+    with the process environment (and the state's secrets, which compose's calls get there)
+    over the interpolation env files."""
+    process = {**os.environ, **secret_values}
+    environment: dict[str, str] = {}
+    for env_path in env_file_paths(state):
+        content = env_texts.get(env_path)
+        if content is not None:
+            environment.update(parse_dotenv(content, source=env_path).resolved(process))
+    environment.update(process)
+    found = env_file_sources(text, state.compose.file, environment)
+    if not found:
+        return config
+    services = {
+        name: dataclasses.replace(spec, inputs=(*spec.inputs, *found.get(name, ())))
+        for name, spec in config.services.items()
+    }
+    return dataclasses.replace(config, services=services)
 
 
 def observe_migrations(

@@ -74,8 +74,12 @@ def run(
     cwd: Path | None = None,
     what: str | None = None,
     on_line: Callable[[str], None] | None = None,
+    stdin: str | None = None,
 ) -> Finished:
     """Run `argv` to its end and return what it printed; never raises for a nonzero exit.
+
+    `stdin`, when given, is written to the child's standard input (never logged); else the
+    child reads from /dev/null. It cannot be combined with `on_line`.
 
     `on_line`, when given, is called with each line the child prints (stdout or stderr, without
     its line ending) as it comes, from a reader thread; the output is still returned whole.
@@ -90,9 +94,10 @@ def run(
     if _SETPRIV and shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
         raise FileNotFoundError(2, "No such file or directory", argv[0])
     started = time.monotonic()
+    assert stdin is None or on_line is None, "stdin and on_line do not combine"
     child = subprocess.Popen(
         spawn,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -105,6 +110,8 @@ def run(
     err: list[str] = []
     told = False
     wait = child.communicate if on_line is None else _LineReader(child, on_line).communicate
+    if stdin is not None:
+        wait = _feeding(child, stdin)
     try:
         while True:
             try:
@@ -131,6 +138,16 @@ def run(
 
 
 _Wait = Callable[..., tuple[str, str]]
+
+
+def _feeding(child: subprocess.Popen[str], data: str) -> _Wait:
+    """`child.communicate`, sending `data` to its stdin on the first call only (as it must)."""
+    pending: list[str] = [data]
+
+    def communicate(timeout: float | None = None) -> tuple[str, str]:
+        return child.communicate(pending.pop() if pending else None, timeout=timeout)
+
+    return communicate
 
 
 def _terminate(

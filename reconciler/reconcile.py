@@ -33,7 +33,7 @@ from reconciler.errors import (
     StalePlanError,
     StopRequested,
 )
-from reconciler.facts import Snapshot
+from reconciler.facts import ServicesFacts, Snapshot
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
@@ -428,12 +428,27 @@ def _apply_locked(
         return run.fail(still, remaining.changes, observed.snapshot, rollback_on_failure)
     if run.applied:
         _log.info("converged", changed=len(run.applied))
+    if Step.SERVICES in steps:
+        _record_inputs(state, final.facts[Step.SERVICES])
     verdict = _verdict(run, steps, final.snapshot, secrets)
     if isinstance(verdict, StopRequested):
         return run.result(verdict)
     if verdict is not None:
         return run.fail(verdict, (), observed.snapshot, rollback_on_failure)
     return run.result()
+
+
+def _record_inputs(state: State, facts: object) -> None:
+    """Record the converged containers' input digests; a failure to write only warns (file
+    drift then goes unseen for the containers not recorded, as for ones made by others)."""
+    assert isinstance(facts, ServicesFacts)
+    try:
+        services.record_inputs(state, facts)
+    except OSError as error:
+        _log.warning(
+            "cannot record input digests; file drift of these containers goes unseen",
+            error=str(error),
+        )
 
 
 def _verdict(

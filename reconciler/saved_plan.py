@@ -448,7 +448,7 @@ def _image_targets(state: State, facts: ImagesFacts, secrets: Secrets) -> dict[s
     return targets
 
 
-def _container(container: ContainerFacts, wanted_hash: str | None) -> object:
+def _container(container: ContainerFacts, facts: ServicesFacts) -> object:
     return {
         "id": container.id,
         "name": container.name,
@@ -461,7 +461,9 @@ def _container(container: ContainerFacts, wanted_hash: str | None) -> object:
         "started_at": container.started_at,
         "restart_policy": container.restart_policy,
         # compose's config hash covers the environment (maybe secret): only the match is kept.
-        "config_current": container.config_hash == wanted_hash,
+        "config_current": facts.config_current(container),
+        "inputs_changed": facts.changed_inputs(container),
+        "inputs_recorded": container.id in facts.recorded,
     }
 
 
@@ -482,8 +484,11 @@ def _service_targets(facts: ServicesFacts, secrets: Secrets) -> dict[str, object
             "image": reference,
             "image_id": image.id if image is not None else None,
             "has_config_hash": wanted_hash is not None,
+            "inputs": {
+                label: digest.digest for label, digest in facts.inputs.get(service, {}).items()
+            },
             "containers": sorted(
-                (_container(c, wanted_hash) for c in by_service.get(service, [])),
+                (_container(c, facts) for c in by_service.get(service, [])),
                 key=lambda item: json.dumps(item, sort_keys=True),
             ),
         }

@@ -84,6 +84,14 @@ def _fresh_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+@pytest.fixture(autouse=True)
+def _private_records(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Input-digest records (`reconciler.inputs`) go to a per-test directory, not ~/.local/state."""
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path_factory.mktemp("records")))
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """A reachable engine; under CI=true its absence fails the test instead of skipping it."""

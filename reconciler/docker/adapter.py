@@ -26,6 +26,7 @@ from reconciler.docker.facts import (
     ComposeConfig,
     ContainerFacts,
     ImageFacts,
+    InputSource,
     PublishedPort,
     ServiceConfig,
     normalize_reference,
@@ -102,17 +103,46 @@ class DockerAdapter:
                 f"docker compose rejects the file: {_first_line(error.output or error.message)}",
                 Location(self.compose_file),
             ) from error
-        return _parse_compose_config(json.loads(out), self.secret_values())
+        return _parse_compose_config(json.loads(out), out, self.secret_values())
 
     def config_hashes(self) -> dict[str, str]:
-        """Each service's config hash, as compose computes it for its label: one call."""
-        out = self._read([*self._compose_cmd(), "config", "--hash", "*"], compose=True)
-        hashes: dict[str, str] = {}
-        for line in out.splitlines():
-            name, _, digest = line.strip().rpartition(" ")
-            if name:
-                hashes[name] = digest
-        return hashes
+        """Each service's config hash, as `config --hash` computes it: one call.
+
+        Compose before 5.5.0 (2.26 here) leaves `env_file` out of this hash while `up` puts
+        the resolved environment in the container's label (docker/compose#14001), so for a
+        service with an env file the two never meet: see `resolved_config_hashes`.
+        """
+        return _hash_lines(
+            self._read([*self._compose_cmd(), "config", "--hash", "*"], compose=True)
+        )
+
+    def resolved_config_hashes(self, config: ComposeConfig) -> dict[str, str]:
+        """compose's config hash of each service of its own resolved model: one call.
+
+        `config.resolved` (what `config --format json` printed: env files already merged into
+        `environment`, every `$` escaped) is fed back on stdin, so compose hashes exactly the
+        model `up` hashes for the container's label, on either side of the env_file fix. All
+        profiles are enabled so every service of the model is hashed. The model may hold
+        secrets: it goes through stdin, never argv or logs.
+        """
+        argv = [
+            *self._docker_cmd(),
+            "compose",
+            "--project-name",
+            self.project_name,
+            "--project-directory",
+            str(self.compose_file.parent),
+            "--profile",
+            "*",
+            "--file",
+            "-",
+            "config",
+            "--hash",
+            "*",
+        ]
+        return _hash_lines(
+            self._call(argv, mutating=False, compose=True, stdin=config.resolved).stdout
+        )
 
     def containers(self) -> list[ContainerFacts]:
         """All containers of the project with state, health and compose labels: two calls.
@@ -300,6 +330,7 @@ class DockerAdapter:
         on_line: Callable[[str], None] | None = None,
         compose: bool = False,
         env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
     ) -> Finished:
         """Run one docker CLI command through `reconciler.processes`, retrying what is safe.
 
@@ -327,6 +358,7 @@ class DockerAdapter:
                     what=_short(argv, 120),
                     on_line=on_line,
                     env=environment,
+                    stdin=stdin,
                 )
             except ProcessTimeout as error:
                 if mutating:
@@ -359,6 +391,16 @@ class DockerAdapter:
         if not retry:
             return attempt()
         return retrying(self.retry, attempt, what=_short(argv), mutating=mutating, stop=self.stop)
+
+
+def _hash_lines(out: str) -> dict[str, str]:
+    """`config --hash` output (`SERVICE HASH` per line) as service -> hash."""
+    hashes: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, digest = line.strip().rpartition(" ")
+        if name:
+            hashes[name] = digest
+    return hashes
 
 
 def _compose_output(line: str) -> None:
@@ -476,11 +518,16 @@ def _service_secrets(
 
 
 def _parse_compose_config(
-    model: dict[str, Any], secrets: Mapping[str, str] | None = None
+    model: dict[str, Any], text: str = "", secrets: Mapping[str, str] | None = None
 ) -> ComposeConfig:
     project = str(model.get("name") or "")
     secrets = secrets or {}
     unhashed = _unhashed_sources(model, secrets) if secrets else {}
+    config_files = {
+        str(name): Path(str(spec["file"]))
+        for name, spec in (model.get("configs") or {}).items()
+        if isinstance(spec, dict) and spec.get("file")
+    }
     services: dict[str, ServiceConfig] = {}
     for name, spec in (model.get("services") or {}).items():
         hashed, reached = _service_secrets(spec, secrets, unhashed) if secrets else ((), ())
@@ -516,8 +563,24 @@ def _parse_compose_config(
             ports=_published_ports(spec.get("ports") or []),
             secrets_hashed=hashed,
             secrets_unhashed=reached,
+            inputs=_inputs(spec, config_files),
         )
-    return ComposeConfig(project=project, services=services)
+    return ComposeConfig(project=project, services=services, resolved=text)
+
+
+def _inputs(spec: dict[str, Any], config_files: dict[str, Path]) -> tuple[InputSource, ...]:
+    """The bind mounts' sources and the file-backed configs a service reads (compose's
+    normalised model lists env files only merged into `environment`: observe adds them)."""
+    found: list[InputSource] = []
+    for volume in spec.get("volumes") or []:
+        if isinstance(volume, dict) and volume.get("type") == "bind" and volume.get("source"):
+            read_only = bool(volume.get("read_only"))
+            found.append(InputSource("bind", Path(str(volume["source"])), read_only))
+    for config in spec.get("configs") or []:
+        name = str(config.get("source", "")) if isinstance(config, dict) else str(config)
+        if name in config_files:
+            found.append(InputSource("config", config_files[name]))
+    return tuple(found)
 
 
 def _published_ports(ports: list[Any]) -> tuple[PublishedPort, ...]:

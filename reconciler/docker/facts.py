@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 __all__ = [
     "BuildConfig",
     "ComposeConfig",
     "ContainerFacts",
     "ImageFacts",
+    "InputSource",
     "PublishedPort",
     "ServiceConfig",
     "normalize_reference",
@@ -47,6 +49,16 @@ class PublishedPort:
 
 
 @dataclass(frozen=True)
+class InputSource:
+    """A file or directory a service's container reads that compose's config hash does not
+    cover: a bind mount's source, an `env_file`, a `configs:` entry's `file:` (absolute)."""
+
+    kind: Literal["bind", "env_file", "config"]
+    path: Path
+    read_only: bool = True  # the container cannot write it (a `:ro` bind; env files, configs)
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """What compose's normalised model says about one service."""
 
@@ -62,6 +74,7 @@ class ServiceConfig:
     # `configs:` entry fed from the environment or interpolated content).
     secrets_hashed: tuple[str, ...] = ()
     secrets_unhashed: tuple[str, ...] = ()
+    inputs: tuple[InputSource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,9 @@ class ComposeConfig:
 
     project: str
     services: dict[str, ServiceConfig]
+    # compose's own JSON of this model (env files resolved into `environment`, so it may hold
+    # secrets): fed back to compose for the config hash `up` computes (`resolved_config_hashes`).
+    resolved: str = field(default="", repr=False, compare=False)
 
     def image_of(self, service: str) -> str:
         """The image reference compose uses for `service` (its default name when unset)."""

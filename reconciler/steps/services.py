@@ -1,11 +1,16 @@
 """services step: bring up only drifted services, then wait until every service is ready.
 
 Drift follows compose's own rules (DESIGN.md §5): no container, not running, config-hash label
-differs from `config --hash`, image label differs from the image the tag points to, or
-unhealthy. `observe` projects compose's model, the hashes, containers and images from the
-snapshot (no read of its own); `diff` is pure. `apply` runs `compose up` for just those
-services and polls batched inspects until each is healthy (or running, without a healthcheck)
-before its deadline.
+differs from compose's hash of the current model, image label differs from the image the tag
+points to, or unhealthy. The label is compared with both `config --hash` and compose's hash of
+its resolved model (`ServicesFacts.config_current`): compose < 5.5.0 leaves `env_file` out of
+the former, so a service with an env file would otherwise never converge. Beyond compose: a
+bind-mounted file or directory, an `env_file` or a `configs:` file whose content changed since
+the container was created (digests recorded per container, `reconciler.inputs`) is drift too,
+fixed by a forced recreate of that service alone. `observe` projects compose's model, the
+hashes, containers and images from the snapshot, and reads the inputs' digests; `diff` is pure.
+`apply` runs `compose up` for just those services and polls batched inspects until each is
+healthy (or running, without a healthcheck) before its deadline.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
 from reconciler.facts import ServicesFacts, Snapshot
+from reconciler.inputs import read_record, record_path, service_digests, write_record
 from reconciler.logs import get_logger
 from reconciler.observe import desired_images
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
@@ -36,6 +42,7 @@ __all__ = [
     "diff",
     "observe",
     "readiness",
+    "record_inputs",
     "wait_until_ready",
 ]
 
@@ -45,10 +52,14 @@ _UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START})
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ServicesFacts:
-    """compose's model, config hashes, containers, images and pins, as the snapshot has them."""
-    assert snapshot.config is not None, "the snapshot asks docker when services is selected"
+    """compose's model, config hashes, containers, images and pins, as the snapshot has them;
+    and this step's own reads: the digests of each service's inputs (bind mounts, env files,
+    file configs) and those recorded for each container at the last converged apply."""
+    config = snapshot.config
+    assert config is not None, "the snapshot asks docker when services is selected"
+    compose_file = state.compose.file
     return ServicesFacts(
-        config=snapshot.config,
+        config=config,
         config_hashes=snapshot.config_hashes,
         containers=snapshot.containers,
         images=snapshot.images,
@@ -56,7 +67,22 @@ def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> Service
         pins=snapshot.pins,
         secret_hashes=snapshot.secret_hashes,
         secret_records=snapshot.secret_records,
+        resolved_hashes=snapshot.resolved_hashes,
+        inputs={
+            name: digests
+            for name, spec in config.services.items()
+            if (digests := service_digests(spec.inputs, compose_file))
+        },
+        recorded=read_record(record_path(config.project)),
     )
+
+
+def record_inputs(state: State, facts: ServicesFacts) -> None:
+    """Record the current input digests of the containers `facts` saw (after a converged
+    apply), so that a later change of one of those files is drift."""
+    path = record_path(facts.config.project)
+    if write_record(path, facts.containers, facts.inputs):
+        _log.debug("input digests recorded", path=str(path))
 
 
 def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
@@ -138,16 +164,18 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
         return change(Action.RECREATE, f"image {reference} will be (re)built or pulled")
     if service in reconfigured:
         return change(Action.RECREATE, "its environment pins change in the compose file")
-    wanted_hash = facts.config_hashes.get(service)
+    wanted_hash = facts.resolved_hashes.get(service) or facts.config_hashes.get(service)
     image = facts.images.get(reference)
     spec = facts.config.services.get(service)
+    changed = _changed_inputs(service, containers, facts)
     for container in containers:
-        if wanted_hash and container.config_hash != wanted_hash:
-            changed = _changed_secrets(container, spec.secrets_hashed if spec else (), facts)
-            what = f"{_secrets(changed)} changed" if changed else "compose configuration changed"
+        if not facts.config_current(container):
+            secrets = _changed_secrets(container, spec.secrets_hashed if spec else (), facts)
+            what = f"{_secrets(secrets)} changed" if secrets else "compose configuration changed"
             return change(
                 Action.RECREATE,
-                f"{what} (config hash differs)",
+                f"{what} (config hash differs)"
+                + (f"; {changed} since the container was created" if changed else ""),
                 before=container.config_hash,
                 after=wanted_hash,
             )
@@ -161,6 +189,9 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
         unseen = _unhashed_secret_drift(container, spec.secrets_unhashed if spec else (), facts)
         if unseen:  # compose would keep the container: only a forced recreate gives it the value
             return change(Action.RECREATE, unseen, force=True)
+    if changed:
+        # compose sees no change here: only a forced recreate makes it read the files again.
+        return change(Action.RECREATE, f"{changed} since the container was created", force=True)
     for container in containers:
         if container.status != "running":
             if _completed_one_shot(service, container, facts.config):
@@ -218,6 +249,19 @@ def _unhashed_secret_drift(
             "(not covered by compose's config hash)"
         )
     return None
+
+
+def _changed_inputs(service: str, containers: list[ContainerFacts], facts: ServicesFacts) -> str:
+    """What changed among the service's inputs, for a reason: "changed: app.env, conf/" ("" when
+    nothing did), with what a capped digest leaves out."""
+    labels = sorted({label for c in containers for label in facts.changed_inputs(c)})
+    if not labels:
+        return ""
+    digests = facts.inputs.get(service, {})
+    notes = [f"{label}: {digests[label].capped}" for label in labels if digests[label].capped]
+    return f"changed: {', '.join(labels)}" + (
+        f" (digest capped: {'; '.join(notes)})" if notes else ""
+    )
 
 
 def _recently_restarted(container: ContainerFacts, observed_at: float | None) -> str | None:

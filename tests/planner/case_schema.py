@@ -91,6 +91,11 @@ class ContainerFact(_Model):
     secrets: dict[str, str] = Field(
         default_factory=dict, description="Recorded keyed hashes of the secrets it got."
     )
+    recorded: dict[str, str] | None = Field(
+        default=None,
+        description="Input digests recorded for it at the last apply (label -> digest); "
+        "null: no record (made by someone else).",
+    )
 
 
 class ImageFact(_Model):
@@ -141,6 +146,16 @@ class Case(_Model):
     services: dict[str, ComposeService] = Field(min_length=1)
     compose: str | None = None
     hashes: dict[str, str] = Field(default_factory=dict)
+    resolved_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="compose's hash of its resolved model (env files merged), per service.",
+    )
+    inputs: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Current input digests: service -> label -> digest."
+    )
+    capped: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Why an input's digest is capped: service -> label."
+    )
     containers: list[ContainerFact] = Field(default_factory=list)
     images: dict[str, ImageFact] = Field(default_factory=dict)
     digests: dict[str, str] = Field(default_factory=dict)
@@ -188,6 +203,8 @@ class Case(_Model):
         for label, names in (
             ("containers", {c.service for c in self.containers}),
             ("hashes", set(self.hashes)),
+            ("resolved_hashes", set(self.resolved_hashes)),
+            ("inputs", set(self.inputs)),
             ("migrations_decl", {m.service for m in self.migrations_decl}),
         ):
             unknown = sorted(names - set(self.services))

@@ -27,6 +27,7 @@ from reconciler.facts import (
     MigrationStatus,
     ServicesFacts,
 )
+from reconciler.inputs import InputDigest
 from reconciler.managed_files import ObservedFile
 from reconciler.observe import check_compose_services, image_sources
 from reconciler.plans import Action, Plan, Step
@@ -143,6 +144,19 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
         Step.SERVICES: ServicesFacts(
             config=config,
             config_hashes=dict(case.hashes),
+            resolved_hashes=dict(case.resolved_hashes),
+            inputs={
+                service: {
+                    label: InputDigest(digest, case.capped.get(service, {}).get(label, ""))
+                    for label, digest in digests.items()
+                }
+                for service, digests in case.inputs.items()
+            },
+            recorded={
+                container.id: dict(item.recorded)
+                for container, item in zip(containers, case.containers, strict=True)
+                if item.recorded is not None
+            },
             containers=containers,
             images=images,
             observed_at=case.observed_at,

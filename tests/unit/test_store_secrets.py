@@ -174,7 +174,7 @@ def test_compose_model_tells_which_service_uses_which_secret() -> None:
     """Hashed: the value is in the service (build left out, as compose's hash does); unhashed:
     through a compose secret or config fed from the environment or interpolated content."""
     values = {"API_TOKEN": VALUE, "NPM_TOKEN": "npm-Value-77"}
-    config = _parse_compose_config(COMPOSE_MODEL, values)
+    config = _parse_compose_config(COMPOSE_MODEL, secrets=values)
     services = config.services
     assert services["api"].secrets_hashed == ("API_TOKEN",)
     assert services["builder"].secrets_hashed == ()
