@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+import reconciler
+from reconciler.reconcile import make_adapter
 from tests.conftest import Stack, run_cli
 from tests.e2e.test_idempotence import container_ids
 
@@ -109,6 +111,14 @@ def test_interpolated_pin_goes_through_the_env_file(stack: Stack) -> None:
     done = run_cli("apply", stack.state_file)
     assert done.returncode == 0, done.stderr
     assert "No changes" in done.stdout + done.stderr
+    # the same second apply through the library: not one mutating docker call
+    state = reconciler.load_state(stack.state_file)
+    adapter = make_adapter(state)
+    result = reconciler.apply(state, adapter=adapter)
+    assert result.succeeded, result.error
+    assert not result.changed
+    assert adapter.mutating_calls == [], adapter.mutating_calls
+    assert container_ids(stack) == after
 
     # 3. A key that breaks the api (it listens elsewhere, its healthcheck fails): the failed
     # apply puts the env file back byte for byte, and the api back as it was.
