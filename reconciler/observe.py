@@ -299,16 +299,17 @@ def observe(
     files: dict[str, ObservedFile] = {}
     if Step.COMPOSE_FILE in steps:
         files = observe_files(state, text, found)
+    local = Snapshot(
+        compose_file=path,
+        compose_text=text,
+        pins=dict(pins),
+        secrets=found.values,
+        files=files,
+        env_texts=env_texts,
+        environment=environment,
+    )
     if not DOCKER_STEPS.intersection(steps):
-        return Snapshot(
-            compose_file=path,
-            compose_text=text,
-            pins=dict(pins),
-            secrets=found.values,
-            files=files,
-            env_texts=env_texts,
-            environment=environment,
-        )
+        return local
     likely = likely_images(state, defined, pins)
     # The state's secrets, read once per run (the adapter keeps them): before any compose call.
     secret_values = adapter.secret_values()
@@ -332,9 +333,8 @@ def observe(
         observed_at = time.time()
         hashes = hashes_read.result()
         config = _with_env_files(state, config, text, env_texts, secret_values)
-        return Snapshot(
-            compose_file=path,
-            compose_text=text,
+        return dataclasses.replace(
+            local,
             config=config,
             config_hashes=hashes,
             resolved_hashes=_resolved_hashes(adapter, config, hashes, containers),
@@ -342,11 +342,7 @@ def observe(
             sources=sources,
             images=images,
             observed_at=observed_at,
-            pins=dict(pins),
             secrets=found.values,
-            files=files,
-            env_texts=env_texts,
-            environment=environment,
             secret_hashes=secret_hashes,
             secret_records=secret_records,
         )
