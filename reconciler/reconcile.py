@@ -221,6 +221,7 @@ def make_adapter(state: State, *, stop: StopToken | None = None) -> DockerAdapte
         state.compose.project,
         stop=stop or StopToken(),
         env_files=tuple(state.compose.env_files),
+        profiles=tuple(state.compose.profiles),
     )
 
 

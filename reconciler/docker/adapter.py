@@ -75,12 +75,14 @@ class DockerAdapter:
     calls: list[DockerCall] = field(default_factory=list)
     stop: StopToken = field(default_factory=StopToken)
     env_files: tuple[Path, ...] = ()  # passed to every compose call as --env-file, in order
+    profiles: tuple[str, ...] = ()  # passed to every compose call as --profile
 
     def __post_init__(self) -> None:
         self._client = DockerClient(
             compose_files=[self.compose_file],
             compose_project_name=self.project,
             compose_env_files=list(self.env_files),
+            compose_profiles=list(self.profiles),
         )
 
     # ---- observation (read-only, batched) ---------------------------------------------
@@ -94,7 +96,20 @@ class DockerAdapter:
                 f"docker compose rejects the file: {_first_line(error.output or error.message)}",
                 Location(self.compose_file),
             ) from error
-        return _parse_compose_config(json.loads(out))
+        return _parse_compose_config(json.loads(out), self.profiles)
+
+    def service_profiles(self) -> dict[str, tuple[str, ...]]:
+        """Every service's `profiles`, with all profiles enabled (`--profile '*'`): one call.
+
+        Asked only when the compose file defines services the active profiles leave out, to
+        say which profiles would activate them.
+        """
+        argv = [*self._compose_cmd(), "--profile", "*", "config", "--format", "json"]
+        model = json.loads(self._read(argv))
+        return {
+            str(name): tuple(str(profile) for profile in (spec.get("profiles") or ()))
+            for name, spec in (model.get("services") or {}).items()
+        }
 
     def config_hashes(self) -> dict[str, str]:
         """Each service's config hash, as compose computes it for its label: one call."""
@@ -400,7 +415,7 @@ def _container_facts(item: dict[str, Any]) -> ContainerFacts:
     )
 
 
-def _parse_compose_config(model: dict[str, Any]) -> ComposeConfig:
+def _parse_compose_config(model: dict[str, Any], profiles: Sequence[str] = ()) -> ComposeConfig:
     project = str(model.get("name") or "")
     services: dict[str, ServiceConfig] = {}
     for name, spec in (model.get("services") or {}).items():
@@ -434,8 +449,21 @@ def _parse_compose_config(model: dict[str, Any]) -> ComposeConfig:
                 for k, v in (spec.get("environment") or {}).items()
             },
             ports=_published_ports(spec.get("ports") or []),
+            scale=_scale(spec),
+            profiles=tuple(str(profile) for profile in (spec.get("profiles") or ())),
         )
-    return ComposeConfig(project=project, services=services)
+    return ComposeConfig(project=project, services=services, profiles=tuple(profiles))
+
+
+def _scale(spec: dict[str, Any]) -> int:
+    """How many containers compose runs for a service: `scale`, else `deploy.replicas`, else 1.
+
+    compose refuses a file where both are set and differ, so either one is the answer.
+    """
+    scale = spec.get("scale")
+    if scale is None:
+        scale = (spec.get("deploy") or {}).get("replicas")
+    return 1 if scale is None else max(int(scale), 0)
 
 
 def _published_ports(ports: list[Any]) -> tuple[PublishedPort, ...]:

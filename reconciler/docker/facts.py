@@ -57,14 +57,23 @@ class ServiceConfig:
     depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     ports: tuple[PublishedPort, ...] = ()
+    scale: int = 1  # containers compose runs: `scale`, else `deploy.replicas`, else 1
+    profiles: tuple[str, ...] = ()  # the profiles that activate it (none: always active)
 
 
 @dataclass(frozen=True)
 class ComposeConfig:
-    """The normalised compose model: project name and services in file order."""
+    """The normalised compose model: project name and the services the active profiles
+    enable (compose leaves the others out), in file order.
+
+    `profiles` are the profiles passed to compose (`compose.profiles`); `inactive` maps each
+    service of the file that they leave out to the profiles that would activate it.
+    """
 
     project: str
     services: dict[str, ServiceConfig]
+    profiles: tuple[str, ...] = ()
+    inactive: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def image_of(self, service: str) -> str:
         """The image reference compose uses for `service` (its default name when unset)."""

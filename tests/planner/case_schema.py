@@ -54,6 +54,10 @@ class ComposeService(_Model):
     depends_on: dict[
         str, Literal["service_started", "service_healthy", "service_completed_successfully"]
     ] = Field(default_factory=dict)
+    scale: int = Field(default=1, ge=0, description="`scale` / `deploy.replicas`.")
+    profiles: list[str] = Field(
+        default_factory=list, description="The profiles that activate it (none: always)."
+    )
 
 
 class ContainerFact(_Model):
@@ -110,6 +114,11 @@ class Case(_Model):
     )
     env_files: list[str] = Field(
         default_factory=list, description="The state's `compose.env_files` (default: .env)."
+    )
+    profiles: list[str] = Field(
+        default_factory=list,
+        description="The state's `compose.profiles`: services whose profiles are not among "
+        "them are left out of compose's model, as compose does.",
     )
 
     # Observed facts.

@@ -27,7 +27,12 @@ from reconciler.facts import (
     MigrationStatus,
     ServicesFacts,
 )
-from reconciler.observe import check_compose_services, image_sources
+from reconciler.observe import (
+    DOCKER_STEPS,
+    check_active_services,
+    check_compose_services,
+    image_sources,
+)
 from reconciler.plans import Action, Plan, Step
 from reconciler.reconcile import diff
 from reconciler.state import State
@@ -42,7 +47,11 @@ COMPOSE_FILE = Path("docker-compose.yml")
 def _state(case: Case) -> State:
     return State(
         name="case",
-        compose=ComposeSpec(file=COMPOSE_FILE, env_files=[Path(name) for name in case.env_files]),
+        compose=ComposeSpec(
+            file=COMPOSE_FILE,
+            env_files=[Path(name) for name in case.env_files],
+            profiles=list(case.profiles),
+        ),
         services=dict(case.state),
         files=dict(case.files_decl),
         images=dict(case.images_decl),
@@ -53,8 +62,14 @@ def _state(case: Case) -> State:
 
 
 def _config(case: Case) -> ComposeConfig:
+    """compose's model of the case's services: those the active profiles leave out are not in
+    it (as `docker compose config` omits them), only listed with their profiles."""
     services = {}
+    inactive = {}
     for name, spec in case.services.items():
+        if spec.profiles and not set(spec.profiles) & set(case.profiles):
+            inactive[name] = tuple(spec.profiles)
+            continue
         build = None
         if spec.build:
             context = Path("/ctx") / (spec.build if isinstance(spec.build, str) else name)
@@ -65,8 +80,15 @@ def _config(case: Case) -> ComposeConfig:
             build=build,
             has_healthcheck=spec.healthcheck,
             depends_on=dict(spec.depends_on),
+            scale=spec.scale,
+            profiles=tuple(spec.profiles),
         )
-    return ComposeConfig(project=case.project, services=services)
+    return ComposeConfig(
+        project=case.project,
+        services=services,
+        profiles=tuple(case.profiles),
+        inactive=inactive,
+    )
 
 
 def _compose_text(case: Case) -> str:
@@ -113,8 +135,11 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
     config = _config(case)
     pins = state.pins() if Step.COMPOSE_FILE in steps else {}
     text = _compose_text(case)
-    # As observe() does before anything else: the compose file defines the state's services.
+    # As observe() does before anything else: the compose file defines the state's services,
+    # and, once compose's model is read, the active profiles enable them.
     check_compose_services(state, COMPOSE_FILE, text)
+    if any(step in DOCKER_STEPS for step in steps):
+        check_active_services(state, config)
     return {
         Step.COMPOSE_FILE: ComposeFileFacts(
             COMPOSE_FILE,
