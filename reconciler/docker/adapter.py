@@ -254,8 +254,14 @@ class DockerAdapter:
         self._call([*argv, *services], mutating=True, timeout=_UP_TIMEOUT, on_line=_compose_output)
 
     def down(self, *, volumes: bool) -> None:
-        """`compose down`, keeping named volumes unless `volumes`."""
-        argv = [*self._compose_cmd(), "down", *(["--volumes"] if volumes else [])]
+        """`compose down` of every service, keeping named volumes unless `volumes`.
+
+        With every profile enabled (`--profile '*'`): compose 2.26 leaves running the containers
+        of services whose profile is not enabled, such as those of a profile a state enabled
+        before; the whole project goes down whatever its profiles.
+        """
+        argv = [*self._compose_cmd(), "--profile", "*", "down"]
+        argv += ["--volumes"] if volumes else []
         self._call(argv, mutating=True, timeout=_UP_TIMEOUT)
 
     # ---- plumbing -----------------------------------------------------------------------

@@ -77,6 +77,7 @@ def test_every_compose_call_carries_the_profiles(
         pairs = [argv[i + 1] for i, part in enumerate(argv) if part == "--profile"]
         assert pairs[:2] == ["scale-2", "debug"], argv
     assert recorder.argvs[-1][-5:] == ["--profile", "*", "config", "--format", "json"]
+    assert recorder.argvs[3][-3:] == ["--profile", "*", "down"]  # down: every profile
     assert profiles["debugger"] == ("debug", "scale-2")
     assert profiles["api"] == ()
 
