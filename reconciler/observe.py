@@ -44,7 +44,9 @@ from reconciler.state.paths import parse_path
 
 __all__ = [
     "DOCKER_STEPS",
+    "activating",
     "base_images",
+    "check_active_services",
     "check_compose_services",
     "desired_images",
     "edited_files",
@@ -126,6 +128,46 @@ def check_compose_services(state: State, path: Path, text: str) -> dict[str, Ser
                 state.location(f"services.{name}"),
             )
     return defined
+
+
+def activating(profiles: Iterable[str]) -> str:
+    """How messages name the profiles that activate a service."""
+    names = list(profiles)
+    if not names:
+        return "no profile (compose's model leaves it out)"
+    return ("profile " if len(names) == 1 else "profiles ") + " or ".join(names)
+
+
+def check_active_services(state: State, config: ComposeConfig) -> None:
+    """A service the state pins or waits for must be one the active profiles enable.
+
+    Raising at once, before anything changes, is what a compose user would expect: compose
+    itself would neither start nor wait for that service, and `up SERVICE` would enable its
+    profile as a side effect. The error says which profiles would activate it.
+    """
+    active = ", ".join(config.profiles) or "none"
+    for name, spec in state.services.items():
+        if name not in config.inactive:
+            continue
+        key = f"services.{name}.image" if spec.image else f"services.{name}"
+        raise InputError(
+            f"service {name!r} is not in the active profiles (compose.profiles: {active}); "
+            f"{activating(config.inactive[name])} activates it: add that to compose.profiles, "
+            f"or remove services.{name} from the state",
+            state.location(key),
+        )
+
+
+def _with_inactive(
+    config: ComposeConfig, defined: Mapping[str, ServiceImage], adapter: DockerAdapter
+) -> ComposeConfig:
+    """`config` with the file's services the active profiles leave out, and their profiles
+    (one more docker call, only when there are some)."""
+    left_out = [name for name in defined if name not in config.services]
+    if not left_out:
+        return config
+    profiles = adapter.service_profiles()
+    return dataclasses.replace(config, inactive={name: profiles.get(name, ()) for name in left_out})
 
 
 def likely_images(
@@ -320,7 +362,8 @@ def observe(
         hashes_read = pool.submit(adapter.config_hashes)
         containers_read = pool.submit(adapter.containers)
         likely_read = pool.submit(adapter.images, likely)
-        config = config_read.result()
+        config = _with_inactive(config_read.result(), defined, adapter)
+        check_active_services(state, config)
         for service in config.services.values():
             found.register_mapping(service.environment)
             if service.build is not None:

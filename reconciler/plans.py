@@ -40,6 +40,7 @@ class Action(StrEnum):
     RECREATE = "recreate"
     START = "start"
     WAIT = "wait"
+    SCALE = "scale"  # services: compose up to the declared number of containers (0 stops all)
     UPGRADE = "upgrade"  # migrations
 
 

@@ -230,6 +230,7 @@ def make_adapter(
         stop=stop,
         env_files=tuple(state.compose.env_files),
         secrets=SecretStore(state, stop=stop, register=secrets) if state.secrets else None,
+        profiles=tuple(state.compose.profiles),
     )
 
 

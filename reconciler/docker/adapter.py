@@ -80,12 +80,14 @@ class DockerAdapter:
     # The values of the state's `secrets:` (read on first call), for compose's interpolation:
     # added to the environment of every compose call, and of a build whose args hold one.
     secrets: Callable[[], Mapping[str, str]] | None = field(default=None, repr=False)
+    profiles: tuple[str, ...] = ()  # passed to every compose call as --profile
 
     def __post_init__(self) -> None:
         self._client = DockerClient(
             compose_files=[self.compose_file],
             compose_project_name=self.project,
             compose_env_files=list(self.env_files),
+            compose_profiles=list(self.profiles),
         )
 
     # ---- observation (read-only, batched) ---------------------------------------------
@@ -103,7 +105,22 @@ class DockerAdapter:
                 f"docker compose rejects the file: {_first_line(error.output or error.message)}",
                 Location(self.compose_file),
             ) from error
-        return _parse_compose_config(json.loads(out), out, self.secret_values())
+        return _parse_compose_config(
+            json.loads(out), out, self.secret_values(), profiles=self.profiles
+        )
+
+    def service_profiles(self) -> dict[str, tuple[str, ...]]:
+        """Every service's `profiles`, with all profiles enabled (`--profile '*'`): one call.
+
+        Asked only when the compose file defines services the active profiles leave out, to
+        say which profiles would activate them.
+        """
+        argv = [*self._compose_cmd(), "--profile", "*", "config", "--format", "json"]
+        model = json.loads(self._read(argv, compose=True))
+        return {
+            str(name): tuple(str(profile) for profile in (spec.get("profiles") or ()))
+            for name, spec in (model.get("services") or {}).items()
+        }
 
     def config_hashes(self) -> dict[str, str]:
         """Each service's config hash, as `config --hash` computes it: one call.
@@ -296,8 +313,14 @@ class DockerAdapter:
         )
 
     def down(self, *, volumes: bool) -> None:
-        """`compose down`, keeping named volumes unless `volumes`."""
-        argv = [*self._compose_cmd(), "down", *(["--volumes"] if volumes else [])]
+        """`compose down` of every service, keeping named volumes unless `volumes`.
+
+        With every profile enabled (`--profile '*'`): compose 2.26 leaves running the containers
+        of services whose profile is not enabled, such as those of a profile a state enabled
+        before; the whole project goes down whatever its profiles.
+        """
+        argv = [*self._compose_cmd(), "--profile", "*", "down"]
+        argv += ["--volumes"] if volumes else []
         self._call(argv, mutating=True, timeout=_UP_TIMEOUT, compose=True)
 
     # ---- plumbing -----------------------------------------------------------------------
@@ -518,7 +541,11 @@ def _service_secrets(
 
 
 def _parse_compose_config(
-    model: dict[str, Any], text: str = "", secrets: Mapping[str, str] | None = None
+    model: dict[str, Any],
+    text: str = "",
+    secrets: Mapping[str, str] | None = None,
+    *,
+    profiles: Sequence[str] = (),
 ) -> ComposeConfig:
     project = str(model.get("name") or "")
     secrets = secrets or {}
@@ -564,8 +591,12 @@ def _parse_compose_config(
             secrets_hashed=hashed,
             secrets_unhashed=reached,
             inputs=_inputs(spec, config_files),
+            scale=_scale(spec),
+            profiles=tuple(str(profile) for profile in (spec.get("profiles") or ())),
         )
-    return ComposeConfig(project=project, services=services, resolved=text)
+    return ComposeConfig(
+        project=project, services=services, resolved=text, profiles=tuple(profiles)
+    )
 
 
 def _inputs(spec: dict[str, Any], config_files: dict[str, Path]) -> tuple[InputSource, ...]:
@@ -581,6 +612,17 @@ def _inputs(spec: dict[str, Any], config_files: dict[str, Path]) -> tuple[InputS
         if name in config_files:
             found.append(InputSource("config", config_files[name]))
     return tuple(found)
+
+
+def _scale(spec: dict[str, Any]) -> int:
+    """How many containers compose runs for a service: `scale`, else `deploy.replicas`, else 1.
+
+    compose refuses a file where both are set and differ, so either one is the answer.
+    """
+    scale = spec.get("scale")
+    if scale is None:
+        scale = (spec.get("deploy") or {}).get("replicas")
+    return 1 if scale is None else max(int(scale), 0)
 
 
 def _published_ports(ports: list[Any]) -> tuple[PublishedPort, ...]:

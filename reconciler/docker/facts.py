@@ -75,17 +75,26 @@ class ServiceConfig:
     secrets_hashed: tuple[str, ...] = ()
     secrets_unhashed: tuple[str, ...] = ()
     inputs: tuple[InputSource, ...] = ()
+    scale: int = 1  # containers compose runs: `scale`, else `deploy.replicas`, else 1
+    profiles: tuple[str, ...] = ()  # the profiles that activate it (none: always active)
 
 
 @dataclass(frozen=True)
 class ComposeConfig:
-    """The normalised compose model: project name and services in file order."""
+    """The normalised compose model: project name and the services the active profiles
+    enable (compose leaves the others out), in file order.
+
+    `profiles` are the profiles passed to compose (`compose.profiles`); `inactive` maps each
+    service of the file that they leave out to the profiles that would activate it.
+    """
 
     project: str
     services: dict[str, ServiceConfig]
     # compose's own JSON of this model (env files resolved into `environment`, so it may hold
     # secrets): fed back to compose for the config hash `up` computes (`resolved_config_hashes`).
     resolved: str = field(default="", repr=False, compare=False)
+    profiles: tuple[str, ...] = ()
+    inactive: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def image_of(self, service: str) -> str:
         """The image reference compose uses for `service` (its default name when unset)."""

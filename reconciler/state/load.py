@@ -30,7 +30,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.parser import RoundTripParser
 
 from reconciler.errors import InputError, Location
-from reconciler.state.model import ComposeSpec, FileSpec, State, file_format
+from reconciler.state.model import FileSpec, State, file_format
 from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
 from reconciler.state.paths import parse_path
 
@@ -296,7 +296,7 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
         resolve(path, ["compose", "env_files", index], must="file")
         for index, path in enumerate(state.compose.env_files)
     ]
-    compose = ComposeSpec(file=compose_file, project=state.compose.project, env_files=env_files)
+    compose = state.compose.model_copy(update={"file": compose_file, "env_files": env_files})
     images = {}
     for ref, spec in state.images.items():
         if spec.build is not None:

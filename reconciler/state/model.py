@@ -72,6 +72,14 @@ def valid_image_reference(value: str) -> str:
 
 ImageReference = Annotated[str, AfterValidator(valid_image_reference)]
 _SERVICE_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
+_PROFILE_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"  # compose-spec's pattern for a profile name
+
+
+def _distinct(names: list[str]) -> list[str]:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} is listed more than once")
+    return names
 
 
 class _Strict(BaseModel):
@@ -95,6 +103,14 @@ class ComposeSpec(_Strict):
         description="Env files passed to every compose call as --env-file, in order (later "
         "ones win); relative to the state file. Without them compose reads the .env next to "
         "the compose file.",
+    )
+    profiles: Annotated[
+        list[Annotated[str, Field(pattern=_PROFILE_NAME)]], AfterValidator(_distinct)
+    ] = Field(
+        default_factory=list,
+        description="Compose profiles to activate, passed to every compose call as --profile. "
+        "Services outside them are neither started nor expected to run; pinning one is an "
+        "error.",
     )
 
 

@@ -26,7 +26,7 @@ from reconciler.errors import HealthTimeoutError, PermanentDockerError
 from reconciler.facts import ServicesFacts, Snapshot
 from reconciler.inputs import read_record, record_path, service_digests, write_record
 from reconciler.logs import get_logger
-from reconciler.observe import desired_images
+from reconciler.observe import activating, desired_images
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.state import State
@@ -48,7 +48,9 @@ __all__ = [
 
 _log = get_logger(__name__)
 _DEFAULT_TIMEOUT = 120.0
-_UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START})
+_UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START, Action.SCALE})
+# A container in one of these states is up, or will be by itself: scaling to 0 stops it.
+_LIVE = frozenset({"running", "restarting", "paused", "created"})
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ServicesFacts:
@@ -111,25 +113,77 @@ def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
     for service in config.services:
         reference = images[service]
         containers = by_service.get(service, [])
+        scale = config.services[service].scale
         stale = [c.name for c in leftovers if c.service == service]
         if stale:
             reason = f"leftover of an interrupted recreate: {', '.join(stale)}"
             changes.append(Change(Step.SERVICES, service, Action.RECREATE, reason))
             continue
-        change = _drift(
-            service,
-            reference=reference,
-            containers=containers,
-            facts=facts,
-            pinned=pinned,
-            rebuilt=rebuilt,
-            reconfigured=reconfigured,
-        )
+        if scale == 0:
+            change, reason = _scaled_to_zero(service, containers)
+        else:
+            change = _drift(
+                service,
+                reference=reference,
+                containers=containers,
+                facts=facts,
+                pinned=pinned,
+                rebuilt=rebuilt,
+                reconfigured=reconfigured,
+            ) or _short_of_scale(service, scale, containers)
+            reason = _describe_ready(containers, scale)
         if change is None:
-            ok.append(InSync(Step.SERVICES, service, _describe_ready(containers)))
+            ok.append(InSync(Step.SERVICES, service, reason))
         else:
             changes.append(change)
+    for service, profiles in config.inactive.items():
+        ok.append(InSync(Step.SERVICES, service, _inactive(service, profiles, config, by_service)))
     return Plan(tuple(changes), tuple(ok))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _scaled_to_zero(service: str, containers: list[ContainerFacts]) -> tuple[Change | None, str]:
+    """A service scaled to 0 is not started nor waited for; `compose up` would stop and remove
+    any container of it that is up, so that is planned as a change."""
+    live = [c for c in containers if c.status in _LIVE]
+    if live:
+        running = sum(c.status == "running" for c in live)
+        what = _plural(running, "running container") if running else _plural(len(live), "container")
+        verb = "will" if len(live) == 1 else "will all"
+        reason = f"scaled to 0: {what} {verb} be stopped and removed"
+        return Change(Step.SERVICES, service, Action.SCALE, reason), ""
+    stopped = f" ({_plural(len(containers), 'stopped container')} left)" if containers else ""
+    return None, f"scaled to 0: not started{stopped}"
+
+
+def _short_of_scale(service: str, scale: int, containers: list[ContainerFacts]) -> Change | None:
+    """A service with fewer (or more) containers than its scale: `compose up` makes it right."""
+    if len(containers) == scale:
+        return None
+    running = sum(c.status == "running" for c in containers)
+    if len(containers) < scale:
+        reason = f"scale {scale}: {running} running"
+    else:
+        reason = f"scale {scale}: {len(containers)} containers, {len(containers) - scale} too many"
+    return Change(Step.SERVICES, service, Action.SCALE, reason)
+
+
+def _inactive(
+    service: str,
+    profiles: tuple[str, ...],
+    config: ComposeConfig,
+    by_service: dict[str, list[ContainerFacts]],
+) -> str:
+    """Why a service the active profiles leave out needs nothing (compose ignores it)."""
+    active = ", ".join(config.profiles) or "none"
+    reason = f"not in the active profiles ({active}); {activating(profiles)} activates it"
+    running = sum(c.status == "running" for c in by_service.get(service, []))
+    if running:
+        reason += f"; {_plural(running, 'container')} still running (compose leaves it as is)"
+    return reason
 
 
 def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of drift reads best
@@ -386,17 +440,31 @@ class ReadinessWatch:
         config: ComposeConfig,
         now: float,
     ) -> Readiness:
-        """Readiness of `service` from the sample taken at `now`."""
+        """Readiness of `service` from the sample taken at `now`.
+
+        A service scaled to 0 is ready once none of its containers is up; one scaled to N once
+        it has N containers, each ready.
+        """
+        spec = config.services.get(service)
+        scale = 1 if spec is None else spec.scale
+        if scale == 0:
+            live = sum(c.status in _LIVE for c in containers)
+            summary = f"scaled to 0: {live} still up" if live else "scaled to 0"
+            return Readiness(service, not live, False, summary)
         if not containers:
             return Readiness(service, False, False, "no container yet")
         verdicts = [self._container(service, c, config, now) for c in containers]
         for verdict in verdicts:
             if verdict is not None and verdict.failed:
                 return verdict
+        if len(containers) != scale:
+            running = sum(c.status == "running" for c in containers)
+            summary = f"scale {scale}: {_plural(len(containers), 'container')}, {running} running"
+            return Readiness(service, False, False, summary)
         for verdict in verdicts:
             if verdict is not None:
                 return verdict
-        return Readiness(service, True, False, _describe_ready(containers))
+        return Readiness(service, True, False, _describe_ready(containers, scale))
 
     def _container(  # noqa: PLR0911 - a decision table, one return per verdict
         self, service: str, container: ContainerFacts, config: ComposeConfig, now: float
@@ -543,9 +611,9 @@ def _completed_one_shot(service: str, container: ContainerFacts, config: Compose
     )
 
 
-def _describe_ready(containers: list[ContainerFacts]) -> str:
-    states = {_describe(c) for c in containers}
-    return "; ".join(sorted(states))
+def _describe_ready(containers: list[ContainerFacts], scale: int = 1) -> str:
+    states = "; ".join(sorted({_describe(c) for c in containers}))
+    return states if scale == 1 else f"scale {scale}: {states}"
 
 
 def _describe(container: ContainerFacts) -> str:

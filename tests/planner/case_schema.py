@@ -69,6 +69,10 @@ class ComposeService(_Model):
         default_factory=list,
         description="State secrets it reaches through compose secrets/configs (not hashed).",
     )
+    scale: int = Field(default=1, ge=0, description="`scale` / `deploy.replicas`.")
+    profiles: list[str] = Field(
+        default_factory=list, description="The profiles that activate it (none: always)."
+    )
 
 
 class ContainerFact(_Model):
@@ -140,6 +144,11 @@ class Case(_Model):
     )
     env_files: list[str] = Field(
         default_factory=list, description="The state's `compose.env_files` (default: .env)."
+    )
+    profiles: list[str] = Field(
+        default_factory=list,
+        description="The state's `compose.profiles`: services whose profiles are not among "
+        "them are left out of compose's model, as compose does.",
     )
 
     # Observed facts.

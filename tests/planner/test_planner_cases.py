@@ -29,7 +29,12 @@ from reconciler.facts import (
 )
 from reconciler.inputs import InputDigest
 from reconciler.managed_files import ObservedFile
-from reconciler.observe import check_compose_services, image_sources
+from reconciler.observe import (
+    DOCKER_STEPS,
+    check_active_services,
+    check_compose_services,
+    image_sources,
+)
 from reconciler.plans import Action, Plan, Step
 from reconciler.reconcile import diff
 from reconciler.state import State
@@ -44,7 +49,11 @@ COMPOSE_FILE = Path("docker-compose.yml")
 def _state(case: Case) -> State:
     return State(
         name="case",
-        compose=ComposeSpec(file=COMPOSE_FILE, env_files=[Path(name) for name in case.env_files]),
+        compose=ComposeSpec(
+            file=COMPOSE_FILE,
+            env_files=[Path(name) for name in case.env_files],
+            profiles=list(case.profiles),
+        ),
         services=dict(case.state),
         files=dict(case.files_decl),
         images=dict(case.images_decl),
@@ -55,8 +64,14 @@ def _state(case: Case) -> State:
 
 
 def _config(case: Case) -> ComposeConfig:
+    """compose's model of the case's services: those the active profiles leave out are not in
+    it (as `docker compose config` omits them), only listed with their profiles."""
     services = {}
+    inactive = {}
     for name, spec in case.services.items():
+        if spec.profiles and not set(spec.profiles) & set(case.profiles):
+            inactive[name] = tuple(spec.profiles)
+            continue
         build = None
         if spec.build:
             context = Path("/ctx") / (spec.build if isinstance(spec.build, str) else name)
@@ -69,8 +84,15 @@ def _config(case: Case) -> ComposeConfig:
             depends_on=dict(spec.depends_on),
             secrets_hashed=tuple(spec.secrets_hashed),
             secrets_unhashed=tuple(spec.secrets_unhashed),
+            scale=spec.scale,
+            profiles=tuple(spec.profiles),
         )
-    return ComposeConfig(project=case.project, services=services)
+    return ComposeConfig(
+        project=case.project,
+        services=services,
+        profiles=tuple(case.profiles),
+        inactive=inactive,
+    )
 
 
 def _compose_text(case: Case) -> str:
@@ -117,8 +139,11 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
     config = _config(case)
     pins = state.pins() if Step.COMPOSE_FILE in steps else {}
     text = _compose_text(case)
-    # As observe() does before anything else: the compose file defines the state's services.
+    # As observe() does before anything else: the compose file defines the state's services,
+    # and, once compose's model is read, the active profiles enable them.
     check_compose_services(state, COMPOSE_FILE, text)
+    if any(step in DOCKER_STEPS for step in steps):
+        check_active_services(state, config)
     return {
         Step.COMPOSE_FILE: ComposeFileFacts(
             COMPOSE_FILE,

@@ -149,6 +149,19 @@ def test_changed_state_file_is_refused_before_docker_is_asked(stack: Stack) -> N
     ).read_bytes()
 
 
+def test_profiles_changed_since_the_plan_are_refused(stack: Stack) -> None:
+    """compose.profiles decide which services a plan covers: a plan saved without a profile is
+    stale once the state activates one (the state file's fingerprint records them)."""
+    stack.save()
+    text = stack.state_file.read_text()
+    stack.state_file.write_text(
+        text.replace("  project: mutfxrb\n", "  project: mutfxrb\n  profiles: [scale-2]\n")
+    )
+    assert load_state(stack.state_file).compose.profiles == ["scale-2"]
+    message = stale(reconcile.apply_plan(stack.plan_file, lock=False))
+    assert "state file stack/state.yaml changed since the plan was made" in message
+
+
 def test_state_file_changed_after_loading_is_refused_under_the_lock(stack: Stack) -> None:
     """The check under the lock reads the state file again: a change after loading is seen."""
     stack.save()

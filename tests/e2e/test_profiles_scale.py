@@ -1,0 +1,311 @@
+"""End to end on the real engine: compose profiles and scale.
+
+A small stack of busybox services built offline FROM scratch (the e2e stack's Dockerfile and
+serve.sh), nothing published: `api` (healthcheck), `worker` with `deploy.replicas: 2`
+(healthcheck), `batch` with `deploy.replicas: 0`, `cron` with `scale: 0`, `debugger` in
+profile `debug` (healthy only 2 s after it starts) and `worker-extra` in profile `scale-2`.
+The project is `rtest-ps<random>`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import reconciler
+from reconciler.reconcile import make_adapter
+from tests.conftest import BUSYBOX, STACK, Stack, remove_stack, run_cli
+
+pytestmark = pytest.mark.docker
+
+COMPOSE = """\
+x-health: &health
+  interval: 250ms
+  timeout: 2s
+  retries: 120
+
+services:
+  api:
+    build: .
+    image: {project}-app:1
+    healthcheck:
+      <<: *health
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
+  worker:
+    image: {project}-app:1
+    deploy:
+      replicas: 2
+    healthcheck:
+      <<: *health
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
+  batch:
+    image: {project}-app:1
+    deploy:
+      replicas: 0
+  cron:
+    image: {project}-app:1
+    scale: 0
+  debugger:
+    image: {project}-app:1
+    profiles: [debug]
+    # Healthy 2 s after it starts: an apply that returns with it healthy has waited for it.
+    command: ["/bin/sh", "-c", "(sleep 2; touch /ready) & exec /bin/sh /serve.sh"]
+    healthcheck:
+      <<: *health
+      test: ["CMD", "test", "-f", "/ready"]
+  worker-extra:
+    image: {project}-app:1
+    profiles: [scale-2]
+"""
+
+# batch and cron have a short health_timeout: were they waited for, apply would fail after it.
+STATE = """\
+name: {project}
+compose:
+  file: docker-compose.yml
+  project: {project}
+  profiles: {profiles}
+services:
+  api:
+    image: {project}-app:1
+  batch:
+    health_timeout: {timeout}
+  cron:
+    health_timeout: {timeout}
+"""
+ZERO_TIMEOUT = 20
+
+
+@pytest.fixture
+def profiled(docker_engine: None, tmp_path: Path) -> Iterator[Stack]:
+    """The profiles stack in `tmp_path`, torn down (every profile's containers, network, image)."""
+    project = f"rtest-ps{uuid.uuid4().hex[:8]}"
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    shutil.copy2(STACK / "Dockerfile", directory / "Dockerfile")
+    shutil.copy2(STACK / "serve.sh", directory / "serve.sh")
+    shutil.copy2(BUSYBOX, directory / "busybox")
+    (directory / "docker-compose.yml").write_text(COMPOSE.format(project=project))
+    # The state file changes between applies and is no input of the image.
+    (directory / ".dockerignore").write_text("*.yaml\n*.yml\n")
+    stack = Stack(directory, project, 0)
+    write_state(stack, [])
+    try:
+        yield stack
+    finally:
+        subprocess.run(
+            stack.compose_argv("--profile", "*", "down", "--timeout", "1"),
+            capture_output=True,
+            check=False,
+        )
+        remove_stack(stack)
+
+
+def write_state(stack: Stack, profiles: list[str]) -> None:
+    text = STATE.format(project=stack.project, profiles=json.dumps(profiles), timeout=ZERO_TIMEOUT)
+    stack.state_file.write_text(text)
+
+
+def plan_json(stack: Stack) -> tuple[int, dict[str, Any]]:
+    """Exit code and the JSON of `plan --json`."""
+    done = run_cli("plan", stack.state_file, "--json")
+    assert done.returncode in {0, 2}, done.stderr
+    plan: dict[str, Any] = json.loads(done.stdout)
+    return done.returncode, plan
+
+
+def service_rows(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """service -> action (changes) or reason (in sync) of the plan's services rows."""
+    return {
+        row["target"]: row.get("action", row["reason"]) for row in rows if row["step"] == "services"
+    }
+
+
+def containers(stack: Stack) -> dict[str, list[str]]:
+    """service -> `state/health` of each of its containers (the engine's own view), all of them."""
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.compose.project={stack.project}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not out:
+        return {}
+    lines = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "--format",
+            '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}}'
+            "{{if .State.Health}}/{{.State.Health.Status}}{{end}}",
+            *out,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    found: dict[str, list[str]] = {}
+    for line in lines:
+        service, status = line.split()
+        found.setdefault(service, []).append(status)
+    return {service: sorted(states) for service, states in sorted(found.items())}
+
+
+def apply_cli(stack: Stack, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`apply` through the CLI: its result and how long it took."""
+    started = time.monotonic()
+    done = run_cli("apply", stack.state_file, *args)
+    return done, time.monotonic() - started
+
+
+def assert_no_mutating_call(stack: Stack) -> None:
+    """An apply of a converged stack runs not one mutating docker command; the CLI agrees."""
+    state = reconciler.load_state(stack.state_file)
+    adapter = make_adapter(state)
+    result = reconciler.apply(state, adapter=adapter)
+    assert result.succeeded, result.error
+    assert not result.changed
+    assert adapter.mutating_calls == []
+    done, _ = apply_cli(stack)
+    assert done.returncode == 0, done.stderr
+    assert "No changes" in done.stdout
+
+
+HEALTHY = "running/healthy"
+
+
+def test_profiled_service_is_left_out_until_its_profile_is_on(profiled: Stack) -> None:
+    """Without `debug` the debugger is listed as not active and never started, and the stack
+    converges; with `compose.profiles: [debug]` it is started and waited for (healthy when apply
+    returns); a second apply changes nothing; `down` with the profile off removes it too."""
+    stack = profiled
+
+    # 1. no profile: plan lists both profiled services in sync, with the profile that would
+    #    activate each; apply converges without them.
+    code, plan = plan_json(stack)
+    assert code == 2
+    assert service_rows(plan["changes"]) == {"api": "create", "worker": "create"}
+    ok = service_rows(plan["ok"])
+    assert ok["debugger"] == "not in the active profiles (none); profile debug activates it"
+    assert ok["worker-extra"] == "not in the active profiles (none); profile scale-2 activates it"
+    done, _ = apply_cli(stack)
+    assert done.returncode == 0, done.stderr
+    assert containers(stack) == {"api": [HEALTHY], "worker": [HEALTHY, HEALTHY]}
+    code, plan = plan_json(stack)
+    assert (code, plan["changes"]) == (0, [])
+    assert "debugger" in service_rows(plan["ok"])
+    assert_no_mutating_call(stack)
+    assert "debugger" not in containers(stack), "never started"
+
+    # 2. profile debug on: only the debugger is planned, started and waited for.
+    write_state(stack, ["debug"])
+    code, plan = plan_json(stack)
+    assert code == 2
+    assert service_rows(plan["changes"]) == {"debugger": "create"}
+    assert "profile scale-2 activates it" in service_rows(plan["ok"])["worker-extra"]
+    done, seconds = apply_cli(stack, "--verbose")
+    assert done.returncode == 0, done.stderr
+    assert containers(stack)["debugger"] == [HEALTHY], "apply returned before it was ready"
+    health = [json.loads(line) for line in done.stderr.splitlines()]
+    debugger = [
+        e for e in health if e.get("event") == "service health" and e["service"] == "debugger"
+    ]
+    assert debugger[0]["ready"] is False, debugger  # waited while it was starting
+    assert debugger[-1]["ready"] is True, debugger
+    assert seconds >= 2, seconds
+
+    # 3. in sync, and a second apply says so.
+    code, plan = plan_json(stack)
+    assert (code, plan["changes"]) == (0, [])
+    assert service_rows(plan["ok"])["debugger"] == "running, healthy"
+    assert_no_mutating_call(stack)
+
+    # 4. the profile off again: the debugger is left as it is, and said to be; `down` still
+    #    removes it with the rest of the project.
+    write_state(stack, [])
+    code, plan = plan_json(stack)
+    assert (code, plan["changes"]) == (0, [])
+    assert service_rows(plan["ok"])["debugger"].endswith(
+        "; 1 container still running (compose leaves it as is)"
+    )
+    done = run_cli("down", stack.state_file)
+    assert done.returncode == 0, done.stderr
+    assert containers(stack) == {}
+
+
+def test_scale_zero_is_not_waited_for_and_scale_two_runs_two_ready(profiled: Stack) -> None:
+    """`deploy.replicas: 0` and `scale: 0` are neither started nor waited for (apply exits 0 well
+    before their health_timeout), `deploy.replicas: 2` runs two ready replicas; the next plan is
+    empty. A replica removed by hand, and a scaled-to-0 container started by hand, are each
+    planned and put right."""
+    stack = profiled
+
+    # 1. plan: the scaled-to-0 services are in sync, with why.
+    code, plan = plan_json(stack)
+    assert code == 2
+    assert service_rows(plan["changes"]) == {"api": "create", "worker": "create"}
+    ok = service_rows(plan["ok"])
+    assert ok["batch"] == "scaled to 0: not started"
+    assert ok["cron"] == "scaled to 0: not started"
+
+    # 2. apply: exit 0, well within the scaled-to-0 services' health_timeout; two ready workers.
+    done, seconds = apply_cli(stack)
+    assert done.returncode == 0, done.stderr
+    assert seconds < ZERO_TIMEOUT, seconds
+    assert containers(stack) == {"api": [HEALTHY], "worker": [HEALTHY, HEALTHY]}
+
+    # 3. plan is empty and says why; a second apply changes nothing.
+    code, plan = plan_json(stack)
+    assert (code, plan["changes"]) == (0, [])
+    ok = service_rows(plan["ok"])
+    assert ok["worker"] == "scale 2: running, healthy"
+    assert ok["batch"] == ok["cron"] == "scaled to 0: not started"
+    assert_no_mutating_call(stack)
+
+    # 4. a replica removed by hand: `scale 2: 1 running`, and apply brings it back, ready.
+    subprocess.run(
+        ["docker", "rm", "--force", f"{stack.project}-worker-2"], capture_output=True, check=True
+    )
+    code, plan = plan_json(stack)
+    assert code == 2
+    assert [(c["target"], c["action"], c["reason"]) for c in plan["changes"]] == [
+        ("worker", "scale", "scale 2: 1 running")
+    ]
+    done, _ = apply_cli(stack)
+    assert done.returncode == 0, done.stderr
+    assert containers(stack)["worker"] == [HEALTHY, HEALTHY]
+    assert plan_json(stack)[0] == 0
+
+    # 5. batch started by hand although scaled to 0: apply stops and removes it, then in sync.
+    subprocess.run(
+        stack.compose_argv("up", "--detach", "--no-build", "--scale", "batch=1", "batch"),
+        capture_output=True,
+        check=True,
+    )
+    assert containers(stack)["batch"] == ["running"]
+    code, plan = plan_json(stack)
+    assert code == 2
+    assert [(c["target"], c["action"], c["reason"]) for c in plan["changes"]] == [
+        ("batch", "scale", "scaled to 0: 1 running container will be stopped and removed")
+    ]
+    done, seconds = apply_cli(stack)
+    assert done.returncode == 0, done.stderr
+    assert seconds < ZERO_TIMEOUT, seconds
+    assert "batch" not in containers(stack)
+    code, plan = plan_json(stack)
+    assert (code, plan["changes"]) == (0, [])
