@@ -65,6 +65,9 @@ class Change:
     diff: str | None = None  # unified diff, for file edits
     key: str = ""
     force: bool = False  # services: recreate even if compose sees no change (unhealthy)
+    # compose-file: the absolute path of the file (other than the compose file) it writes, so
+    # that services reading that file (bind mount, env_file, configs) are planned to recreate
+    writes: str | None = None
 
     def __post_init__(self) -> None:
         if not self.key:

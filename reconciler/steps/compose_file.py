@@ -143,6 +143,7 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
                     facts.env_texts.get(change.file) or "", change.text, shown, masks
                 ),
                 key=f"{change.file}:{change.key}",
+                writes=str(change.file),
             )
         )
     ok += [
@@ -258,7 +259,10 @@ def _file_diff(
                 )
             )
     # keyed apart from service names, so that no file change reads as a service's edit
-    keyed = tuple(dataclasses.replace(change, key=f"file {change.target}") for change in changes)
+    keyed = tuple(
+        dataclasses.replace(change, key=f"file {change.target}", writes=str(path))
+        for change in changes
+    )
     return Plan(keyed, tuple(ok))
 
 

@@ -7,7 +7,8 @@ its resolved model (`ServicesFacts.config_current`): compose < 5.5.0 leaves `env
 the former, so a service with an env file would otherwise never converge. Beyond compose: a
 bind-mounted file or directory, an `env_file` or a `configs:` file whose content changed since
 the container was created (digests recorded per container, `reconciler.inputs`) is drift too,
-fixed by a forced recreate of that service alone. `observe` projects compose's model, the
+fixed by a forced recreate of that service alone; so is a service reading a file that the
+compose-file step rewrites in this run (`Change.writes`). `observe` projects compose's model, the
 hashes, containers and images from the snapshot, and reads the inputs' digests; `diff` is pure.
 `apply` runs `compose up` for just those services and polls batched inspects until each is
 healthy (or running, without a healthcheck) before its deadline.
@@ -19,9 +20,10 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import ComposeConfig, ContainerFacts
+from reconciler.docker.facts import ComposeConfig, ContainerFacts, ServiceConfig
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
 from reconciler.facts import ServicesFacts, Snapshot
 from reconciler.inputs import read_record, record_path, service_digests, write_record
@@ -98,6 +100,7 @@ def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
     config = facts.config
     pins = facts.pins
     rebuilt = earlier.keys(Step.IMAGES, MAKES_IMAGE)
+    written = {Path(c.writes) for c in earlier.for_step(Step.COMPOSE_FILE) if c.writes}
     # compose-file changes keyed by a service name edit that service (its environment pins)
     reconfigured = earlier.keys(Step.COMPOSE_FILE) & set(config.services)
     pinned = {
@@ -130,6 +133,7 @@ def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
                 pinned=pinned,
                 rebuilt=rebuilt,
                 reconfigured=reconfigured,
+                rewritten=_rewritten_inputs(config.services[service], written, state),
             ) or _short_of_scale(service, scale, containers)
             reason = _describe_ready(containers, scale)
         if change is None:
@@ -195,6 +199,7 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
     pinned: dict[str, str],
     rebuilt: set[str],
     reconfigured: set[str],
+    rewritten: list[str],
 ) -> Change | None:
     def change(
         action: Action,
@@ -246,6 +251,10 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
     if changed:
         # compose sees no change here: only a forced recreate makes it read the files again.
         return change(Action.RECREATE, f"{changed} since the container was created", force=True)
+    if rewritten:
+        return change(
+            Action.RECREATE, f"the compose-file step edits {', '.join(rewritten)}", force=True
+        )
     for container in containers:
         if container.status != "running":
             if _completed_one_shot(service, container, facts.config):
@@ -303,6 +312,17 @@ def _unhashed_secret_drift(
             "(not covered by compose's config hash)"
         )
     return None
+
+
+def _rewritten_inputs(spec: ServiceConfig, written: set[Path], state: State) -> list[str]:
+    """The service's inputs (bind mounts, env files, file configs) that the compose-file step
+    will write, or that hold a file it will write: compose would not notice."""
+    return sorted(
+        state.shown(source.path)
+        for source in spec.inputs
+        if (source.kind != "bind" or source.read_only or source.path in written)  # as inputs
+        and any(path == source.path or source.path in path.parents for path in written)
+    )
 
 
 def _changed_inputs(service: str, containers: list[ContainerFacts], facts: ServicesFacts) -> str:

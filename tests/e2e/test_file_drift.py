@@ -161,3 +161,36 @@ def test_env_file_converges_and_changed_files_recreate_only_their_service(stack:
     assert "GREETING=bonjour" in _env(third["app"])
 
     assert _plan(stack) == (0, [])
+
+
+def test_a_files_edit_of_a_mounted_config_recreates_its_reader(stack: Path) -> None:
+    """The state's `files:` rewrites the bind-mounted config (atomically: a new inode, which a
+    running container would never see): the plan recreates the service that mounts it, apply
+    does so alone, the container reads the new content, the next plan is empty."""
+    _apply(stack)
+    first = _ids(stack)
+    state = stack / "state.yaml"
+    state.write_text(state.read_text() + 'files:\n  app.conf: {content: "level = 3\\n"}\n')
+    code, changes = _plan(stack)
+    assert code == 2
+    assert [(c["step"], c["target"], c["action"]) for c in changes] == [
+        ("compose-file", "app.conf", "edit"),
+        ("services", "app", "recreate"),
+    ]
+    assert "the compose-file step edits app.conf" in changes[1]["reason"]
+    _apply(stack)
+    second = _ids(stack)
+    assert second["app"] != first["app"]
+    assert second["other"] == first["other"]
+    assert (stack / "app.conf").read_text() == "level = 3\n"
+    seen = subprocess.run(
+        ["docker", "exec", second["app"], "cat", "/etc/app.conf"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert seen == "level = 3\n"
+    assert _plan(stack) == (0, [])
+    done = run_cli("apply", state)
+    assert done.returncode == 0, done.stderr
+    assert "No changes" in done.stdout + done.stderr

@@ -16,6 +16,7 @@ from reconciler.docker.facts import (
     ComposeConfig,
     ContainerFacts,
     ImageFacts,
+    InputSource,
     ServiceConfig,
 )
 from reconciler.errors import InputError
@@ -86,6 +87,11 @@ def _config(case: Case) -> ComposeConfig:
             secrets_unhashed=tuple(spec.secrets_unhashed),
             scale=spec.scale,
             profiles=tuple(spec.profiles),
+            # the case's input labels are paths as the state names them (read-only inputs)
+            inputs=tuple(
+                InputSource("env_file" if label.endswith(".env") else "bind", Path(label))
+                for label in case.inputs.get(name, {})
+            ),
         )
     return ComposeConfig(
         project=case.project,
