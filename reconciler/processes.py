@@ -74,8 +74,12 @@ def run(
     cwd: Path | None = None,
     what: str | None = None,
     on_line: Callable[[str], None] | None = None,
+    stdin: str | None = None,
 ) -> Finished:
     """Run `argv` to its end and return what it printed; never raises for a nonzero exit.
+
+    `stdin`, when given, is written to the child's standard input, which is then closed (a
+    password for `docker login --password-stdin`: never in argv); otherwise stdin is /dev/null.
 
     `on_line`, when given, is called with each line the child prints (stdout or stderr, without
     its line ending) as it comes, from a reader thread; the output is still returned whole.
@@ -92,7 +96,7 @@ def run(
     started = time.monotonic()
     child = subprocess.Popen(
         spawn,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -101,6 +105,8 @@ def run(
         cwd=cwd,
         start_new_session=True,
     )
+    if stdin is not None:
+        _feed(child, stdin)
     out: list[str] = []
     err: list[str] = []
     told = False
@@ -131,6 +137,16 @@ def run(
 
 
 _Wait = Callable[..., tuple[str, str]]
+
+
+def _feed(child: subprocess.Popen[str], text: str) -> None:
+    """Write `text` to the child's stdin and close it (a child that exits early is no error)."""
+    assert child.stdin is not None
+    with contextlib.suppress(BrokenPipeError, OSError):
+        child.stdin.write(text)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        child.stdin.close()
+    child.stdin = None  # closed: `communicate` must not flush it again
 
 
 def _terminate(
