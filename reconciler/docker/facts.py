@@ -134,14 +134,16 @@ class ImageFacts:
     # `RepoDigests`: repository@sha256:... of the manifests this image was pulled or pushed as
     repo_digests: tuple[str, ...] = ()
 
-    def registry_digest(self, reference: str) -> str | None:
-        """The manifest digest this image is known by in `reference`'s repository, if any."""
+    def registry_digests(self, reference: str) -> tuple[str, ...]:
+        """The manifest digests this image is known by in `reference`'s repository: several
+        when it was pulled both by a single-platform manifest and through an index."""
         wanted = repository(reference)
+        found = []
         for item in self.repo_digests:
             name, _, digest = item.partition("@")
             if digest and repository(name) == wanted:
-                return digest
-        return None
+                found.append(digest)
+        return tuple(found)
 
 
 @dataclass(frozen=True)

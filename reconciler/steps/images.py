@@ -124,22 +124,25 @@ def _diff_pull(
             f"images.{reference} (pull: digest): cannot read what the tag points to in "
             f"registry {registry_host(reference)}: {why}"
         )
-    local = image.registry_digest(reference)
-    if local == remote.digest:
-        reason = f"present ({_short_id(image.id)}); tag matches the registry ({_short(local)})"
+    local = image.registry_digests(reference)
+    if remote.digest in local:
+        matched = _short(remote.digest)
+        reason = f"present ({_short_id(image.id)}); tag matches the registry ({matched})"
         ok.append(InSync(Step.IMAGES, reference, reason))
         return
-    if local is None:
+    if not local:
         reason = (
             f"the local image {_short_id(image.id)} has no digest from the registry; "
             f"the tag there points to {_short(remote.digest)}"
         )
     else:
         reason = (
-            f"tag {reference} moved in the registry: {_short(local)} -> {_short(remote.digest)}"
+            f"tag {reference} moved in the registry: "
+            f"{', '.join(map(_short, local))} -> {_short(remote.digest)}"
         )
+    before = ", ".join(local) or None
     changes.append(
-        Change(Step.IMAGES, reference, Action.PULL, reason, before=local, after=remote.digest)
+        Change(Step.IMAGES, reference, Action.PULL, reason, before=before, after=remote.digest)
     )
 
 
