@@ -381,3 +381,42 @@ def test_registry_login_from_a_secret_then_pull_password_never_shown(
         if path == config:
             continue  # docker's own credential store, as after a manual `docker login`
         assert registry.password.encode() not in path.read_bytes(), path
+
+
+def test_pull_always_pulls_at_every_apply_and_recreates_only_when_the_image_changed(
+    start_registry: Callable[..., Registry], make_project: Callable[[str], Project]
+) -> None:
+    registry = start_registry(OPEN_PORT)
+    project = make_project("always")
+    ref = f"{registry.host}/{project.name}/app:1"
+    project.refs.append(ref)
+    (project.directory / "docker-compose.yml").write_text(COMPOSE_AUTH.format(ref=ref))
+    project.state_file.write_text(
+        STATE_OPEN.format(ref=ref, project=project.name).replace("digest", "always")
+    )
+    first = project.push(ref, 1)
+    code, _ = project.cli("apply")
+    assert code == 0, project.outputs[-1][-3000:]
+    assert project.image_of("app") == first
+    before = project.containers()
+
+    # Not idempotent by design: the plan always shows the pull; apply makes it, and converges.
+    code, changes = project.plan()
+    assert code == 2
+    assert [(c["target"], c["action"]) for c in changes] == [(ref, "pull")]
+    assert changes[0]["reason"].startswith("pull: always: pulled at every apply; present (")
+    code, out = project.cli("apply", "--json")
+    assert code == 0, project.outputs[-1][-3000:]
+    assert [(c["target"], c["action"]) for c in json.loads(out)["changes"]] == [(ref, "pull")]
+    assert project.containers() == before, "the same image: its service is left alone"
+
+    # A moved tag: the pull brings another image, and the plan made after it recreates app.
+    second = project.push(ref, 2)
+    code, out = project.cli("apply", "--json")
+    assert code == 0, project.outputs[-1][-3000:]
+    assert [(c["target"], c["action"]) for c in json.loads(out)["changes"]] == [
+        (ref, "pull"),
+        ("app", "recreate"),
+    ]
+    assert project.containers()["app"] != before["app"]
+    assert project.image_of("app") == second
