@@ -23,6 +23,7 @@ __all__ = [
     "PermanentDockerError",
     "PlanFileError",
     "ReconcilerError",
+    "RegistryError",
     "StalePlanError",
     "StopRequested",
     "TransientDockerError",
@@ -92,6 +93,11 @@ class HealthTimeoutError(ApplyError):
     def __init__(self, message: str, diagnostics: dict[str, str]) -> None:
         self.diagnostics = diagnostics
         super().__init__(message)
+
+
+class RegistryError(ReconcilerError):
+    """A registry could not be read or logged in to: a `pull: digest` image's tag could not be
+    compared with the registry, or `docker login` failed (exit 1). Never carries a password."""
 
 
 class LockHeldError(ReconcilerError):

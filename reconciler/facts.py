@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, ImageFacts
+from reconciler.docker.facts import (
+    BuildConfig,
+    ComposeConfig,
+    ContainerFacts,
+    ImageFacts,
+    RemoteDigest,
+)
 from reconciler.inputs import InputDigest
 from reconciler.managed_files import ObservedFile
 from reconciler.state.model import RootfsSpec
@@ -63,6 +69,8 @@ class Snapshot:
     containers: tuple[ContainerFacts, ...] = ()
     sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
     images: dict[str, ImageFacts] = field(default_factory=dict)  # those of `sources` found
+    # what the registry says each `pull: digest` image present locally points to
+    remote: dict[str, RemoteDigest] = field(default_factory=dict)
     observed_at: float | None = None  # wall clock (epoch s) when containers were listed
     # image pins in force (none when compose-file is skipped: the file is followed as is)
     pins: dict[str, str] = field(default_factory=dict)
@@ -105,6 +113,8 @@ class ImagesFacts:
     context_digests: dict[str, str] = field(default_factory=dict)  # the digest each must carry
     # directory -> (digest its requirement files ask for, digest its marker records)
     wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # `pull: digest` images present locally: the registry's digest for their tag (or the error)
+    remote: dict[str, RemoteDigest] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from reconciler.compose.dotenv import parse_dotenv
 from reconciler.compose.edit import ServiceImage, read_services
 from reconciler.compose.yaml_set import pin_environment
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts
+from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, RemoteDigest
 from reconciler.env_files import (
     dotenv_paths,
     dotenv_specs,
@@ -29,17 +29,17 @@ from reconciler.env_files import (
     image_variables,
     plan_file_edits,
 )
-from reconciler.errors import ApplyError, InputError, Location
+from reconciler.errors import ApplyError, DockerError, InputError, Location, RegistryError
 from reconciler.facts import ImageSource, MigrationStatus, Snapshot
 from reconciler.inputs import env_file_sources
 from reconciler.managed_files import ObservedFile, desired_file, observe_file
-from reconciler.plans import Step
+from reconciler.plans import Action, Change, Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.secrets import Secrets, looks_secret
 from reconciler.state import State
 from reconciler.state.load import decode_utf8
-from reconciler.state.model import MigrationSpec
+from reconciler.state.model import MigrationSpec, PullPolicy
 from reconciler.state.paths import parse_path
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "check_active_services",
     "check_compose_services",
     "desired_images",
+    "digest_policy",
     "edited_files",
     "image_sources",
     "likely_images",
@@ -56,8 +57,11 @@ __all__ = [
     "observe",
     "observe_files",
     "observe_migrations",
+    "pull_policy",
+    "pulls_always",
     "read_compose_text",
     "read_env_texts",
+    "read_remote_digest",
     "tail",
     "wanted_digests",
 ]
@@ -252,7 +256,47 @@ def image_sources(
         add(reference, service, config.services[service].build)
     for reference in state.images:
         add(reference, f"images.{reference}", None)
+    for reference, spec in state.images.items():
+        source = sources[reference]
+        if spec.pull != "missing" and source.kind != "pull":
+            raise InputError(
+                f"`pull: {spec.pull}` is for images pulled from a registry, but service "
+                f"{source.first_user!r} builds {reference} (its compose build section)",
+                state.location(f"images.{reference}.pull"),
+            )
     return _base_first(sources)
+
+
+def digest_policy(state: State) -> list[str]:
+    """The references the state declares `pull: digest` (their tags are compared with the
+    registry)."""
+    return sorted(ref for ref, spec in state.images.items() if spec.pull == "digest")
+
+
+def pull_policy(state: State, reference: str) -> PullPolicy:
+    """The state's `pull:` for an image (`missing` when it does not declare one)."""
+    declared = state.images.get(reference)
+    return declared.pull if declared is not None else "missing"
+
+
+def pulls_always(state: State, change: Change) -> bool:
+    """Is `change` a `pull: always` pull: made at every apply, whatever was observed (so
+    neither drift left after an apply, nor a reason to recreate the image's users)?"""
+    return (
+        change.step is Step.IMAGES
+        and change.action is Action.PULL
+        and pull_policy(state, change.key) == "always"
+    )
+
+
+def read_remote_digest(adapter: DockerAdapter, reference: str) -> RemoteDigest:
+    """What the registry says `reference`'s tag points to; a failure is kept as the fact (the
+    images step decides what it means), after the adapter's retries."""
+    try:
+        return RemoteDigest(digest=adapter.remote_digest(reference))
+    except (DockerError, RegistryError) as error:
+        reason = error.message if isinstance(error, DockerError) else str(error)
+        return RemoteDigest(error=reason)
 
 
 def _check_same_build(
@@ -327,7 +371,9 @@ def observe(
     batched inspect of the images the file and state name; then, only when compose's model
     names further images (an interpolated `image:`, a Dockerfile's base), one more inspect;
     and only when a container's config-hash label differs from `config --hash`, compose's
-    hash of its resolved model (`DockerAdapter.resolved_config_hashes`).
+    hash of its resolved model (`DockerAdapter.resolved_config_hashes`). Besides, one registry
+    read per `pull: digest` image present locally (and a `docker login` per registry with
+    credentials), concurrent with the compose reads.
     """
     path = state.compose.file
     text = read_compose_text(path)
@@ -357,11 +403,18 @@ def observe(
     secret_values = adapter.secret_values()
     found.update(secret_values.values())
     secret_hashes, secret_records = _secret_hashes(adapter.project_name, secret_values)
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe") as pool:
+    followed = digest_policy(state)
+    workers = 4 + min(len(followed), 4)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         hashes_read = pool.submit(adapter.config_hashes)
         containers_read = pool.submit(adapter.containers)
         likely_read = pool.submit(adapter.images, likely)
+        # A tag is compared with the registry only when its image is here (else it is pulled).
+        present = likely_read.result()
+        remote_reads = {
+            ref: pool.submit(read_remote_digest, adapter, ref) for ref in followed if ref in present
+        }
         config = _with_inactive(config_read.result(), defined, adapter)
         check_active_services(state, config)
         for service in config.services.values():
@@ -369,7 +422,7 @@ def observe(
             if service.build is not None:
                 found.register_mapping(service.build.args)
         sources = image_sources(state, config, pins)
-        images = {ref: facts for ref, facts in likely_read.result().items() if ref in sources}
+        images = {ref: facts for ref, facts in present.items() if ref in sources}
         if not likely.issuperset(sources):  # compose's model names images the file did not
             images.update(adapter.images(set(sources) - likely))
         containers = tuple(containers_read.result())
@@ -384,6 +437,7 @@ def observe(
             containers=containers,
             sources=sources,
             images=images,
+            remote={ref: read.result() for ref, read in remote_reads.items()},
             observed_at=observed_at,
             secrets=found.values,
             secret_hashes=secret_hashes,

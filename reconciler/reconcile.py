@@ -22,6 +22,7 @@ from typing import Any
 
 from reconciler.baseline import Comparison, ImageRecord, RunRecord, compare
 from reconciler.docker.adapter import DockerAdapter, DockerCall
+from reconciler.docker.facts import RegistryLogin
 from reconciler.errors import (
     ApplyError,
     CheckFailedError,
@@ -37,7 +38,7 @@ from reconciler.facts import ServicesFacts, Snapshot
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
-from reconciler.observe import observe
+from reconciler.observe import observe, pulls_always
 from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step
 from reconciler.project import project_name
 from reconciler.saved_plan import SavedPlan, load_plan, make
@@ -221,7 +222,8 @@ def make_adapter(
     """The docker adapter for the state's compose file and project, stopped by `stop`.
 
     It reads the state's `secrets:` when docker is first asked (once), passes them to compose
-    in its environment, and registers each value with `secrets` (the run's masking) as read.
+    in its environment, and registers each value with `secrets` (the run's masking) as read;
+    it logs in to the state's `registries:` before their first pull or digest read.
     """
     stop = stop or StopToken()
     return DockerAdapter(
@@ -231,6 +233,10 @@ def make_adapter(
         env_files=tuple(state.compose.env_files),
         secrets=SecretStore(state, stop=stop, register=secrets) if state.secrets else None,
         profiles=tuple(state.compose.profiles),
+        registries={
+            host: RegistryLogin(spec.username, spec.password_secret)
+            for host, spec in state.registries.items()
+        },
     )
 
 
@@ -399,27 +405,33 @@ def _apply_locked(
     run.final = observed.snapshot
     if the_plan.empty:
         _log.info("in sync; nothing to do", ok=len(the_plan.ok))
+    facts = observed.facts
     for definition in STEPS:
         step = definition.step
         changes = the_plan.for_step(step)
         if not changes:
             continue
+        done: tuple[Change, ...] | None = None
         try:
             adapter.stop.check(f"step {step}")
             with _boundary(str(step)), run.timed(str(step)):
-                done = definition.apply(changes, state, observed.facts[step], adapter)
+                done = definition.apply(changes, state, facts[step], adapter)
+            for change in done:
+                _log.info("changed", step=str(step), target=change.target, action=change.action)
+            run.applied.extend(done)
+            if any(pulls_always(state, change) for change in done):
+                the_plan, facts = _replan_after(step, the_plan, run, steps)
+                run.plan = the_plan
         except ReconcilerError as error:
             _log.error("step failed", step=str(step), error=str(error))
-            failed = _failed_changes(changes, error)
-            run.applied.extend(c for c in changes if c not in failed)
+            failed = _failed_changes(changes, error) if done is None else ()
+            if done is None:
+                run.applied.extend(c for c in changes if c not in failed)
             return run.fail(error, failed, observed.snapshot, rollback_on_failure)
-        for change in done:
-            _log.info("changed", step=str(step), target=change.target, action=change.action)
-        run.applied.extend(done)
     try:
         with _boundary("verify"), run.timed("verify"):
             final = _observe(state, adapter, steps) if the_plan.changes else observed
-            remaining = diff(state, final.facts, steps)
+            remaining = _unconverged(state, diff(state, final.facts, steps))
         run.final = final.snapshot
     except ReconcilerError as error:
         return run.fail(error, (), observed.snapshot, rollback_on_failure)
@@ -429,8 +441,7 @@ def _apply_locked(
         return run.fail(still, remaining.changes, observed.snapshot, rollback_on_failure)
     if run.applied:
         _log.info("converged", changed=len(run.applied))
-    if Step.SERVICES in steps:
-        _record_inputs(state, final.facts[Step.SERVICES])
+    _record_inputs(state, final.facts.get(Step.SERVICES))
     verdict = _verdict(run, steps, final.snapshot, secrets)
     if isinstance(verdict, StopRequested):
         return run.result(verdict)
@@ -439,9 +450,12 @@ def _apply_locked(
     return run.result()
 
 
-def _record_inputs(state: State, facts: object) -> None:
-    """Record the converged containers' input digests; a failure to write only warns (file
-    drift then goes unseen for the containers not recorded, as for ones made by others)."""
+def _record_inputs(state: State, facts: object | None) -> None:
+    """Record the converged containers' input digests (when services ran); a failure to write
+    only warns (file drift then goes unseen for the containers not recorded, as for ones made
+    by others)."""
+    if facts is None:
+        return
     assert isinstance(facts, ServicesFacts)
     try:
         services.record_inputs(state, facts)
@@ -450,6 +464,31 @@ def _record_inputs(state: State, facts: object) -> None:
             "cannot record input digests; file drift of these containers goes unseen",
             error=str(error),
         )
+
+
+def _replan_after(
+    step: Step, the_plan: Plan, run: _Run, steps: Collection[Step]
+) -> tuple[Plan, Mapping[Step, object]]:
+    """The plan for the steps after `step`, from a fresh observation: a `pull: always` pull may
+    or may not have moved its tag, so whether its users are recreated is known only now."""
+    later = set(STEP_ORDER[STEP_ORDER.index(step) + 1 :])
+    with _boundary("observe"), run.timed("observe"):
+        again = _observe(run.state, run.adapter, steps)
+        fresh = diff(run.state, again.facts, steps)
+    _log.info("planned again after pull: always", steps=sorted(map(str, later & set(steps))))
+    plan = Plan(
+        tuple(c for c in the_plan.changes if c.step not in later)
+        + tuple(c for c in fresh.changes if c.step in later),
+        tuple(r for r in the_plan.ok if r.step not in later)
+        + tuple(r for r in fresh.ok if r.step in later),
+    )
+    return plan, again.facts
+
+
+def _unconverged(state: State, remaining: Plan) -> Plan:
+    """What still differs after an apply: a `pull: always` pull is planned at every apply by
+    design, so it is not drift."""
+    return Plan(tuple(c for c in remaining.changes if not pulls_always(state, c)), remaining.ok)
 
 
 def _verdict(

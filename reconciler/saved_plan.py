@@ -428,18 +428,23 @@ def _image(image: ImageFacts | None, wanted: str | None, secrets: Secrets) -> ob
         "labels": _plain(labels, secrets),
         # The input digest covers build args (maybe secret): only whether it matches is kept.
         "inputs_current": None if wanted is None else image.labels.get(DIGEST_LABEL) == wanted,
+        "repo_digests": list(image.repo_digests),
     }
 
 
 def _image_targets(state: State, facts: ImagesFacts, secrets: Secrets) -> dict[str, object]:
     targets: dict[str, object] = {}
     for reference, source in facts.sources.items():
-        targets[reference] = {
+        target = {
             "source": _plain(source, secrets),
             "image": _image(
                 facts.images.get(reference), facts.context_digests.get(reference), secrets
             ),
         }
+        remote = facts.remote.get(reference)
+        if remote is not None:  # `pull: digest`: what the tag pointed to in the registry
+            target["registry"] = _plain(remote, secrets)
+        targets[reference] = target
     for directory, (wanted, have) in facts.wheelhouses.items():
         targets[f"wheelhouse {state.shown(Path(directory))}"] = {
             "downloaded": have is not None,

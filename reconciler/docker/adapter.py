@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,17 +30,25 @@ from reconciler.docker.facts import (
     ImageFacts,
     InputSource,
     PublishedPort,
+    RegistryLogin,
     ServiceConfig,
     normalize_reference,
+    registry_host,
 )
 from reconciler.docker.retry import RetryPolicy, retrying
-from reconciler.errors import InputError, Location, PermanentDockerError
+from reconciler.errors import (
+    DockerError,
+    InputError,
+    Location,
+    PermanentDockerError,
+    RegistryError,
+)
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import Finished, OnStop, ProcessTimeout
 from reconciler.project import project_name
 
-__all__ = ["DockerAdapter", "DockerCall", "ExecResult"]
+__all__ = ["DockerAdapter", "DockerCall", "ExecResult", "manifest_digest"]
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -81,6 +91,9 @@ class DockerAdapter:
     # added to the environment of every compose call, and of a build whose args hold one.
     secrets: Callable[[], Mapping[str, str]] | None = field(default=None, repr=False)
     profiles: tuple[str, ...] = ()  # passed to every compose call as --profile
+    # Registry host -> credentials (the state's `registries:`): `docker login` once per adapter
+    # (one run), before the first pull or digest read of an image in that registry.
+    registries: Mapping[str, RegistryLogin] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._client = DockerClient(
@@ -89,6 +102,8 @@ class DockerAdapter:
             compose_env_files=list(self.env_files),
             compose_profiles=list(self.profiles),
         )
+        self._login_lock = threading.Lock()
+        self._logged_in: set[str] = set()
 
     # ---- observation (read-only, batched) ---------------------------------------------
 
@@ -199,8 +214,23 @@ class DockerAdapter:
                         id=item["Id"],
                         labels=dict((item.get("Config") or {}).get("Labels") or {}),
                         size=int(item.get("Size") or 0),
+                        repo_digests=tuple(item.get("RepoDigests") or ()),
                     )
         return found
+
+    def remote_digest(self, reference: str) -> str:
+        """The manifest digest `reference`'s tag points to in its registry: one read, retried
+        on transient faults like every read, after a login when the state has credentials
+        for that registry.
+
+        `docker buildx imagetools inspect` resolves the tag itself (plain HTTP for a loopback
+        registry, as dockerd does) and reports the top-level descriptor: for a multi-platform
+        image that is the index's digest, the one `RepoDigests` records after a pull by tag.
+        """
+        self._login_for(reference)
+        argv = [*self._docker_cmd(), "buildx", "imagetools", "inspect"]
+        argv += ["--format", "{{json .Manifest}}", reference]
+        return manifest_digest(self._read(argv), reference)
 
     def container_logs(self, container_id: str, lines: int = _LOG_TAIL_LINES) -> str:
         """The last `lines` lines a container wrote (stdout and stderr)."""
@@ -290,9 +320,47 @@ class DockerAdapter:
         self._call([*self._docker_cmd(), "image", "tag", image_id, reference], mutating=True)
 
     def pull(self, reference: str) -> None:
-        """Pull an image that no compose build section can produce."""
+        """Pull an image that no compose build section can produce (after a login when the
+        state has credentials for its registry). Mutating: never retried once it may have
+        started."""
+        self._login_for(reference)
         argv = [*self._docker_cmd(), "image", "pull", "--quiet", reference]
         self._call(argv, mutating=True, on_stop=OnStop.CUT)
+
+    def login(self, host: str) -> None:
+        """`docker login --username U --password-stdin HOST`: the password goes to the CLI's
+        stdin only (never argv, logs or errors). Like any `docker login`, it stores the
+        credentials in the docker client's config (`$DOCKER_CONFIG/config.json`, by default
+        `~/.docker/config.json`, or its credential helper). Not mutating for the environment:
+        retried on transient faults like a read.
+        """
+        spec = self.registries[host]
+        password = self.secret_values().get(spec.password_secret)
+        if password is None:
+            raise RegistryError(
+                f"registry {host}: password_secret {spec.password_secret} is not one of the "
+                "state's secrets"
+            )
+        argv = [*self._docker_cmd(), "login", "--username", spec.username]
+        argv += ["--password-stdin", host]
+        try:
+            self._call(argv, mutating=False, stdin=password)
+        except DockerError as error:
+            reason = error.message.replace(password, "***") if password else error.message
+            raise RegistryError(
+                f"registry {host}: docker login as {spec.username} failed: {reason}"
+            ) from None
+        _log.info("logged in to registry", registry=host, username=spec.username)
+
+    def _login_for(self, reference: str) -> None:
+        """Log in to `reference`'s registry first, once per adapter, when it has credentials."""
+        host = registry_host(reference)
+        if host not in self.registries:
+            return
+        with self._login_lock:
+            if host not in self._logged_in:
+                self.login(host)
+                self._logged_in.add(host)
 
     def up(self, services: Sequence[str], *, force_recreate: bool = False) -> None:
         """`compose up -d` for `services` only; images are built and pulled beforehand.
@@ -358,7 +426,8 @@ class DockerAdapter:
         """Run one docker CLI command through `reconciler.processes`, retrying what is safe.
 
         A `compose` call gets the state's secrets in its environment (compose interpolates
-        the whole file for every command); `env` adds more variables. Neither is in argv.
+        the whole file for every command); `env` adds more variables; `stdin` is written to
+        its standard input. None of them is in argv.
 
         Reads are retried on transient faults. A mutating call is retried only when its fault
         proves that nothing ran (the CLI could not reach the daemon at all); a timeout or a
@@ -424,6 +493,25 @@ def _hash_lines(out: str) -> dict[str, str]:
         if name:
             hashes[name] = digest
     return hashes
+
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def manifest_digest(output: str, reference: str) -> str:
+    """The digest in `imagetools inspect --format '{{json .Manifest}}'` output (a descriptor:
+    mediaType, digest, size); a `PermanentDockerError` when the output is not one."""
+    try:
+        descriptor = json.loads(output)
+    except json.JSONDecodeError:
+        descriptor = None
+    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise PermanentDockerError(
+            f"unexpected answer for the manifest of {reference}: {_first_line(output)[:200]!r}",
+            output=output,
+        )
+    return digest
 
 
 def _compose_output(line: str) -> None:

@@ -17,8 +17,12 @@ __all__ = [
     "ImageFacts",
     "InputSource",
     "PublishedPort",
+    "RegistryLogin",
+    "RemoteDigest",
     "ServiceConfig",
     "normalize_reference",
+    "registry_host",
+    "repository",
 ]
 
 
@@ -152,6 +156,36 @@ class ImageFacts:
     id: str
     labels: dict[str, str] = field(default_factory=dict)
     size: int = 0
+    # `RepoDigests`: repository@sha256:... of the manifests this image was pulled or pushed as
+    repo_digests: tuple[str, ...] = ()
+
+    def registry_digests(self, reference: str) -> tuple[str, ...]:
+        """The manifest digests this image is known by in `reference`'s repository: several
+        when it was pulled both by a single-platform manifest and through an index."""
+        wanted = repository(reference)
+        found = []
+        for item in self.repo_digests:
+            name, _, digest = item.partition("@")
+            if digest and repository(name) == wanted:
+                found.append(digest)
+        return tuple(found)
+
+
+@dataclass(frozen=True)
+class RemoteDigest:
+    """What a registry says a tag points to: its manifest digest, or why it could not be read."""
+
+    digest: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """How to log in to one registry: a user name, and the name of the state secret holding
+    the password (its value is read from the run's secrets, never stored here)."""
+
+    username: str
+    password_secret: str
 
 
 def normalize_reference(reference: str) -> str:
@@ -169,3 +203,20 @@ def normalize_reference(reference: str) -> str:
     if not at and ":" not in name.rpartition("/")[2]:
         name += ":latest"
     return f"{name}{at}{digest}"
+
+
+def registry_host(reference: str) -> str:
+    """The registry a reference lives in, by docker's rule: a first path component with a dot
+    or a colon, or `localhost`, is a host; anything else is on Docker Hub (`docker.io`)."""
+    name = reference.partition("@")[0]
+    first, slash, _ = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return "docker.io" if first in {"index.docker.io", "registry-1.docker.io"} else first
+    return "docker.io"
+
+
+def repository(reference: str) -> str:
+    """A reference without its tag and digest, in docker's familiar form (`x` for docker.io/x)."""
+    name = normalize_reference(reference.partition("@")[0])
+    head, colon, tag = name.rpartition(":")
+    return head if colon and "/" not in tag else name

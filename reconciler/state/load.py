@@ -346,6 +346,7 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
         checks.append(check)
     files = _resolve_files(state, document, source, compose_file, resolve)
     _check_environment(state, document, source)
+    _check_registries(state, document, source)
     resolved = state.model_copy(
         update={
             "compose": compose,
@@ -371,6 +372,31 @@ def _check_environment(state: State, document: CommentedMap, source: Path) -> No
                     "environment pins do not support yet; write $$ for a literal $",
                     Location(source, line, column, ".".join(str(part) for part in loc)),
                 )
+
+
+def _check_registries(state: State, document: CommentedMap, source: Path) -> None:
+    """A registry's `password_secret` names a state secret; `pull: digest` and `always` need a
+    tag to follow (a reference pinned by digest never moves)."""
+
+    def where(loc: list[str | int], *, key: bool = False) -> Location:
+        line, column = _position(document, loc, key=key) or (None, None)
+        return Location(source, line, column, ".".join(str(part) for part in loc))
+
+    for host, spec in state.registries.items():
+        if spec.password_secret not in state.secrets:
+            known = ", ".join(sorted(state.secrets)) or "none"
+            raise InputError(
+                f"password_secret {spec.password_secret!r} is not a key of `secrets:` "
+                f"(the state's secrets: {known})",
+                where(["registries", host, "password_secret"]),
+            )
+    for reference, image in state.images.items():
+        if image.pull != "missing" and "@" in reference:
+            raise InputError(
+                f"`pull: {image.pull}` follows a tag, but {reference} is pinned by digest and "
+                "never moves; drop `pull` or name a tag",
+                where(["images", reference, "pull"]),
+            )
 
 
 def _resolve_files(

@@ -38,6 +38,8 @@ __all__ = [
     "LogsSpec",
     "MigrationSpec",
     "PollSpec",
+    "PullPolicy",
+    "RegistrySpec",
     "RootfsSpec",
     "SecretSpec",
     "ServiceSpec",
@@ -167,18 +169,48 @@ class RootfsSpec(_Strict):
     )
 
 
+PullPolicy = Literal["missing", "always", "digest"]
+
+
 class ImageSpec(_Strict):
-    """A declared image: how it is made (build or rootfs, or neither) and its size budget."""
+    """A declared image: how it is made (build or rootfs, or pulled), its pull policy and its
+    size budget."""
 
     build: BuildSpec | None = None
     rootfs: RootfsSpec | None = None
     size_budget_mb: float | None = Field(default=None, gt=0, le=1_000_000)
+    pull: PullPolicy = Field(
+        default="missing",
+        description="For an image nothing builds: `missing` pulls it only when absent; "
+        "`digest` also pulls when its tag moved in the registry (the registry's manifest "
+        "digest is not among the local image's RepoDigests), recreating its users; `always` "
+        "pulls at every apply (not idempotent, like compose's pull_policy: always).",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_make(self) -> ImageSpec:
         if self.build is not None and self.rootfs is not None:
             raise ValueError("give either `build` or `rootfs`, not both")
+        if self.pull != "missing" and (self.build is not None or self.rootfs is not None):
+            made = "build" if self.build is not None else "rootfs"
+            raise ValueError(
+                f"`pull: {self.pull}` is for images pulled from a registry; this one is made "
+                f"from its `{made}`"
+            )
         return self
+
+
+_REGISTRY_HOST = rf"^{_DOMAIN}$"
+
+
+class RegistrySpec(_Strict):
+    """Credentials for one registry: `docker login` before its first pull or digest read."""
+
+    username: str = Field(min_length=1, pattern=r"^\S+$")
+    password_secret: EnvName = Field(
+        description="The name of an entry of the state's `secrets:` holding the password "
+        "(passed to `docker login --password-stdin`, never in argv)."
+    )
 
 
 class WheelhouseSpec(_Strict):
@@ -501,6 +533,12 @@ class State(_Strict):
         default_factory=dict,
         description="NAME -> where its value comes from (env, file or command): passed in the "
         "environment of compose's calls, for its interpolation (${NAME}); never printed.",
+    )
+    registries: dict[Annotated[str, Field(pattern=_REGISTRY_HOST)], RegistrySpec] = Field(
+        default_factory=dict,
+        description="Registry host[:port] -> credentials: reconciler runs `docker login` "
+        "(once per run, password on stdin) before pulling or reading a digest from it; "
+        "docker stores the login in its client config, as a manual `docker login` does.",
     )
     sensitive_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
         default_factory=list,

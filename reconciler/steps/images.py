@@ -1,5 +1,9 @@
 """images step: fill wheelhouses, make base images, build what is missing or stale, pull the rest.
 
+An image nothing builds is pulled by its `pull:` policy (`images.<ref>.pull`): `missing` (the
+default) when it is absent; `digest` also when the registry's manifest digest for its tag is
+not among the local image's RepoDigests (the tag moved); `always` at every apply.
+
 Every image reconciler makes carries `io.reconciler.context-digest`, the digest of its inputs
 (build context, Dockerfile, args, target and declared base images; or its rootfs spec). A tag
 whose label differs is remade. `observe` adds to the snapshot's image facts the digests of
@@ -14,9 +18,11 @@ from pathlib import Path
 from reconciler import rootfs, wheelhouse
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.facts import ImagesFacts, Snapshot
+from reconciler.docker.facts import registry_host
+from reconciler.errors import RegistryError
+from reconciler.facts import ImagesFacts, ImageSource, Snapshot
 from reconciler.logs import get_logger
-from reconciler.observe import edited_files, wanted_digests
+from reconciler.observe import edited_files, pull_policy, wanted_digests
 from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition
@@ -33,6 +39,7 @@ def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ImagesF
         compose_file=snapshot.compose_file,
         sources=snapshot.sources,
         images=snapshot.images,
+        remote=snapshot.remote,
         context_digests=wanted_digests(
             snapshot.sources, compose_file=snapshot.compose_file, edited=edited_files(state)
         ),
@@ -67,11 +74,7 @@ def diff(state: State, facts: ImagesFacts, earlier: Plan) -> Plan:
     for reference, source in facts.sources.items():
         image = facts.images.get(reference)
         if source.kind == "pull":
-            if image is None:
-                reason = f"missing locally; {source.first_user} has no build"
-                changes.append(Change(Step.IMAGES, reference, Action.PULL, reason))
-            else:
-                ok.append(InSync(Step.IMAGES, reference, f"present ({_short_id(image.id)})"))
+            _diff_pull(state, facts, source, changes, ok)
             continue
         wanted = facts.context_digests[reference]
         action = Action.BUILD if source.kind == "build" else Action.IMPORT
@@ -88,6 +91,59 @@ def diff(state: State, facts: ImagesFacts, earlier: Plan) -> Plan:
         else:
             ok.append(InSync(Step.IMAGES, reference, f"up to date ({_short_id(image.id)})"))
     return Plan(tuple(changes), tuple(ok))
+
+
+def _diff_pull(
+    state: State,
+    facts: ImagesFacts,
+    source: ImageSource,
+    changes: list[Change],
+    ok: list[InSync],
+) -> None:
+    """An image nothing builds, by its pull policy: `missing` pulls it when absent; `digest`
+    also when its tag moved in the registry; `always` at every apply."""
+    reference = source.reference
+    image = facts.images.get(reference)
+    policy = pull_policy(state, reference)
+    if policy == "always":
+        have = "missing locally" if image is None else f"present ({_short_id(image.id)})"
+        reason = f"pull: always: pulled at every apply; {have}"
+        changes.append(Change(Step.IMAGES, reference, Action.PULL, reason))
+        return
+    if image is None:
+        reason = f"missing locally; {source.first_user} has no build"
+        changes.append(Change(Step.IMAGES, reference, Action.PULL, reason))
+        return
+    if policy == "missing":
+        ok.append(InSync(Step.IMAGES, reference, f"present ({_short_id(image.id)})"))
+        return
+    remote = facts.remote.get(reference)
+    if remote is None or remote.digest is None:
+        why = remote.error if remote is not None else "not read"
+        raise RegistryError(
+            f"images.{reference} (pull: digest): cannot read what the tag points to in "
+            f"registry {registry_host(reference)}: {why}"
+        )
+    local = image.registry_digests(reference)
+    if remote.digest in local:
+        matched = _short(remote.digest)
+        reason = f"present ({_short_id(image.id)}); tag matches the registry ({matched})"
+        ok.append(InSync(Step.IMAGES, reference, reason))
+        return
+    if not local:
+        reason = (
+            f"the local image {_short_id(image.id)} has no digest from the registry; "
+            f"the tag there points to {_short(remote.digest)}"
+        )
+    else:
+        reason = (
+            f"tag {reference} moved in the registry: "
+            f"{', '.join(map(_short, local))} -> {_short(remote.digest)}"
+        )
+    before = ", ".join(local) or None
+    changes.append(
+        Change(Step.IMAGES, reference, Action.PULL, reason, before=before, after=remote.digest)
+    )
 
 
 def apply(
@@ -128,6 +184,12 @@ def _how(kind: str, user: str) -> str:
 
 def _short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
+
+
+def _short(digest: str) -> str:
+    """`sha256:` and the first 12 hex digits of a manifest digest."""
+    algorithm, _, value = digest.partition(":")
+    return f"{algorithm}:{value[:12]}"
 
 
 STEP = StepDefinition(Step.IMAGES, observe, diff, apply)

@@ -28,7 +28,7 @@ from reconciler.errors import HealthTimeoutError, PermanentDockerError
 from reconciler.facts import ServicesFacts, Snapshot
 from reconciler.inputs import read_record, record_path, service_digests, write_record
 from reconciler.logs import get_logger
-from reconciler.observe import activating, desired_images
+from reconciler.observe import activating, desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.state import State
@@ -93,13 +93,20 @@ def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
     """One change per drifted service.
 
     A service whose pin (`facts.pins`) differs from the compose file's current image, or
-    whose image the images step plans to (re)build or pull (in `earlier`), or whose
+    whose image the images step plans to (re)build or pull (in `earlier`; not a `pull: always`
+    pull, which may change nothing), or whose
     environment the compose-file step edits, is certain to be recreated even though its
     labels still match.
     """
     config = facts.config
     pins = facts.pins
-    rebuilt = earlier.keys(Step.IMAGES, MAKES_IMAGE)
+    # A `pull: always` pull may bring the same image again: its users are recreated only when
+    # it did not (apply plans this step again after such pulls, from a fresh observation).
+    rebuilt = {
+        change.key
+        for change in earlier.for_step(Step.IMAGES)
+        if change.action in MAKES_IMAGE and not pulls_always(state, change)
+    }
     written = {Path(c.writes) for c in earlier.for_step(Step.COMPOSE_FILE) if c.writes}
     # compose-file changes keyed by a service name edit that service (its environment pins)
     reconfigured = earlier.keys(Step.COMPOSE_FILE) & set(config.services)

@@ -35,6 +35,7 @@ __all__ = [
     "FileFact",
     "ImageFact",
     "MigrationFact",
+    "RemoteFact",
     "load_case",
     "parse_case",
 ]
@@ -107,6 +108,22 @@ class ImageFact(_Model):
 
     id: str
     digest: str | None = Field(default=None, description="The context-digest label.")
+    repo_digests: list[str] = Field(
+        default_factory=list, description="RepoDigests: repository@sha256:... it is known by."
+    )
+
+
+class RemoteFact(_Model):
+    """What the registry said a `pull: digest` image's tag points to, or why it could not."""
+
+    digest: str | None = None
+    error: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RemoteFact:
+        if (self.digest is None) == (self.error is None):
+            raise ValueError("give exactly one of `digest` or `error`")
+        return self
 
 
 class MigrationFact(_Model):
@@ -185,10 +202,17 @@ class Case(_Model):
         default_factory=dict,
         description="The state secrets' keyed hashes now (empty: the project has no key yet).",
     )
+    remote: dict[str, RemoteFact] = Field(
+        default_factory=dict,
+        description="`pull: digest` images: the registry's manifest digest for the tag.",
+    )
 
     # Expectations.
     expect: list[ChangeRow] | None = None
     expect_error: Text | None = None
+    error_kind: Literal["InputError", "RegistryError"] = Field(
+        default="InputError", description="The class of the error `expect_error` matches."
+    )
     reasons: dict[int, Text] = Field(default_factory=dict)
     expect_ok: list[OkRow] | None = None
     expect_force: list[str] | None = None

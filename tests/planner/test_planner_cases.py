@@ -17,9 +17,10 @@ from reconciler.docker.facts import (
     ContainerFacts,
     ImageFacts,
     InputSource,
+    RemoteDigest,
     ServiceConfig,
 )
-from reconciler.errors import InputError
+from reconciler.errors import InputError, RegistryError
 from reconciler.facts import (
     ChecksFacts,
     ComposeFileFacts,
@@ -139,6 +140,7 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
             reference=ref,
             id=spec.id,
             labels={DIGEST_LABEL: spec.digest} if spec.digest is not None else {},
+            repo_digests=tuple(spec.repo_digests),
         )
         for ref, spec in case.images.items()
     }
@@ -171,6 +173,10 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
             images=images,
             context_digests=dict(case.digests),
             wheelhouses=dict(case.wheelhouses),
+            remote={
+                ref: RemoteDigest(digest=fact.digest, error=fact.error)
+                for ref, fact in case.remote.items()
+            },
         ),
         Step.SERVICES: ServicesFacts(
             config=config,
@@ -223,7 +229,8 @@ def test_planner_case(path: Path) -> None:
     state = _state(case)
     steps = list(case.steps)
     if case.expect_error is not None:
-        with pytest.raises(InputError, match=case.expect_error):
+        kind = {"InputError": InputError, "RegistryError": RegistryError}[case.error_kind]
+        with pytest.raises(kind, match=case.expect_error):
             diff(state, _observed(case, state, steps), steps)
         return
     assert case.expect is not None
