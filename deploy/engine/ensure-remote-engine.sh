@@ -8,9 +8,11 @@
 #   1. installs Debian's openssh-server when sshd is missing (the system's sshd service is not
 #      started or configured: this script runs its own sshd);
 #   2. starts a second dockerd that cannot disturb the first one (CI's /var/run/docker.sock):
-#      its own --data-root, --exec-root (so its own managed containerd, under it), --pidfile and
-#      unix socket ($SOCKET), no default bridge (--bridge=none), no iptables rules, and its own
-#      address pool for compose's networks (10.213.0.0/16, clear of the first engine's);
+#      its own --data-root, --exec-root (so its own managed containerd, under it), --pidfile,
+#      unix socket ($SOCKET), configuration file and identity key (so its own engine ID), its
+#      own default bridge ($BRIDGE, 10.214.0.0/24, created here: docker0 is the first one's),
+#      no iptables rules, and its own address pool for compose's networks (10.213.0.0/16, clear
+#      of the first engine's); the host name (`docker info`'s Name) is the machine's, shared;
 #   3. generates a host key and a client key (under $STATE_DIR, never printed), and starts its
 #      own sshd on 127.0.0.1:$PORT only (public key authentication only, for the user running
 #      this script, who is allowed in as root);
@@ -47,10 +49,14 @@ CLIENT_KEY=$SSH_DIR/client_ed25519
 HOST_KEY=$SSH_DIR/host_ed25519
 KNOWN_HOSTS=$SSH_DIR/known_hosts
 SSHD_CONFIG=$SSH_DIR/sshd_config
-USER_SSH_CONFIG=$HOME/.ssh/config
+# ssh reads ~/.ssh from the password database, whatever $HOME says.
+USER_HOME=$(getent passwd "$(id -u)" | cut -d: -f6)
+USER_SSH_CONFIG=$USER_HOME/.ssh/config
 MARK_BEGIN="# reconciler-remote-engine begin (managed by deploy/engine/ensure-remote-engine.sh)"
 MARK_END="# reconciler-remote-engine end"
 URL="ssh://root@127.0.0.1:$PORT"
+BRIDGE=reconciler-rm0
+BRIDGE_CIDR=10.214.0.1/24
 
 pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 local_engine_answers() { DOCKER_HOST="unix://$SOCKET" docker info >/dev/null 2>&1; }
@@ -97,6 +103,10 @@ if [[ "${1:-}" == "--stop" ]]; then
     # Its managed containerd exits with it; a leftover one (dockerd killed) is stopped by pid.
     stop_pid "$RUN_DIR/exec/containerd/containerd.pid" "the second engine's containerd"
     remove_ssh_config_block
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then
+        say "removing bridge $BRIDGE"
+        ip link delete "$BRIDGE" type bridge || true
+    fi
     if [[ -d "$STATE_DIR" || -d "$RUN_DIR" ]]; then
         say "removing $STATE_DIR and $RUN_DIR"
         # Mounts left by a killed engine would make rm fail: unmount what lies under them.
@@ -142,13 +152,25 @@ if local_engine_answers; then
 else
     if ! pid_alive "$DOCKERD_PID"; then
         rm -f "$DOCKERD_PID"
+        # Its default bridge (builds' RUN steps use it): its own interface and subnet, as
+        # docker0 is the first engine's.
+        if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+            say "creating bridge $BRIDGE ($BRIDGE_CIDR)"
+            ip link add "$BRIDGE" type bridge
+            ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
+        fi
+        ip link set "$BRIDGE" up
         say "starting the second dockerd on $SOCKET (log: $DOCKERD_LOG)"
+        # Its own configuration file (/etc/docker/daemon.json is the first engine's) and its
+        # own identity key (/etc/docker/key.json would give both engines one ID).
+        printf '{"deprecated-key-path": "%s"}\n' "$STATE_DIR/key.json" >"$STATE_DIR/daemon.json"
         setsid nohup dockerd \
+            --config-file "$STATE_DIR/daemon.json" \
             --host "unix://$SOCKET" \
             --data-root "$STATE_DIR/docker" \
             --exec-root "$RUN_DIR/exec" \
             --pidfile "$DOCKERD_PID" \
-            --bridge=none --iptables=false --ip6tables=false \
+            --bridge "$BRIDGE" --iptables=false --ip6tables=false \
             --default-address-pool base=10.213.0.0/16,size=24 \
             --cgroup-parent reconciler-remote \
             >"$DOCKERD_LOG" 2>&1 </dev/null &
@@ -207,8 +229,8 @@ else
 fi
 
 # 4. The client side, for the user running this script.
-mkdir -p "$HOME/.ssh"
-chmod 0700 "$HOME/.ssh"
+mkdir -p "$USER_HOME/.ssh"
+chmod 0700 "$USER_HOME/.ssh"
 touch "$USER_SSH_CONFIG"
 remove_ssh_config_block
 {

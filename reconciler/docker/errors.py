@@ -49,11 +49,12 @@ _NO_MESSAGE = "docker exited with an error and no message"
 # ssh's text decides; these are checked before TRANSIENT_PATTERNS (which match the wrapper's
 # "error during connect").
 _SSH_WRAPPED = re.compile(
-    r"command \[ssh\b.*?\] has exited with (?P<status>[^,]+),.*?stderr=(?P<ssh>.*)", re.S
+    r"command \[ssh\b(?P<args>.*?)\] has exited with (?P<status>[^,]+),.*?stderr=(?P<ssh>.*)",
+    re.S,
 )
 SSH_PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("host key verification failed", "the engine host's key is not (or no longer) in known_hosts"),
     ("remote host identification has changed", "the engine host's key changed"),
+    ("host key verification failed", "the engine host's key is not (or no longer) in known_hosts"),
     ("permission denied", "the engine refused the ssh key (or user)"),
     ("too many authentication failures", "the engine refused the ssh keys offered"),
     ("could not resolve hostname", "the engine's host name does not resolve"),
@@ -184,12 +185,24 @@ def _ssh_fault(text: str) -> tuple[str, bool] | None:
     # ssh's warnings come first; its reason is the last line (`Host key verification failed.`).
     said = redact_keys(lines[-1] if lines else f"ssh {match.group('status').strip()}")
     lowered = " ".join(lines).lower()
+    head = f"ssh to the engine{_ssh_target(match.group('args').split())} failed: {said}"
     for pattern, meaning in SSH_PERMANENT_PATTERNS:
         if pattern in lowered:
-            return f"ssh to the engine failed: {said} ({meaning}; not retried)", False
+            return f"{head} ({meaning}; not retried)", False
     if any(pattern in lowered for pattern in SSH_TRANSIENT_PATTERNS):
-        return f"ssh to the engine failed: {said} (connection lost or refused)", True
-    return f"ssh to the engine failed: {said}", False
+        return f"{head} (connection lost or refused)", True
+    return head, False
+
+
+def _ssh_target(args: list[str]) -> str:
+    """` at USER@HOST:PORT` from the docker CLI's ssh arguments (`-l USER -p PORT -- HOST`)."""
+    if "--" not in args or args.index("--") + 1 >= len(args):
+        return ""
+    host = args[args.index("--") + 1]
+    options = dict(zip(args[::1], args[1::1], strict=False))
+    user = f"{options['-l']}@" if "-l" in options else ""
+    port = f":{options['-p']}" if "-p" in options else ""
+    return f" at {user}{host}{port}"
 
 
 def _summary(stderr: str, stdout: str = "") -> str:

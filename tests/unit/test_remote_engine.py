@@ -13,8 +13,9 @@ import pytest
 from reconciler import processes, reconcile
 from reconciler.cli import _with_engine
 from reconciler.docker.adapter import DockerAdapter
+from reconciler.docker.errors import classify, redact_keys
 from reconciler.docker.facts import BuildConfig, ComposeConfig, RegistryLogin
-from reconciler.errors import InputError
+from reconciler.errors import InputError, TransientDockerError
 from reconciler.state import load_state
 from reconciler.state.engine import Engine, parse_engine
 from reconciler.state.model import HttpRequestSpec, PollSpec
@@ -243,3 +244,40 @@ def test_engine_host_in_check_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter(range(1000)).__next__
     checks._http(spec, poll, 100.0, lambda: float(clock()), lambda _: None, engine_host="core")
     assert asked == ["http://core:18000/jobs", "http://core:18000/jobs/7"]
+
+
+# ---- ssh faults, as recorded (tests/facts/record_ssh_faults.sh) ----------------------------
+
+SSH_FACTS = Path(__file__).parent.parent / "facts" / "ssh_errors"
+SSH_ARGV = ["docker", "--host", URL, "info"]
+
+
+@pytest.mark.parametrize(
+    ("case", "transient", "says"),
+    [
+        ("host-key-unknown", False, "Host key verification failed"),
+        ("host-key-changed", False, "the engine host's key changed"),
+        ("publickey-refused", False, "Permission denied (publickey)"),
+        ("connection-refused", True, "Connection refused"),
+        ("connection-closed", True, "Connection closed by"),
+        ("compose-connection-closed", True, "Connection closed by"),
+    ],
+)
+def test_ssh_faults_are_classified(case: str, transient: bool, says: str) -> None:
+    stderr = (SSH_FACTS / f"ssh-{case}.stderr").read_text(encoding="utf-8")
+    error = classify(SSH_ARGV, stderr)
+    assert isinstance(error, TransientDockerError) is transient
+    assert error.message.startswith("ssh to the engine at root@127.0.0.1:1852")
+    assert says in error.message
+    assert "Docker 18.09" not in error.message  # the CLI's wrapper, not ssh's reason
+
+
+def test_ssh_faults_never_show_key_material() -> None:
+    stderr = (SSH_FACTS / "ssh-host-key-changed.stderr").read_text(encoding="utf-8")
+    assert "SHA256:" in stderr  # ssh printed the offending key's fingerprint
+    error = classify(SSH_ARGV, stderr)
+    shown = f"{error.message}\n{error.output}\n{error}"
+    assert "SHA256:" not in shown
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB" + "x" * 40
+    block = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+    assert redact_keys(f"offending {key}\n{block}\n") == "offending [key elided]\n[key elided]\n"
