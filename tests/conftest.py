@@ -204,6 +204,10 @@ def remote_engine(docker_engine: None) -> Iterator[str]:
     try:
         yield lines[-1]
     finally:
-        subprocess.run(
-            ["bash", str(REMOTE_ENGINE_SCRIPT), "--stop"], capture_output=True, check=False
+        stopped = subprocess.run(
+            ["bash", str(REMOTE_ENGINE_SCRIPT), "--stop"],
+            capture_output=True,
+            text=True,
+            check=False,
         )
+        assert stopped.returncode == 0, f"remote engine not stopped: {stopped.stderr[-1500:]}"

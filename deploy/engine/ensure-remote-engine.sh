@@ -110,7 +110,7 @@ if [[ "${1:-}" == "--stop" ]]; then
     if [[ -d "$STATE_DIR" || -d "$RUN_DIR" ]]; then
         say "removing $STATE_DIR and $RUN_DIR"
         # Mounts left by a killed engine would make rm fail: unmount what lies under them.
-        grep -oE " ($STATE_DIR|$RUN_DIR)/[^ ]*" /proc/mounts | sort -r | while read -r mnt; do
+        { grep -oE " ($STATE_DIR|$RUN_DIR)/[^ ]*" /proc/mounts || true; } | sort -r | while read -r mnt; do
             umount -l "$mnt" 2>/dev/null || true
         done
         rm -rf "$STATE_DIR" "$RUN_DIR"

@@ -13,6 +13,7 @@ Recorded real outputs: tests/facts/docker_errors/.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -199,7 +200,7 @@ def _ssh_target(args: list[str]) -> str:
     if "--" not in args or args.index("--") + 1 >= len(args):
         return ""
     host = args[args.index("--") + 1]
-    options = dict(zip(args[::1], args[1::1], strict=False))
+    options = dict(itertools.pairwise(args))
     user = f"{options['-l']}@" if "-l" in options else ""
     port = f":{options['-p']}" if "-p" in options else ""
     return f" at {user}{host}{port}"
