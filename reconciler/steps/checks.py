@@ -256,7 +256,9 @@ def _command(check: CheckSpec, probe: _Probe, kind: str, clock: Callable[[], flo
     assert check.command is not None
     started = clock()
     spec = check.command
-    env = host_command.environment(spec, probe.facts.config, probe.state.source)
+    env = host_command.environment(
+        spec, probe.facts.config, probe.state.source, probe.adapter.engine_host
+    )
     timeout = spec.timeout or check.deadline
     try:
         outcome = host_command.run(spec, env, timeout, probe.adapter.stop)

@@ -14,11 +14,18 @@ from reconciler import processes, reconcile
 from reconciler.cli import _with_engine
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.errors import classify, redact_keys
-from reconciler.docker.facts import BuildConfig, ComposeConfig, RegistryLogin
+from reconciler.docker.facts import (
+    BuildConfig,
+    ComposeConfig,
+    PublishedPort,
+    RegistryLogin,
+    ServiceConfig,
+)
 from reconciler.errors import InputError, TransientDockerError
+from reconciler.probes import command as host_command
 from reconciler.state import load_state
 from reconciler.state.engine import Engine, parse_engine
-from reconciler.state.model import HttpRequestSpec, PollSpec
+from reconciler.state.model import CommandSpec, HttpRequestSpec, PollSpec
 from reconciler.steps import checks
 
 URL = "ssh://root@127.0.0.1:18522"
@@ -281,3 +288,24 @@ def test_ssh_faults_never_show_key_material() -> None:
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB" + "x" * 40
     block = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
     assert redact_keys(f"offending {key}\n{block}\n") == "offending [key elided]\n[key elided]\n"
+
+
+def test_command_checks_get_urls_on_the_engine_host() -> None:
+    """RECONCILER_URL_<SERVICE>: the engine's host for a port bound to all addresses, else the
+    address it is bound to."""
+    config = ComposeConfig(
+        project="p",
+        services={
+            "api": ServiceConfig(name="api", image="api:1", ports=(PublishedPort(8080, 18000),)),
+            "db": ServiceConfig(
+                name="db", image="db:1", ports=(PublishedPort(5432, 15432, "127.0.0.1"),)
+            ),
+        },
+        resolved="{}",
+    )
+    spec = CommandSpec.model_validate({"argv": ["true"]})
+    env = host_command.environment(spec, config, Path("state.yaml"), "core.example")
+    assert env["RECONCILER_URL_API"] == "http://core.example:18000"
+    assert env["RECONCILER_URL_DB"] == "http://127.0.0.1:15432"
+    local = host_command.environment(spec, config, Path("state.yaml"))
+    assert local["RECONCILER_URL_API"] == "http://127.0.0.1:18000"
