@@ -39,6 +39,7 @@ from reconciler.saved_plan import is_plan_file, load_plan
 from reconciler.schema import state_schema
 from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import State, load_state
+from reconciler.state.engine import parse_engine
 
 if TYPE_CHECKING:
     from reconciler.live import LiveView
@@ -79,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "-v", "--verbose", action="store_true", help="debug logs (every docker call)"
+    )
+    common.add_argument(
+        "--engine",
+        metavar="CONTEXT|URL",
+        help="the Docker engine to target, overriding the state's engine: a docker context "
+        "name or ssh://user@host[:port], tcp://host:port, unix:///path",
     )
     steps = _Parser(add_help=False)
     steps.add_argument("--json", action="store_true", help="machine-readable result on stdout")
@@ -225,7 +232,7 @@ def _run(
         return EXIT_OK
     if is_plan_file(args.state):
         return _apply_plan_file(args, stop, secrets, view)
-    state = load_state(args.state)
+    state = _with_engine(load_state(args.state), args.engine)
     if args.command == "down":
         reconcile.down(state, volumes=args.volumes, secrets=secrets)
         print(
@@ -238,6 +245,11 @@ def _run(
     if args.command == "plan":
         adapter = reconcile.make_adapter(state, stop=stop, secrets=secrets)
         if args.out is not None:
+            if args.engine is not None:
+                raise InputError(
+                    "--engine cannot be given with --out: a saved plan is applied to the state "
+                    "file's own engine; set `engine:` in the state instead"
+                )
             return _save_plan(args, state, adapter, secrets)
         state_plan = reconcile.plan(state, steps=steps, adapter=adapter, secrets=secrets)
         comparison = (
@@ -268,6 +280,17 @@ def _run(
         save_result=args.save_result,
     )
     return _apply(result, secrets, as_json=args.json)
+
+
+def _with_engine(state: State, engine: str | None) -> State:
+    """The state targeting `--engine` when given (validated as `engine:` is), else as loaded."""
+    if engine is None:
+        return state
+    try:
+        parsed = parse_engine(engine)
+    except ValueError as error:
+        raise InputError(f"--engine: {error}") from None
+    return state.model_copy(update={"engine": str(parsed)})
 
 
 def _check_lock_timeout(seconds: float) -> None:
@@ -304,6 +327,12 @@ def _apply_plan_file(
     if args.command != "apply":
         raise InputError(
             f"this is a plan file: give it to `apply`, not `{args.command}`", Location(args.state)
+        )
+    if args.engine is not None:
+        raise InputError(
+            "--engine cannot be given with a plan file: it applies to the engine of the state "
+            "it was made for",
+            Location(args.state),
         )
     if args.only or args.skip:
         raise InputError(

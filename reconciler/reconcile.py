@@ -45,6 +45,7 @@ from reconciler.saved_plan import SavedPlan, load_plan, make
 from reconciler.secret_store import SecretStore
 from reconciler.secrets import Secrets
 from reconciler.state import State, load_state
+from reconciler.state.engine import parse_engine
 from reconciler.steps import checks, compose_file, images, migrations, services
 from reconciler.steps.checks import CaseResult, CheckResult
 from reconciler.steps.contract import StepDefinition
@@ -233,6 +234,7 @@ def make_adapter(
         env_files=tuple(state.compose.env_files),
         secrets=SecretStore(state, stop=stop, register=secrets) if state.secrets else None,
         profiles=tuple(state.compose.profiles),
+        engine=parse_engine(state.engine) if state.engine is not None else None,
         registries={
             host: RegistryLogin(spec.username, spec.password_secret)
             for host, spec in state.registries.items()

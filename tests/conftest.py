@@ -177,3 +177,37 @@ def stack(docker_engine: None, tmp_path: Path) -> Iterator[Stack]:
         yield created
     finally:
         remove_stack(created)
+
+
+REMOTE_ENGINE_SCRIPT = REPO / "deploy" / "engine" / "ensure-remote-engine.sh"
+
+
+@pytest.fixture(scope="session")
+def remote_engine(docker_engine: None) -> Iterator[str]:
+    """The ssh:// URL of a second engine on this machine (deploy/engine/ensure-remote-engine.sh).
+
+    Started for the session and stopped (its state removed) at its end, so nothing is left
+    running; under CI=true a failure to start it fails the test instead of skipping it.
+    """
+    started = subprocess.run(
+        ["bash", str(REMOTE_ENGINE_SCRIPT)], capture_output=True, text=True, check=False
+    )
+    lines = started.stdout.strip().splitlines()
+    if started.returncode != 0 or not lines or not lines[-1].startswith("ssh://"):
+        message = (
+            f"remote engine not started (exit {started.returncode}): "
+            f"{started.stderr.strip()[-1500:]}"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield lines[-1]
+    finally:
+        stopped = subprocess.run(
+            ["bash", str(REMOTE_ENGINE_SCRIPT), "--stop"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert stopped.returncode == 0, f"remote engine not stopped: {stopped.stderr[-1500:]}"

@@ -47,6 +47,7 @@ from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import Finished, OnStop, ProcessTimeout
 from reconciler.project import project_name
+from reconciler.state.engine import Engine
 
 __all__ = ["DockerAdapter", "DockerCall", "ExecResult", "manifest_digest"]
 
@@ -94,9 +95,15 @@ class DockerAdapter:
     # Registry host -> credentials (the state's `registries:`): `docker login` once per adapter
     # (one run), before the first pull or digest read of an image in that registry.
     registries: Mapping[str, RegistryLogin] = field(default_factory=dict)
+    # The engine every call targets (`--host URL` or `--context NAME` on each docker argv);
+    # None: the docker CLI's own default (DOCKER_HOST / DOCKER_CONTEXT, else its context).
+    engine: Engine | None = None
 
     def __post_init__(self) -> None:
+        engine = self.engine or Engine()
         self._client = DockerClient(
+            host=engine.host,
+            context=engine.context,
             compose_files=[self.compose_file],
             compose_project_name=self.project,
             compose_env_files=list(self.env_files),
@@ -392,6 +399,11 @@ class DockerAdapter:
         self._call(argv, mutating=True, timeout=_UP_TIMEOUT, compose=True)
 
     # ---- plumbing -----------------------------------------------------------------------
+
+    @property
+    def engine_host(self) -> str:
+        """The target engine's host name, from its URL (127.0.0.1 for a local engine)."""
+        return (self.engine or Engine()).engine_host
 
     @property
     def mutating_calls(self) -> list[DockerCall]:

@@ -13,13 +13,20 @@ Recorded real outputs: tests/facts/docker_errors/.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler.errors import DockerError, PermanentDockerError, TransientDockerError
 
-__all__ = ["TRANSIENT_PATTERNS", "classify"]
+__all__ = [
+    "SSH_PERMANENT_PATTERNS",
+    "SSH_TRANSIENT_PATTERNS",
+    "TRANSIENT_PATTERNS",
+    "classify",
+    "redact_keys",
+]
 
 TRANSIENT_PATTERNS: tuple[str, ...] = (
     "cannot connect to the docker daemon",
@@ -36,6 +43,45 @@ TRANSIENT_PATTERNS: tuple[str, ...] = (
 )
 
 _NO_MESSAGE = "docker exited with an error and no message"
+
+# An ssh:// engine: the docker CLI runs `ssh ... docker system dial-stdio` and, when ssh fails,
+# wraps ssh's own stderr: `... command [ssh ...] has exited with exit status 255, make sure the
+# URL is valid, and Docker 18.09 or later is installed on the remote host: stderr=<ssh's text>`.
+# ssh's text decides; these are checked before TRANSIENT_PATTERNS (which match the wrapper's
+# "error during connect").
+_SSH_WRAPPED = re.compile(
+    r"command \[ssh\b(?P<args>.*?)\] has exited with (?P<status>[^,]+),.*?stderr=(?P<ssh>.*)",
+    re.S,
+)
+SSH_PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("remote host identification has changed", "the engine host's key changed"),
+    ("host key verification failed", "the engine host's key is not (or no longer) in known_hosts"),
+    ("permission denied", "the engine refused the ssh key (or user)"),
+    ("too many authentication failures", "the engine refused the ssh keys offered"),
+    ("could not resolve hostname", "the engine's host name does not resolve"),
+    ("bad configuration option", "the ssh client configuration is invalid"),
+    ("command not found", "no docker CLI on the engine host"),
+    ("unknown command", "the engine host's docker CLI is too old for dial-stdio"),
+)
+SSH_TRANSIENT_PATTERNS: tuple[str, ...] = (
+    "connection refused",
+    "connection closed by",
+    "connection reset",
+    "connection timed out",
+    "operation timed out",
+    "no route to host",
+    "network is unreachable",
+    "kex_exchange_identification",
+    "broken pipe",
+    "temporary failure in name resolution",
+)
+# ssh prints key fingerprints (never private keys); neither is repeated in our messages.
+_KEY_MATERIAL = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
+    r"|SHA256:[A-Za-z0-9+/=]{20,}|MD5(?::[0-9a-f]{2}){16}"
+    r"|(?:ssh-(?:ed25519|rsa|dss)|ecdsa-sha2-\S+) AAAA[A-Za-z0-9+/=]+",
+    re.S,
+)
 
 # Colours, cursor moves and show/hide-cursor of a TTY progress display.
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -111,6 +157,11 @@ class _Line:
 def classify(argv: Sequence[str], stderr: str, stdout: str = "") -> DockerError:
     """The error for a failed docker call, transient when its reason says so."""
     text = (stderr or stdout).strip()
+    ssh = _ssh_fault(_ANSI.sub("", text))
+    if ssh is not None:
+        message, transient = ssh
+        kind_ = TransientDockerError if transient else PermanentDockerError
+        return kind_(message, command=tuple(argv), output=redact_keys(text))
     summary = _summary(stderr or "", stdout or "") or _NO_MESSAGE
     lowered = summary.lower()
     kind = (
@@ -119,6 +170,40 @@ def classify(argv: Sequence[str], stderr: str, stdout: str = "") -> DockerError:
         else PermanentDockerError
     )
     return kind(summary, command=tuple(argv), output=text)
+
+
+def redact_keys(text: str) -> str:
+    """`text` with any key material (private key blocks, public keys, fingerprints) elided."""
+    return _KEY_MATERIAL.sub("[key elided]", text)
+
+
+def _ssh_fault(text: str) -> tuple[str, bool] | None:
+    """For ssh's failure to reach an ssh:// engine: a clear message and whether it is transient."""
+    match = _SSH_WRAPPED.search(text)
+    if match is None:
+        return None
+    lines = [line.strip() for line in match.group("ssh").splitlines() if line.strip()]
+    # ssh's warnings come first; its reason is the last line (`Host key verification failed.`).
+    said = redact_keys(lines[-1] if lines else f"ssh {match.group('status').strip()}")
+    lowered = " ".join(lines).lower()
+    head = f"ssh to the engine{_ssh_target(match.group('args').split())} failed: {said}"
+    for pattern, meaning in SSH_PERMANENT_PATTERNS:
+        if pattern in lowered:
+            return f"{head} ({meaning}; not retried)", False
+    if any(pattern in lowered for pattern in SSH_TRANSIENT_PATTERNS):
+        return f"{head} (connection lost or refused)", True
+    return head, False
+
+
+def _ssh_target(args: list[str]) -> str:
+    """` at USER@HOST:PORT` from the docker CLI's ssh arguments (`-l USER -p PORT -- HOST`)."""
+    if "--" not in args or args.index("--") + 1 >= len(args):
+        return ""
+    host = args[args.index("--") + 1]
+    options = dict(itertools.pairwise(args))
+    user = f"{options['-l']}@" if "-l" in options else ""
+    port = f":{options['-p']}" if "-p" in options else ""
+    return f" at {user}{host}{port}"
 
 
 def _summary(stderr: str, stdout: str = "") -> str:

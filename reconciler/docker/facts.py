@@ -47,7 +47,12 @@ class PublishedPort:
     @property
     def url(self) -> str:
         """`http://HOST:PORT` for a client on the docker host (loopback when bound to all)."""
-        host = self.host_ip if self.host_ip not in {"", "0.0.0.0", "::"} else "127.0.0.1"  # noqa: S104 - compared, not bound
+        return self.url_on("127.0.0.1")
+
+    def url_on(self, engine_host: str) -> str:
+        """`http://HOST:PORT` for a client here, the engine running on `engine_host`: that host
+        when the port is bound to all its addresses, else the address it is bound to."""
+        host = self.host_ip if self.host_ip not in {"", "0.0.0.0", "::"} else engine_host  # noqa: S104 - compared, not bound
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.published}"
 

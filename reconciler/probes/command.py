@@ -36,9 +36,15 @@ class CommandOutcome:
 
 
 def environment(
-    spec: CommandSpec, config: ComposeConfig | None, state_file: Path
+    spec: CommandSpec,
+    config: ComposeConfig | None,
+    state_file: Path,
+    engine_host: str = "127.0.0.1",
 ) -> dict[str, str]:
-    """The command's environment: ours, the canary's URLs and names, then the check's own."""
+    """The command's environment: ours, the canary's URLs and names, then the check's own.
+
+    A service's URL names `engine_host` (the target engine's host) for a port bound to all
+    addresses."""
     env = dict(os.environ)
     env["RECONCILER_STATE"] = str(state_file)
     if config is not None:
@@ -46,7 +52,7 @@ def environment(
         for name, service in config.services.items():
             if service.ports:
                 key = re.sub(r"[^A-Z0-9]", "_", name.upper())
-                env[f"RECONCILER_URL_{key}"] = service.ports[0].url
+                env[f"RECONCILER_URL_{key}"] = service.ports[0].url_on(engine_host)
     env.update(spec.env)
     return env
 

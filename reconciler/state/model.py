@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from reconciler.errors import Location
+from reconciler.state.engine import parse_engine
 
 __all__ = [
     "AlembicSpec",
@@ -503,10 +504,20 @@ def file_format(path: str | Path, spec: FileSpec) -> FileFormat | Literal["whole
     return None
 
 
+def _valid_engine(text: str) -> str:
+    return str(parse_engine(text))
+
+
 class State(_Strict):
     """A declared state: the root model of a state file."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    engine: Annotated[str, AfterValidator(_valid_engine)] | None = Field(
+        default=None,
+        description="The Docker engine every docker call of a run targets: a docker context "
+        "name, or a host URL (ssh://user@host[:port], tcp://host:port, unix:///path). The CLI's "
+        "--engine overrides it; with neither, DOCKER_HOST / DOCKER_CONTEXT apply as for docker.",
+    )
     compose: ComposeSpec
     services: dict[Annotated[str, Field(pattern=_SERVICE_NAME)], ServiceSpec] = Field(
         default_factory=dict

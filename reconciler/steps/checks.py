@@ -51,6 +51,8 @@ __all__ = [
 _log = get_logger(__name__)
 _MB = 1_000_000
 _LOG_TAIL = 20
+# In a check URL: the target engine's host name (`engine:`), where its published ports are.
+ENGINE_HOST = "{engine_host}"
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,9 @@ def _attempt(
             check.logs, probe.adapter, probe.facts.containers, probe.apply_started
         )
     assert check.http is not None, "validated: a check has exactly one kind"
-    return _http(check.http, check.poll, deadline, clock, sleep)
+    return _http(
+        check.http, check.poll, deadline, clock, sleep, engine_host=probe.adapter.engine_host
+    )
 
 
 def _command(check: CheckSpec, probe: _Probe, kind: str, clock: Callable[[], float]) -> CheckResult:
@@ -252,7 +256,9 @@ def _command(check: CheckSpec, probe: _Probe, kind: str, clock: Callable[[], flo
     assert check.command is not None
     started = clock()
     spec = check.command
-    env = host_command.environment(spec, probe.facts.config, probe.state.source)
+    env = host_command.environment(
+        spec, probe.facts.config, probe.state.source, probe.adapter.engine_host
+    )
     timeout = spec.timeout or check.deadline
     try:
         outcome = host_command.run(spec, env, timeout, probe.adapter.stop)
@@ -284,8 +290,12 @@ def _http(
     deadline: float,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
+    *,
+    engine_host: str = "127.0.0.1",
 ) -> str:
-    status, body = _request(spec.method, spec.url, spec.json_body, deadline - clock())
+    """`{engine_host}` in the URLs is the target engine's host name (127.0.0.1 when local)."""
+    url = spec.url.replace(ENGINE_HOST, engine_host)
+    status, body = _request(spec.method, url, spec.json_body, deadline - clock())
     if spec.expect_status is not None and status != spec.expect_status:
         raise NotYet(f"HTTP {status}, wanted {spec.expect_status}: {_short(body)}")
     if spec.expect_json is not None and not matches(body, spec.expect_json):
@@ -295,7 +305,7 @@ def _http(
     captured = {name: _path(body, path) for name, path in spec.capture.items()}
     if poll is None:
         return f"HTTP {status}: {_short(body, 120)}"
-    return _poll(poll, captured, deadline, clock, sleep)
+    return _poll(poll, {**captured, "engine_host": engine_host}, deadline, clock, sleep)
 
 
 def _poll(

@@ -1,0 +1,311 @@
+"""A state's `engine:` (or `--engine`): parsed, and put on every docker argv the adapter builds."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler import processes, reconcile
+from reconciler.cli import _with_engine
+from reconciler.docker.adapter import DockerAdapter
+from reconciler.docker.errors import classify, redact_keys
+from reconciler.docker.facts import (
+    BuildConfig,
+    ComposeConfig,
+    PublishedPort,
+    RegistryLogin,
+    ServiceConfig,
+)
+from reconciler.errors import InputError, TransientDockerError
+from reconciler.probes import command as host_command
+from reconciler.state import load_state
+from reconciler.state.engine import Engine, parse_engine
+from reconciler.state.model import CommandSpec, HttpRequestSpec, PollSpec
+from reconciler.steps import checks
+
+URL = "ssh://root@127.0.0.1:18522"
+DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "context", "engine_host"),
+    [
+        ("ssh://deploy@core.example", "ssh://deploy@core.example", None, "core.example"),
+        (URL, URL, None, "127.0.0.1"),
+        ("ssh://core.example:2222", "ssh://core.example:2222", None, "core.example"),
+        ("tcp://10.0.0.5:2376", "tcp://10.0.0.5:2376", None, "10.0.0.5"),
+        ("unix:///var/run/other.sock", "unix:///var/run/other.sock", None, "127.0.0.1"),
+        ("workers-b", None, "workers-b", "127.0.0.1"),
+        ("default", None, "default", "127.0.0.1"),
+    ],
+)
+def test_parse_engine(text: str, host: str | None, context: str | None, engine_host: str) -> None:
+    engine = parse_engine(text)
+    assert (engine.host, engine.context, engine.engine_host) == (host, context, engine_host)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("http://core.example", "unknown engine URL scheme 'http'"),
+        ("npipe:////./pipe/docker_engine", "unknown engine URL scheme 'npipe'"),
+        ("ssh://", "no host name"),
+        ("ssh://deploy@core.example:99999", "the port is not a number"),
+        ("ssh://core.example/path", "expected ssh://host[:port] only"),
+        ("tcp://user@core.example:2376", "a tcp URL carries no user"),
+        ("unix://relative.sock", "unix:///absolute/socket/path"),
+        ("-H", "neither a docker context name"),
+        ("a b", "neither a docker context name"),
+        ("x://y://z", "unknown engine URL scheme 'x'"),
+    ],
+)
+def test_bad_engines_are_refused(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        parse_engine(text)
+
+
+def test_a_password_in_the_url_is_never_repeated() -> None:
+    with pytest.raises(ValueError, match="carries a password") as raised:
+        parse_engine("ssh://deploy:s3cr3t-pw@core.example")
+    assert "s3cr3t-pw" not in str(raised.value)
+
+
+# ---- every docker call of the adapter carries the engine ---------------------------------
+
+
+class Recorder:
+    """Stands in for `processes.run`: records argv and answers like docker would."""
+
+    def __init__(self) -> None:
+        self.argvs: list[tuple[str, ...]] = []
+
+    def __call__(self, argv: Any, **_: Any) -> processes.Finished:
+        argv = tuple(argv)
+        self.argvs.append(argv)
+        return processes.Finished(argv, 0, _answer(argv), "", 0.01)
+
+
+_ANSWERS: tuple[tuple[Callable[[tuple[str, ...]], bool], str], ...] = (
+    (
+        lambda argv: "config" in argv and "json" in argv,
+        json.dumps({"name": "p", "services": {"web": {"image": "web:1"}}}),
+    ),
+    (lambda argv: "--hash" in argv, "web abc\n"),
+    (lambda argv: argv[-1] == "label=com.docker.compose.project=p", "c1\n"),
+    (
+        lambda argv: "container" in argv and "inspect" in argv,
+        json.dumps([{"Id": "c1", "Name": "/p-web-1", "Config": {"Labels": {}}}]),
+    ),
+    (lambda argv: "image" in argv and "inspect" in argv, "[]"),
+    (
+        lambda argv: "imagetools" in argv,
+        json.dumps({"mediaType": "x", "digest": DIGEST, "size": 1}),
+    ),
+)
+
+
+def _answer(argv: tuple[str, ...]) -> str:
+    return next((text for matches, text in _ANSWERS if matches(argv)), "")
+
+
+Call = Callable[[DockerAdapter], object]
+BUILD = BuildConfig(context=Path("/tmp/ctx"), dockerfile=Path("/tmp/ctx/Dockerfile"))
+# One of each kind of call the adapter makes (a new public method must be added here).
+CALLS: dict[str, Call] = {
+    "compose_config": lambda a: a.compose_config(),
+    "service_profiles": lambda a: a.service_profiles(),
+    "config_hashes": lambda a: a.config_hashes(),
+    "resolved_config_hashes": lambda a: a.resolved_config_hashes(
+        ComposeConfig(project="p", services={}, resolved="{}")
+    ),
+    "containers": lambda a: a.containers(),
+    "images": lambda a: a.images(["web:1"]),
+    "remote_digest": lambda a: a.remote_digest("127.0.0.1:18401/web:1"),
+    "container_logs": lambda a: a.container_logs("c1"),
+    "logs_since": lambda a: a.logs_since("c1", "2026-01-01T00:00:00Z"),
+    "exec": lambda a: a.exec("web", ["true"], mutating=False),
+    "import_rootfs": lambda a: a.import_rootfs(Path("/tmp/rootfs.tar"), "base:1", {"k": "v"}),
+    "build": lambda a: a.build("web:1", BUILD, {"k": "v"}),
+    "remove_containers": lambda a: a.remove_containers(["c1"]),
+    "tag": lambda a: a.tag("sha256:1", "web:1"),
+    "pull": lambda a: a.pull("127.0.0.1:18401/web:1"),
+    "login": lambda a: a.login("127.0.0.1:18401"),
+    "up": lambda a: a.up(["web"]),
+    "down": lambda a: a.down(volumes=False),
+}
+
+
+def test_every_public_call_is_listed() -> None:
+    """A new docker-calling method of the adapter must be added to CALLS (and so be tested)."""
+    public = {
+        name
+        for name, member in vars(DockerAdapter).items()
+        if callable(member) and not name.startswith("_")
+    }
+    assert public - set(CALLS) <= {"secret_values"}
+
+
+def _adapter(tmp_path: Path, engine: Engine | None) -> DockerAdapter:
+    compose = tmp_path / "compose.yml"
+    compose.write_text("services: {web: {image: web:1}}\n")
+    return DockerAdapter(
+        compose,
+        "p",
+        engine=engine,
+        secrets=lambda: {"REG_PW": "pw"},
+        registries={"127.0.0.1:18401": RegistryLogin("u", "REG_PW")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("engine", "flag"),
+    [
+        (parse_engine(URL), ("--host", URL)),
+        (parse_engine("workers-b"), ("--context", "workers-b")),
+    ],
+    ids=["host", "context"],
+)
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_every_call_targets_the_engine(
+    name: str,
+    engine: Engine,
+    flag: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr(processes, "run", recorder)
+    CALLS[name](_adapter(tmp_path, engine))
+    assert recorder.argvs, name
+    for argv in recorder.argvs:
+        assert Path(argv[0]).name == "docker", argv
+        assert argv[1:3] == flag, argv
+        assert argv.count(flag[0]) == 1, argv
+
+
+def test_without_an_engine_docker_chooses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No engine: no --host/--context, so DOCKER_HOST / DOCKER_CONTEXT apply as for docker."""
+    recorder = Recorder()
+    monkeypatch.setattr(processes, "run", recorder)
+    adapter = _adapter(tmp_path, None)
+    for call in CALLS.values():
+        call(adapter)
+    assert all("--host" not in argv and "--context" not in argv for argv in recorder.argvs)
+    assert adapter.engine_host == "127.0.0.1"
+
+
+# ---- from the state file and the CLI -------------------------------------------------------
+
+
+def _state(tmp_path: Path, engine: str | None) -> Path:
+    (tmp_path / "compose.yml").write_text("services: {web: {image: web:1}}\n")
+    line = f"engine: {engine!r}\n" if engine else ""
+    path = tmp_path / "state.yaml"
+    path.write_text(f"name: x\n{line}compose:\n  file: compose.yml\n")
+    return path
+
+
+def test_state_engine_reaches_the_adapter(tmp_path: Path) -> None:
+    adapter = reconcile.make_adapter(load_state(_state(tmp_path, "ssh://deploy@core.example")))
+    assert adapter.engine == Engine(host="ssh://deploy@core.example")
+    assert adapter.engine_host == "core.example"
+    assert adapter._docker_cmd()[1:3] == ["--host", "ssh://deploy@core.example"]
+
+
+def test_cli_engine_overrides_the_state(tmp_path: Path) -> None:
+    state = load_state(_state(tmp_path, "ssh://deploy@core.example"))
+    overridden = _with_engine(state, "workers-b")
+    assert reconcile.make_adapter(overridden).engine == Engine(context="workers-b")
+    assert overridden.source == state.source  # still the same state file
+    assert _with_engine(state, None) is state
+
+
+def test_cli_engine_is_validated(tmp_path: Path) -> None:
+    state = load_state(_state(tmp_path, None))
+    with pytest.raises(InputError, match=r"--engine: unknown engine URL scheme 'https'"):
+        _with_engine(state, "https://core.example")
+
+
+# ---- {engine_host} in check URLs -----------------------------------------------------------
+
+
+def test_engine_host_in_check_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def request(method: str, url: str, body: Mapping[str, object] | None, left: float) -> Any:
+        asked.append(url)
+        return 200, {"id": 7, "status": "done"}
+
+    monkeypatch.setattr(checks, "_request", request)
+    spec = HttpRequestSpec.model_validate(
+        {"url": "http://{engine_host}:18000/jobs", "capture": {"job": "id"}}
+    )
+    poll = PollSpec.model_validate(
+        {"url": "http://{engine_host}:18000/jobs/{job}", "until": {"status": "done"}}
+    )
+    clock = iter(range(1000)).__next__
+    checks._http(spec, poll, 100.0, lambda: float(clock()), lambda _: None, engine_host="core")
+    assert asked == ["http://core:18000/jobs", "http://core:18000/jobs/7"]
+
+
+# ---- ssh faults, as recorded (tests/facts/record_ssh_faults.sh) ----------------------------
+
+SSH_FACTS = Path(__file__).parent.parent / "facts" / "ssh_errors"
+SSH_ARGV = ["docker", "--host", URL, "info"]
+
+
+@pytest.mark.parametrize(
+    ("case", "transient", "says"),
+    [
+        ("host-key-unknown", False, "Host key verification failed"),
+        ("host-key-changed", False, "the engine host's key changed"),
+        ("publickey-refused", False, "Permission denied (publickey)"),
+        ("connection-refused", True, "Connection refused"),
+        ("connection-closed", True, "Connection closed by"),
+        ("compose-connection-closed", True, "Connection closed by"),
+    ],
+)
+def test_ssh_faults_are_classified(case: str, transient: bool, says: str) -> None:
+    stderr = (SSH_FACTS / f"ssh-{case}.stderr").read_text(encoding="utf-8")
+    error = classify(SSH_ARGV, stderr)
+    assert isinstance(error, TransientDockerError) is transient
+    assert error.message.startswith("ssh to the engine at root@127.0.0.1:1852")
+    assert says in error.message
+    assert "Docker 18.09" not in error.message  # the CLI's wrapper, not ssh's reason
+
+
+def test_ssh_faults_never_show_key_material() -> None:
+    stderr = (SSH_FACTS / "ssh-host-key-changed.stderr").read_text(encoding="utf-8")
+    assert "SHA256:" in stderr  # ssh printed the offending key's fingerprint
+    error = classify(SSH_ARGV, stderr)
+    shown = f"{error.message}\n{error.output}\n{error}"
+    assert "SHA256:" not in shown
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB" + "x" * 40
+    block = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+    assert redact_keys(f"offending {key}\n{block}\n") == "offending [key elided]\n[key elided]\n"
+
+
+def test_command_checks_get_urls_on_the_engine_host() -> None:
+    """RECONCILER_URL_<SERVICE>: the engine's host for a port bound to all addresses, else the
+    address it is bound to."""
+    config = ComposeConfig(
+        project="p",
+        services={
+            "api": ServiceConfig(name="api", image="api:1", ports=(PublishedPort(8080, 18000),)),
+            "db": ServiceConfig(
+                name="db", image="db:1", ports=(PublishedPort(5432, 15432, "127.0.0.1"),)
+            ),
+        },
+        resolved="{}",
+    )
+    spec = CommandSpec.model_validate({"argv": ["true"]})
+    env = host_command.environment(spec, config, Path("state.yaml"), "core.example")
+    assert env["RECONCILER_URL_API"] == "http://core.example:18000"
+    assert env["RECONCILER_URL_DB"] == "http://127.0.0.1:15432"
+    local = host_command.environment(spec, config, Path("state.yaml"))
+    assert local["RECONCILER_URL_API"] == "http://127.0.0.1:18000"
