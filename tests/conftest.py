@@ -182,12 +182,13 @@ def stack(docker_engine: None, tmp_path: Path) -> Iterator[Stack]:
 REMOTE_ENGINE_SCRIPT = REPO / "deploy" / "engine" / "ensure-remote-engine.sh"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def remote_engine(docker_engine: None) -> Iterator[str]:
     """The ssh:// URL of a second engine on this machine (deploy/engine/ensure-remote-engine.sh).
 
-    Started for the session and stopped (its state removed) at its end, so nothing is left
-    running; under CI=true a failure to start it fails the test instead of skipping it.
+    Started for the test module that asks for it and stopped (its state removed) when that
+    module is done, so it never runs beside other modules' tests (the daemon-stop test among
+    them); under CI=true a failure to start it fails the test instead of skipping it.
     """
     started = subprocess.run(
         ["bash", str(REMOTE_ENGINE_SCRIPT)], capture_output=True, text=True, check=False
