@@ -85,11 +85,15 @@ def _fresh_logging() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _private_records(
+def _private_state_dirs(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Input-digest records (`reconciler.inputs`) go to a per-test directory, not ~/.local/state."""
+    """Input-digest records (`reconciler.inputs`) go to a per-test directory, not ~/.local/state;
+    so do project locks: two test runs side by side (a CI clone and a working tree) used the
+    same machine-wide lock directory, and one run's bad-input cases (all of project `case`)
+    found the other's locks held and exited 1 instead of 3."""
     monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path_factory.mktemp("records")))
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
 
 
 @pytest.fixture(scope="session")
