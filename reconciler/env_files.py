@@ -34,6 +34,7 @@ __all__ = [
     "dotenv_paths",
     "dotenv_specs",
     "env_file_paths",
+    "env_file_values",
     "image_variables",
     "plan_file_edits",
 ]
@@ -69,6 +70,20 @@ def env_file_paths(state: State) -> tuple[Path, ...]:
     if state.compose.env_files:
         return tuple(state.compose.env_files)
     return (state.compose.file.parent / ".env",)
+
+
+def env_file_values(
+    state: State, parsed: Mapping[Path, DotenvFile], environment: Mapping[str, str]
+) -> dict[str, str]:
+    """The values the interpolation env files define, in compose's order: each file resolved
+    with `environment` and the files before it (a file not in `parsed` defines nothing).
+    Compose interpolates with these under the process environment, which wins."""
+    values: dict[str, str] = {}
+    for path in env_file_paths(state):
+        dotenv = parsed.get(path)
+        if dotenv is not None:
+            values.update(dotenv.resolved({**environment, **values}))
+    return values
 
 
 def dotenv_specs(state: State) -> dict[Path, FileSpec]:
@@ -183,12 +198,10 @@ def _pin_through_env(
     """Record the env-file edits interpolated pins need; service -> how its pin is met."""
     services = read_services(compose_text, source=state.compose.file)
     chain = env_file_paths(state)
-    values: dict[str, str] = {}
+    values = env_file_values(state, parsed, environment)
     defined_in: dict[str, Path] = {}
     for path in chain:
-        dotenv = parsed[path]
-        values.update(dotenv.resolved({**environment, **values}))
-        defined_in.update({entry.key: path for entry in dotenv.entries})
+        defined_in.update({entry.key: path for entry in parsed[path].entries})
     scope = {**values, **environment}  # the process environment wins, as in compose
     through: dict[str, str] = {}
     for name, pin in state.pins().items():

@@ -26,6 +26,7 @@ from reconciler.env_files import (
     dotenv_paths,
     dotenv_specs,
     env_file_paths,
+    env_file_values,
     image_variables,
     plan_file_edits,
 )
@@ -513,12 +514,12 @@ def _with_env_files(
     with the process environment (and the state's secrets, which compose's calls get there)
     over the interpolation env files."""
     process = {**os.environ, **secret_values}
-    environment: dict[str, str] = {}
-    for env_path in env_file_paths(state):
-        content = env_texts.get(env_path)
-        if content is not None:
-            environment.update(parse_dotenv(content, source=env_path).resolved(process))
-    environment.update(process)
+    parsed = {
+        path: parse_dotenv(content, source=path)
+        for path in env_file_paths(state)
+        if (content := env_texts.get(path)) is not None
+    }
+    environment = {**env_file_values(state, parsed, process), **process}
     found = env_file_sources(text, state.compose.file, environment)
     if not found:
         return config

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import reconciler
+from reconciler.compose.dotenv import parse_dotenv
+from reconciler.env_files import env_file_values
 from reconciler.plans import Step
 
 COMPOSE = "services:\n  backend:\n    image: ghcr.io/kpiteira/ktrdr-backend:${IMAGE_TAG:-latest}\n"
@@ -86,3 +88,26 @@ def test_secret_values_never_appear_in_the_plan(tmp_path: Path) -> None:
     assert "API_TOKEN" in shown
     assert "t0ken-value" not in shown
     assert "***" in shown
+
+
+def test_env_file_values_chain_the_files_in_order(tmp_path: Path) -> None:
+    """One rule for the interpolation env files (pins and env_file paths share it): each file
+    resolves with the ones before it (a later one overrides), missing ones define nothing."""
+    texts = {".env.a": "A=one\nC=from-a\n", ".env.b": "B=${A}-two\nC=from-b\n"}
+    path = _layout(
+        tmp_path,
+        "name: chain\ncompose:\n  file: compose.yml\n  env_files: [.env.a, .env.b]\n",
+        texts,
+    )
+    state = reconciler.load_state(path)
+    parsed = {
+        tmp_path / name: parse_dotenv(text, source=tmp_path / name) for name, text in texts.items()
+    }
+    assert env_file_values(state, parsed, {}) == {"A": "one", "B": "one-two", "C": "from-b"}
+    assert env_file_values(state, parsed, {"D": "env"}) == {
+        "A": "one",
+        "B": "one-two",
+        "C": "from-b",
+    }
+    missing = {tmp_path / ".env.b": parsed[tmp_path / ".env.b"]}  # .env.a defines nothing
+    assert env_file_values(state, missing, {})["B"] == "-two"
