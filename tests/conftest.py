@@ -206,6 +206,9 @@ def remote_engine(docker_engine: None) -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    if os.environ.get("RTEST_KEEP_REMOTE_ENGINE") == "1":  # for test runs side by side
+        yield lines[-1]
+        return
     try:
         yield lines[-1]
     finally:
