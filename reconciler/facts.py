@@ -62,10 +62,8 @@ class Snapshot:
     compose_file: Path
     compose_text: str
     config: ComposeConfig | None = None
+    # service -> compose's config hash of its resolved model: what `up` writes in the label
     config_hashes: dict[str, str] = field(default_factory=dict)
-    # compose's hash of its own resolved model, asked only when a label differs from
-    # `config_hashes` (compose < 5.5.0 leaves env_file out of `config --hash`)
-    resolved_hashes: dict[str, str] = field(default_factory=dict)
     containers: tuple[ContainerFacts, ...] = ()
     sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
     images: dict[str, ImageFacts] = field(default_factory=dict)  # those of `sources` found
@@ -131,21 +129,15 @@ class ServicesFacts:
     secret_hashes: dict[str, str] = field(default_factory=dict)  # secret name -> keyed hash now
     # container id -> secret name -> keyed hash of the value it was created with
     secret_records: dict[str, dict[str, str]] = field(default_factory=dict)
-    resolved_hashes: dict[str, str] = field(default_factory=dict)  # see `Snapshot`
     inputs: dict[str, dict[str, InputDigest]] = field(default_factory=dict)  # service -> label
     recorded: dict[str, dict[str, str]] = field(default_factory=dict)  # container id -> label
 
     def config_current(self, container: ContainerFacts) -> bool:
-        """The container's config-hash label is compose's hash of the current model.
-
-        Compared with both of compose's hashes: `config --hash` (complete from compose 5.5.0
-        on) and the hash of the resolved model (what `up` labels with, env files included, on
-        either side of that fix). Both hash the current model, so a match with either is
-        current; a container made from another configuration matches neither.
-        """
-        service = container.service
-        wanted = {self.config_hashes.get(service), self.resolved_hashes.get(service)} - {None}
-        return not wanted or container.config_hash in wanted
+        """The container's config-hash label is compose's hash of the current model (of its
+        resolved model, env files merged: what `up` labels with on any compose version); a
+        container made from another configuration has another hash."""
+        wanted = self.config_hashes.get(container.service)
+        return wanted is None or container.config_hash == wanted
 
     def changed_inputs(self, container: ContainerFacts) -> list[str]:
         """Labels of the inputs whose digest differs from the one recorded for this container

@@ -20,6 +20,7 @@ from reconciler.build_context import context_digest
 from reconciler.compose.dotenv import parse_dotenv
 from reconciler.compose.edit import ServiceImage, read_services
 from reconciler.compose.yaml_set import pin_environment
+from reconciler.config_hashes import config_hashes
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, RemoteDigest
 from reconciler.env_files import (
@@ -367,12 +368,12 @@ def observe(
     """The snapshot `steps` need: the file always, docker only for docker-backed steps.
 
     `pins` are the image pins in force (the state's, or none when compose-file is skipped).
-    At most seven docker calls, whatever the number of services, concurrent where independent:
-    the compose model, config hashes, containers (list, then one batched inspect) and one
-    batched inspect of the images the file and state name; then, only when compose's model
-    names further images (an interpolated `image:`, a Dockerfile's base), one more inspect;
-    and only when a container's config-hash label differs from `config --hash`, compose's
-    hash of its resolved model (`DockerAdapter.resolved_config_hashes`). Besides, one registry
+    At most six docker calls, whatever the number of services, concurrent where independent:
+    the compose model, containers (list, then one batched inspect) and one batched inspect
+    of the images the file and state name; then, only when compose's model names further
+    images (an interpolated `image:`, a Dockerfile's base), one more inspect; and only for a
+    model not seen before, compose's config hash of it (`reconciler.config_hashes`, which
+    remembers it). Besides, one registry
     read per `pull: digest` image present locally (and a `docker login` per registry with
     credentials), concurrent with the compose reads.
     """
@@ -408,7 +409,6 @@ def observe(
     workers = 4 + min(len(followed), 4)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
-        hashes_read = pool.submit(adapter.config_hashes)
         containers_read = pool.submit(adapter.containers)
         likely_read = pool.submit(adapter.images, likely)
         # A tag is compared with the registry only when its image is here (else it is pulled).
@@ -428,13 +428,12 @@ def observe(
             images.update(adapter.images(set(sources) - likely))
         containers = tuple(containers_read.result())
         observed_at = time.time()
-        hashes = hashes_read.result()
         config = _with_env_files(state, config, text, env_texts, secret_values)
+        hashes = config_hashes(adapter, config)
         return dataclasses.replace(
             local,
             config=config,
             config_hashes=hashes,
-            resolved_hashes=_resolved_hashes(adapter, config, hashes, containers),
             containers=containers,
             sources=sources,
             images=images,
@@ -482,24 +481,6 @@ def _secret_hashes(
     if key is None:
         return {}, {}
     return {name: keyed_hash(key, name, value) for name, value in values.items()}, records.read()
-
-
-def _resolved_hashes(
-    adapter: DockerAdapter,
-    config: ComposeConfig,
-    hashes: Mapping[str, str],
-    containers: Iterable[ContainerFacts],
-) -> dict[str, str]:
-    """compose's hash of its resolved model, asked (one call) only when a container's label
-    differs from `config --hash`: real drift, or compose < 5.5.0 leaving env_file out of it."""
-    differs = any(
-        c.service in hashes and c.config_hash != hashes[c.service]
-        for c in containers
-        if not c.oneoff
-    )
-    if not differs or not config.resolved:
-        return {}
-    return adapter.resolved_config_hashes(config)
 
 
 def _with_env_files(

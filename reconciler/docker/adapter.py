@@ -1,7 +1,8 @@
 """The one door to Docker: the only module that imports python_on_whales.
 
 Observation is batched: whatever the number of services, a full observation costs a fixed
-number of docker CLI calls (config, config --hash, ps, inspect containers, inspect images).
+number of docker CLI calls (config, ps, inspect containers, inspect images; config --hash of
+the model when it is new).
 Every call is recorded in `DockerAdapter.calls` with whether it mutates anything, so callers
 and tests can count them. Faults are classified here (`errors.classify`) and transient ones
 retried with tenacity (`retry.py`).
@@ -9,6 +10,7 @@ retried with tenacity (`retry.py`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -58,6 +60,8 @@ _T = TypeVar("_T")
 _READ_TIMEOUT = 60.0
 # compose up/down of a whole project: long enough for any real recreate, short of forever.
 _UP_TIMEOUT = 900.0
+# Where the docker CLI looks for its plugins after the user's own directory.
+_PLUGIN_ROOTS = ("/usr/local/lib", "/usr/local/libexec", "/usr/lib", "/usr/libexec")
 _LOG_TAIL_LINES = 30
 
 
@@ -144,27 +148,37 @@ class DockerAdapter:
             for name, spec in (model.get("services") or {}).items()
         }
 
-    def config_hashes(self) -> dict[str, str]:
-        """Each service's config hash, as `config --hash` computes it: one call.
-
-        Compose before 5.5.0 (2.26 here) leaves `env_file` out of this hash while `up` puts
-        the resolved environment in the container's label (docker/compose#14001), so for a
-        service with an env file the two never meet: see `resolved_config_hashes`.
-        """
-        return _hash_lines(
-            self._read([*self._compose_cmd(), "config", "--hash", "*"], compose=True)
-        )
-
     def resolved_config_hashes(self, config: ComposeConfig) -> dict[str, str]:
         """compose's config hash of each service of its own resolved model: one call.
 
         `config.resolved` (what `config --format json` printed: env files already merged into
         `environment`, every `$` escaped) is fed back on stdin, so compose hashes exactly the
-        model `up` hashes for the container's label, on either side of the env_file fix. All
-        profiles are enabled so every service of the model is hashed. The model may hold
+        model `up` hashes for the container's label, on either side of compose's env_file fix
+        (docker/compose#14001: before 5.5.0, `config --hash` of the file leaves env_file out).
+        All profiles are enabled so every service of the model is hashed. The model may hold
         secrets: it goes through stdin, never argv or logs.
         """
-        argv = [
+        return _hash_lines(
+            self._call(
+                self._resolved_hash_argv(), mutating=False, compose=True, stdin=config.resolved
+            ).stdout
+        )
+
+    def resolved_hashes_key(self, config: ComposeConfig) -> str | None:
+        """A digest of all `resolved_config_hashes(config)` depends on: its argv, the model
+        it feeds compose and compose's binary (path, size, mtime); no call. None when the
+        binary is not found where the docker CLI looks for it."""
+        binary = _compose_binary()
+        if binary is None:
+            return None
+        digest = hashlib.sha256()
+        for part in (*self._resolved_hash_argv(), binary, config.resolved):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+    def _resolved_hash_argv(self) -> list[str]:
+        return [
             *self._docker_cmd(),
             "compose",
             "--project-name",
@@ -179,9 +193,6 @@ class DockerAdapter:
             "--hash",
             "*",
         ]
-        return _hash_lines(
-            self._call(argv, mutating=False, compose=True, stdin=config.resolved).stdout
-        )
 
     def containers(self) -> list[ContainerFacts]:
         """All containers of the project with state, health and compose labels: two calls.
@@ -495,6 +506,21 @@ class DockerAdapter:
         if not retry:
             return attempt()
         return retrying(self.retry, attempt, what=_short(argv), mutating=mutating, stop=self.stop)
+
+
+def _compose_binary() -> str | None:
+    """`path size mtime_ns` of the compose CLI plugin the docker CLI runs: the first
+    docker-compose where it looks (the user's plugin directory first); None when none is."""
+    home = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    directories = [Path(home), *(Path(root) / "docker" for root in _PLUGIN_ROOTS)]
+    for directory in directories:
+        path = directory / "cli-plugins" / "docker-compose"
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        return f"{path} {info.st_size} {info.st_mtime_ns}"
+    return None
 
 
 def _hash_lines(out: str) -> dict[str, str]:

@@ -71,7 +71,6 @@ def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> Service
         pins=snapshot.pins,
         secret_hashes=snapshot.secret_hashes,
         secret_records=snapshot.secret_records,
-        resolved_hashes=snapshot.resolved_hashes,
         inputs={
             name: digests
             for name, spec in config.services.items()
@@ -230,7 +229,7 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
         return change(Action.RECREATE, f"image {reference} will be (re)built or pulled")
     if service in reconfigured:
         return change(Action.RECREATE, "its environment pins change in the compose file")
-    wanted_hash = facts.resolved_hashes.get(service) or facts.config_hashes.get(service)
+    wanted_hash = facts.config_hashes.get(service)
     image = facts.images.get(reference)
     spec = facts.config.services.get(service)
     changed = _changed_inputs(service, containers, facts)

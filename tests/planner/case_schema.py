@@ -171,10 +171,10 @@ class Case(_Model):
     # Observed facts.
     services: dict[str, ComposeService] = Field(min_length=1)
     compose: str | None = None
-    hashes: dict[str, str] = Field(default_factory=dict)
-    resolved_hashes: dict[str, str] = Field(
+    hashes: dict[str, str] = Field(
         default_factory=dict,
-        description="compose's hash of its resolved model (env files merged), per service.",
+        description="compose's config hash of its resolved model (env files merged), per "
+        "service: what `up` writes in the container's label.",
     )
     inputs: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Current input digests: service -> label -> digest."
@@ -236,7 +236,6 @@ class Case(_Model):
         for label, names in (
             ("containers", {c.service for c in self.containers}),
             ("hashes", set(self.hashes)),
-            ("resolved_hashes", set(self.resolved_hashes)),
             ("inputs", set(self.inputs)),
             ("migrations_decl", {m.service for m in self.migrations_decl}),
         ):

@@ -181,7 +181,6 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
         Step.SERVICES: ServicesFacts(
             config=config,
             config_hashes=dict(case.hashes),
-            resolved_hashes=dict(case.resolved_hashes),
             inputs={
                 service: {
                     label: InputDigest(digest, case.capped.get(service, {}).get(label, ""))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import BuildConfig
+from reconciler.docker.facts import BuildConfig, ComposeConfig
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import InputError, PermanentDockerError, StopRequested, TransientDockerError
 from reconciler.facts import ChecksFacts
@@ -20,6 +20,7 @@ from reconciler.state import State
 from reconciler.steps import checks
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.02, jitter=0.0)
+MODEL = ComposeConfig(project="p", services={}, resolved="{}")
 
 
 def fake_docker(
@@ -68,7 +69,7 @@ def test_transient_fault_is_retried_until_it_passes(on_path: Path) -> None:
         stdout="api 1234",
     )
     docker = adapter(on_path)
-    assert docker.config_hashes() == {"api": "1234"}
+    assert docker.resolved_config_hashes(MODEL) == {"api": "1234"}
     assert counter.read_text().strip() == "3"
     assert len(docker.calls) == 3
 
@@ -79,7 +80,7 @@ def test_transient_fault_gives_up_after_the_policy(on_path: Path) -> None:
         on_path, failures=99, message="read unix @->/run/docker.sock: i/o timeout"
     )
     with pytest.raises(TransientDockerError, match="i/o timeout"):
-        adapter(on_path).config_hashes()
+        adapter(on_path).resolved_config_hashes(MODEL)
     assert counter.read_text().strip() == str(FAST.attempts)
 
 

@@ -213,7 +213,7 @@ def test_secrets_reach_compose_calls_through_the_environment_only(
     adapter = DockerAdapter(compose, "p", retry=FAST, secrets=lambda: {"API_TOKEN": VALUE})
     config = adapter.compose_config()
     assert config.services["web"].secrets_hashed == ("API_TOKEN",)
-    adapter.config_hashes()
+    adapter.resolved_config_hashes(config)
     adapter.containers()
     adapter.up(["web"])
     adapter.down(volumes=False)
