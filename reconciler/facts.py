@@ -113,6 +113,9 @@ class ImagesFacts:
     wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     # `pull: digest` images present locally: the registry's digest for their tag (or the error)
     remote: dict[str, RemoteDigest] = field(default_factory=dict)
+    # base images (`rootfs:`) the target engine lacks or has stale, as the local engine has
+    # them, when the run targets another engine: copied rather than made again
+    local: dict[str, ImageFacts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,13 @@ _STEP_OF = {
     "building image": "images",
     "making base image": "images",
     "pulling image": "images",
+    "transferring image": "images",
 }
 _ACTION_STYLE = {
     "create": "green",
     "build": "green",
     "import": "green",
+    "transfer": "green",
     "download": "green",
     "pull": "green",
     "recreate": "yellow",

@@ -35,6 +35,7 @@ class Action(StrEnum):
     DOWNLOAD = "download"  # images: fill a wheelhouse
     BUILD = "build"
     IMPORT = "import"  # images: a rootfs made into a base image
+    TRANSFER = "transfer"  # images: copied from the local engine to the target (save | load)
     PULL = "pull"
     CREATE = "create"  # services
     RECREATE = "recreate"
@@ -44,7 +45,7 @@ class Action(StrEnum):
     UPGRADE = "upgrade"  # migrations
 
 
-MAKES_IMAGE = frozenset({Action.BUILD, Action.IMPORT, Action.PULL})
+MAKES_IMAGE = frozenset({Action.BUILD, Action.IMPORT, Action.TRANSFER, Action.PULL})
 
 
 @dataclass(frozen=True)

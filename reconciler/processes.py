@@ -26,7 +26,7 @@ from pathlib import Path
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 
-__all__ = ["Finished", "OnStop", "ProcessTimeout", "run"]
+__all__ = ["Finished", "OnStop", "ProcessTimeout", "pipe", "run"]
 
 _log = get_logger(__name__)
 _POLL = 0.05
@@ -138,6 +138,126 @@ def run(
 
 
 _Wait = Callable[..., tuple[str, str]]
+_CHUNK = 1 << 20
+
+
+def pipe(
+    source: Sequence[str],
+    sink: Sequence[str],
+    *,
+    stop: StopToken,
+    on_bytes: Callable[[int], None],
+    timeout: float | None = None,
+    what: str | None = None,
+) -> tuple[Finished, Finished]:
+    """Run `source | sink`, copying the bytes through this process to count them.
+
+    `on_bytes` is called with the running total after each chunk, from the copying thread. A
+    stop request cuts both (a sink such as `docker load` that gets a truncated stream loads
+    nothing). Returns both as they ended (never raises for a nonzero exit); raises as `run`.
+    """
+    what = what or f"{_what(source)} | {_what(sink)}"
+    if stop.requested:
+        raise stop.stopped(f"before {what}")
+    children: list[subprocess.Popen[bytes]] = []
+    started = time.monotonic()
+    try:
+        for argv, stdin in ((source, subprocess.DEVNULL), (sink, subprocess.PIPE)):
+            spawn = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
+            if _SETPRIV and shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
+                raise FileNotFoundError(2, "No such file or directory", argv[0])
+            children.append(
+                subprocess.Popen(
+                    spawn,
+                    stdin=stdin,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            )
+        producer, consumer = children
+        outputs: dict[int, tuple[bytes, bytes]] = {}
+        threads = [
+            threading.Thread(target=_copy, args=(producer, consumer, on_bytes), daemon=True),
+            *(
+                threading.Thread(target=_collect, args=(child, index, outputs), daemon=True)
+                for index, child in enumerate(children)
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads) or any(
+            child.poll() is None for child in children
+        ):
+            time.sleep(_POLL)
+            if stop.requested:
+                _log.warning("stop requested; terminating", command=what)
+                raise stop.stopped(f"during {what}")
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise ProcessTimeout(list(sink), timeout, "", "")
+        seconds = time.monotonic() - started
+
+        def ended(index: int, argv: Sequence[str]) -> Finished:
+            out, err = outputs[index]
+            return Finished(
+                tuple(argv),
+                children[index].returncode,
+                out.decode(errors="replace"),
+                err.decode(errors="replace"),
+                seconds,
+            )
+
+        return ended(0, source), ended(1, sink)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                for signum in (signal.SIGTERM, signal.SIGKILL):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signum)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(timeout=_GRACE)
+                        break
+
+
+def _copy(
+    producer: subprocess.Popen[bytes],
+    consumer: subprocess.Popen[bytes],
+    on_bytes: Callable[[int], None],
+) -> None:
+    """Copy the producer's stdout into the consumer's stdin, counting; close both at the end."""
+    assert producer.stdout is not None
+    assert consumer.stdin is not None
+    total = 0
+    with producer.stdout as reader, consumer.stdin as writer:
+        while chunk := os.read(reader.fileno(), _CHUNK):
+            try:
+                _write_all(writer.fileno(), chunk)
+            except BrokenPipeError:
+                return  # the consumer ended early: its exit code says why
+            total += len(chunk)
+            with contextlib.suppress(Exception):  # a faulty callback must not stop the copy
+                on_bytes(total)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _collect(
+    child: subprocess.Popen[bytes], index: int, outputs: dict[int, tuple[bytes, bytes]]
+) -> None:
+    """The child's stderr (and, for the consumer, its stdout) once it ends."""
+    stdout = b""
+    if index == 1 and child.stdout is not None:
+        with child.stdout as stream:
+            stdout = stream.read()
+    assert child.stderr is not None
+    with child.stderr as stream:
+        stderr = stream.read()
+    child.wait()
+    outputs[index] = (stdout, stderr)
 
 
 def _feeding(child: subprocess.Popen[str], data: str) -> _Wait:

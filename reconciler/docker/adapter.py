@@ -213,12 +213,14 @@ class DockerAdapter:
         """The compose project name, by compose's own rules (`reconciler.project`)."""
         return project_name(self.compose_file, self.project)
 
-    def images(self, references: Iterable[str]) -> dict[str, ImageFacts]:
-        """Local images for `references` (missing ones are absent from the result): one call."""
+    def images(self, references: Iterable[str], *, local: bool = False) -> dict[str, ImageFacts]:
+        """The target engine's images for `references` (missing ones are absent from the
+        result), or with `local` the local engine's (see `transfer`): one call."""
         wanted = sorted(set(references))
         if not wanted:
             return {}
-        argv = [*self._docker_cmd(), "image", "inspect", *wanted]
+        docker = self._local_docker_cmd() if local else self._docker_cmd()
+        argv = [*docker, "image", "inspect", *wanted]
         out = self._call(argv, mutating=False, allow_missing=True).stdout
         found: dict[str, ImageFacts] = {}
         normalized = {normalize_reference(ref): ref for ref in wanted}
@@ -303,6 +305,38 @@ class DockerAdapter:
             argv += ["--change", change]
         argv += [str(tarball), reference]
         self._call(argv, mutating=True, timeout=None, on_stop=OnStop.CUT)
+
+    @property
+    def targets_another_engine(self) -> bool:
+        """The run names its engine (`engine:` or --engine) and it is not a local unix socket:
+        images made on this host can be copied to it (`transfer`)."""
+        return self.engine is not None and not str(self.engine).startswith("unix://")
+
+    def transfer(self, reference: str, on_bytes: Callable[[int], None]) -> None:
+        """Copy `reference` from the local engine (the docker CLI's default: DOCKER_HOST /
+        DOCKER_CONTEXT, else its current context) to the target: `docker image save` there
+        piped into `docker image load` on the target, through this process, which counts the
+        bytes for `on_bytes`. Never retried: a load may have started. A stop cuts it; a
+        truncated stream loads nothing."""
+        source = [*self._local_docker_cmd(), "image", "save", reference]
+        sink = [*self._docker_cmd(), "image", "load"]
+        self.calls.append(DockerCall(tuple(source), False))
+        self.calls.append(DockerCall(tuple(sink), True))
+        try:
+            saved, loaded = processes.pipe(
+                source, sink, stop=self.stop, on_bytes=on_bytes, what=f"transfer {reference}"
+            )
+        except ProcessTimeout as error:  # no timeout is set; kept for the contract of pipe
+            raise PermanentDockerError(str(error), command=tuple(sink)) from error
+        except FileNotFoundError as error:
+            raise PermanentDockerError(
+                f"docker CLI not found: {source[0]}", command=tuple(source)
+            ) from error
+        _log.debug("docker call", argv=_short(sink), rc=loaded.returncode, seconds=loaded.seconds)
+        if saved.returncode != 0:
+            raise classify(source, saved.stderr, "")
+        if loaded.returncode != 0:
+            raise classify(sink, loaded.stderr, loaded.stdout)
 
     def build(self, reference: str, build: BuildConfig, labels: dict[str, str]) -> None:
         """Build `reference` from a compose build section, adding `labels`."""
@@ -423,6 +457,9 @@ class DockerAdapter:
 
     def _docker_cmd(self) -> list[str]:
         return [str(part) for part in self._client.client_config.docker_cmd]
+
+    def _local_docker_cmd(self) -> list[str]:
+        return [str(part) for part in DockerClient().client_config.docker_cmd]
 
     def _compose_cmd(self) -> list[str]:
         return [str(part) for part in self._client.client_config.docker_compose_cmd]

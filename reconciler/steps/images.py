@@ -9,16 +9,23 @@ Every image reconciler makes carries `io.reconciler.context-digest`, the digest 
 whose label differs is remade. `observe` adds to the snapshot's image facts the digests of
 those inputs and the wheelhouses' markers (files only, no docker call); `diff` is pure; `apply`
 goes through the adapter.
+
+On another engine (`engine:` or --engine, not a local socket), builds run there (the docker CLI
+sends the build context, wheelhouses included). A base image (`rootfs:`) the target lacks, or
+has stale, is copied from the local engine when the local one carries the wanted digest
+(`transfer`: docker save | docker load, with a progress line every 2 s) instead of being
+debootstrapped again; `observe` asks the local engine for those only (one call).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from reconciler import rootfs, wheelhouse
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import registry_host
+from reconciler.docker.facts import ImageFacts, registry_host
 from reconciler.errors import RegistryError
 from reconciler.facts import ImagesFacts, ImageSource, Snapshot
 from reconciler.logs import get_logger
@@ -31,18 +38,31 @@ __all__ = ["STEP", "apply", "diff", "observe"]
 
 _log = get_logger(__name__)
 WHEELHOUSE = "wheelhouse:"
+_PROGRESS_EVERY = 2.0  # seconds between two progress lines of a transfer
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ImagesFacts:
-    """The images needed and found (from the snapshot), their input digests, the wheelhouses."""
+    """The images needed and found (from the snapshot), their input digests, the wheelhouses;
+    on another engine, the local engine's copies of the base images it lacks (one call)."""
+    digests = wanted_digests(
+        snapshot.sources, compose_file=snapshot.compose_file, edited=edited_files(state)
+    )
+    lacking = [
+        reference
+        for reference, source in snapshot.sources.items()
+        if source.rootfs is not None
+        and _made_from(snapshot.images.get(reference)) != digests.get(reference)
+    ]
+    local = (
+        adapter.images(lacking, local=True) if lacking and adapter.targets_another_engine else {}
+    )
     return ImagesFacts(
         compose_file=snapshot.compose_file,
         sources=snapshot.sources,
         images=snapshot.images,
         remote=snapshot.remote,
-        context_digests=wanted_digests(
-            snapshot.sources, compose_file=snapshot.compose_file, edited=edited_files(state)
-        ),
+        context_digests=digests,
+        local=local,
         wheelhouses={
             directory: (wheelhouse.wanted_digest(spec), wheelhouse.observed_digest(Path(directory)))
             for directory, spec in state.wheelhouses.items()
@@ -78,8 +98,17 @@ def diff(state: State, facts: ImagesFacts, earlier: Plan) -> Plan:
             continue
         wanted = facts.context_digests[reference]
         action = Action.BUILD if source.kind == "build" else Action.IMPORT
-        have = image.labels.get(DIGEST_LABEL) if image else None
-        if image is None:
+        have = _made_from(image)
+        copy = facts.local.get(reference)
+        if copy is not None and _made_from(copy) == wanted and have != wanted:
+            reason = (
+                f"{'missing' if image is None else 'stale'} on the engine; the local engine has "
+                f"it ({_short_id(copy.id)}, {copy.size / 2**20:.0f} MiB): docker save | load"
+            )
+            changes.append(
+                Change(Step.IMAGES, reference, Action.TRANSFER, reason, before=have, after=wanted)
+            )
+        elif image is None:
             reason = f"missing; made from {_how(source.kind, source.first_user)}"
             changes.append(Change(Step.IMAGES, reference, action, reason, after=wanted))
         elif have != wanted:
@@ -169,6 +198,8 @@ def apply(
         if change.action is Action.PULL:
             _log.info("pulling image", image=reference)
             adapter.pull(reference)
+        elif change.action is Action.TRANSFER:
+            _transfer(reference, facts.local[reference].size, adapter)
         elif source.rootfs is not None:
             _log.info("making base image", image=reference)
             rootfs.build_rootfs_image(reference, source.rootfs, labels, adapter)
@@ -176,6 +207,34 @@ def apply(
             _log.info("building image", image=reference, context=str(source.build.context))
             adapter.build(reference, source.build, labels)
     return changes
+
+
+def _made_from(image: ImageFacts | None) -> str | None:
+    """The input digest an image carries (None: absent, or not made by reconciler)."""
+    return image.labels.get(DIGEST_LABEL) if image is not None else None
+
+
+def _transfer(reference: str, size: int, adapter: DockerAdapter) -> None:
+    """Copy a base image from the local engine, saying how far it got every 2 s."""
+    total = max(size, 1)
+    said = [time.monotonic()]
+
+    def progress(sent: int) -> None:
+        now = time.monotonic()
+        if now - said[0] >= _PROGRESS_EVERY:
+            said[0] = now
+            _log.info(
+                "transferring image",
+                image=reference,
+                sent_mib=round(sent / 2**20, 1),
+                of_mib=round(total / 2**20, 1),
+                percent=min(100, round(100 * sent / total)),
+            )
+
+    _log.info("transferring image", image=reference, of_mib=round(total / 2**20, 1), percent=0)
+    started = time.monotonic()
+    adapter.transfer(reference, progress)
+    _log.info("transferred image", image=reference, seconds=round(time.monotonic() - started, 1))
 
 
 def _how(kind: str, user: str) -> str:

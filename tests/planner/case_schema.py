@@ -111,6 +111,7 @@ class ImageFact(_Model):
     repo_digests: list[str] = Field(
         default_factory=list, description="RepoDigests: repository@sha256:... it is known by."
     )
+    size: int = Field(default=0, description="Its size in bytes.")
 
 
 class RemoteFact(_Model):
@@ -205,6 +206,11 @@ class Case(_Model):
     remote: dict[str, RemoteFact] = Field(
         default_factory=dict,
         description="`pull: digest` images: the registry's manifest digest for the tag.",
+    )
+    local_images: dict[str, ImageFact] = Field(
+        default_factory=dict,
+        description="On another engine: the local engine's copies of the base images the "
+        "target lacks or has stale.",
     )
 
     # Expectations.

@@ -135,15 +135,19 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
         )
         for index, item in enumerate(case.containers)
     )
-    images = {
-        ref: ImageFacts(
-            reference=ref,
-            id=spec.id,
-            labels={DIGEST_LABEL: spec.digest} if spec.digest is not None else {},
-            repo_digests=tuple(spec.repo_digests),
-        )
-        for ref, spec in case.images.items()
-    }
+    images, local_images = (
+        {
+            ref: ImageFacts(
+                reference=ref,
+                id=spec.id,
+                labels={DIGEST_LABEL: spec.digest} if spec.digest is not None else {},
+                repo_digests=tuple(spec.repo_digests),
+                size=spec.size,
+            )
+            for ref, spec in found.items()
+        }
+        for found in (case.images, case.local_images)
+    )
     config = _config(case)
     pins = state.pins() if Step.COMPOSE_FILE in steps else {}
     text = _compose_text(case)
@@ -177,6 +181,7 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
                 ref: RemoteDigest(digest=fact.digest, error=fact.error)
                 for ref, fact in case.remote.items()
             },
+            local=local_images,
         ),
         Step.SERVICES: ServicesFacts(
             config=config,
