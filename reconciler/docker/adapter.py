@@ -261,7 +261,6 @@ class DockerAdapter:
             argv,
             mutating=True,
             timeout=_UP_TIMEOUT,
-            on_line=_compose_output,
             compose=True,
             stdin=overlay,
         )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from reconciler.docker.adapter import DockerAdapter
@@ -140,7 +140,8 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift
         return update("its environment pins change in the compose file")
     if normalize_reference(running) != normalize_reference(reference):
         return update(
-            f"the service runs {running}, the compose file says {reference}",
+            f"the service runs {running}, the compose file says {reference}"
+            + _rolled_back_note(service),
             before=running,
             after=reference,
         )
@@ -228,15 +229,16 @@ def _task_error(task: SwarmTask) -> str:
     return text
 
 
-def overlay(facts: StackFacts, image_ids: dict[str, str]) -> str:
+def overlay(facts: StackFacts, image_ids: Mapping[str, str], hashes: Mapping[str, str]) -> str:
     """The overlay compose file given to stack deploy after the state's own (JSON is YAML):
-    the config-hash and image-id labels of every service, and `failure_action: rollback` for
-    services whose file leaves it unset."""
+    the config-hash (`hashes`: compose's, of the file as this apply left it) and image-id
+    labels of every service, and `failure_action: rollback` for services whose file leaves it
+    unset."""
     images = desired_images(facts.pins, facts.config)
     services: dict[str, object] = {}
     for name, spec in facts.config.services.items():
         deploy: dict[str, object] = {}
-        wanted_hash = facts.config_hashes.get(name)
+        wanted_hash = hashes.get(name)
         if wanted_hash:
             deploy["labels"] = {CONFIG_HASH_LABEL: wanted_hash}
         if spec.failure_action is None:
@@ -261,12 +263,13 @@ def apply(
         images = desired_images(facts.pins, facts.config)
         present = adapter.images(set(images.values()))  # as the images step left them
         image_ids = {reference: image.id for reference, image in present.items()}
+        hashes = adapter.config_hashes()  # the compose-file step may have edited the file
         adapter.stop.check("stack deploy")
         _log.info(
             "stack deploy", stack=adapter.project_name, services=sorted(c.key for c in changes)
         )
         adapter.stack_deploy(
-            overlay(facts, image_ids),
+            overlay(facts, image_ids, hashes),
             prune=state.compose.prune,
             with_registry_auth=bool(state.registries),
         )
