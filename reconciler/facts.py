@@ -18,6 +18,8 @@ from reconciler.docker.facts import (
     ContainerFacts,
     ImageFacts,
     RemoteDigest,
+    SwarmService,
+    SwarmTask,
 )
 from reconciler.inputs import InputDigest
 from reconciler.managed_files import ObservedFile
@@ -32,6 +34,7 @@ __all__ = [
     "MigrationsFacts",
     "ServicesFacts",
     "Snapshot",
+    "StackFacts",
 ]
 
 
@@ -84,6 +87,9 @@ class Snapshot:
     # and the keyed hashes each container (by id) was recorded with (`secret_store`).
     secret_hashes: dict[str, str] = field(default_factory=dict)
     secret_records: dict[str, dict[str, str]] = field(default_factory=dict)
+    # swarm mode (`compose.mode: swarm`): the stack's services and their tasks
+    swarm_services: tuple[SwarmService, ...] = ()
+    swarm_tasks: tuple[SwarmTask, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,28 @@ class ServicesFacts:
             for label, digest in current.items()
             if label in recorded and recorded[label] != digest.digest
         ]
+
+
+@dataclass(frozen=True)
+class StackFacts:
+    """The services step's facts in swarm mode: compose's model and config hashes (what the
+    stack must run), the stack's services and tasks as Swarm has them, and the images."""
+
+    config: ComposeConfig
+    config_hashes: dict[str, str] = field(default_factory=dict)
+    services: dict[str, SwarmService] = field(default_factory=dict)  # by compose service name
+    tasks: tuple[SwarmTask, ...] = ()
+    images: dict[str, ImageFacts] = field(default_factory=dict)
+    pins: dict[str, str] = field(default_factory=dict)  # image pins in force
+    prune: bool = False  # `compose.prune`: services of the stack the file dropped are removed
+
+    def current_tasks(self, service: str) -> list[SwarmTask]:
+        """The tasks Swarm wants running for `service` (desired state running), newest first."""
+        found = self.services.get(service)
+        if found is None:
+            return []
+        tasks = [t for t in self.tasks if t.service_id == found.id and t.desired_state == "running"]
+        return sorted(tasks, key=lambda task: task.timestamp, reverse=True)
 
 
 @dataclass(frozen=True)

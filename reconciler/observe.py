@@ -22,7 +22,14 @@ from reconciler.compose.edit import ServiceImage, read_services
 from reconciler.compose.yaml_set import pin_environment
 from reconciler.config_hashes import config_hashes
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import BuildConfig, ComposeConfig, ContainerFacts, RemoteDigest
+from reconciler.docker.facts import (
+    BuildConfig,
+    ComposeConfig,
+    ContainerFacts,
+    RemoteDigest,
+    SwarmService,
+    SwarmTask,
+)
 from reconciler.env_files import (
     dotenv_paths,
     dotenv_specs,
@@ -40,7 +47,7 @@ from reconciler.rootfs import rootfs_digest
 from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.secrets import Secrets, looks_secret
 from reconciler.state import State
-from reconciler.state.load import decode_utf8
+from reconciler.state.load import decode_utf8, yaml_key_position
 from reconciler.state.model import MigrationSpec, PullPolicy
 from reconciler.state.paths import parse_path
 
@@ -50,6 +57,7 @@ __all__ = [
     "base_images",
     "check_active_services",
     "check_compose_services",
+    "check_stack_images",
     "desired_images",
     "digest_policy",
     "edited_files",
@@ -410,6 +418,7 @@ def observe(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         containers_read = pool.submit(adapter.containers)
+        swarm_read = pool.submit(_observe_stack, state, adapter) if adapter.swarm else None
         likely_read = pool.submit(adapter.images, likely)
         # A tag is compared with the registry only when its image is here (else it is pulled).
         present = likely_read.result()
@@ -418,6 +427,8 @@ def observe(
         }
         config = _with_inactive(config_read.result(), defined, adapter)
         check_active_services(state, config)
+        if adapter.swarm:
+            check_stack_images(state, config, pins, defined)
         for service in config.services.values():
             found.register_mapping(service.environment)
             if service.build is not None:
@@ -430,10 +441,13 @@ def observe(
         observed_at = time.time()
         config = _with_env_files(state, config, text, env_texts, secret_values)
         hashes = config_hashes(adapter, config)
+        swarm_services, swarm_tasks = swarm_read.result() if swarm_read is not None else ((), ())
         return dataclasses.replace(
             local,
             config=config,
             config_hashes=hashes,
+            swarm_services=swarm_services,
+            swarm_tasks=swarm_tasks,
             containers=containers,
             sources=sources,
             images=images,
@@ -442,6 +456,63 @@ def observe(
             secrets=found.values,
             secret_hashes=secret_hashes,
             secret_records=secret_records,
+        )
+
+
+def _observe_stack(
+    state: State, adapter: DockerAdapter
+) -> tuple[tuple[SwarmService, ...], tuple[SwarmTask, ...]]:
+    """swarm mode: the compose file as stack deploy reads it must load (else an InputError
+    naming the key, before anything changes), then the stack's services and their tasks."""
+    try:
+        adapter.stack_config("{}\n")
+    except InputError as error:
+        raise _at_compose_key(state, error) from error
+    services = adapter.stack_services()
+    tasks = adapter.stack_tasks([service.id for service in services])
+    return tuple(services), tuple(tasks)
+
+
+_STACK_KEY = re.compile(r"\b(services\.[A-Za-z0-9._-]+(?:\.[A-Za-z0-9_-]+)*)")
+
+
+def _at_compose_key(state: State, error: InputError) -> InputError:
+    """`error` (stack deploy's loader naming a key such as `services.api.depends_on`) located
+    at that key's line and column in the compose file, or at its service's."""
+    path = state.compose.file
+    match = _STACK_KEY.search(error.message)
+    if match is None:
+        return error
+    parts = match.group(1).split(".")
+    text = read_compose_text(path)
+    line, column = yaml_key_position(text, parts[:3], source=path)
+    return InputError(error.message, Location(path, line, column, match.group(1)))
+
+
+def check_stack_images(
+    state: State,
+    config: ComposeConfig,
+    pins: Mapping[str, str],
+    defined: Mapping[str, ServiceImage],
+) -> None:
+    """swarm mode: every service names its image. stack deploy ignores `build:` (reconciler
+    builds first, then deploys the image by name), so a build-only service has no image to
+    run; compose's default name for it (PROJECT-SERVICE) is not one stack deploy would use."""
+    for name, spec in config.services.items():
+        if spec.image or pins.get(name):
+            continue
+        service = defined.get(name)
+        where = (
+            Location(state.compose.file, service.line, service.column, f"services.{name}")
+            if service is not None
+            else Location(state.compose.file, key=f"services.{name}")
+        )
+        raise InputError(
+            f"service {name!r} has `build:` but no `image:`: in `compose.mode: swarm` "
+            "docker stack deploy ignores `build:` and runs images by name; give it an "
+            f"`image:` (or pin services.{name}.image in the state) for reconciler to build "
+            "and deploy",
+            where,
         )
 
 

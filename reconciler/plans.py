@@ -31,7 +31,7 @@ class Action(StrEnum):
 
     EDIT = "edit"  # compose-file: replace a value
     INSERT = "insert"  # compose-file: add a key
-    REMOVE = "remove"  # compose-file: remove a key (a dotenv line)
+    REMOVE = "remove"  # compose-file: remove a key (a dotenv line); swarm: prune a service
     DOWNLOAD = "download"  # images: fill a wheelhouse
     BUILD = "build"
     IMPORT = "import"  # images: a rootfs made into a base image
@@ -43,6 +43,8 @@ class Action(StrEnum):
     WAIT = "wait"
     SCALE = "scale"  # services: compose up to the declared number of containers (0 stops all)
     UPGRADE = "upgrade"  # migrations
+    DEPLOY = "deploy"  # services, swarm mode: a service the stack does not run yet
+    UPDATE = "update"  # services, swarm mode: a stack service whose spec or image differs
 
 
 MAKES_IMAGE = frozenset({Action.BUILD, Action.IMPORT, Action.TRANSFER, Action.PULL})

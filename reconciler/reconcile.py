@@ -234,6 +234,7 @@ def make_adapter(
         env_files=tuple(state.compose.env_files),
         secrets=SecretStore(state, stop=stop, register=secrets) if state.secrets else None,
         profiles=tuple(state.compose.profiles),
+        swarm=state.compose.mode == "swarm",
         engine=parse_engine(state.engine) if state.engine is not None else None,
         registries={
             host: RegistryLogin(spec.username, spec.password_secret)
@@ -456,9 +457,8 @@ def _record_inputs(state: State, facts: object | None) -> None:
     """Record the converged containers' input digests (when services ran); a failure to write
     only warns (file drift then goes unseen for the containers not recorded, as for ones made
     by others)."""
-    if facts is None:
+    if not isinstance(facts, ServicesFacts):  # not observed, or a stack (no compose labels)
         return
-    assert isinstance(facts, ServicesFacts)
     try:
         services.record_inputs(state, facts)
     except OSError as error:

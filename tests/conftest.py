@@ -219,3 +219,40 @@ def remote_engine(docker_engine: None) -> Iterator[str]:
             check=False,
         )
         assert stopped.returncode == 0, f"remote engine not stopped: {stopped.stderr[-1500:]}"
+
+
+SWARM_ENGINE_SCRIPT = REPO / "deploy" / "engine" / "ensure-swarm-engine.sh"
+
+
+@pytest.fixture(scope="module")
+def swarm_engine(docker_engine: None) -> Iterator[str]:
+    """The unix:// URL of a third engine on this machine, a single-node Swarm manager
+    (deploy/engine/ensure-swarm-engine.sh): neither the main engine nor the ssh one is made a
+    Swarm. Started for the module that asks for it and stopped (its state removed) after it,
+    unless RTEST_KEEP_SWARM_ENGINE=1; under CI=true a failure to start it fails the test
+    instead of skipping it."""
+    started = subprocess.run(
+        ["bash", str(SWARM_ENGINE_SCRIPT)], capture_output=True, text=True, check=False
+    )
+    lines = started.stdout.strip().splitlines()
+    if started.returncode != 0 or not lines or not lines[-1].startswith("unix://"):
+        message = (
+            f"swarm engine not started (exit {started.returncode}): "
+            f"{started.stderr.strip()[-1500:]}"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    if os.environ.get("RTEST_KEEP_SWARM_ENGINE") == "1":  # for test runs side by side
+        yield lines[-1]
+        return
+    try:
+        yield lines[-1]
+    finally:
+        stopped = subprocess.run(
+            ["bash", str(SWARM_ENGINE_SCRIPT), "--stop"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert stopped.returncode == 0, f"swarm engine not stopped: {stopped.stderr[-1500:]}"

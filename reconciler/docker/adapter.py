@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 from python_on_whales import DockerClient
 from python_on_whales.components.container.models import ContainerInspectResult
+from python_on_whales.components.service.models import ServiceInspectResult
+from python_on_whales.components.task.models import TaskInspectResult
 
 from reconciler import processes
 from reconciler.docker.errors import classify
@@ -34,6 +36,8 @@ from reconciler.docker.facts import (
     PublishedPort,
     RegistryLogin,
     ServiceConfig,
+    SwarmService,
+    SwarmTask,
     normalize_reference,
     registry_host,
 )
@@ -102,6 +106,9 @@ class DockerAdapter:
     # The engine every call targets (`--host URL` or `--context NAME` on each docker argv);
     # None: the docker CLI's own default (DOCKER_HOST / DOCKER_CONTEXT, else its context).
     engine: Engine | None = None
+    # `compose.mode: swarm`: the project is a stack (`docker stack deploy`); its containers are
+    # its tasks', and an exec runs in one of a service's running task containers.
+    swarm: bool = False
 
     def __post_init__(self) -> None:
         engine = self.engine or Engine()
@@ -200,13 +207,99 @@ class DockerAdapter:
         Listed by the docker CLI with compose's own project label, as `compose ps --all` does,
         which spares a compose start-up (about 0.15 s) per observation.
         """
-        label = f"label=com.docker.compose.project={self.project_name}"
+        if self.swarm:  # a stack's task containers, by the stack's own label
+            label = f"label=com.docker.stack.namespace={self.project_name}"
+        else:
+            label = f"label=com.docker.compose.project={self.project_name}"
         argv = [*self._docker_cmd(), "container", "ls", "--all", "--quiet", "--no-trunc"]
         ids = self._read([*argv, "--filter", label]).split()
         if not ids:
             return []
         out = self._read([*self._docker_cmd(), "container", "inspect", *ids])
-        return [_container_facts(item) for item in json.loads(out)]
+        stack = self.project_name if self.swarm else None
+        return [_container_facts(item, stack) for item in json.loads(out)]
+
+    def stack_config(self, overlay: str) -> str:
+        """`docker stack config -c FILE -c -`: the stack file as stack deploy reads it (merged
+        with `overlay`, on stdin; interpolated with the state's secrets in the environment).
+        Reads no engine. A file stack deploy rejects is an InputError naming the key."""
+        argv = [*self._docker_cmd(), "stack", "config"]
+        argv += ["--compose-file", str(self.compose_file), "--compose-file", "-"]
+        try:
+            return self._call(argv, mutating=False, compose=True, stdin=overlay).stdout
+        except PermanentDockerError as error:
+            raise InputError(
+                "docker stack deploy rejects the compose file: "
+                + _first_line(error.output or error.message),
+                Location(self.compose_file),
+            ) from error
+
+    def stack_services(self) -> list[SwarmService]:
+        """The stack's services (`service ls` by its namespace label, then one batched
+        `service inspect`): two calls, one when it has none."""
+        label = f"label=com.docker.stack.namespace={self.project_name}"
+        argv = [*self._docker_cmd(), "service", "ls", "--quiet", "--filter", label]
+        ids = self._read(argv).split()
+        if not ids:
+            return []
+        out = self._read([*self._docker_cmd(), "service", "inspect", *ids])
+        return [_swarm_service(item, self.project_name) for item in json.loads(out)]
+
+    def stack_tasks(self, service_ids: Sequence[str]) -> list[SwarmTask]:
+        """Every task of these services, current and historical (`service ps`, then one
+        batched `inspect --type task`): two calls, none without services."""
+        if not service_ids:
+            return []
+        argv = [*self._docker_cmd(), "service", "ps", "--quiet", "--no-trunc", *service_ids]
+        ids = sorted(set(self._read(argv).split()))
+        if not ids:
+            return []
+        out = self._read([*self._docker_cmd(), "inspect", "--type", "task", *ids])
+        return [_swarm_task(item) for item in json.loads(out)]
+
+    def stack_deploy(self, overlay: str, *, prune: bool, with_registry_auth: bool) -> None:
+        """`docker stack deploy -c FILE -c - --detach` (`overlay` on stdin: the labels
+        reconciler stamps), without resolving images in a registry (they are the engine's own,
+        built or pulled by the images step). Mutating: never retried once it may have started.
+        Detached: the caller waits for the services itself, each to its own deadline."""
+        argv = [*self._docker_cmd(), "stack", "deploy"]
+        argv += ["--compose-file", str(self.compose_file), "--compose-file", "-"]
+        argv += ["--detach=true", "--resolve-image", "never"]
+        argv += ["--prune"] if prune else []
+        argv += ["--with-registry-auth"] if with_registry_auth else []
+        argv.append(self.project_name)
+        self._call(
+            argv,
+            mutating=True,
+            timeout=_UP_TIMEOUT,
+            compose=True,
+            stdin=overlay,
+        )
+
+    def service_rollback(self, service: str) -> None:
+        """`docker service rollback --detach STACK_SERVICE`: back to the previous spec (for an
+        update Swarm paused rather than rolled back). Mutating: never retried."""
+        name = f"{self.project_name}_{service}"
+        argv = [*self._docker_cmd(), "service", "rollback", "--detach", "--quiet", name]
+        self._call(argv, mutating=True)
+
+    def stack_remove(self) -> None:
+        """`docker stack rm STACK` (`down` in swarm mode)."""
+        self._call([*self._docker_cmd(), "stack", "rm", self.project_name], mutating=True)
+
+    def running_task_container(self, service: str) -> str:
+        """The id of a running task container of a stack's service (one read); a
+        PermanentDockerError when it has none."""
+        label = f"label=com.docker.swarm.service.name={self.project_name}_{service}"
+        argv = [*self._docker_cmd(), "container", "ls", "--quiet", "--no-trunc"]
+        argv += ["--filter", label, "--filter", "status=running"]
+        ids = self._read(argv).split()
+        if not ids:
+            raise PermanentDockerError(
+                f"service {service} of stack {self.project_name} has no running task",
+                command=tuple(argv),
+            )
+        return sorted(ids)[0]
 
     @property
     def project_name(self) -> str:
@@ -284,14 +377,18 @@ class DockerAdapter:
         retried once it may have started, and a first stop request lets it finish. `retry=False`
         is for callers that retry on their own deadline (checks).
         """
-        command = [*self._compose_cmd(), "exec", "-T", service, *argv]
+        if self.swarm:  # in one of the service's running task containers (this engine's)
+            container = self.running_task_container(service)
+            command = [*self._docker_cmd(), "container", "exec", container, *argv]
+        else:
+            command = [*self._compose_cmd(), "exec", "-T", service, *argv]
         done = self._call(
             command,
             mutating=mutating,
             timeout=timeout,
             exec_in_container=True,
             retry=retry,
-            compose=True,
+            compose=not self.swarm,
         )
         return ExecResult(done.returncode, done.stdout, done.stdout + done.stderr)
 
@@ -439,6 +536,9 @@ class DockerAdapter:
         of services whose profile is not enabled, such as those of a profile a state enabled
         before; the whole project goes down whatever its profiles.
         """
+        if self.swarm:
+            self.stack_remove()
+            return
         argv = [*self._compose_cmd(), "--profile", "*", "down"]
         argv += ["--volumes"] if volumes else []
         self._call(argv, mutating=True, timeout=_UP_TIMEOUT, compose=True)
@@ -636,9 +736,15 @@ def _only_missing_images(stderr: str) -> bool:
     return bool(lines) and all("no such image" in line.lower() for line in lines)
 
 
-def _container_facts(item: dict[str, Any]) -> ContainerFacts:
+def _container_facts(item: dict[str, Any], stack: str | None = None) -> ContainerFacts:
+    """A container's facts; for a stack's task container (`stack`: the stack's name), its
+    service is the swarm service's name without the stack's prefix."""
     parsed = ContainerInspectResult.model_validate(item)
     labels = (parsed.config.labels if parsed.config else None) or {}
+    if stack is not None:
+        swarm_service = labels.get("com.docker.swarm.service.name", "")
+        labels = {**labels, "com.docker.compose.service": swarm_service.removeprefix(f"{stack}_")}
+        labels.pop("com.docker.compose.config-hash", None)
     state = parsed.state
     health = state.health if state else None
     last_output = None
@@ -660,6 +766,49 @@ def _container_facts(item: dict[str, Any]) -> ContainerFacts:
         restart_policy=str(
             ((item.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""
         ),
+    )
+
+
+def _swarm_service(item: dict[str, Any], stack: str) -> SwarmService:
+    parsed = ServiceInspectResult.model_validate(item)
+    spec = parsed.spec
+    template = spec.task_template if spec else None
+    container = template.container_spec if template else None
+    mode = (item.get("Spec") or {}).get("Mode") or {}
+    replicated = mode.get("Replicated")
+    previous = ((item.get("PreviousSpec") or {}).get("TaskTemplate") or {}).get("ContainerSpec")
+    status = parsed.update_status
+    return SwarmService(
+        id=parsed.id or "",
+        name=((spec.name if spec else None) or "").removeprefix(f"{stack}_"),
+        image=(container.image if container else None) or "",
+        replicas=int(replicated.get("Replicas") or 0) if isinstance(replicated, dict) else None,
+        labels=dict((spec.labels if spec else None) or {}),
+        container_labels=dict((container.labels if container else None) or {}),
+        update_state=(status.state if status else None) or None,
+        update_message=(status.message if status else None) or "",
+        previous_image=str(previous.get("Image")) if isinstance(previous, dict) else None,
+    )
+
+
+def _swarm_task(item: dict[str, Any]) -> SwarmTask:
+    parsed = TaskInspectResult.model_validate(item)
+    status = parsed.status
+    container_status = status.container_status if status else None
+    spec = parsed.spec.container_spec if parsed.spec else None
+    return SwarmTask(
+        id=parsed.id or "",
+        service_id=parsed.service_id or "",
+        slot=parsed.slot,
+        desired_state=str(parsed.desired_state or ""),
+        state=str((status.state if status else None) or ""),
+        message=(status.message if status else None) or "",
+        error=(status.err if status else None) or "",
+        exit_code=container_status.exit_code if container_status else None,
+        container_id=(container_status.container_id if container_status else None) or "",
+        image=(spec.image if spec else None) or "",
+        labels=dict((spec.labels if spec else None) or {}),
+        timestamp=str(item.get("Status", {}).get("Timestamp") or ""),
     )
 
 
@@ -756,6 +905,10 @@ def _parse_compose_config(
             inputs=_inputs(spec, config_files),
             scale=_scale(spec),
             profiles=tuple(str(profile) for profile in (spec.get("profiles") or ())),
+            global_mode=(spec.get("deploy") or {}).get("mode") == "global",
+            failure_action=((spec.get("deploy") or {}).get("update_config") or {}).get(
+                "failure_action"
+            ),
         )
     return ComposeConfig(
         project=project, services=services, resolved=text, profiles=tuple(profiles)

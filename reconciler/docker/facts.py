@@ -20,6 +20,8 @@ __all__ = [
     "RegistryLogin",
     "RemoteDigest",
     "ServiceConfig",
+    "SwarmService",
+    "SwarmTask",
     "normalize_reference",
     "registry_host",
     "repository",
@@ -86,6 +88,10 @@ class ServiceConfig:
     inputs: tuple[InputSource, ...] = ()
     scale: int = 1  # containers compose runs: `scale`, else `deploy.replicas`, else 1
     profiles: tuple[str, ...] = ()  # the profiles that activate it (none: always active)
+    # swarm mode: `deploy.mode: global` (one task per node, no replica count), and the
+    # file's own `deploy.update_config.failure_action` (None: not set)
+    global_mode: bool = False
+    failure_action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,41 @@ class ContainerFacts:
             and self.exit_code == 0
             and self.restart_policy in {"", "no", "on-failure"}
         )
+
+
+@dataclass(frozen=True)
+class SwarmService:
+    """One service of a Swarm stack as `docker service inspect` reports it."""
+
+    id: str
+    name: str  # the compose service name (the stack's namespace prefix removed)
+    image: str  # the spec's image, as deployed (a digest suffix when Swarm resolved one)
+    replicas: int | None  # None: a global service
+    labels: dict[str, str] = field(default_factory=dict)  # the service's own (deploy.labels)
+    container_labels: dict[str, str] = field(default_factory=dict)  # its task template's
+    # the last update: updating, paused, completed, rollback_started, rollback_paused,
+    # rollback_completed (None: never updated since it was created)
+    update_state: str | None = None
+    update_message: str = ""
+    previous_image: str | None = None  # the spec before the last update (rollback target)
+
+
+@dataclass(frozen=True)
+class SwarmTask:
+    """One task of a stack's service (current or historical) as `docker inspect` reports it."""
+
+    id: str
+    service_id: str
+    slot: int | None
+    desired_state: str  # running, shutdown, ...
+    state: str  # new ... starting, running, complete, failed, rejected, shutdown, ...
+    message: str = ""
+    error: str = ""
+    exit_code: int | None = None
+    container_id: str = ""
+    image: str = ""  # the image of the spec this task runs
+    labels: dict[str, str] = field(default_factory=dict)  # its spec's container labels
+    timestamp: str = ""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from reconciler.state.paths import parse_path
 
 _DOTENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
-__all__ = ["decode_utf8", "find_root", "load_state"]
+__all__ = ["decode_utf8", "find_root", "load_state", "yaml_key_position"]
 
 # Aliases make a small file expand into a huge object graph (the "billion laughs"); a state
 # file has tens of nodes, so a generous cap stops that without limiting real use.
@@ -228,6 +228,14 @@ def _position(
     return best
 
 
+def yaml_key_position(text: str, loc: Sequence[int | str], *, source: Path) -> tuple[int, int]:
+    """1-based line and column of the key at `loc` in the YAML document `text` (of the
+    nearest existing parent when `loc` is not in it): for errors about other tools' files,
+    such as a compose file a loader rejects."""
+    document = _parse(text, source)
+    return _position(document, loc, key=True) or (1, 1)
+
+
 @functools.cache
 def _known_keys() -> tuple[str, ...]:
     """Every key some model of a state file accepts (for "did you mean" hints)."""
@@ -347,6 +355,7 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
     files = _resolve_files(state, document, source, compose_file, resolve)
     _check_environment(state, document, source)
     _check_registries(state, document, source)
+    _check_mode(state, document, source)
     resolved = state.model_copy(
         update={
             "compose": compose,
@@ -372,6 +381,37 @@ def _check_environment(state: State, document: CommentedMap, source: Path) -> No
                     "environment pins do not support yet; write $$ for a literal $",
                     Location(source, line, column, ".".join(str(part) for part in loc)),
                 )
+
+
+def _check_mode(state: State, document: CommentedMap, source: Path) -> None:
+    """Keys of one `compose.mode` used with the other: `docker stack deploy` neither reads env
+    files nor knows profiles; `prune` is a stack deploy option."""
+
+    def where(loc: list[str | int]) -> Location:
+        line, column = _position(document, loc, key=True) or (None, None)
+        return Location(source, line, column, ".".join(str(part) for part in loc))
+
+    compose = state.compose
+    if compose.mode == "swarm":
+        if compose.profiles:
+            raise InputError(
+                "`compose.profiles` is for compose mode: docker stack deploy ignores profiles "
+                "and would deploy every service; remove it, or the services left out, for "
+                "`mode: swarm`",
+                where(["compose", "profiles"]),
+            )
+        if compose.env_files:
+            raise InputError(
+                "`compose.env_files` is for compose mode: docker stack deploy reads no env "
+                "files for interpolation (only its process environment and the state's "
+                "`secrets:`); remove it for `mode: swarm`",
+                where(["compose", "env_files"]),
+            )
+    elif compose.prune:
+        raise InputError(
+            "`compose.prune` is a stack deploy option: it needs `compose.mode: swarm`",
+            where(["compose", "prune"]),
+        )
 
 
 def _check_registries(state: State, document: CommentedMap, source: Path) -> None:

@@ -115,6 +115,19 @@ class ComposeSpec(_Strict):
         "Services outside them are neither started nor expected to run; pinning one is an "
         "error.",
     )
+    mode: Literal["compose", "swarm"] = Field(
+        default="compose",
+        description="`compose`: the project runs with docker compose. `swarm`: the compose "
+        "file is deployed as a stack (`docker stack deploy`) on the engine, a Swarm manager; "
+        "images are built there first (stack deploy ignores `build:`), drift comes from the "
+        "services' specs and the images they run, health from their tasks, and a failed update "
+        "is rolled back by Swarm.",
+    )
+    prune: bool = Field(
+        default=False,
+        description="swarm mode only: deploy with `--prune`, removing the stack's services "
+        "that the compose file no longer defines.",
+    )
 
 
 DotenvKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]

@@ -25,13 +25,14 @@ from pathlib import Path
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, ServiceConfig
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
-from reconciler.facts import ServicesFacts, Snapshot
+from reconciler.facts import ServicesFacts, Snapshot, StackFacts
 from reconciler.inputs import read_record, record_path, service_digests, write_record
 from reconciler.logs import get_logger
 from reconciler.observe import activating, desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.state import State
+from reconciler.steps import stack
 from reconciler.steps.contract import StepDefinition
 
 __all__ = [
@@ -55,10 +56,13 @@ _UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START, Action.SC
 _LIVE = frozenset({"running", "restarting", "paused", "created"})
 
 
-def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ServicesFacts:
-    """compose's model, config hashes, containers, images and pins, as the snapshot has them;
-    and this step's own reads: the digests of each service's inputs (bind mounts, env files,
-    file configs) and those recorded for each container at the last converged apply."""
+def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ServicesFacts | StackFacts:
+    """In swarm mode, the stack's facts (`steps.stack`). Otherwise compose's model, config
+    hashes, containers, images and pins, as the snapshot has them; and this step's own reads:
+    the digests of each service's inputs (bind mounts, env files, file configs) and those
+    recorded for each container at the last converged apply."""
+    if state.compose.mode == "swarm":
+        return stack.observe(state, snapshot, adapter)
     config = snapshot.config
     assert config is not None, "the snapshot asks docker when services is selected"
     compose_file = state.compose.file
@@ -88,8 +92,8 @@ def record_inputs(state: State, facts: ServicesFacts) -> None:
         _log.debug("input digests recorded", path=str(path))
 
 
-def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
-    """One change per drifted service.
+def diff(state: State, facts: ServicesFacts | StackFacts, earlier: Plan) -> Plan:
+    """One change per drifted service (in swarm mode, per `steps.stack.diff`).
 
     A service whose pin (`facts.pins`) differs from the compose file's current image, or
     whose image the images step plans to (re)build or pull (in `earlier`; not a `pull: always`
@@ -97,6 +101,8 @@ def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
     environment the compose-file step edits, is certain to be recreated even though its
     labels still match.
     """
+    if isinstance(facts, StackFacts):
+        return stack.diff(state, facts, earlier)
     config = facts.config
     pins = facts.pins
     # A `pull: always` pull may bring the same image again: its users are recreated only when
@@ -359,9 +365,15 @@ def _recently_restarted(container: ContainerFacts, observed_at: float | None) ->
 
 
 def apply(
-    changes: tuple[Change, ...], state: State, facts: ServicesFacts, adapter: DockerAdapter
+    changes: tuple[Change, ...],
+    state: State,
+    facts: ServicesFacts | StackFacts,
+    adapter: DockerAdapter,
 ) -> tuple[Change, ...]:
-    """`compose up` the drifted services (force-recreating unhealthy ones), then wait for all."""
+    """`compose up` the drifted services (force-recreating unhealthy ones), then wait for all;
+    in swarm mode, `stack deploy` and wait (`steps.stack.apply`)."""
+    if isinstance(facts, StackFacts):
+        return stack.apply(changes, state, facts, adapter)
     config = facts.config
     force = [c.key for c in changes if c.force]
     normal = [c.key for c in changes if c.action in _UP_ACTIONS and not c.force]

@@ -36,6 +36,8 @@ __all__ = [
     "ImageFact",
     "MigrationFact",
     "RemoteFact",
+    "SwarmServiceFact",
+    "TaskFact",
     "load_case",
     "parse_case",
 ]
@@ -127,6 +129,33 @@ class RemoteFact(_Model):
         return self
 
 
+class SwarmServiceFact(_Model):
+    """swarm mode: one service of the stack as `docker service inspect` reports it."""
+
+    image: str = Field(description="The spec's image.")
+    replicas: int | None = Field(default=1, ge=0, description="null: a global service.")
+    hash: str | None = Field(default=None, description="The io.reconciler.config-hash label.")
+    image_id: str | None = Field(
+        default=None, description="The io.reconciler.image-id container label."
+    )
+    update_state: str | None = None
+    update_message: str = ""
+
+
+class TaskFact(_Model):
+    """swarm mode: one task of a stack service."""
+
+    service: str
+    state: str = "running"
+    desired: str = Field(default="running", description="Its desired state.")
+    error: str = ""
+    exit_code: int | None = None
+    image_id: str | None = Field(
+        default=None, description="Its spec's image-id label (default: its service's)."
+    )
+    timestamp: str = "2026-01-01T00:00:00Z"
+
+
 class MigrationFact(_Model):
     """What observing one migration set found (`MigrationStatus`)."""
 
@@ -169,8 +198,17 @@ class Case(_Model):
         "them are left out of compose's model, as compose does.",
     )
 
+    mode: Literal["compose", "swarm"] = Field(
+        default="compose", description="The state's `compose.mode`."
+    )
+    prune: bool = Field(default=False, description="The state's `compose.prune` (swarm).")
+
     # Observed facts.
     services: dict[str, ComposeService] = Field(min_length=1)
+    swarm_services: dict[str, SwarmServiceFact] = Field(
+        default_factory=dict, description="swarm mode: the stack's services, by compose name."
+    )
+    tasks: list[TaskFact] = Field(default_factory=list, description="swarm mode: their tasks.")
     compose: str | None = None
     hashes: dict[str, str] = Field(
         default_factory=dict,
@@ -244,6 +282,7 @@ class Case(_Model):
             ("hashes", set(self.hashes)),
             ("inputs", set(self.inputs)),
             ("migrations_decl", {m.service for m in self.migrations_decl}),
+            ("tasks", {t.service for t in self.tasks} - set(self.swarm_services)),
         ):
             unknown = sorted(names - set(self.services))
             if unknown:

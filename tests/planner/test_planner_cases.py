@@ -19,6 +19,8 @@ from reconciler.docker.facts import (
     InputSource,
     RemoteDigest,
     ServiceConfig,
+    SwarmService,
+    SwarmTask,
 )
 from reconciler.errors import InputError, RegistryError
 from reconciler.facts import (
@@ -28,6 +30,7 @@ from reconciler.facts import (
     MigrationsFacts,
     MigrationStatus,
     ServicesFacts,
+    StackFacts,
 )
 from reconciler.inputs import InputDigest
 from reconciler.managed_files import ObservedFile
@@ -41,6 +44,7 @@ from reconciler.plans import Action, Plan, Step
 from reconciler.reconcile import diff
 from reconciler.state import State
 from reconciler.state.model import ComposeSpec, WheelhouseSpec
+from reconciler.steps.stack import CONFIG_HASH_LABEL, IMAGE_ID_LABEL
 from tests.planner.case_schema import Case, CaseError, load_case, parse_case
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.yaml"))
@@ -55,6 +59,8 @@ def _state(case: Case) -> State:
             file=COMPOSE_FILE,
             env_files=[Path(name) for name in case.env_files],
             profiles=list(case.profiles),
+            mode=case.mode,
+            prune=case.prune,
         ),
         services=dict(case.state),
         files=dict(case.files_decl),
@@ -183,7 +189,9 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
             },
             local=local_images,
         ),
-        Step.SERVICES: ServicesFacts(
+        Step.SERVICES: _stack_facts(case, config, images, pins)
+        if case.mode == "swarm"
+        else ServicesFacts(
             config=config,
             config_hashes=dict(case.hashes),
             inputs={
@@ -217,6 +225,50 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
         ),
         Step.CHECKS: ChecksFacts(images),
     }
+
+
+def _stack_facts(
+    case: Case, config: ComposeConfig, images: dict[str, ImageFacts], pins: dict[str, str]
+) -> StackFacts:
+    """swarm mode: the stack's services and tasks, as `steps.stack.observe` projects them."""
+    services = {
+        name: SwarmService(
+            id=f"svc-{name}",
+            name=name,
+            image=spec.image,
+            replicas=spec.replicas,
+            labels={CONFIG_HASH_LABEL: spec.hash} if spec.hash else {},
+            container_labels={IMAGE_ID_LABEL: spec.image_id} if spec.image_id else {},
+            update_state=spec.update_state,
+            update_message=spec.update_message,
+        )
+        for name, spec in case.swarm_services.items()
+    }
+    tasks = tuple(
+        SwarmTask(
+            id=f"task-{index}",
+            service_id=f"svc-{task.service}",
+            slot=index + 1,
+            desired_state=task.desired,
+            state=task.state,
+            error=task.error,
+            exit_code=task.exit_code,
+            labels=dict(services[task.service].container_labels)
+            if task.image_id is None
+            else {IMAGE_ID_LABEL: task.image_id},
+            timestamp=task.timestamp,
+        )
+        for index, task in enumerate(case.tasks)
+    )
+    return StackFacts(
+        config=config,
+        config_hashes=dict(case.hashes),
+        services=services,
+        tasks=tasks,
+        images=images,
+        pins=pins,
+        prune=case.prune,
+    )
 
 
 def _rows(plan: Plan) -> str:

@@ -102,6 +102,17 @@ _ANSWERS: tuple[tuple[Callable[[tuple[str, ...]], bool], str], ...] = (
         json.dumps([{"Id": "c1", "Name": "/p-web-1", "Config": {"Labels": {}}}]),
     ),
     (lambda argv: "image" in argv and "inspect" in argv, "[]"),
+    (lambda argv: "service" in argv and "ls" in argv, "s1\n"),
+    (
+        lambda argv: "service" in argv and "inspect" in argv,
+        json.dumps([{"ID": "s1", "Spec": {"Name": "p_web"}}]),
+    ),
+    (lambda argv: "service" in argv and "ps" in argv, "t1\n"),
+    (
+        lambda argv: "task" in argv and "inspect" in argv,
+        json.dumps([{"ID": "t1", "ServiceID": "s1", "DesiredState": "running"}]),
+    ),
+    (lambda argv: "status=running" in argv, "c1\n"),
     (
         lambda argv: "imagetools" in argv,
         json.dumps({"mediaType": "x", "digest": DIGEST, "size": 1}),
@@ -136,6 +147,13 @@ CALLS: dict[str, Call] = {
     "login": lambda a: a.login("127.0.0.1:18401"),
     "up": lambda a: a.up(["web"]),
     "down": lambda a: a.down(volumes=False),
+    "stack_config": lambda a: a.stack_config("{}\n"),
+    "stack_services": lambda a: a.stack_services(),
+    "stack_tasks": lambda a: a.stack_tasks(["s1"]),
+    "stack_deploy": lambda a: a.stack_deploy("{}\n", prune=True, with_registry_auth=False),
+    "service_rollback": lambda a: a.service_rollback("web"),
+    "stack_remove": lambda a: a.stack_remove(),
+    "running_task_container": lambda a: a.running_task_container("web"),
 }
 
 
