@@ -20,11 +20,11 @@ from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, PublishedPort, ServiceConfig
 from reconciler.errors import InputError
 from reconciler.facts import ChecksFacts
+from reconciler.fleet_file import is_fleet_file, load_fleet
 from reconciler.plans import Plan
 from reconciler.probes.junit import read_cases
 from reconciler.reconcile import ApplyResult
 from reconciler.report import junit_xml, markdown
-from reconciler.fleet_file import is_fleet_file, load_fleet
 from reconciler.schema import fleet_schema, state_schema
 from reconciler.secrets import Secrets
 from reconciler.state import State, load_state
