@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import reconciler
-from tests.conftest import Stack, make_stack, remove_stack, run_cli
+from tests.conftest import RECONCILER, Stack, make_stack, remove_stack, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -182,3 +183,33 @@ def test_serial_and_one_wave_wall_times(pair: Pair) -> None:
         + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in medians.items())
         + f"; runs: {json.dumps({k: [round(v, 1) for v in vs] for k, vs in times.items()})}"
     )
+
+
+def test_ctrl_c_stops_every_target_of_a_running_wave(pair: Pair) -> None:
+    """One SIGINT during a wave of two (both building): the handler only records it, each
+    target stops at its next stop point, the run exits 130 and names each target's stop."""
+    fleet_file = pair.write("[[local, remote]]")
+    apply = subprocess.Popen(
+        [*RECONCILER, "apply", str(fleet_file), "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert apply.stderr is not None
+    started: set[str] = set()
+    for line in apply.stderr:
+        event = json.loads(line)
+        if event.get("event") == "target started":
+            started.add(event["fleet_target"])
+        if started == {"local", "remote"}:
+            break
+    assert started == {"local", "remote"}
+    time.sleep(2)  # both are observing or building now (a cold start takes far longer)
+    apply.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    out, err = apply.communicate(timeout=120)
+    assert apply.returncode == 130, err[-2000:]
+    print(f"\nSIGINT during a wave of two: exit 130 after {time.monotonic() - sent:.1f} s")
+    assert "stopped by SIGINT" in err
+    assert "Fleet e2e recap:" in out
+    assert "Traceback" not in err
