@@ -6,6 +6,9 @@ Library use::
     state = reconciler.load_state("states/canary.yaml")
     plan = reconciler.plan(state)          # observe + diff, changes nothing
     result = reconciler.apply(state)       # lock, apply, verify, check; never raises but InputError
+    fleet = reconciler.load_fleet("states/fleet.yaml")  # targets: a state and an engine each
+    reconciler.plan_fleet(fleet)           # one plan per target; .exit_code over the fleet
+    reconciler.apply_fleet(fleet.select(["core"]))  # in waves; stops at the first failed one
     reconciler.save_plan(state, "x.plan")  # a plan file, with fingerprints of what it saw
     result = reconciler.apply_plan("x.plan")  # exactly that plan, or StalePlanError in .error
     base = reconciler.load_record("baseline.json")  # a result saved with --save-result
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
         StopRequested,
         TransientDockerError,
     )
+    from reconciler.fleet import FleetPlan, FleetResult, apply_fleet, plan_fleet
+    from reconciler.fleet_file import Fleet, is_fleet_file, load_fleet
     from reconciler.interrupt import StopToken
     from reconciler.plans import STEP_ORDER, Action, Change, InSync, Plan, Step
     from reconciler.reconcile import (
@@ -84,6 +89,13 @@ _WHERE = {
     "StalePlanError": "reconciler.errors",
     "StopRequested": "reconciler.errors",
     "StopToken": "reconciler.interrupt",
+    "Fleet": "reconciler.fleet_file",
+    "is_fleet_file": "reconciler.fleet_file",
+    "load_fleet": "reconciler.fleet_file",
+    "FleetPlan": "reconciler.fleet",
+    "FleetResult": "reconciler.fleet",
+    "apply_fleet": "reconciler.fleet",
+    "plan_fleet": "reconciler.fleet",
     "STEP_ORDER": "reconciler.plans",
     "Change": "reconciler.plans",
     "InSync": "reconciler.plans",
@@ -121,6 +133,9 @@ __all__ = [
     "DockerCall",
     "DockerError",
     "ExecResult",
+    "Fleet",
+    "FleetPlan",
+    "FleetResult",
     "HealthTimeoutError",
     "InSync",
     "InputError",
@@ -141,14 +156,18 @@ __all__ = [
     "StopToken",
     "TransientDockerError",
     "apply",
+    "apply_fleet",
     "apply_plan",
     "compare_observed",
     "down",
+    "is_fleet_file",
     "is_plan_file",
+    "load_fleet",
     "load_plan",
     "load_record",
     "load_state",
     "plan",
+    "plan_fleet",
     "save_plan",
     "select_steps",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import sys
@@ -31,12 +32,14 @@ from reconciler.errors import (
     Location,
     ReconcilerError,
 )
+from reconciler.fleet import FleetPlan, FleetResult, TargetResult, apply_fleet, plan_fleet
+from reconciler.fleet_file import Fleet, is_fleet_file, load_fleet
 from reconciler.interrupt import StopToken, install_handlers, restore_handlers
 from reconciler.plans import Change, Plan, Step
 from reconciler.probes.junit import CaseResult
 from reconciler.report import comparison_lines, junit_xml, markdown
 from reconciler.saved_plan import is_plan_file, load_plan
-from reconciler.schema import state_schema
+from reconciler.schema import fleet_schema, state_schema
 from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import State, load_state
 from reconciler.state.engine import parse_engine
@@ -86,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CONTEXT|URL",
         help="the Docker engine to target, overriding the state's engine: a docker context "
         "name or ssh://user@host[:port], tcp://host:port, unix:///path",
+    )
+    common.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with a fleet file: only this target (repeatable)",
     )
     steps = _Parser(add_help=False)
     steps.add_argument("--json", action="store_true", help="machine-readable result on stdout")
@@ -149,10 +159,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write this run's result as JSON, to compare later runs with (--baseline)",
     )
-    commands.add_parser(
+    schema = commands.add_parser(
         "schema",
         help="print the state file's JSON Schema (for editor completion and validation)",
     )
+    schema.add_argument("--fleet", action="store_true", help="the fleet file's JSON Schema instead")
     down = commands.add_parser("down", parents=[common], help="stop the compose project")
     down.add_argument("--volumes", action="store_true", help="also remove named volumes")
     return parser
@@ -175,7 +186,8 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     sys.stdout, sys.stderr = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
-    view = _live_view(args, secrets)
+    fleet = args.command != "schema" and is_fleet_file(args.state)
+    view = None if fleet else _live_view(args, secrets)
     try:
         _configure_logging(
             getattr(args, "log_format", "auto"),
@@ -183,6 +195,8 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
             view=view,
         )
         try:
+            if fleet:
+                return _run_fleet(args, stop, secrets)
             return _run(args, stop, secrets, view)
         except ReconcilerError as error:
             _report_error(error, secrets)
@@ -228,8 +242,13 @@ def _run(
     args: argparse.Namespace, stop: StopToken, secrets: Secrets, view: LiveView | None = None
 ) -> int:
     if args.command == "schema":
-        print(json.dumps(state_schema(), indent=2))
+        print(json.dumps(fleet_schema() if args.fleet else state_schema(), indent=2))
         return EXIT_OK
+    if args.target:
+        raise InputError(
+            "--target is for a fleet file (one with a top-level `fleet:` key)",
+            Location(args.state),
+        )
     if is_plan_file(args.state):
         return _apply_plan_file(args, stop, secrets, view)
     state = _with_engine(load_state(args.state), args.engine)
@@ -280,6 +299,150 @@ def _run(
         save_result=args.save_result,
     )
     return _apply(result, secrets, as_json=args.json)
+
+
+def _run_fleet(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
+    """plan, apply or down of a fleet file: every target (or those of `--target`)."""
+    _refuse_with_fleet(args)
+    the_fleet = load_fleet(args.state).select(args.target)
+    if args.command == "down":
+        return _down_fleet(the_fleet, args, secrets)
+    steps = reconcile.select_steps(args.only, args.skip)
+    if args.command == "plan":
+        plans = plan_fleet(the_fleet, steps=steps, stop=stop, secrets=secrets)
+        _print_fleet_plan(plans, secrets, as_json=args.json)
+        return plans.exit_code
+    _check_lock_timeout(args.lock_timeout)
+    printing = threading.Lock()
+
+    def on_done(outcome: TargetResult) -> None:
+        """Print a finished target's whole block at once: parallel targets never interleave."""
+        errors = ""
+        if outcome.result is not None and outcome.result.error is not None:
+            errors = _error_text(outcome.result.error, secrets, target=outcome.name)
+        with printing:
+            if not args.json:
+                sys.stdout.write(_target_block(outcome))
+                sys.stdout.flush()
+            sys.stderr.write(errors)
+            sys.stderr.flush()
+
+    result = apply_fleet(
+        the_fleet,
+        steps=steps,
+        rollback_on_failure=args.rollback_on_failure,
+        stop=stop,
+        lock_timeout=args.lock_timeout,
+        secrets=secrets,
+        on_done=on_done,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(_fleet_recap(result), end="")
+    return result.exit_code
+
+
+def _refuse_with_fleet(args: argparse.Namespace) -> None:
+    """Options that have no meaning for a fleet (yet) are bad input, not silently ignored."""
+    where = Location(args.state)
+    if args.engine is not None:
+        raise InputError(
+            "--engine cannot be given with a fleet file: each target names its engine "
+            "(targets.NAME.engine)",
+            where,
+        )
+    given = [
+        option
+        for option, value in (
+            ("--out", getattr(args, "out", None)),
+            ("--baseline", getattr(args, "baseline", None)),
+            ("--report", getattr(args, "report", None)),
+            ("--junit", getattr(args, "junit", None)),
+            ("--save-result", getattr(args, "save_result", None)),
+        )
+        if value is not None
+    ]
+    if getattr(args, "progress", "auto") == "live":
+        given.append("--progress live")
+    if given:
+        raise InputError(
+            f"{', '.join(given)} cannot be given with a fleet file (not supported for fleets yet)",
+            where,
+        )
+
+
+def _header(name: str, engine: str) -> str:
+    return f"=== {name} ({engine}) ===\n"
+
+
+def _print_fleet_plan(plans: FleetPlan, secrets: Secrets, *, as_json: bool) -> None:
+    for target in plans.targets:
+        if target.error is not None:
+            sys.stderr.write(_error_text(target.error, secrets, target=target.name))
+    if as_json:
+        print(json.dumps(plans.to_dict(), indent=2))
+        return
+    for target in plans.targets:
+        out = io.StringIO()
+        out.write(_header(target.name, target.engine))
+        if target.error is not None:
+            print(f"FAILED: {target.error}", file=out)
+        else:
+            _print_plan(target.plan, out)
+            print(_plan_total(target.plan), file=out)
+        sys.stdout.write(out.getvalue())
+    summary = plans.to_dict()["summary"]
+    count = summary["targets"]
+    if plans.exit_code == EXIT_OK:
+        print(f"Fleet {plans.fleet}: in sync on all {count} targets ({summary['ok']} ok).")
+        return
+    failed = f", {summary['failed']} failed" if summary["failed"] else ""
+    print(
+        f"Fleet {plans.fleet}: {summary['changes']} to change on {summary['with_changes']} of "
+        f"{count} targets, {summary['ok']} ok{failed}."
+    )
+
+
+def _target_block(outcome: TargetResult) -> str:
+    head = _header(outcome.name, outcome.engine)
+    if outcome.result is None:
+        return f"{head}skipped: {outcome.skipped}\n"
+    counts = _counts_line(outcome.result.counts)
+    return f"{head}{_result_text(outcome.result)}{counts}\n"
+
+
+def _fleet_recap(result: FleetResult) -> str:
+    """One line per target, then the fleet's totals."""
+    width = max(len(target.name) for target in result.targets)
+    lines = [f"Fleet {result.fleet} recap:"]
+    for target in result.targets:
+        counts = target.result.counts if target.result is not None else None
+        detail = target.skipped if counts is None else _counts_line(counts)
+        lines.append(f"  {target.name:<{width}}  {target.status:<8} {detail}")
+    if result.succeeded and not result.changed:
+        lines.append("No changes: already in the declared state on every target.")
+    lines.append(
+        f"fleet {result.fleet}: targets={len(result.targets)} {_counts_line(result.counts)}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _down_fleet(the_fleet: Fleet, args: argparse.Namespace, secrets: Secrets) -> int:
+    """`down` of every target, last wave first (the reverse of the apply order)."""
+    for wave in reversed(the_fleet.waves):
+        for name in reversed(wave):
+            target = the_fleet.targets[name]
+            try:
+                reconcile.down(target.state, volumes=args.volumes, secrets=secrets)
+            except ReconcilerError as error:
+                sys.stderr.write(_error_text(error, secrets, target=name))
+                return _exit_code(error)
+            stopped = " (volumes removed)" if args.volumes else ""
+            print(
+                f"{name}: compose project {target.state.name} stopped on {target.engine}{stopped}"
+            )
+    return EXIT_OK
 
 
 def _with_engine(state: State, engine: str | None) -> State:
@@ -401,11 +564,14 @@ def _plan(state_plan: Plan, comparison: Comparison | None, *, as_json: bool) -> 
         _print_plan(state_plan, sys.stdout)
         if comparison is not None:
             _print_comparison(comparison)
-        if state_plan.empty:
-            print(f"In sync: no changes ({len(state_plan.ok)} ok).")
-        else:
-            print(f"Plan: {len(state_plan.changes)} to change, {len(state_plan.ok)} ok.")
+        print(_plan_total(state_plan))
     return EXIT_OK if state_plan.empty else EXIT_CHANGES
+
+
+def _plan_total(state_plan: Plan) -> str:
+    if state_plan.empty:
+        return f"In sync: no changes ({len(state_plan.ok)} ok)."
+    return f"Plan: {len(state_plan.changes)} to change, {len(state_plan.ok)} ok."
 
 
 def _print_comparison(comparison: Comparison) -> None:
@@ -414,30 +580,41 @@ def _print_comparison(comparison: Comparison) -> None:
 
 
 def _apply(result: reconcile.ApplyResult, secrets: Secrets, *, as_json: bool) -> int:
-    counts = result.counts
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        _print_plan(Plan(result.applied), sys.stdout)
-        if not result.changed and not result.failed and result.error is None:
-            print("No changes: already in the declared state.")
-        for change in result.failed:
-            print(f"{_change_line(change)}  FAILED: {result.failure_of(change)}")
-        for check in result.checks:
-            verdict = "PASS" if check.passed else "FAIL"
-            print(f"check  {verdict}  {check.name}  ({check.detail}, {check.seconds:.1f} s)")
-            for case in check.cases:
-                label = "PASS" if case.outcome == "passed" else case.outcome.upper()
-                print(f"         {label:<7} {_case_name(case)}")
-        for line in result.rolled_back:
-            print(f"rolled back: {line}")
-        if result.comparison is not None:
-            _print_comparison(result.comparison)
+        sys.stdout.write(_result_text(result))
     if result.error is not None:
         _report_error(result.error, secrets)
     if not as_json:
-        print(" ".join(f"{key}={value}" for key, value in counts.items()))
+        print(_counts_line(result.counts))
     return EXIT_OK if result.error is None else _exit_code(result.error)
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    return " ".join(f"{key}={value}" for key, value in counts.items())
+
+
+def _result_text(result: reconcile.ApplyResult) -> str:
+    """What an apply did, as text: changes made, failed, checks, rollback, comparison."""
+    out = io.StringIO()
+    _print_plan(Plan(result.applied), out)
+    if not result.changed and not result.failed and result.error is None:
+        print("No changes: already in the declared state.", file=out)
+    for change in result.failed:
+        print(f"{_change_line(change)}  FAILED: {result.failure_of(change)}", file=out)
+    for check in result.checks:
+        verdict = "PASS" if check.passed else "FAIL"
+        print(f"check  {verdict}  {check.name}  ({check.detail}, {check.seconds:.1f} s)", file=out)
+        for case in check.cases:
+            label = "PASS" if case.outcome == "passed" else case.outcome.upper()
+            print(f"         {label:<7} {_case_name(case)}", file=out)
+    for line in result.rolled_back:
+        print(f"rolled back: {line}", file=out)
+    if result.comparison is not None:
+        for line in comparison_lines(result.comparison):
+            print(line, file=out)
+    return out.getvalue()
 
 
 def _case_name(case: CaseResult) -> str:
@@ -457,17 +634,19 @@ def _change_line(change: Change) -> str:
 
 
 def _report_error(error: ReconcilerError, secrets: Secrets) -> None:
+    sys.stderr.write(_error_text(error, secrets))
+
+
+def _error_text(error: ReconcilerError, secrets: Secrets, *, target: str | None = None) -> str:
+    """The error's lines for stderr (`error: ...`), naming the fleet target when given."""
+    head = f"error: target {target}: " if target is not None else "error: "
     if isinstance(error, InternalError):
-        print(
-            f"error: {error}; traceback written to {_save_traceback(error, secrets)}",
-            file=sys.stderr,
-        )
-        return
-    print(f"error: {error}", file=sys.stderr)
+        return f"{head}{error}; traceback written to {_save_traceback(error, secrets)}\n"
+    text = f"{head}{error}\n"
     if isinstance(error, HealthTimeoutError):
-        for service, text in error.diagnostics.items():
-            print(f"--- {service}", file=sys.stderr)
-            print(text, file=sys.stderr)
+        for service, diagnostics in error.diagnostics.items():
+            text += f"--- {service}\n{diagnostics}\n"
+    return text
 
 
 def _save_traceback(error: InternalError, secrets: Secrets) -> Path:

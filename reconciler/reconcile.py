@@ -11,6 +11,8 @@ the CLI is a thin shell over it. Nothing here prints; progress goes to structlog
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 import time
 import traceback
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -213,8 +215,15 @@ def names_in_order() -> list[str]:
 
 
 def lock_name(state: State) -> str:
-    """The lock key of a state's compose project: compose's own project name for it."""
-    return project_name(state.compose.file, state.compose.project)
+    """The lock key of a state's compose project: compose's own project name for it, and the
+    engine when the state names one (one project on two engines: two locks, so the targets of a
+    fleet never block each other)."""
+    project = project_name(state.compose.file, state.compose.project)
+    if state.engine is None:
+        return project
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", state.engine).strip("-")[:60]
+    digest = hashlib.sha256(state.engine.encode()).hexdigest()[:8]
+    return f"{project}@{readable}-{digest}"
 
 
 def make_adapter(

@@ -86,17 +86,15 @@ def find_root(source: Path) -> Path:
     return directory
 
 
-def _read_text(source: Path) -> str:
+def _read_text(source: Path, kind: str = "state file") -> str:
     try:
         raw = source.read_bytes()
     except FileNotFoundError:
-        raise InputError("state file not found", Location(source)) from None
+        raise InputError(f"{kind} not found", Location(source)) from None
     except OSError as error:
-        raise InputError(f"cannot read state file: {error.strerror}", Location(source)) from None
+        raise InputError(f"cannot read {kind}: {error.strerror}", Location(source)) from None
     if len(raw) > _MAX_BYTES:
-        raise InputError(
-            f"state file is {len(raw)} bytes; the limit is {_MAX_BYTES}", Location(source)
-        )
+        raise InputError(f"{kind} is {len(raw)} bytes; the limit is {_MAX_BYTES}", Location(source))
     return decode_utf8(raw, source)
 
 
@@ -141,7 +139,7 @@ class _DepthLimitedParser(RoundTripParser):
         return event
 
 
-def _parse(text: str, source: Path) -> CommentedMap:
+def _parse(text: str, source: Path, kind: str = "state file") -> CommentedMap:
     yaml = YAML(typ="rt")
     yaml.Parser = _DepthLimitedParser
     yaml.allow_duplicate_keys = False
@@ -149,7 +147,7 @@ def _parse(text: str, source: Path) -> CommentedMap:
         document = yaml.load(text)
     except _TooDeep as error:
         raise InputError(
-            f"state file has nesting deeper than {_MAX_DEPTH} levels",
+            f"{kind} has nesting deeper than {_MAX_DEPTH} levels",
             Location(source, error.mark.line + 1, error.mark.column + 1),
         ) from None
     except MarkedYAMLError as error:
@@ -160,11 +158,10 @@ def _parse(text: str, source: Path) -> CommentedMap:
     except YAMLError as error:
         raise InputError(f"invalid YAML: {error}", Location(source)) from None
     if document is None:
-        raise InputError(
-            "state file is empty; it needs at least `name` and `compose`", Location(source, 1, 1)
-        )
+        needs = "`fleet` and `targets`" if kind == "fleet file" else "`name` and `compose`"
+        raise InputError(f"{kind} is empty; it needs at least {needs}", Location(source, 1, 1))
     if not isinstance(document, CommentedMap):
-        raise InputError("the top level of a state file must be a mapping", Location(source, 1, 1))
+        raise InputError(f"the top level of a {kind} must be a mapping", Location(source, 1, 1))
     return document
 
 
@@ -244,10 +241,10 @@ def _known_keys() -> tuple[str, ...]:
     return tuple(sorted({key for model in models for key in model.get("properties", {})}))
 
 
-def _describe(error: ErrorDetails) -> str:
+def _describe(error: ErrorDetails, known: Sequence[str]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(str(error["loc"][-1]), _known_keys(), n=1)
+        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
         return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
     if kind == "missing":
         return "required key is missing"
@@ -255,14 +252,22 @@ def _describe(error: ErrorDetails) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _input_error(error: ValidationError, document: CommentedMap, source: Path) -> InputError:
+def _input_error(
+    error: ValidationError,
+    document: CommentedMap,
+    source: Path,
+    known: Sequence[str] | None = None,
+) -> InputError:
+    """The validation errors as one InputError at the first one's file:line:column and key;
+    `known`: the keys for "did you mean" hints (default: every key of a state file)."""
+    known = _known_keys() if known is None else known
     lines: list[tuple[Location, str]] = []
     for item in error.errors(include_url=False):
         loc = [part for part in item["loc"] if part != "[key]"]
         is_key = item["type"] == "extra_forbidden" or "[key]" in item["loc"]
         line, column = _position(document, loc, key=is_key) or (None, None)
         key_path = ".".join(str(part) for part in loc) or "<top level>"
-        lines.append((Location(source, line, column, key_path), _describe(item)))
+        lines.append((Location(source, line, column, key_path), _describe(item, known)))
     first_location, first_message = lines[0]
     more = "".join(f"\n  {location}: {message}" for location, message in lines[1:])
     return InputError(first_message + more, first_location)

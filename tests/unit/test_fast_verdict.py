@@ -20,11 +20,12 @@ from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, PublishedPort, ServiceConfig
 from reconciler.errors import InputError
 from reconciler.facts import ChecksFacts
+from reconciler.fleet_file import is_fleet_file, load_fleet
 from reconciler.plans import Plan
 from reconciler.probes.junit import read_cases
 from reconciler.reconcile import ApplyResult
 from reconciler.report import junit_xml, markdown
-from reconciler.schema import state_schema
+from reconciler.schema import fleet_schema, state_schema
 from reconciler.secrets import Secrets
 from reconciler.state import State, load_state
 from reconciler.state.model import CompareSpec
@@ -385,7 +386,39 @@ def state_files() -> list[Path]:
     found += sorted((REPO / "examples").rglob("*.yaml"))
     found += [REPO / "tests" / "e2e" / "stack" / "state.yaml"]
     found += sorted((REPO / "tests" / "e2e" / "canary").glob("*.yaml"))
-    return found
+    return [path for path in found if not is_fleet_file(path)]
+
+
+def fleet_files() -> list[Path]:
+    found = sorted((REPO / "states").glob("*.yaml")) + sorted((REPO / "examples").rglob("*.yaml"))
+    return [path for path in found if is_fleet_file(path)]
+
+
+@pytest.mark.parametrize("path", fleet_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_fleet_loads_and_validates_against_the_fleet_schema(path: Path) -> None:
+    """Shipped fleet files load (their states too) and match `schema --fleet`."""
+    document = YAML(typ="safe", pure=True).load(path.read_text())
+    jsonschema.validate(document, fleet_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, state_schema())
+    assert load_fleet(path).targets
+
+
+def test_the_example_fleet_is_shipped() -> None:
+    assert REPO / "states" / "fleet.yaml" in fleet_files()
+
+
+def test_fleet_schema_command_prints_the_committed_fleet_schema(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`schema --fleet` prints the fleet file's schema; the committed copy is up to date."""
+    assert main(["schema", "--fleet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["title"] == "reconciler fleet"
+    assert set(printed["properties"]) == {"fleet", "targets", "waves", "allow_outside_root"}
+    assert printed == json.loads((REPO / "reconciler-fleet.schema.json").read_text()), (
+        "regenerate: python -m reconciler schema --fleet > reconciler-fleet.schema.json"
+    )
 
 
 @pytest.mark.parametrize("path", state_files(), ids=lambda p: str(p.relative_to(REPO)))
