@@ -22,7 +22,7 @@ from python_on_whales import DockerClient
 from python_on_whales.components.container.models import ContainerInspectResult
 
 from reconciler import processes
-from reconciler.docker.errors import classify
+from reconciler.docker.errors import classify, is_ssh_fault
 from reconciler.docker.facts import (
     BuildConfig,
     ComposeConfig,
@@ -745,7 +745,7 @@ def _docker_failed(code: int, stderr: str) -> bool:
     the command's failure, not docker's.
     """
     lowered = stderr.lower()
-    if any(pattern in lowered for pattern in _DOCKER_UNREACHABLE):
+    if any(pattern in lowered for pattern in _DOCKER_UNREACHABLE) or is_ssh_fault(stderr):
         return True
     return code in _DOCKER_EXEC_CODES or any(text in lowered for text in _EXEC_FAILURE_TEXTS)
 

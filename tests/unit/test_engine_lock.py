@@ -470,3 +470,44 @@ def test_the_adapter_tells_why_the_lock_was_not_taken(
     assert len(adapter.calls) == 1, "never retried"
     if mode == "ssh":
         assert "ssh to the engine at root@127.0.0.1:18522 failed" in str(raised.value)
+
+
+DROPPED = (
+    "command [ssh -o ConnectTimeout=30 -l root -p 18623 -- 127.0.0.1 docker system dial-stdio] "
+    "has exited with exit status 255, please make sure the URL is valid, and Docker 18.09 or "
+    "later is installed on the remote host: stderr=Connection to 127.0.0.1 closed by remote host."
+)
+
+
+def test_a_connection_dropped_during_a_migration_is_the_engines_fault_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose exec exits 1 with the docker CLI's ssh wrapper text (as recorded when the sshd
+    was killed mid-migration): a docker fault naming the connection, not the migration's own
+    exit 1; a mutating exec is not repeated."""
+    runs: list[tuple[str, ...]] = []
+
+    def run(argv: Sequence[str], **_: Any) -> processes.Finished:
+        runs.append(tuple(argv))
+        return processes.Finished(tuple(argv), 1, "", DROPPED, 0.1)
+
+    monkeypatch.setattr(processes, "run", run)
+    adapter = _adapter(tmp_path)
+    with pytest.raises(TransientDockerError) as raised:
+        adapter.exec("db", ["/bin/dd", "if=/gate/fifo"], mutating=True)
+    assert str(raised.value) == (
+        "ssh to the engine at root@127.0.0.1:18623 failed: Connection to 127.0.0.1 closed by "
+        "remote host. (connection lost or refused)"
+    )
+    assert len(runs) == 1
+
+
+def test_a_command_printing_connection_refused_is_still_the_commands_own_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(argv: Sequence[str], **_: Any) -> processes.Finished:
+        return processes.Finished(tuple(argv), 1, "", "psql: connection refused\n", 0.1)
+
+    monkeypatch.setattr(processes, "run", run)
+    result = _adapter(tmp_path).exec("db", ["psql"], mutating=True)
+    assert result.exit_code == 1
