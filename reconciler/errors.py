@@ -20,6 +20,7 @@ __all__ = [
     "InternalError",
     "Location",
     "LockHeldError",
+    "LockLostError",
     "PermanentDockerError",
     "PlanFileError",
     "ReconcilerError",
@@ -102,6 +103,11 @@ class RegistryError(ReconcilerError):
 
 class LockHeldError(ReconcilerError):
     """Another apply holds the project's lock (exit 1)."""
+
+
+class LockLostError(ReconcilerError):
+    """The project's engine lock ended while this run held it (its connection to the engine
+    dropped): the run stops before its next change (exit 1)."""
 
 
 class InternalError(ReconcilerError):

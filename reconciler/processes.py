@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from pathlib import Path
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 
-__all__ = ["Finished", "OnStop", "ProcessTimeout", "pipe", "run"]
+__all__ = ["Background", "Finished", "OnStop", "ProcessTimeout", "pipe", "run", "start"]
 
 _log = get_logger(__name__)
 _POLL = 0.05
@@ -326,3 +327,126 @@ def _read_lines(stream: object, chunks: list[str], on_line: Callable[[str], None
 def _what(argv: Sequence[str]) -> str:
     text = " ".join(argv[:6])
     return text if len(argv) <= 6 else text + " ..."
+
+
+class Background:
+    """A child that keeps running beside the run (the engine lock's `docker run -i`).
+
+    Its stdin is a pipe whose only write end this process holds (pipes are close-on-exec, so no
+    other child inherits it): closing it, or this process dying, is the child's end of input.
+    Its first stdout line is read by a thread, for `first_line`; stderr is kept for errors.
+    """
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        self.argv = tuple(argv)
+        spawn = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
+        if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
+            raise FileNotFoundError(2, "No such file or directory", argv[0])
+        self._child = subprocess.Popen(
+            spawn,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=dict(env) if env is not None else None,
+            start_new_session=True,  # a Ctrl-C on the terminal reaches reconciler alone
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._err: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._read_out, daemon=True),
+            threading.Thread(target=self._read_err, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_out(self) -> None:
+        assert self._child.stdout is not None
+        with self._child.stdout as stream:
+            for line in stream:
+                self._lines.put(line.rstrip("\r\n"))
+        self._lines.put(None)
+
+    def _read_err(self) -> None:
+        assert self._child.stderr is not None
+        with self._child.stderr as stream:
+            for line in stream:
+                self._err.append(line)
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._child.pid
+
+    @property
+    def alive(self) -> bool:
+        """True while the child runs."""
+        return self._child.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit code once it ended, else None."""
+        return self._child.poll()
+
+    def stderr(self, timeout: float = 1.0) -> str:
+        """What the child wrote on stderr (all of it once it ended: its reader is joined)."""
+        if self._child.poll() is not None:
+            self._threads[1].join(timeout)
+        return "".join(self._err)
+
+    def first_line(self, *, stop: StopToken, timeout: float, what: str) -> str | None:
+        """The child's first stdout line; None when it ended without one.
+
+        Raises `ProcessTimeout` (the child terminated) after `timeout` s, and `StopRequested`
+        (the child terminated) at a stop request: waiting for it is always safe to cut.
+        """
+        started = time.monotonic()
+        while True:
+            try:
+                line = self._lines.get(timeout=_POLL)
+            except queue.Empty:
+                pass
+            else:
+                if line is None:
+                    self._child.wait()
+                return line
+            if stop.requested:
+                _log.warning("stop requested; terminating", command=what)
+                self.terminate()
+                raise stop.stopped(f"during {what}")
+            if time.monotonic() - started > timeout:
+                self.terminate()
+                raise ProcessTimeout(self.argv, timeout, "", self.stderr())
+
+    def close(self, timeout: float) -> bool:
+        """Close the child's stdin and wait up to `timeout` s for it to end; True if it did."""
+        if self._child.stdin is not None and not self._child.stdin.closed:
+            with contextlib.suppress(OSError):  # the child may be gone already (broken pipe)
+                self._child.stdin.close()
+        try:
+            self._child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def terminate(self) -> None:
+        """SIGTERM the child's process group, SIGKILL it after a grace period."""
+        for signum, wait in ((signal.SIGTERM, _GRACE), (signal.SIGKILL, None)):
+            if self._child.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._child.pid, signum)
+            try:
+                self._child.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+        if self._child.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._child.stdin.close()
+
+
+def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Background:
+    """Start `argv` as a `Background` child (no shell); `FileNotFoundError` if it does not
+    exist."""
+    return Background(argv, env)

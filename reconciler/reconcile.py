@@ -15,7 +15,7 @@ import hashlib
 import re
 import time
 import traceback
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from typing import Any
 from reconciler.baseline import Comparison, ImageRecord, RunRecord, compare
 from reconciler.docker.adapter import DockerAdapter, DockerCall
 from reconciler.docker.facts import RegistryLogin
+from reconciler.engine_lock import engine_lock, is_remote
 from reconciler.errors import (
     ApplyError,
     CheckFailedError,
@@ -32,6 +33,7 @@ from reconciler.errors import (
     HealthTimeoutError,
     InputError,
     InternalError,
+    LockLostError,
     ReconcilerError,
     StalePlanError,
     StopRequested,
@@ -308,8 +310,8 @@ def apply(
     secrets = secrets or Secrets()
     adapter = adapter or make_adapter(state, stop=stop, secrets=secrets)
     try:
-        with _project_lock(state, adapter, lock=lock, timeout=lock_timeout):
-            run = _Run(state, adapter, baseline=baseline)
+        with _project_lock(state, adapter, lock=lock, timeout=lock_timeout) as held:
+            run = _Run(state, adapter, baseline=baseline, held=held)
             return _apply_locked(run, steps, rollback_on_failure, secrets, saved=saved)
     except InputError:
         raise
@@ -426,6 +428,7 @@ def _apply_locked(
         done: tuple[Change, ...] | None = None
         try:
             adapter.stop.check(f"step {step}")
+            run.held()
             with _boundary(str(step)), run.timed(str(step)):
                 done = definition.apply(changes, state, facts[step], adapter)
             for change in done:
@@ -559,12 +562,29 @@ def _boundary(where: str) -> Iterator[None]:
 @contextmanager
 def _project_lock(
     state: State, adapter: DockerAdapter, *, lock: bool, timeout: float
-) -> Iterator[None]:
+) -> Iterator[Callable[[], None]]:
+    """Hold the project's lock for the block: on the engine for a remote one (ssh://, tcp://,
+    or a context reaching one: `reconciler.engine_lock`), else the host-local lock file. Yields
+    the check the run makes before each change (an engine lock can be lost with its
+    connection)."""
     if not lock:
-        yield
+        yield _held
+        return
+    endpoint = adapter.engine_endpoint()
+    if is_remote(endpoint):
+        engine = str(adapter.engine or endpoint)
+        engine = engine if engine == endpoint else f"{engine} ({endpoint})"
+        with engine_lock(
+            adapter, lock_name(state), engine=engine, timeout=timeout, sleep=adapter.stop.sleep
+        ) as guard:
+            yield guard.check
         return
     with project_lock(lock_name(state), timeout=timeout, sleep=adapter.stop.sleep):
-        yield
+        yield _held
+
+
+def _held() -> None:
+    """The check of a lock that cannot be lost while this process lives (a lock file)."""
 
 
 @dataclass
@@ -579,6 +599,7 @@ class _Run:
     checks: tuple[CheckResult, ...] = ()
     rolled_back: tuple[str, ...] = ()
     final: Snapshot | None = None  # the last observation: sizes and images come from it
+    held: Callable[[], None] = field(default=lambda: None)  # raises when the lock was lost
     timings: dict[str, float] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     _started: float = field(default_factory=time.monotonic)
@@ -630,7 +651,8 @@ class _Run:
         before: Snapshot,
         rollback: bool,
     ) -> ApplyResult:
-        if rollback and self.applied and not isinstance(error, StopRequested):
+        # Neither after a stop request, nor without the lock (lost with its connection).
+        if rollback and self.applied and not isinstance(error, StopRequested | LockLostError):
             self.rolled_back = _roll_back(self.state, self.adapter, before, self.applied)
         return self.result(error, failed)
 

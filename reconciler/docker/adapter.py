@@ -26,7 +26,7 @@ from python_on_whales.components.service.models import ServiceInspectResult
 from python_on_whales.components.task.models import TaskInspectResult
 
 from reconciler import processes
-from reconciler.docker.errors import classify
+from reconciler.docker.errors import classify, is_ssh_fault
 from reconciler.docker.facts import (
     BuildConfig,
     ComposeConfig,
@@ -51,15 +51,26 @@ from reconciler.errors import (
 )
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
-from reconciler.processes import Finished, OnStop, ProcessTimeout
+from reconciler.processes import Background, Finished, OnStop, ProcessTimeout
 from reconciler.project import project_name
 from reconciler.state.engine import Engine
 
-__all__ = ["DockerAdapter", "DockerCall", "ExecResult", "manifest_digest"]
+__all__ = [
+    "DockerAdapter",
+    "DockerCall",
+    "ExecResult",
+    "LockContainer",
+    "LockFacts",
+    "LockImageMissing",
+    "LockNameInUse",
+    "manifest_digest",
+]
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
 
+# The docker CLI's own default engine (no --host, --context, DOCKER_HOST or current context).
+_DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Reads should answer in seconds; a hung daemon must surface as a (transient) timeout.
 _READ_TIMEOUT = 60.0
 # compose up/down of a whole project: long enough for any real recreate, short of forever.
@@ -75,6 +86,9 @@ class DockerCall:
 
     argv: tuple[str, ...]
     mutating: bool
+    # The engine lock's own calls (`reconciler.engine_lock`): its create changes the engine,
+    # never the project, so `mutating_calls` leaves them out.
+    engine_lock: bool = False
 
 
 @dataclass(frozen=True)
@@ -394,14 +408,17 @@ class DockerAdapter:
 
     # ---- changes (mutating) -----------------------------------------------------------
 
-    def import_rootfs(self, tarball: Path, reference: str, labels: dict[str, str]) -> None:
-        """`docker import` a root filesystem tarball as `reference`, with labels."""
+    def import_rootfs(
+        self, tarball: Path, reference: str, labels: dict[str, str], *, engine_lock: bool = False
+    ) -> None:
+        """`docker import` a root filesystem tarball as `reference`, with labels (`engine_lock`:
+        the engine lock's own image, recorded as such)."""
         changes = [f"LABEL {key}={json.dumps(value)}" for key, value in sorted(labels.items())]
         argv = [*self._docker_cmd(), "image", "import"]
         for change in changes:
             argv += ["--change", change]
         argv += [str(tarball), reference]
-        self._call(argv, mutating=True, timeout=None, on_stop=OnStop.CUT)
+        self._call(argv, mutating=True, timeout=None, on_stop=OnStop.CUT, engine_lock=engine_lock)
 
     @property
     def targets_another_engine(self) -> bool:
@@ -543,6 +560,131 @@ class DockerAdapter:
         argv += ["--volumes"] if volumes else []
         self._call(argv, mutating=True, timeout=_UP_TIMEOUT, compose=True)
 
+    # ---- the engine lock (reconciler.engine_lock) ------------------------------------------
+
+    def engine_endpoint(self) -> str:
+        """The URL of the engine the calls reach, as the docker CLI resolves it: the state's URL;
+        a context's docker endpoint (`docker context inspect`: one local call, no daemon);
+        else DOCKER_HOST, else DOCKER_CONTEXT or the CLI config's current context, else the
+        default socket (no call for these last: the local engine costs nothing)."""
+        engine = self.engine or Engine()
+        if engine.host is not None:
+            return engine.host
+        if engine.context is None:
+            if os.environ.get("DOCKER_HOST"):
+                return os.environ["DOCKER_HOST"]
+            if not os.environ.get("DOCKER_CONTEXT") and _current_context() in (None, "default"):
+                return _DEFAULT_HOST
+        argv = [*self._docker_cmd(), "context", "inspect"]
+        out = self._read([*argv, "--format", "{{json .Endpoints.docker.Host}}"])
+        try:
+            host = json.loads(out.strip().splitlines()[0])
+        except (ValueError, IndexError):
+            host = None
+        if not isinstance(host, str) or not host:
+            raise PermanentDockerError(
+                f"no docker endpoint in the context of engine {engine}: {out.strip()[:200]!r}",
+                command=tuple(argv),
+            )
+        return host
+
+    def lock_start(
+        self,
+        name: str,
+        image: str,
+        labels: Mapping[str, str],
+        command: Sequence[str],
+        *,
+        timeout: float = _READ_TIMEOUT,
+    ) -> LockContainer:
+        """`docker run --interactive --rm --name NAME ...`: the engine lock's container, left
+        running beside the run, with this process holding its stdin (`processes.Background`).
+
+        Returns once the container printed its first line (its id: it runs); raises
+        `LockNameInUse` when the engine has a container of that name, `LockImageMissing` when
+        it lacks `image` (nothing was created for either), else the classified fault. Never
+        retried: a create that may have started is not repeated.
+        """
+        argv = [*self._docker_cmd(), "container", "run", "--interactive", "--rm"]
+        argv += ["--pull", "never", "--name", name, "--network", "none", "--log-driver", "none"]
+        for key, value in sorted(labels.items()):
+            argv += ["--label", f"{key}={value}"]
+        argv += [image, *command]
+        self.calls.append(DockerCall(tuple(argv), mutating=True, engine_lock=True))
+        what = f"docker container run --name {name}"
+        try:
+            child = processes.start(argv)
+        except FileNotFoundError as error:
+            raise PermanentDockerError(
+                f"docker CLI not found: {argv[0]}", command=tuple(argv)
+            ) from error
+        try:
+            line = child.first_line(stop=self.stop, timeout=timeout, what=what)
+        except ProcessTimeout as error:
+            raise PermanentDockerError(
+                f"no answer within {timeout:g} s; not retried, as it may have run",
+                command=tuple(argv),
+                output=error.stderr,
+            ) from error
+        if line is not None and line.strip():
+            _log.debug("docker call", argv=_short(argv), held=True)
+            return LockContainer(child, line.strip())
+        child.terminate()
+        stderr = child.stderr()
+        lowered = stderr.lower()
+        if "conflict" in lowered and "is already in use" in lowered:
+            raise LockNameInUse(_first_line(stderr), command=tuple(argv), output=stderr)
+        if "no such image" in lowered:
+            raise LockImageMissing(_first_line(stderr), command=tuple(argv), output=stderr)
+        if child.returncode == 0:  # the container ended at once, saying nothing
+            raise PermanentDockerError(
+                f"the lock container {name} ended at once", command=tuple(argv), output=stderr
+            )
+        raise classify(argv, stderr)
+
+    def lock_inspect(self, name: str) -> LockFacts | None:
+        """The container called `name` (its id, state and labels); None when there is none."""
+        argv = [*self._docker_cmd(), "container", "inspect", name]
+        try:
+            out = self._read(argv)
+        except PermanentDockerError as error:
+            if "no such container" in f"{error.message}\n{error.output}".lower():
+                return None
+            raise
+        items = json.loads(out) if out.strip() else []
+        if not items:
+            return None
+        item = items[0]
+        return LockFacts(
+            id=str(item.get("Id") or ""),
+            status=str((item.get("State") or {}).get("Status") or "unknown"),
+            labels={
+                str(k): str(v) for k, v in ((item.get("Config") or {}).get("Labels") or {}).items()
+            },
+        )
+
+    def lock_remove(self, container_id: str, *, force: bool = False) -> bool:
+        """Remove a lock container by id (never by name: a newer lock under the same name is
+        someone else's); without `force` the engine refuses a running one. False when there
+        was none."""
+        argv = [*self._docker_cmd(), "container", "rm", *(["--force"] if force else [])]
+        try:
+            self._call([*argv, container_id], mutating=True, engine_lock=True)
+        except PermanentDockerError as error:
+            if "no such container" in f"{error.message}\n{error.output}".lower():
+                return False
+            raise
+        return True
+
+    def lock_release(self, held: LockContainer, *, timeout: float = 30.0) -> None:
+        """Release the engine lock: close its container's stdin; with `--rm` the CLI returns once
+        the engine removed it (no further call). When the CLI fails or hangs (the connection is
+        gone), the container is removed by id, which raises if the engine cannot be reached."""
+        if held.process.close(timeout) and held.process.returncode == 0:
+            return
+        held.process.terminate()
+        self.lock_remove(held.container_id, force=True)
+
     # ---- plumbing -----------------------------------------------------------------------
 
     @property
@@ -552,8 +694,9 @@ class DockerAdapter:
 
     @property
     def mutating_calls(self) -> list[DockerCall]:
-        """The recorded calls that changed something."""
-        return [call for call in self.calls if call.mutating]
+        """The recorded calls that changed something of the project (the engine lock's own
+        calls are left out: see `DockerCall.engine_lock`)."""
+        return [call for call in self.calls if call.mutating and not call.engine_lock]
 
     def _docker_cmd(self) -> list[str]:
         return [str(part) for part in self._client.client_config.docker_cmd]
@@ -582,6 +725,7 @@ class DockerAdapter:
         compose: bool = False,
         env: Mapping[str, str] | None = None,
         stdin: str | None = None,
+        engine_lock: bool = False,
     ) -> Finished:
         """Run one docker CLI command through `reconciler.processes`, retrying what is safe.
 
@@ -600,7 +744,7 @@ class DockerAdapter:
         environment = {**os.environ, **extra} if extra else None
 
         def attempt() -> Finished:
-            self.calls.append(DockerCall(tuple(argv), mutating))
+            self.calls.append(DockerCall(tuple(argv), mutating, engine_lock))
             try:
                 done = processes.run(
                     argv,
@@ -658,6 +802,47 @@ def _compose_binary() -> str | None:
             continue
         return f"{path} {info.st_size} {info.st_mtime_ns}"
     return None
+
+
+class LockNameInUse(PermanentDockerError):
+    """The engine already has a container of the lock's name: the lock is held, or stale."""
+
+
+class LockImageMissing(PermanentDockerError):
+    """The engine lacks the lock's image (`--pull never`: nothing was created)."""
+
+
+@dataclass(frozen=True)
+class LockContainer:
+    """A running engine-lock container, and the `docker run` child whose stdin keeps it so."""
+
+    process: Background
+    container_id: str  # the short id it printed (its HOSTNAME)
+
+    @property
+    def running(self) -> bool:
+        """True while the lock's `docker run` runs: the container and its connection live."""
+        return self.process.alive
+
+
+@dataclass(frozen=True)
+class LockFacts:
+    """A container found under the lock's name."""
+
+    id: str
+    status: str  # created, running, paused, restarting, removing, exited, dead
+    labels: dict[str, str]
+
+
+def _current_context() -> str | None:
+    """The docker CLI config's `currentContext` ($DOCKER_CONFIG, else ~/.docker), if any."""
+    directory = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    try:
+        config = json.loads(Path(directory, "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    current = config.get("currentContext") if isinstance(config, dict) else None
+    return current if isinstance(current, str) and current else None
 
 
 def _hash_lines(out: str) -> dict[str, str]:
@@ -723,7 +908,7 @@ def _docker_failed(code: int, stderr: str) -> bool:
     the command's failure, not docker's.
     """
     lowered = stderr.lower()
-    if any(pattern in lowered for pattern in _DOCKER_UNREACHABLE):
+    if any(pattern in lowered for pattern in _DOCKER_UNREACHABLE) or is_ssh_fault(stderr):
         return True
     return code in _DOCKER_EXEC_CODES or any(text in lowered for text in _EXEC_FAILURE_TEXTS)
 

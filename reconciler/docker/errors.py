@@ -25,6 +25,7 @@ __all__ = [
     "SSH_TRANSIENT_PATTERNS",
     "TRANSIENT_PATTERNS",
     "classify",
+    "is_ssh_fault",
     "redact_keys",
 ]
 
@@ -66,6 +67,7 @@ SSH_PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
 SSH_TRANSIENT_PATTERNS: tuple[str, ...] = (
     "connection refused",
     "connection closed by",
+    "closed by remote host",  # an established connection dropped (`Connection to H closed ...`)
     "connection reset",
     "connection timed out",
     "operation timed out",
@@ -170,6 +172,12 @@ def classify(argv: Sequence[str], stderr: str, stdout: str = "") -> DockerError:
         else PermanentDockerError
     )
     return kind(summary, command=tuple(argv), output=text)
+
+
+def is_ssh_fault(text: str) -> bool:
+    """True when `text` holds the docker CLI's report of ssh failing to reach an ssh:// engine
+    (its own wrapper text: no command run in a container prints it)."""
+    return _SSH_WRAPPED.search(_ANSI.sub("", text)) is not None
 
 
 def redact_keys(text: str) -> str:

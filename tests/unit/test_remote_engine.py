@@ -79,7 +79,8 @@ def test_a_password_in_the_url_is_never_repeated() -> None:
 
 
 class Recorder:
-    """Stands in for `processes.run`: records argv and answers like docker would."""
+    """Stands in for `processes.run` (and `processes.start`): records argv and answers like
+    docker would."""
 
     def __init__(self) -> None:
         self.argvs: list[tuple[str, ...]] = []
@@ -88,6 +89,26 @@ class Recorder:
         argv = tuple(argv)
         self.argvs.append(argv)
         return processes.Finished(argv, 0, _answer(argv), "", 0.01)
+
+    def start(self, argv: Any, **_: Any) -> Any:
+        self.argvs.append(tuple(argv))
+        return _Running()
+
+
+class _Running:
+    """A `processes.Background` whose container printed its id and hangs on release."""
+
+    alive = True
+    returncode = None
+
+    def first_line(self, **_: Any) -> str:
+        return "c0ffee"
+
+    def close(self, timeout: float) -> bool:
+        return False
+
+    def terminate(self) -> None:
+        pass
 
 
 _ANSWERS: tuple[tuple[Callable[[tuple[str, ...]], bool], str], ...] = (
@@ -113,6 +134,7 @@ _ANSWERS: tuple[tuple[Callable[[tuple[str, ...]], bool], str], ...] = (
         json.dumps([{"ID": "t1", "ServiceID": "s1", "DesiredState": "running"}]),
     ),
     (lambda argv: "status=running" in argv, "c1\n"),
+    (lambda argv: "context" in argv and "inspect" in argv, '"ssh://deploy@core.example"\n'),
     (
         lambda argv: "imagetools" in argv,
         json.dumps({"mediaType": "x", "digest": DIGEST, "size": 1}),
@@ -154,7 +176,16 @@ CALLS: dict[str, Call] = {
     "service_rollback": lambda a: a.service_rollback("web"),
     "stack_remove": lambda a: a.stack_remove(),
     "running_task_container": lambda a: a.running_task_container("web"),
+    "engine_endpoint": lambda a: a.engine_endpoint(),
+    "lock_start": lambda a: a.lock_start("reconciler-lock-p", "lock:1", {"k": "v"}, ["true"]),
+    "lock_inspect": lambda a: a.lock_inspect("reconciler-lock-p"),
+    "lock_remove": lambda a: a.lock_remove("c0ffee"),
+    "lock_release": lambda a: a.lock_release(
+        a.lock_start("reconciler-lock-p", "lock:1", {}, ["true"])
+    ),
 }
+# An engine given by URL is its own endpoint: asking for it makes no call.
+NO_CALL_WITH_A_HOST = {"engine_endpoint"}
 
 
 def test_every_public_call_is_listed() -> None:
@@ -198,8 +229,9 @@ def test_every_call_targets_the_engine(
 ) -> None:
     recorder = Recorder()
     monkeypatch.setattr(processes, "run", recorder)
+    monkeypatch.setattr(processes, "start", recorder.start)
     CALLS[name](_adapter(tmp_path, engine))
-    assert recorder.argvs, name
+    assert recorder.argvs or (name in NO_CALL_WITH_A_HOST and engine.host), name
     for argv in recorder.argvs:
         assert Path(argv[0]).name == "docker", argv
         assert argv[1:3] == flag, argv
@@ -210,6 +242,7 @@ def test_without_an_engine_docker_chooses(tmp_path: Path, monkeypatch: pytest.Mo
     """No engine: no --host/--context, so DOCKER_HOST / DOCKER_CONTEXT apply as for docker."""
     recorder = Recorder()
     monkeypatch.setattr(processes, "run", recorder)
+    monkeypatch.setattr(processes, "start", recorder.start)
     adapter = _adapter(tmp_path, None)
     for call in CALLS.values():
         call(adapter)
