@@ -574,8 +574,9 @@ def _project_lock(
     if is_remote(endpoint):
         engine = str(adapter.engine or endpoint)
         engine = engine if engine == endpoint else f"{engine} ({endpoint})"
+        # on the engine itself, the project alone names the lock
         with engine_lock(
-            adapter, lock_name(state), engine=engine, timeout=timeout, sleep=adapter.stop.sleep
+            adapter, adapter.project_name, engine=engine, timeout=timeout, sleep=adapter.stop.sleep
         ) as guard:
             yield guard.check
         return

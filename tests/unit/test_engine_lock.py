@@ -335,6 +335,8 @@ def test_which_engines_hold_the_lock(endpoint: str, remote: bool) -> None:
 
 
 class FakeAdapterEngine(FakeEngine):
+    project_name = "shop"
+
     def __init__(self, endpoint: str, engine: str | None) -> None:
         super().__init__()
         self.endpoint = endpoint
@@ -357,7 +359,9 @@ def test_a_remote_engine_gets_the_engine_lock(
 ) -> None:
     fake = FakeAdapterEngine(endpoint, engine)
     fake.containers[NAME] = LockFacts("theirs", "running", OTHER)
-    state = _state(tmp_path)
+    # a state naming its engine: the host-local lock key names the engine too, the engine's
+    # lock container the project alone
+    state = _state(tmp_path, engine)
     adapter = cast(DockerAdapter, fake)
     with (
         pytest.raises(LockHeldError) as refused,
@@ -378,12 +382,14 @@ def test_a_local_engine_keeps_the_lock_file(
     assert fake.starts == 0
 
 
-def _state(tmp_path: Path) -> Any:
+def _state(tmp_path: Path, engine: str | None = None) -> Any:
     from reconciler.state import load_state  # noqa: PLC0415
 
     (tmp_path / "docker-compose.yml").write_text("services: {web: {image: web:1}}\n")
     (tmp_path / "state.yaml").write_text(
-        "name: shop\ncompose: {file: docker-compose.yml, project: shop}\n"
+        "name: shop\n"
+        + (f"engine: {engine}\n" if engine else "")
+        + "compose: {file: docker-compose.yml, project: shop}\n"
         "services: {web: {image: 'web:1'}}\n"
     )
     return load_state(tmp_path / "state.yaml")
