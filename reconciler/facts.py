@@ -32,6 +32,7 @@ __all__ = [
     "ImagesFacts",
     "MigrationStatus",
     "MigrationsFacts",
+    "Readiness",
     "ServicesFacts",
     "Snapshot",
     "StackFacts",
@@ -199,3 +200,14 @@ class ChecksFacts:
     images: dict[str, ImageFacts] = field(default_factory=dict)
     containers: tuple[ContainerFacts, ...] = ()
     config: ComposeConfig | None = None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Where one service stands while waiting (a compose service's containers, or a stack
+    service's tasks): ready, failed for good, or neither yet, and why, for people."""
+
+    service: str
+    ready: bool
+    failed: bool
+    summary: str

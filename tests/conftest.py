@@ -186,39 +186,41 @@ def stack(docker_engine: None, tmp_path: Path) -> Iterator[Stack]:
 REMOTE_ENGINE_SCRIPT = REPO / "deploy" / "engine" / "ensure-remote-engine.sh"
 
 
-@pytest.fixture(scope="module")
-def remote_engine(docker_engine: None) -> Iterator[str]:
-    """The ssh:// URL of a second engine on this machine (deploy/engine/ensure-remote-engine.sh).
-
-    Started for the test module that asks for it and stopped (its state removed) when that
-    module is done, so it never runs beside other modules' tests (the daemon-stop test among
-    them); under CI=true a failure to start it fails the test instead of skipping it.
-    """
-    started = subprocess.run(
-        ["bash", str(REMOTE_ENGINE_SCRIPT)], capture_output=True, text=True, check=False
-    )
+def _extra_engine(script: Path, scheme: str, keep: str) -> Iterator[str]:
+    """Start a further engine with `script`, yield the URL it prints last (`scheme`...), and
+    stop it (its state removed) afterwards unless the variable `keep` is 1 (for test runs side
+    by side). Under CI=true a failure to start it fails the test instead of skipping it."""
+    started = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     lines = started.stdout.strip().splitlines()
-    if started.returncode != 0 or not lines or not lines[-1].startswith("ssh://"):
+    if started.returncode != 0 or not lines or not lines[-1].startswith(scheme):
         message = (
-            f"remote engine not started (exit {started.returncode}): "
+            f"{script.name} did not start its engine (exit {started.returncode}): "
             f"{started.stderr.strip()[-1500:]}"
         )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    if os.environ.get("RTEST_KEEP_REMOTE_ENGINE") == "1":  # for test runs side by side
+    if os.environ.get(keep) == "1":
         yield lines[-1]
         return
     try:
         yield lines[-1]
     finally:
         stopped = subprocess.run(
-            ["bash", str(REMOTE_ENGINE_SCRIPT), "--stop"],
-            capture_output=True,
-            text=True,
-            check=False,
+            ["bash", str(script), "--stop"], capture_output=True, text=True, check=False
         )
-        assert stopped.returncode == 0, f"remote engine not stopped: {stopped.stderr[-1500:]}"
+        assert stopped.returncode == 0, f"{script.name} --stop failed: {stopped.stderr[-1500:]}"
+
+
+@pytest.fixture(scope="module")
+def remote_engine(docker_engine: None) -> Iterator[str]:
+    """The ssh:// URL of a second engine on this machine (deploy/engine/ensure-remote-engine.sh).
+
+    Started for the test module that asks for it and stopped when that module is done, so it
+    never runs beside other modules' tests (the daemon-stop test among them), unless
+    RTEST_KEEP_REMOTE_ENGINE=1.
+    """
+    yield from _extra_engine(REMOTE_ENGINE_SCRIPT, "ssh://", "RTEST_KEEP_REMOTE_ENGINE")
 
 
 SWARM_ENGINE_SCRIPT = REPO / "deploy" / "engine" / "ensure-swarm-engine.sh"
@@ -228,31 +230,6 @@ SWARM_ENGINE_SCRIPT = REPO / "deploy" / "engine" / "ensure-swarm-engine.sh"
 def swarm_engine(docker_engine: None) -> Iterator[str]:
     """The unix:// URL of a third engine on this machine, a single-node Swarm manager
     (deploy/engine/ensure-swarm-engine.sh): neither the main engine nor the ssh one is made a
-    Swarm. Started for the module that asks for it and stopped (its state removed) after it,
-    unless RTEST_KEEP_SWARM_ENGINE=1; under CI=true a failure to start it fails the test
-    instead of skipping it."""
-    started = subprocess.run(
-        ["bash", str(SWARM_ENGINE_SCRIPT)], capture_output=True, text=True, check=False
-    )
-    lines = started.stdout.strip().splitlines()
-    if started.returncode != 0 or not lines or not lines[-1].startswith("unix://"):
-        message = (
-            f"swarm engine not started (exit {started.returncode}): "
-            f"{started.stderr.strip()[-1500:]}"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    if os.environ.get("RTEST_KEEP_SWARM_ENGINE") == "1":  # for test runs side by side
-        yield lines[-1]
-        return
-    try:
-        yield lines[-1]
-    finally:
-        stopped = subprocess.run(
-            ["bash", str(SWARM_ENGINE_SCRIPT), "--stop"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert stopped.returncode == 0, f"swarm engine not stopped: {stopped.stderr[-1500:]}"
+    Swarm. Started for the module that asks for it and stopped after it, unless
+    RTEST_KEEP_SWARM_ENGINE=1."""
+    yield from _extra_engine(SWARM_ENGINE_SCRIPT, "unix://", "RTEST_KEEP_SWARM_ENGINE")

@@ -25,7 +25,7 @@ from pathlib import Path
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, ServiceConfig
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
-from reconciler.facts import ServicesFacts, Snapshot, StackFacts
+from reconciler.facts import Readiness, ServicesFacts, Snapshot, StackFacts
 from reconciler.inputs import read_record, record_path, service_digests, write_record
 from reconciler.logs import get_logger
 from reconciler.observe import activating, desired_images, pulls_always
@@ -436,16 +436,6 @@ def _record_secrets(
             record.update({n: keyed_hash(key, n, values[n]) for n in names if n in values})
             after[container.id] = record
     records.write(after)
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Where one service stands while waiting."""
-
-    service: str
-    ready: bool
-    failed: bool
-    summary: str
 
 
 # A container without a healthcheck counts as ready once it has stayed up (same start, no

@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 
 from reconciler.config_hashes import config_hashes
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import SwarmService, SwarmTask, normalize_reference
 from reconciler.errors import ApplyError, DockerError, HealthTimeoutError
-from reconciler.facts import Snapshot, StackFacts
+from reconciler.facts import Readiness, Snapshot, StackFacts
 from reconciler.logs import get_logger
 from reconciler.observe import desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
@@ -174,16 +173,6 @@ def _rolled_back_note(service: SwarmService) -> str:
 def _without_digest(image: str) -> str:
     """A spec's image without the digest Swarm may have pinned (`name:tag@sha256:...`)."""
     return image.partition("@")[0] if "@" in image and ":" in image.partition("@")[0] else image
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Where one stack service stands."""
-
-    service: str
-    ready: bool
-    failed: bool
-    summary: str
 
 
 def service_readiness(name: str, facts: StackFacts) -> Readiness:
