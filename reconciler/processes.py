@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
@@ -91,9 +92,7 @@ def run(
     what = what or _what(argv)
     if stop.requested and (on_stop is OnStop.CUT or stop.urgent):
         raise stop.stopped(f"before {what}")
-    spawn = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
-    if _SETPRIV and shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
-        raise FileNotFoundError(2, "No such file or directory", argv[0])
+    spawn = _spawn_argv(argv)
     started = time.monotonic()
     assert stdin is None or on_line is None, "stdin and on_line do not combine"
     child = subprocess.Popen(
@@ -139,6 +138,27 @@ def run(
 
 
 _Wait = Callable[..., tuple[str, str]]
+
+
+def _spawn_argv(argv: Sequence[str]) -> list[str]:
+    """`argv` under `setpriv --pdeathsig KILL` when available (the child dies with reconciler);
+    `FileNotFoundError` when its program does not exist (setpriv would only exit 127)."""
+    if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
+        raise FileNotFoundError(2, "No such file or directory", argv[0])
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
+
+
+def _kill_group(child: subprocess.Popen[Any]) -> None:
+    """SIGTERM a running child's process group, SIGKILL it after a grace period."""
+    for signum, wait in ((signal.SIGTERM, _GRACE), (signal.SIGKILL, None)):
+        if child.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(wait)
+
+
 _CHUNK = 1 << 20
 
 
@@ -164,12 +184,9 @@ def pipe(
     started = time.monotonic()
     try:
         for argv, stdin in ((source, subprocess.DEVNULL), (sink, subprocess.PIPE)):
-            spawn = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
-            if _SETPRIV and shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
-                raise FileNotFoundError(2, "No such file or directory", argv[0])
             children.append(
                 subprocess.Popen(
-                    spawn,
+                    _spawn_argv(argv),
                     stdin=stdin,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -211,13 +228,7 @@ def pipe(
         return ended(0, source), ended(1, sink)
     finally:
         for child in children:
-            if child.poll() is None:
-                for signum in (signal.SIGTERM, signal.SIGKILL):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(child.pid, signum)
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        child.wait(timeout=_GRACE)
-                        break
+            _kill_group(child)
 
 
 def _copy(
@@ -339,11 +350,8 @@ class Background:
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         self.argv = tuple(argv)
-        spawn = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
-        if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
-            raise FileNotFoundError(2, "No such file or directory", argv[0])
         self._child = subprocess.Popen(
-            spawn,
+            _spawn_argv(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -432,15 +440,7 @@ class Background:
 
     def terminate(self) -> None:
         """SIGTERM the child's process group, SIGKILL it after a grace period."""
-        for signum, wait in ((signal.SIGTERM, _GRACE), (signal.SIGKILL, None)):
-            if self._child.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._child.pid, signum)
-            try:
-                self._child.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
+        _kill_group(self._child)
         if self._child.stdin is not None:
             with contextlib.suppress(OSError):
                 self._child.stdin.close()
