@@ -145,31 +145,29 @@ def make_stack(tmp_path: Path, *, port: int) -> Stack:
     return Stack(directory, project, port)
 
 
-def remove_stack(stack: Stack) -> None:
-    """Remove the stack's containers, volumes, network and images."""
+def remove_stack(stack: Stack, engine: str | None = None) -> None:
+    """Remove the stack's containers, volumes, network and images, on the engine at URL
+    `engine` (None: the local one)."""
+    docker = ["docker", *(["-H", engine] if engine else [])]
     subprocess.run(
-        stack.compose_argv("down", "--volumes", "--remove-orphans", "--timeout", "1"),
+        [
+            *docker,
+            *stack.compose_argv("down", "--volumes", "--remove-orphans", "--timeout", "1")[1:],
+        ],
         capture_output=True,
         check=False,
     )
     # By tag, never by ID: another stack built from the same context has the same image IDs,
     # and removing an ID would take that stack's tags with it.
+    mine = f"reference={stack.project}-*"
     images = subprocess.run(
-        [
-            "docker",
-            "image",
-            "ls",
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-            "--filter",
-            f"reference={stack.project}-*",
-        ],
+        [*docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", mine],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.split()
     if images:
-        subprocess.run(["docker", "image", "rm", "-f", *images], capture_output=True, check=False)
+        subprocess.run([*docker, "image", "rm", "-f", *images], capture_output=True, check=False)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from ruamel.yaml import YAML
 import reconciler
 from reconciler import reconcile
 from reconciler.engine_lock import LOCK_IMAGE, lock_container_name
-from tests.conftest import RECONCILER, Stack, make_stack, run_cli
+from tests.conftest import RECONCILER, Stack, make_stack, remove_stack, run_cli
 from tests.e2e.sshd_front import SshdFront
 
 pytestmark = pytest.mark.docker
@@ -188,19 +188,8 @@ def remote_stack(tmp_path: Path, url: str, port: int) -> Stack:
 
 
 def remove_remote_stack(url: str, stack: Stack) -> None:
-    docker(url, *stack.compose_argv("down", "--volumes", "--timeout", "1")[1:])
+    remove_stack(stack, url)
     docker(url, "container", "rm", "--force", lock_container_name(stack.project))
-    images = docker(
-        url,
-        "image",
-        "ls",
-        "--format",
-        "{{.Repository}}:{{.Tag}}",
-        "--filter",
-        f"reference={stack.project}-*",
-    ).stdout.split()
-    if images:
-        docker(url, "image", "rm", "--force", *images)
 
 
 @pytest.fixture

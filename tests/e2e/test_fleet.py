@@ -64,25 +64,7 @@ def services_of(url: str | None, project: str) -> list[str]:
 def reset(pair: Pair) -> None:
     """Both stacks down, their images removed (by tag), on both engines: a cold start."""
     for url, stack in ((None, pair.local), (pair.url, pair.remote)):
-        prefix = ["docker", *(["-H", url] if url else [])]
-        subprocess.run(
-            [
-                *prefix,
-                "compose",
-                "-f",
-                str(stack.compose_file),
-                "-p",
-                stack.project,
-                "down",
-                "--volumes",
-                "--timeout",
-                "1",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        images = [stack.image(name) for name in ("api", "db", "worker")]
-        subprocess.run([*prefix, "image", "rm", "-f", *images], capture_output=True, check=False)
+        remove_stack(stack, url)
 
 
 @pytest.fixture

@@ -91,24 +91,7 @@ def remote_stack(remote_engine: str, tmp_path: Path) -> Any:
         yield created
     finally:
         # The engine's whole state goes with `--stop`; the stack is removed first all the same.
-        subprocess.run(
-            [
-                "docker",
-                "-H",
-                remote_engine,
-                "compose",
-                "-f",
-                str(created.compose_file),
-                "-p",
-                created.project,
-                "down",
-                "--volumes",
-                "--timeout",
-                "1",
-            ],
-            capture_output=True,
-            check=False,
-        )
+        remove_stack(created, remote_engine)
 
 
 def test_idempotence_on_a_remote_engine(
