@@ -132,8 +132,9 @@ class Stack:
         return f"{self.project}-{name}:{tag}"
 
 
-def make_stack(tmp_path: Path, *, port: int) -> Stack:
-    """Copy the e2e stack into `tmp_path` under a unique project and image names."""
+def make_stack(tmp_path: Path, *, port: int, engine: str | None = None) -> Stack:
+    """Copy the e2e stack into `tmp_path` under a unique project and image names; with
+    `engine`, its state targets the engine at that URL (`engine:`)."""
     project = f"rt{uuid.uuid4().hex[:8]}"
     directory = tmp_path / "stack"
     shutil.copytree(STACK, directory)
@@ -141,6 +142,8 @@ def make_stack(tmp_path: Path, *, port: int) -> Stack:
     for name in ("docker-compose.yml", "state.yaml"):
         path = directory / name
         text = path.read_text().replace("rtest-", f"{project}-").replace("rtest", project)
+        if engine is not None and name == "state.yaml":
+            text = text.replace("compose:\n", f"engine: {engine}\ncompose:\n", 1)
         path.write_text(text.replace("${RTEST_API_PORT:-18080}", str(port)))
     return Stack(directory, project, port)
 

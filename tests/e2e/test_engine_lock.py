@@ -176,14 +176,13 @@ def env_with_lock_dir(directory: Path, base: dict[str, str] | None = None) -> di
 
 
 def remote_stack(tmp_path: Path, url: str, port: int) -> Stack:
-    created = make_stack(tmp_path, port=port)
+    created = make_stack(tmp_path, port=port, engine=url)
     dockerfile = created.directory / "Dockerfile"
     text = dockerfile.read_text()
     marker = 'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
     assert marker in text
     dockerfile.write_text(text.replace(marker, marker + GATE_STEPS))
-    state = created.state_file.read_text().replace("compose:\n", f"engine: {url}\ncompose:\n", 1)
-    created.state_file.write_text(state + MIGRATION)
+    created.state_file.write_text(created.state_file.read_text() + MIGRATION)
     return created
 
 

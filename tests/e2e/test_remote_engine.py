@@ -82,10 +82,8 @@ def plan_cost(state_file: Path, runs: int = 3) -> tuple[float, int]:
 
 @pytest.fixture
 def remote_stack(remote_engine: str, tmp_path: Path) -> Any:
-    created = make_stack(tmp_path / "remote", port=_port(0))
-    text = created.state_file.read_text().replace(
-        "compose:\n", f"engine: {remote_engine}\ncompose:\n", 1
-    )
+    created = make_stack(tmp_path / "remote", port=_port(0), engine=remote_engine)
+    text = created.state_file.read_text()
     created.state_file.write_text(text + CHECK.format(port=created.port))
     try:
         yield created
