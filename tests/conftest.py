@@ -8,12 +8,14 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import structlog
+
+from reconciler.docker.adapter import DockerCall
 
 REPO = Path(__file__).resolve().parent.parent
 STACK = Path(__file__).resolve().parent / "e2e" / "stack"
@@ -146,6 +148,15 @@ def make_stack(tmp_path: Path, *, port: int, engine: str | None = None) -> Stack
             text = text.replace("compose:\n", f"engine: {engine}\ncompose:\n", 1)
         path.write_text(text.replace("${RTEST_API_PORT:-18080}", str(port)))
     return Stack(directory, project, port)
+
+
+def all_target(calls: Iterable[DockerCall], url: str) -> bool:
+    """Every docker call went to the engine at `url` (`docker --host URL ...`); compose's
+    `config` runs the compose plugin by itself, which never talks to an engine."""
+    return all(
+        Path(call.argv[0]).name == "docker-compose" or call.argv[1:3] == ("--host", url)
+        for call in calls
+    )
 
 
 def remove_stack(stack: Stack, engine: str | None = None) -> None:

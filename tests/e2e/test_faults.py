@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Stack, run_cli
+from tests.facts.fake_docker import path_env
 
 pytestmark = pytest.mark.docker
 
@@ -37,7 +38,7 @@ def faulty_env(tmp_path: Path, rate: float, seed: str) -> dict[str, str]:
     faults.mkdir(exist_ok=True)
     return {
         **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        **path_env(bin_dir),
         "FAULT_REAL_DOCKER": real,
         "FAULT_RATE": str(rate),
         "FAULT_SEED": seed,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import reconciler
-from tests.conftest import RECONCILER, Stack, make_stack, remove_stack, run_cli
+from tests.conftest import RECONCILER, Stack, all_target, make_stack, remove_stack, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -119,7 +119,7 @@ def test_a_fleet_of_two_engines_converges_in_one_apply_and_then_does_nothing(
         mutating = [c.argv for c in target.result.calls if c.mutating and not c.engine_lock]
         assert mutating == [], target.name  # the engine lock on the ssh engine aside
     remote_calls = result.targets[1].result.calls if result.targets[1].result else ()
-    assert all(call.argv[1:3] == ("--host", pair.url) for call in remote_calls)
+    assert all_target(remote_calls, pair.url)
 
 
 def test_a_failed_target_in_wave_1_stops_wave_2(pair: Pair) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 import reconciler
 from reconciler.reconcile import make_adapter
-from tests.conftest import Stack, make_stack, remove_stack, run_cli
+from tests.conftest import Stack, all_target, make_stack, remove_stack, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -131,7 +131,7 @@ def test_idempotence_on_a_remote_engine(
     assert not result.changed
     assert adapter.calls
     assert adapter.mutating_calls == []
-    assert all(call.argv[1:3] == ("--host", url) for call in adapter.calls)
+    assert all_target(adapter.calls, url)
     assert container_ids(url, stack.project) == remote
 
     # 5. one tag change: exactly that service recreated, on the remote engine.

@@ -58,6 +58,24 @@ def install(
     return script
 
 
+def first_on_path(bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `bin_dir/docker` the docker every call runs: first on PATH, compose included.
+
+    reconciler runs `compose config` through the compose plugin itself when it finds one
+    (reconciler.docker.adapter._compose_plugin), which a `docker` on PATH would not see.
+    """
+    for key, value in path_env(bin_dir).items():
+        monkeypatch.setenv(key, value)
+
+
+def path_env(bin_dir: Path) -> dict[str, str]:
+    """The variables `first_on_path` sets, for a child's environment."""
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "RECONCILER_COMPOSE_VIA_DOCKER": "1",
+    }
+
+
 def on_path(
     scenario: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, root: Path | None = None
 ) -> Path:
@@ -68,7 +86,7 @@ def on_path(
     log = tmp_path / "fake-docker" / "calls.log"
     bin_dir = tmp_path / "fake-docker" / "bin"
     install(bin_dir, SCENARIOS / scenario, root=root or tmp_path, log=log)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    first_on_path(bin_dir, monkeypatch)
     return log
 
 

@@ -169,7 +169,7 @@ def record_apply(work: Path, scenario: str, *args: str) -> subprocess.CompletedP
     directory.mkdir(parents=True)
     bin_dir = work / f"bin-{scenario}"
     fake_docker.install(bin_dir, directory, root=stack, log=work / f"{scenario}.log", real=DOCKER)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, **fake_docker.path_env(bin_dir)}
     done = subprocess.run(
         [sys.executable, "-m", "reconciler", "apply", *args, "--log-format", "json", "--json"],
         capture_output=True,

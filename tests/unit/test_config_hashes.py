@@ -43,6 +43,7 @@ def compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Compose:
     plugin = tmp_path / "plugins" / "docker" / "cli-plugins" / "docker-compose"
     plugin.parent.mkdir(parents=True)
     plugin.write_text("compose 1")
+    plugin.chmod(0o755)
     monkeypatch.setattr(adapter_module, "_PLUGIN_ROOTS", (str(tmp_path / "plugins"),))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-user-plugins"))
     return fake

@@ -18,6 +18,7 @@ from reconciler.facts import ChecksFacts
 from reconciler.interrupt import StopToken
 from reconciler.state import State
 from reconciler.steps import checks
+from tests.facts.fake_docker import first_on_path
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.02, jitter=0.0)
 MODEL = ComposeConfig(project="p", services={}, resolved="{}")
@@ -50,7 +51,7 @@ def fake_docker(
 @pytest.fixture
 def on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put tmp_path/bin first on PATH."""
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    first_on_path(tmp_path / "bin", monkeypatch)
     return tmp_path
 
 

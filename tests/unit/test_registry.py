@@ -4,7 +4,6 @@ on stdin apart from its argv."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import stat
 from pathlib import Path
@@ -16,6 +15,7 @@ from reconciler.docker.facts import RegistryLogin, registry_host, repository
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import PermanentDockerError, RegistryError
 from reconciler.observe import read_remote_digest
+from tests.facts.fake_docker import first_on_path
 
 FACTS = Path(__file__).resolve().parent.parent / "facts"
 REGISTRY = FACTS / "registry"
@@ -104,7 +104,7 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "esac\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    first_on_path(bin_dir, monkeypatch)
     return tmp_path
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from reconciler import processes, reconcile
 from reconciler.cli import _with_engine
+from reconciler.docker import adapter as adapter_module
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.errors import classify, redact_keys
 from reconciler.docker.facts import (
@@ -211,8 +212,27 @@ def _adapter(tmp_path: Path, engine: Engine | None) -> DockerAdapter:
     )
 
 
+# `compose config` never talks to the engine: it runs the compose plugin by itself when one is
+# found (no docker CLI start), else `docker compose` with the engine's flag like every call.
+ENGINE_FREE = {"compose_config", "service_profiles", "resolved_config_hashes"}
+
+
+def _plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, present: bool) -> Path:
+    """Where the adapter finds the compose plugin: only tmp_path/plugins, or nowhere."""
+    plugin = tmp_path / "plugins" / "docker" / "cli-plugins" / "docker-compose"
+    if present:
+        plugin.parent.mkdir(parents=True)
+        plugin.write_text("#!/bin/sh\n")
+        plugin.chmod(0o755)
+    monkeypatch.setattr(adapter_module, "_PLUGIN_ROOTS", (str(tmp_path / "plugins"),))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-user-plugins"))
+    monkeypatch.delenv("RECONCILER_COMPOSE_VIA_DOCKER", raising=False)
+    return plugin
+
+
+@pytest.mark.parametrize("plugin_found", [True, False], ids=["plugin", "no-plugin"])
 @pytest.mark.parametrize(
-    ("engine", "flag"),
+    "target",
     [
         (parse_engine(URL), ("--host", URL)),
         (parse_engine("workers-b"), ("--context", "workers-b")),
@@ -222,20 +242,39 @@ def _adapter(tmp_path: Path, engine: Engine | None) -> DockerAdapter:
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_every_call_targets_the_engine(
     name: str,
-    engine: Engine,
-    flag: tuple[str, str],
+    target: tuple[Engine, tuple[str, str]],
+    plugin_found: bool,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    engine, flag = target
+    plugin = _plugin(tmp_path, monkeypatch, present=plugin_found)
     recorder = Recorder()
     monkeypatch.setattr(processes, "run", recorder)
     monkeypatch.setattr(processes, "start", recorder.start)
     CALLS[name](_adapter(tmp_path, engine))
     assert recorder.argvs or (name in NO_CALL_WITH_A_HOST and engine.host), name
     for argv in recorder.argvs:
+        if name in ENGINE_FREE and plugin_found:
+            assert argv[0] == str(plugin), argv
+            assert "--host" not in argv, argv
+            assert "--context" not in argv, argv
+            continue
         assert Path(argv[0]).name == "docker", argv
         assert argv[1:3] == flag, argv
         assert argv.count(flag[0]) == 1, argv
+
+
+def test_compose_via_docker_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RECONCILER_COMPOSE_VIA_DOCKER=1: `config` goes through docker too (a wrapper sees it)."""
+    _plugin(tmp_path, monkeypatch, present=True)
+    monkeypatch.setenv("RECONCILER_COMPOSE_VIA_DOCKER", "1")
+    recorder = Recorder()
+    monkeypatch.setattr(processes, "run", recorder)
+    _adapter(tmp_path, parse_engine(URL)).compose_config()
+    argv = recorder.argvs[0]
+    assert Path(argv[0]).name == "docker", argv
+    assert list(argv[1:4]) == ["--host", URL, "compose"], argv
 
 
 def test_without_an_engine_docker_chooses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

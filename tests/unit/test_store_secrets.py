@@ -20,6 +20,7 @@ from reconciler.errors import ApplyError, InputError
 from reconciler.secret_store import SecretRecords, SecretStore, keyed_hash
 from reconciler.secrets import MASK, Secrets
 from reconciler.state import State, load_state
+from tests.facts.fake_docker import first_on_path
 
 VALUE = "s3cr3t-Value-9f2a"
 FAST = RetryPolicy(attempts=1, initial_delay=0.01, max_delay=0.01, jitter=0.0)
@@ -199,7 +200,7 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         '"environment": {"T": "%s"}}}}\' "$API_TOKEN";; esac\n'
     )
     script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    first_on_path(bin_dir, monkeypatch)
     monkeypatch.delenv("API_TOKEN", raising=False)
     monkeypatch.delenv("NPM", raising=False)
     return tmp_path / "calls"
