@@ -1,8 +1,8 @@
 """End to end: a fleet of two targets, the local engine and a second one over SSH
 (deploy/engine/ensure-remote-engine.sh), each a copy of the e2e stack with its own project and
 port. One `apply fleet.yaml` converges both; a second is a no-op (no mutating docker call on
-either engine); a failed target in wave 1 stops wave 2. The wall time of the fleet's apply,
-serial (no waves) against one wave `[[local, remote]]`, is printed for the report.
+either engine); a failed target in wave 1 stops wave 2. The wall time of a serial apply
+against one wave is measured by tests/benchmarks/bench_fleet.py, not here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -141,31 +140,6 @@ def test_a_failed_target_in_wave_1_stops_wave_2(pair: Pair) -> None:
     assert "error: target local: " in done.stderr
     assert services_of(pair.url, pair.remote.project) == []
     assert on_engine(pair.url, "image", "ls", "-q", pair.remote.image("api")).strip() == ""
-
-
-def test_serial_and_one_wave_wall_times(pair: Pair) -> None:
-    """The same fleet from the same cold start (both stacks down, images removed), applied
-    serially and in one wave; the median of RTEST_FLEET_TIMING_RUNS runs each (default 1, to
-    keep CI short), printed for the report. Times are printed, never asserted."""
-    serial, wave = pair.write(name="serial.yaml"), pair.write("[[local, remote]]", "wave.yaml")
-    done = run_cli("apply", serial)  # warms the build cache of both engines
-    assert done.returncode == 0, done.stderr
-    times: dict[str, list[float]] = {"serial": [], "one wave": []}
-    runs = int(os.environ.get("RTEST_FLEET_TIMING_RUNS", "1"))
-    for _ in range(runs):
-        for label, fleet_file in (("serial", serial), ("one wave", wave)):
-            reset(pair)
-            started = time.monotonic()
-            done = run_cli("apply", fleet_file)
-            times[label].append(time.monotonic() - started)
-            assert done.returncode == 0, done.stderr
-            assert "fleet e2e: targets=2" in done.stdout
-    medians = {label: statistics.median(values) for label, values in times.items()}
-    print(
-        f"\nfleet apply of two targets from a cold start (median of {runs}): "
-        + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in medians.items())
-        + f"; runs: {json.dumps({k: [round(v, 1) for v in vs] for k, vs in times.items()})}"
-    )
 
 
 def test_ctrl_c_stops_every_target_of_a_running_wave(pair: Pair) -> None:
