@@ -720,9 +720,12 @@ class DockerAdapter:
         return [str(plugin)] if plugin is not None else [*self._docker_cmd(), "compose"]
 
     def _compose_config_cmd(self) -> list[str]:
-        """`_compose_cmd()` with `_compose_base_cmd()` in front of the same options."""
-        options = self._compose_cmd()[len(self._docker_cmd()) + 1 :]
-        return [*self._compose_base_cmd(), *options]
+        """`_compose_cmd()` with `_compose_base_cmd()` in front of the same options (as it is
+        should python_on_whales ever put something else before them)."""
+        compose, prefix = self._compose_cmd(), [*self._docker_cmd(), "compose"]
+        if compose[: len(prefix)] != prefix:
+            return compose
+        return [*self._compose_base_cmd(), *compose[len(prefix) :]]
 
     def _read(self, argv: list[str], *, stderr: bool = False, compose: bool = False) -> str:
         done = self._call(argv, mutating=False, compose=compose)
