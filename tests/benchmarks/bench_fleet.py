@@ -71,7 +71,9 @@ def main() -> None:
                 remove_stack(pair.local)
     finally:
         if os.environ.get("RTEST_KEEP_REMOTE_ENGINE") != "1":
-            subprocess.run(["bash", str(REMOTE_ENGINE_SCRIPT), "--stop"], check=False)
+            subprocess.run(
+                ["bash", str(REMOTE_ENGINE_SCRIPT), "--stop"], capture_output=True, check=False
+            )
     serial_s = statistics.median(times["serial"])
     wave_s = statistics.median(times["one wave"])
     print(f"fleet of two targets (local + ssh engine) from a cold start, median of {runs}")
