@@ -76,6 +76,25 @@ def path_env(bin_dir: Path) -> dict[str, str]:
     }
 
 
+def compose_plugin(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, *, present: bool = True
+) -> Path:
+    """Make `directory/plugins/docker/cli-plugins/docker-compose` the only place the adapter
+    looks for the compose plugin (reconciler.docker.adapter._compose_plugin), and write an
+    executable one there unless `present` is False; return its path."""
+    from reconciler.docker import adapter  # noqa: PLC0415 - not in the fake's start-up
+
+    plugin = directory / "plugins" / "docker" / "cli-plugins" / "docker-compose"
+    if present:
+        plugin.parent.mkdir(parents=True)
+        plugin.write_text("compose 1")
+        plugin.chmod(0o755)
+    monkeypatch.setattr(adapter, "_PLUGIN_ROOTS", (str(directory / "plugins"),))
+    monkeypatch.setenv("DOCKER_CONFIG", str(directory / "no-user-plugins"))
+    monkeypatch.delenv("RECONCILER_COMPOSE_VIA_DOCKER", raising=False)
+    return plugin
+
+
 def on_path(
     scenario: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, root: Path | None = None
 ) -> Path:

@@ -16,6 +16,7 @@ from reconciler.docker import adapter as adapter_module
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig
 from reconciler.processes import Finished
+from tests.facts.fake_docker import compose_plugin
 
 
 class Compose:
@@ -40,12 +41,7 @@ def model(image: str) -> ComposeConfig:
 def compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Compose:
     fake = Compose()
     monkeypatch.setattr(processes, "run", fake)
-    plugin = tmp_path / "plugins" / "docker" / "cli-plugins" / "docker-compose"
-    plugin.parent.mkdir(parents=True)
-    plugin.write_text("compose 1")
-    plugin.chmod(0o755)
-    monkeypatch.setattr(adapter_module, "_PLUGIN_ROOTS", (str(tmp_path / "plugins"),))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-user-plugins"))
+    compose_plugin(tmp_path, monkeypatch)
     return fake
 
 

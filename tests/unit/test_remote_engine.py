@@ -12,7 +12,6 @@ import pytest
 
 from reconciler import processes, reconcile
 from reconciler.cli import _with_engine
-from reconciler.docker import adapter as adapter_module
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.errors import classify, redact_keys
 from reconciler.docker.facts import (
@@ -28,6 +27,7 @@ from reconciler.state import load_state
 from reconciler.state.engine import Engine, parse_engine
 from reconciler.state.model import CommandSpec, HttpRequestSpec, PollSpec
 from reconciler.steps import checks
+from tests.facts.fake_docker import compose_plugin
 
 URL = "ssh://root@127.0.0.1:18522"
 DIGEST = "sha256:" + "a" * 64
@@ -217,19 +217,6 @@ def _adapter(tmp_path: Path, engine: Engine | None) -> DockerAdapter:
 ENGINE_FREE = {"compose_config", "service_profiles", "resolved_config_hashes"}
 
 
-def _plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, present: bool) -> Path:
-    """Where the adapter finds the compose plugin: only tmp_path/plugins, or nowhere."""
-    plugin = tmp_path / "plugins" / "docker" / "cli-plugins" / "docker-compose"
-    if present:
-        plugin.parent.mkdir(parents=True)
-        plugin.write_text("#!/bin/sh\n")
-        plugin.chmod(0o755)
-    monkeypatch.setattr(adapter_module, "_PLUGIN_ROOTS", (str(tmp_path / "plugins"),))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-user-plugins"))
-    monkeypatch.delenv("RECONCILER_COMPOSE_VIA_DOCKER", raising=False)
-    return plugin
-
-
 @pytest.mark.parametrize("plugin_found", [True, False], ids=["plugin", "no-plugin"])
 @pytest.mark.parametrize(
     "target",
@@ -248,7 +235,7 @@ def test_every_call_targets_the_engine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     engine, flag = target
-    plugin = _plugin(tmp_path, monkeypatch, present=plugin_found)
+    plugin = compose_plugin(tmp_path, monkeypatch, present=plugin_found)
     recorder = Recorder()
     monkeypatch.setattr(processes, "run", recorder)
     monkeypatch.setattr(processes, "start", recorder.start)
@@ -267,7 +254,7 @@ def test_every_call_targets_the_engine(
 
 def test_compose_via_docker_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """RECONCILER_COMPOSE_VIA_DOCKER=1: `config` goes through docker too (a wrapper sees it)."""
-    _plugin(tmp_path, monkeypatch, present=True)
+    compose_plugin(tmp_path, monkeypatch)
     monkeypatch.setenv("RECONCILER_COMPOSE_VIA_DOCKER", "1")
     recorder = Recorder()
     monkeypatch.setattr(processes, "run", recorder)
