@@ -27,7 +27,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,8 +36,8 @@ from reconciler.errors import ApplyError, InputError, Location
 __all__ = [
     "CAPS",
     "FileWriteError",
-    "check_output",
     "check_inside",
+    "check_output",
     "decode_utf8",
     "file_kind",
     "open_regular",
@@ -78,23 +78,20 @@ class FileWriteError(ApplyError):
         super().__init__(f"{path}: cannot write: {reason}; the file kept its previous bytes")
 
 
+_KINDS = (
+    (stat.S_ISREG, "regular file"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISLNK, "symlink"),
+)
+
+
 def file_kind(mode: int) -> str:
     """A person's name for the type of file `mode` describes."""
-    if stat.S_ISREG(mode):
-        return "regular file"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISFIFO(mode):
-        return "FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    return "special file"
+    return next((name for test, name in _KINDS if test(mode)), "special file")
 
 
 def _reason(error: OSError) -> str:
@@ -327,10 +324,8 @@ def write_atomic(
     finally:
         if temp is not None:
             # Exactly the file this call created, never a pattern.
-            try:
+            with suppress(FileNotFoundError):
                 os.unlink(temp)
-            except FileNotFoundError:
-                pass
 
 
 def _temp_name(directory: Path, name: str) -> Path:
