@@ -40,6 +40,7 @@ from reconciler.env_files import (
 )
 from reconciler.errors import ApplyError, DockerError, InputError, Location, RegistryError
 from reconciler.facts import ImageSource, MigrationStatus, Snapshot
+from reconciler.files import decode_utf8, read_optional_bytes, read_text
 from reconciler.inputs import env_file_sources
 from reconciler.managed_files import ObservedFile, desired_file, observe_file
 from reconciler.plans import Action, Change, Step
@@ -47,7 +48,7 @@ from reconciler.rootfs import rootfs_digest
 from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.secrets import Secrets, looks_secret
 from reconciler.state import State
-from reconciler.state.load import decode_utf8, yaml_key_position
+from reconciler.state.load import yaml_key_position
 from reconciler.state.model import MigrationSpec, PullPolicy
 from reconciler.state.paths import parse_path
 
@@ -80,27 +81,20 @@ _REVISION = re.compile(r"^([0-9A-Za-z_]+)(?:\s|$)")
 DOCKER_STEPS = frozenset({Step.IMAGES, Step.SERVICES, Step.MIGRATIONS, Step.CHECKS})
 
 
-def read_compose_text(path: Path) -> str:
-    """The compose file's exact text (BOM and line endings kept)."""
+def read_compose_text(path: Path, root: Path | None = None) -> str:
+    """The compose file's exact text (BOM and line endings kept), through the bounded reader."""
     try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read compose file: {error.strerror}", Location(path)) from None
-    return decode_utf8(raw, path)
+        return read_text(path, "compose file", root=root)
+    except FileNotFoundError:
+        raise InputError("compose file not found", Location(path)) from None
 
 
 def read_env_texts(state: State) -> dict[Path, str | None]:
     """The text of each env file and dotenv `files:` entry (None when missing)."""
     texts: dict[Path, str | None] = {}
     for path in dotenv_paths(state):
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            texts[path] = None
-            continue
-        except OSError as error:
-            raise InputError(f"cannot read {path}: {error.strerror}", Location(path)) from None
-        texts[path] = decode_utf8(raw, path)
+        raw = read_optional_bytes(path, "env file", root=state.confine)
+        texts[path] = None if raw is None else decode_utf8(raw, path)
     return texts
 
 
@@ -221,8 +215,8 @@ _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.IGNORECASE | re.MULTILIN
 def base_images(build: BuildConfig) -> list[str]:
     """Images a Dockerfile builds FROM (stage names included; callers filter)."""
     try:
-        return _FROM.findall(build.dockerfile.read_text(encoding="utf-8"))
-    except OSError:
+        return _FROM.findall(read_text(build.dockerfile, "Dockerfile"))
+    except FileNotFoundError:
         return []
 
 
@@ -386,7 +380,7 @@ def observe(
     credentials), concurrent with the compose reads.
     """
     path = state.compose.file
-    text = read_compose_text(path)
+    text = read_compose_text(path, state.confine)
     found = Secrets()
     found.register_environment(state.sensitive_env)
     found.register_compose_text(text)
@@ -528,7 +522,7 @@ def observe_files(state: State, compose_text: str, found: Secrets) -> dict[str, 
     for name, spec in state.files.items():
         if Path(name) in dotenv:
             continue  # read as text with the env files
-        observed = observe_file(Path(name), spec)
+        observed = observe_file(Path(name), spec, state.confine)
         desired = desired_file(spec, observed)
         for dotted, value in (spec.values or {}).items():
             if isinstance(value, str) and looks_secret(parse_path(dotted)[-1]):

@@ -39,6 +39,7 @@ from reconciler.errors import (
     StopRequested,
 )
 from reconciler.facts import ServicesFacts, Snapshot
+from reconciler.files import write_atomic
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
@@ -665,11 +666,16 @@ def _roll_back(
     done: list[str] = []
     try:
         if any(change.step is Step.COMPOSE_FILE for change in applied):
-            compose_file.write_atomically(before.compose_file, before.compose_text.encode("utf-8"))
+            write_atomic(
+                before.compose_file,
+                before.compose_text.encode("utf-8"),
+                kind="compose file",
+                root=state.confine,
+            )
             done.append(f"restored {state.shown(state.compose.file)} to its previous bytes")
             done += compose_file.restore_files(state, before.env_texts)
             for observed in before.files.values():
-                if compose_file.restore_file(observed):
+                if compose_file.restore_file(observed, state.confine):
                     what = "removed" if observed.data is None else "restored"
                     done.append(f"{what} {state.shown(observed.path)} as it was")
         for change in applied:

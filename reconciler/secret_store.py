@@ -20,18 +20,17 @@ HMACs to say which secret changed, and recreates a service whose unhashed secret
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import os
 import secrets as random
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler import processes
 from reconciler.errors import ApplyError, InputError
+from reconciler.files import read_bytes, write_atomic
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import OnStop, ProcessTimeout
@@ -131,9 +130,12 @@ class SecretStore:
 def _read_file(name: str, path: Path, state: State) -> str:
     where = state.location(f"secrets.{name}.file")
     try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"secret {name}: cannot read {path}: {error.strerror}", where) from None
+        raw = read_bytes(path, "secret file", root=state.confine)
+    except FileNotFoundError:
+        raise InputError(f"secret {name}: cannot read {path}: not found", where) from None
+    except InputError as error:
+        # The reader names the path; the state's line and key say which secret wanted it.
+        raise InputError(f"secret {name}: {error}", where) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -182,7 +184,7 @@ class SecretRecords:
     def key(self) -> bytes | None:
         """The project's key, or None when none was made yet (a plan never makes one)."""
         try:
-            key = self.key_path.read_bytes()
+            key = read_bytes(self.key_path, "record", cap=_KEY_BYTES)
         except FileNotFoundError:
             return None
         return key if len(key) == _KEY_BYTES else None
@@ -201,10 +203,10 @@ class SecretRecords:
     def read(self) -> dict[str, dict[str, str]]:
         """container id -> secret name -> keyed hash; empty when there are none (or unreadable)."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(read_bytes(self.path, "record"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, InputError) as error:
             _log.warning(
                 "secret records unreadable; treated as none", path=str(self.path), error=str(error)
             )
@@ -228,16 +230,4 @@ class SecretRecords:
         self._write(self.path, (json.dumps(data, indent=1) + "\n").encode())
 
     def _write(self, path: Path, content: bytes) -> None:
-        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, content)
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(temporary, path)
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+        write_atomic(path, content, kind="record", mode=0o600)

@@ -30,6 +30,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.parser import RoundTripParser
 
 from reconciler.errors import InputError, Location
+from reconciler.files import decode_utf8, read_text
 from reconciler.state.model import FileSpec, State, file_format
 from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
 from reconciler.state.paths import parse_path
@@ -41,7 +42,6 @@ __all__ = ["decode_utf8", "find_root", "load_state", "yaml_key_position"]
 # Aliases make a small file expand into a huge object graph (the "billion laughs"); a state
 # file has tens of nodes, so a generous cap stops that without limiting real use.
 _MAX_NODES = 100_000
-_MAX_BYTES = 1_000_000
 # ruamel's composer and our own walks recurse once or twice per level, so a deeply nested
 # file (`[[[[...` a few thousand times) would exhaust Python's stack. A state file nests about
 # five levels; anything past this is refused before a single node is composed.
@@ -88,27 +88,9 @@ def find_root(source: Path) -> Path:
 
 def _read_text(source: Path, kind: str = "state file") -> str:
     try:
-        raw = source.read_bytes()
+        return read_text(source, kind)
     except FileNotFoundError:
         raise InputError(f"{kind} not found", Location(source)) from None
-    except OSError as error:
-        raise InputError(f"cannot read {kind}: {error.strerror}", Location(source)) from None
-    if len(raw) > _MAX_BYTES:
-        raise InputError(f"{kind} is {len(raw)} bytes; the limit is {_MAX_BYTES}", Location(source))
-    return decode_utf8(raw, source)
-
-
-def decode_utf8(raw: bytes, source: Path) -> str:
-    """`raw` as text; a byte that is not UTF-8 is an InputError at its line and column."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-        raise InputError(
-            f"not UTF-8: byte 0x{raw[error.start]:02x} cannot be decoded",
-            Location(source, line, column),
-        ) from None
 
 
 class _TooDeep(Exception):

@@ -588,6 +588,12 @@ class State(_Strict):
         """The directory every path of this state must stay inside (unless allowed out)."""
         return self._root
 
+    @property
+    def confine(self) -> Path | None:
+        """The root that files read and written for this state must resolve inside (symlinks
+        followed), or None when the state allows paths outside it."""
+        return None if self.allow_outside_root else self._root
+
     def located(self, source: Path, root: Path, positions: dict[str, tuple[int, int]]) -> State:
         """A copy that knows its file, root and key positions (the loader's job)."""
         copy = self.model_copy()

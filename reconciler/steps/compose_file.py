@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import stat
 from pathlib import Path
 
 from reconciler.compose.edit import pin_images
@@ -22,6 +21,7 @@ from reconciler.docker.adapter import DockerAdapter
 from reconciler.env_files import FileEdits, plan_file_edits
 from reconciler.errors import ApplyError
 from reconciler.facts import ComposeFileFacts, Snapshot
+from reconciler.files import write_atomic
 from reconciler.logs import get_logger
 from reconciler.managed_files import (
     DesiredFile,
@@ -29,7 +29,7 @@ from reconciler.managed_files import (
     desired_file,
     hidden_because,
     observe_file,
-    write_atomically,
+    read_managed,
 )
 from reconciler.observe import read_compose_text, read_env_texts
 from reconciler.plans import Action, Change, InSync, Plan, Step
@@ -49,7 +49,6 @@ __all__ = [
     "restore_file",
     "restore_files",
     "unified_diff",
-    "write_atomically",
 ]
 
 _log = get_logger(__name__)
@@ -326,17 +325,18 @@ def apply(
         if moved:
             raise ApplyError(f"{moved[0]} changed while planning; nothing written, run again")
     for name, observed in facts.files.items():
-        if observe_file(Path(name), state.files[name]) != observed:
+        if observe_file(Path(name), state.files[name], state.confine) != observed:
             raise ApplyError(f"{name} changed while planning; nothing written, run again")
     new_text = pinned_text(state, facts)
+    root = state.confine
     for path, text in edits.texts.items():
-        write_atomically(path, text.encode("utf-8"))
+        write_atomic(path, text.encode("utf-8"), kind="env file", root=root)
         _log.info("env file written", file=str(path))
     if new_text != current:
-        write_atomically(facts.compose_file, new_text.encode("utf-8"))
+        write_atomic(facts.compose_file, new_text.encode("utf-8"), kind="compose file", root=root)
         _log.info("compose file written", file=str(facts.compose_file))
     for name, observed in facts.files.items():
-        _write_file(Path(name), desired_file(state.files[name], observed), observed)
+        _write_file(Path(name), desired_file(state.files[name], observed), observed, root)
     return changes
 
 
@@ -352,36 +352,34 @@ def restore_files(state: State, before: dict[Path, str | None]) -> list[str]:
             path.unlink(missing_ok=True)
             done.append(f"removed {state.shown(path)}, which did not exist before")
         else:
-            write_atomically(path, text.encode("utf-8"))
+            write_atomic(path, text.encode("utf-8"), kind="env file", root=state.confine)
             done.append(f"restored {state.shown(path)} to its previous bytes")
     return done
 
 
-def _write_file(path: Path, desired: DesiredFile, observed: ObservedFile) -> None:
+def _write_file(
+    path: Path, desired: DesiredFile, observed: ObservedFile, root: Path | None
+) -> None:
     """Write a managed file's declared bytes (atomically), or only set its mode."""
     if observed.data != desired.data:
-        write_atomically(path, desired.data, desired.mode)
+        write_atomic(path, desired.data, mode=desired.mode, root=root)
         _log.info("file written", file=str(path))
     elif desired.mode is not None and observed.mode != desired.mode:
         os.chmod(path, desired.mode)
         _log.info("file mode set", file=str(path), mode=f"{desired.mode:04o}")
 
 
-def restore_file(observed: ObservedFile) -> bool:
+def restore_file(observed: ObservedFile, root: Path | None) -> bool:
     """Put a managed file back as it was observed (remove it if it did not exist); True when
     that changed something."""
     path = observed.path
-    try:
-        data: bytes | None = path.read_bytes()
-        mode: int | None = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        data, mode = None, None
+    data, mode = read_managed(path, root)
     if data == observed.data and mode == observed.mode:
         return False
     if observed.data is None:
         path.unlink(missing_ok=True)
     else:
-        write_atomically(path, observed.data, observed.mode)
+        write_atomic(path, observed.data, mode=observed.mode, root=root)
     return True
 
 
