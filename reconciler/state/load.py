@@ -262,9 +262,12 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
         path: Path, loc: list[str | int], *, must: str | None = None, key: bool = False
     ) -> Path:
         """`path` against the state's directory, inside the root, existing as `must` says."""
-        resolved = (source.parent / path).resolve()
         line, column = _position(document, loc, key=key) or (None, None)
         location = Location(source, line, column, ".".join(str(part) for part in loc))
+        try:
+            resolved = (source.parent / path).resolve()
+        except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before 3.13)
+            raise InputError(f"cannot resolve {path}: symlink loop ({error})", location) from None
         if not state.allow_outside_root and not resolved.is_relative_to(root):
             raise InputError(
                 f"{resolved} is outside the state's root {root}; "
