@@ -132,11 +132,14 @@ def _open_lock_file(directory: Path, path: Path, *, strict: bool) -> int:
     try:
         fd = os.open(path.name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
     except OSError as error:
-        raise LockError(f"lock file {path}: {_open_reason(error)}") from error
+        raise LockError(f"lock file {path}: {_open_reason(error, path)}") from error
     finally:
         os.close(dir_fd)
     try:
         _check_file(path, os.fstat(fd))
+    except OSError as error:
+        os.close(fd)
+        raise LockError(f"lock file {path}: {_reason(error)}") from error
     except LockError:
         os.close(fd)
         raise
@@ -206,20 +209,19 @@ def _check_file(path: Path, info: os.stat_result) -> None:
         raise LockError(f"lock file {path}: has {info.st_nlink} hard links, not 1")
 
 
-def _open_reason(error: OSError, path: Path | None = None) -> str:
-    """Why an open failed, in words: a symlink or a non-directory named as such."""
-    if error.errno == errno.ELOOP:
+def _open_reason(error: OSError, path: Path) -> str:
+    """Why an open without following links failed, in words: a symlink (ELOOP, or ENOTDIR
+    with O_DIRECTORY) or a non-directory is named as such; else the system's reason."""
+    try:
+        mode: int | None = os.lstat(path).st_mode
+    except OSError:
+        mode = None  # a parent is the problem: the system's reason says so
+    link = mode is not None and stat.S_ISLNK(mode)
+    if error.errno == errno.ELOOP or (error.errno == errno.ENOTDIR and link):
         return "is a symlink (never followed)"
-    if error.errno == errno.ENOTDIR and path is not None and _is_non_directory(path):
+    if error.errno == errno.ENOTDIR and mode is not None and not stat.S_ISDIR(mode):
         return "is not a directory"
     return _reason(error)
-
-
-def _is_non_directory(path: Path) -> bool:
-    try:
-        return not stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False  # a parent is the non-directory: the plain reason says so
 
 
 def _reason(error: OSError) -> str:
