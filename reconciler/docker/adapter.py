@@ -49,6 +49,7 @@ from reconciler.errors import (
     PermanentDockerError,
     RegistryError,
 )
+from reconciler.files import read_bytes
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import Background, Finished, OnStop, ProcessTimeout
@@ -870,8 +871,8 @@ def _current_context() -> str | None:
     """The docker CLI config's `currentContext` ($DOCKER_CONFIG, else ~/.docker), if any."""
     directory = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     try:
-        config = json.loads(Path(directory, "config.json").read_text())
-    except (OSError, ValueError):
+        config = json.loads(read_bytes(Path(directory, "config.json"), "docker CLI config"))
+    except (OSError, ValueError, InputError):
         return None
     current = config.get("currentContext") if isinstance(config, dict) else None
     return current if isinstance(current, str) and current else None
