@@ -54,9 +54,11 @@ __all__ = [
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+# Matched whole (`fullmatch`): `$` would also match before a final newline ("web:2\n").
 _REFERENCE = re.compile(
-    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
 )
 _MAX_REFERENCE = 255
 
@@ -65,7 +67,7 @@ def valid_image_reference(value: str) -> str:
     """Accept an image reference docker would accept, else raise ValueError saying why."""
     if len(value) > _MAX_REFERENCE:
         raise ValueError(f"image reference longer than {_MAX_REFERENCE} characters")
-    if not _REFERENCE.match(value):
+    if not _REFERENCE.fullmatch(value):
         raise ValueError(
             f"invalid image reference {value!r}: expected [registry/]name[:tag][@digest], "
             "name in lower case"
@@ -151,12 +153,15 @@ class ServiceSpec(_Strict):
         default=120.0,
         gt=0,
         le=3600,
+        allow_inf_nan=False,
         description="Seconds to wait for the service to become healthy (or running).",
     )
 
 
 Argv = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
-Seconds = Annotated[float, Field(gt=0, le=3600)]
+# Every number of a state file is finite and in range: YAML reads `.nan` and `.inf` as floats,
+# and NaN fails no comparison (a `nan` deadline would never pass).
+Seconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
 
 
 class BuildSpec(_Strict):
@@ -192,7 +197,7 @@ class ImageSpec(_Strict):
 
     build: BuildSpec | None = None
     rootfs: RootfsSpec | None = None
-    size_budget_mb: float | None = Field(default=None, gt=0, le=1_000_000)
+    size_budget_mb: float | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False)
     pull: PullPolicy = Field(
         default="missing",
         description="For an image nothing builds: `missing` pulls it only when absent; "
@@ -278,7 +283,7 @@ class HttpRequestSpec(_Strict):
 class ItemsExpectation(_Strict):
     """For a JSON list answer: how many items, and items that must be among them."""
 
-    min: int = Field(default=0, ge=0)
+    min: int = Field(default=0, ge=0, le=1_000_000)
     having: list[dict[str, object]] = Field(default_factory=list)
 
 
@@ -295,7 +300,9 @@ class ExecSpec(_Strict):
 
     service: str = Field(pattern=_SERVICE_NAME)
     command: Argv
-    expect_exit: int | Literal["nonzero"] = 0
+    expect_exit: Annotated[int, Field(ge=0, le=255)] | Literal["nonzero"] = Field(
+        default=0, description="The exit code wanted (0-255), or `nonzero`."
+    )
     expect_output: str | None = Field(default=None, description="Substring of stdout+stderr.")
 
 
@@ -419,7 +426,7 @@ class CompareSpec(_Strict):
 
     size_reduction_pct: dict[
         Annotated[str, AfterValidator(valid_image_reference)],
-        Annotated[float, Field(ge=-1000, le=100)],
+        Annotated[float, Field(ge=-1000, le=100, allow_inf_nan=False)],
     ] = Field(
         default_factory=dict,
         description="image -> minimum size reduction against the baseline, in percent. The "
