@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 import time
 import traceback
@@ -43,7 +44,7 @@ from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
 from reconciler.observe import observe, pulls_always
-from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step
+from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step, selected
 from reconciler.project import project_name
 from reconciler.saved_plan import SavedPlan, load_plan, make
 from reconciler.secret_store import SecretStore
@@ -55,6 +56,7 @@ from reconciler.steps.checks import CaseResult, CheckResult
 from reconciler.steps.contract import StepDefinition
 
 __all__ = [
+    "MAX_LOCK_TIMEOUT",
     "STEPS",
     "ApplyResult",
     "CheckFailedError",
@@ -74,6 +76,7 @@ __all__ = [
 
 _log = get_logger(__name__)
 _IMPLEMENTED = STEP_ORDER
+MAX_LOCK_TIMEOUT = 86400.0  # a day: a longer wait for another apply is a mistake
 
 # The steps, in apply order: adding one is a module with a `STEP` and a line here. Each is
 # generic over its own facts type; the loop hands a step only the facts its `observe` returned.
@@ -207,8 +210,14 @@ def select_steps(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[St
     for name in [*only, *skip]:
         if name not in names:
             raise InputError(f"unknown step {name!r}; steps are: {', '.join(names_in_order())}")
-    chosen = [step for step in STEP_ORDER if (not only or step in only) and step not in skip]
-    return tuple(step for step in chosen if step in _IMPLEMENTED)
+    chosen = tuple(step for step in selected(only, skip) if step in _IMPLEMENTED)
+    if not chosen:
+        # Running no step would "succeed" having checked nothing: a selection mistake.
+        raise InputError(
+            f"the step selection is empty: only {', '.join(only) or 'all'}, skip "
+            f"{', '.join(skip)} leaves no step to run"
+        )
+    return chosen
 
 
 def names_in_order() -> list[str]:
@@ -305,6 +314,7 @@ def apply(
     `saved`: apply only if the fresh observation and plan match this saved plan (checked under
     the lock; else a failed result with `StalePlanError`); see `apply_plan`.
     """
+    _check_lock_timeout(lock_timeout)
     if saved is not None:
         saved.check_target(state, steps)
     secrets = secrets or Secrets()
@@ -318,6 +328,15 @@ def apply(
     except ReconcilerError as error:  # the lock, or the first observation
         _log.error("apply failed", error=str(error))
         return ApplyResult(Plan(), error=error, calls=tuple(adapter.calls), started_at=time.time())
+
+
+def _check_lock_timeout(seconds: float) -> None:
+    # NaN fails every comparison: a deadline of `now + nan` is never reached (a wait forever).
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LOCK_TIMEOUT):
+        raise InputError(
+            f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT:g}, "
+            f"not {seconds!r}"
+        )
 
 
 def save_plan(
