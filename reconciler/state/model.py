@@ -295,12 +295,19 @@ class PollSpec(_Strict):
     fail_if: dict[str, list[object]] = Field(default_factory=dict)
 
 
+def _exit_code(value: int | str) -> int | str:
+    # Checked after the union, so that an error names `expect_exit`, not a member of it.
+    if isinstance(value, int) and not 0 <= value <= 255:
+        raise ValueError(f"an exit code is from 0 to 255, not {value}")
+    return value
+
+
 class ExecSpec(_Strict):
     """A command run in a running service; its exit code (and output) decide."""
 
     service: str = Field(pattern=_SERVICE_NAME)
     command: Argv
-    expect_exit: Annotated[int, Field(ge=0, le=255)] | Literal["nonzero"] = Field(
+    expect_exit: Annotated[int | Literal["nonzero"], AfterValidator(_exit_code)] = Field(
         default=0, description="The exit code wanted (0-255), or `nonzero`."
     )
     expect_output: str | None = Field(default=None, description="Substring of stdout+stderr.")
@@ -609,6 +616,24 @@ class State(_Strict):
         """Where `key` (a dotted path such as `services.web.image`) sits in the state file."""
         line, column = self._positions.get(key, (None, None))
         return Location(self._source, line, column, key)
+
+    def input_files(self) -> tuple[Path, ...]:
+        """The files a run of this (loaded) state reads, which no output of the run (a report,
+        a saved result, a plan file) may replace: the state file, the compose file, its env
+        files and the `.env` beside it, `files:` targets and sources, secret files, Dockerfiles
+        and requirements files."""
+        paths = [self._source, self.compose.file, *self.compose.env_files]
+        paths.append(self.compose.file.parent / ".env")  # compose's own default env file
+        for target, spec in self.files.items():
+            paths += [Path(target), *([spec.source] if spec.source is not None else [])]
+        paths += [spec.file for spec in self.secrets.values() if spec.file is not None]
+        paths += [
+            image.build.dockerfile
+            for image in self.images.values()
+            if image.build is not None and image.build.dockerfile is not None
+        ]
+        paths += [path for spec in self.wheelhouses.values() for path in spec.requirements]
+        return tuple(dict.fromkeys(paths))
 
     def pins(self) -> dict[str, str]:
         """services.<name>.image values the compose file must carry."""
