@@ -40,13 +40,14 @@ from reconciler.errors import (
     StopRequested,
 )
 from reconciler.facts import ServicesFacts, Snapshot
+from reconciler.files import check_output
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
 from reconciler.observe import observe, pulls_always
 from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step, selected
 from reconciler.project import project_name
-from reconciler.saved_plan import SavedPlan, load_plan, make
+from reconciler.saved_plan import PLAN_FILE, SavedPlan, load_plan, make
 from reconciler.secret_store import SecretStore
 from reconciler.secrets import Secrets
 from reconciler.state import State, load_state
@@ -353,10 +354,13 @@ def save_plan(
 
     `only`/`skip` select steps by name as the CLI does; `given` is the state path as the user
     wrote it (recorded beside the absolute one). `apply_plan(out)` applies exactly this plan.
-    Raises like `plan`, and `PlanFileError` when `out` cannot be written.
+    Raises like `plan`, and `InputError` before observing anything when `out` cannot be
+    written there or is one of the state's input files (`State.input_files`).
     """
     only, skip = list(only), list(skip)
     steps = select_steps(only, skip)
+    inputs = state.input_files()
+    check_output(Path(out), PLAN_FILE, inputs=inputs)  # before docker is asked anything
     adapter = adapter or make_adapter(state, secrets=secrets)
     with _boundary("observe"):
         observation = _observe(state, adapter, steps)
@@ -373,7 +377,7 @@ def save_plan(
             only=only,
             skip=skip,
         )
-    saved.write(out)
+    saved.write(out, inputs=inputs)
     return the_plan
 
 
