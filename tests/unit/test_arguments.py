@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-import reconciler
 from reconciler import reconcile
 from reconciler.cli import _error_text, _printable_values, main, printable
 from reconciler.docker.adapter import manifest_digest
@@ -98,8 +97,7 @@ def test_report_onto_a_directory_exits_3_before_the_compose_file_is_edited(
 def test_an_output_onto_one_of_the_runs_inputs_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, name: str
 ) -> None:
-    """State, compose, env files (declared and the implicit .env), files: targets and sources,
-    --baseline: no output may replace them; exit 3 and nothing changes."""
+    """No output may replace a state, compose, env, `files:` or --baseline file: exit 3."""
     (tmp_path / "app.env").write_text("X=1\n")
     (tmp_path / "conf.src").write_text("a: 1\n")
     (tmp_path / "conf.yml").write_text("a: 0\n")
@@ -678,8 +676,3 @@ def test_console_log_values_are_escaped() -> None:
         "error": "x\\x1b[2J\\nerror: forged",
         "count": 2,
     }
-
-
-def test_library_exports_are_unchanged() -> None:
-    """`reconciler` still exports the saved-plan API these checks sit behind."""
-    assert reconciler.load_plan is load_plan

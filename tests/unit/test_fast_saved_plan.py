@@ -248,8 +248,7 @@ def test_health_check_output_alone_is_not_a_change(stack: Stack) -> None:
 
 
 def test_tampered_plan_is_refused_as_differing_from_the_plan_made_now(stack: Stack) -> None:
-    """Equal fingerprints but another plan in the file, its digest made again: refused, showing
-    the difference (the digest is no signature; the fresh plan is the last line of defence)."""
+    """Another plan in the file with its digest made again: refused, showing the difference."""
     stack.save()
     data = stack.data()
     data["plan"]["changes"].append(
