@@ -614,7 +614,7 @@ def _revisions(spec: MigrationSpec, verb: str, adapter: DockerAdapter) -> set[st
     if result.exit_code != 0:
         raise ApplyError(
             f"migration {spec.name}: alembic {verb} failed (exit {result.exit_code}):\n"
-            f"{tail(result.output)}"
+            f"  {tail(result.output)}"
         )
     revisions = set()
     for line in result.stdout.splitlines():
@@ -625,4 +625,6 @@ def _revisions(spec: MigrationSpec, verb: str, adapter: DockerAdapter) -> set[st
 
 
 def tail(text: str, lines: int = 10) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+    """The last `lines` lines of `text`, joined by a newline and an indent: the further lines
+    of a message are indented (the CLI shows only those as lines: `cli.printable`)."""
+    return "\n  ".join(text.strip().splitlines()[-lines:])

@@ -70,8 +70,9 @@ def download(directory: Path, spec: WheelhouseSpec, stop: StopToken) -> None:
         _log.info("downloading wheels", requirements=str(requirements), into=str(directory))
         done = processes.run(argv, stop=stop, on_stop=processes.OnStop.CUT, what="pip download")
         if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-            raise ApplyError(f"pip download for {requirements} failed:\n{tail}")
+            # Indented: the CLI shows a message's own lines only when they are (cli.printable).
+            tail = "\n  ".join(done.stderr.strip().splitlines()[-5:])
+            raise ApplyError(f"pip download for {requirements} failed:\n  {tail}")
     marker = directory / MARKER
     write_atomic(
         marker, (json.dumps({"digest": wanted_digest(spec)}) + "\n").encode(), kind="record"

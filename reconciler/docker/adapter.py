@@ -888,7 +888,7 @@ def _hash_lines(out: str) -> dict[str, str]:
     return hashes
 
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # fullmatch: `$` passes a final newline
 
 
 def manifest_digest(output: str, reference: str) -> str:
@@ -899,7 +899,7 @@ def manifest_digest(output: str, reference: str) -> str:
     except json.JSONDecodeError:
         descriptor = None
     digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise PermanentDockerError(
             f"unexpected answer for the manifest of {reference}: {_first_line(output)[:200]!r}",
             output=output,

@@ -35,7 +35,7 @@ from reconciler.state.model import FileSpec, State, file_format
 from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
 from reconciler.state.paths import parse_path
 
-_DOTENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # fullmatch: `$` passes "KEY\n"
 
 __all__ = ["decode_utf8", "find_root", "load_state", "yaml_key_position"]
 
@@ -501,7 +501,7 @@ def _check_dotenv_spec(  # noqa: PLR0917 - private, one call site
     for key, value in (spec.values or {}).items():
         at = _position(document, ["files", name, "set", key], key=True) or (None, None)
         where = Location(source, at[0], at[1], f"files.{name}.set.{key}")
-        if not _DOTENV_KEY.match(key):
+        if not _DOTENV_KEY.fullmatch(key):
             raise InputError(f"{key!r} is not a dotenv variable name", where)
         if not isinstance(value, str):
             raise InputError(

@@ -21,10 +21,14 @@ def write_pin(tmp_path: Path) -> Path:
     return state
 
 
-def refuse_replace(source: object, target: object, *args: object, **kwargs: object) -> None:
-    if Path(str(target)).name == "c.yml":
+_REPLACE = os.replace
+
+
+def refuse_replace(source: str | Path, target: str | Path, **kwargs: object) -> None:
+    """os.replace refusing the compose file c.yml only (reports are written atomically too)."""
+    if Path(target).name == "c.yml":
         raise PermissionError(13, "Permission denied", "c.yml")
-    os.rename(str(source), str(target))
+    _REPLACE(source, target)
 
 
 def test_os_error_in_a_step_is_a_failed_result_with_its_message(

@@ -22,7 +22,14 @@ from reconciler.cli import main
 from reconciler.errors import PlanFileError, StalePlanError
 from reconciler.facts import Snapshot
 from reconciler.plans import STEP_ORDER, Step
-from reconciler.saved_plan import FORMAT, VERSION, fingerprints, is_plan_file, load_plan
+from reconciler.saved_plan import (
+    FORMAT,
+    VERSION,
+    body_digest,
+    fingerprints,
+    is_plan_file,
+    load_plan,
+)
 from reconciler.state import load_state
 from tests.facts import fake_docker
 
@@ -82,8 +89,10 @@ def test_plan_file_holds_the_plan_state_steps_and_fingerprints(stack: Stack) -> 
     """The file: marker and version, the state (absolute and as given), steps, plan, digests."""
     the_plan = stack.save(skip=["checks"])
     data = stack.data()
-    assert (data["format"], data["version"]) == (FORMAT, VERSION) == ("reconciler-plan", 1)
+    assert (data["format"], data["version"]) == (FORMAT, VERSION) == ("reconciler-plan", 2)
     assert list(data)[:2] == ["format", "version"]
+    assert list(data)[-1] == "digest"
+    assert data["digest"] == body_digest(data)
     assert data["state"] == {
         "path": str(stack.state_file.resolve()),
         "given": "stack/state.yaml",
@@ -239,12 +248,13 @@ def test_health_check_output_alone_is_not_a_change(stack: Stack) -> None:
 
 
 def test_tampered_plan_is_refused_as_differing_from_the_plan_made_now(stack: Stack) -> None:
-    """Equal fingerprints but another plan in the file: refused, showing the difference."""
+    """Another plan in the file with its digest made again: refused, showing the difference."""
     stack.save()
     data = stack.data()
     data["plan"]["changes"].append(
         {"step": "services", "target": "db", "action": "recreate", "reason": "edited"}
     )
+    data["digest"] = body_digest(data)
     stack.plan_file.write_text(json.dumps(data))
     message = stale(reconcile.apply_plan(stack.plan_file, lock=False))
     assert "the plan made now differs from the saved one" in message
@@ -364,8 +374,9 @@ def good_plan(tmp_path: Path) -> dict[str, Any]:
             ":1:45: not a valid plan file: invalid JSON",
         ),
         ('{"format": "reconciler-plan", "version": 7}', "format version 7 is not supported"),
+        ('{"format": "reconciler-plan", "version": 1}', "format version 1 is not supported"),
         (
-            '{"format": "reconciler-plan", "version": 1}',
+            '{"format": "reconciler-plan", "version": 2}',
             ": created_at: invalid plan file: Field required",
         ),
         ("\xff", None),
@@ -434,7 +445,9 @@ def test_unwritable_out_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     state = write_state(tmp_path)
     out = tmp_path / "no-such-dir" / "s.plan"
     assert main(["plan", str(state), "--only", "compose-file", "--out", str(out)]) == 3
-    assert f"{out}: cannot write plan file" in capsys.readouterr().err
+    assert f"{out}: --out: plan file: directory {out.parent} does not exist" in (
+        capsys.readouterr().err
+    )
 
 
 def test_library_exports() -> None:
