@@ -46,7 +46,7 @@ from reconciler.managed_files import ObservedFile, desired_file, observe_file
 from reconciler.plans import Action, Change, Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.secret_store import SecretRecords, keyed_hash
-from reconciler.secrets import Secrets, looks_secret
+from reconciler.secrets import Secrets, looks_secret, text_format
 from reconciler.state import State
 from reconciler.state.load import yaml_key_position
 from reconciler.state.model import MigrationSpec, PullPolicy
@@ -528,8 +528,8 @@ def observe_files(state: State, compose_text: str, found: Secrets) -> dict[str, 
             if isinstance(value, str) and looks_secret(parse_path(dotted)[-1]):
                 found.register(value)
         for data in (observed.data, desired.data):
-            if data is not None:
-                found.register_compose_text(data.decode("utf-8", "replace"))
+            if data is not None:  # by meaning, in the file's format (JSON, YAML, dotenv, ...)
+                found.register_text(data.decode("utf-8", "replace"), text_format(observed.path))
         files[name] = observed
     return files
 

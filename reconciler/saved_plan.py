@@ -19,13 +19,18 @@ builds with, and each step's observed facts, per target (a service, an image, a 
 keeping only what a diff depends on (container ids, states, health, restart counts, image ids,
 migration revisions...; not the health-check output nor the wall clock).
 
-Secrets never reach the file, in clear or as a digest that could be brute-forced: every string
-is masked (`Secrets`: the values observed as secret, the values of secret-looking keys, URL
-passwords) *before* it is hashed, and digests that cover secret values (compose's config hashes,
-the images' input digests, which include build args) are left out, replaced by whether they
-match (a container's config hash equals compose's; an image's input label equals its inputs).
-The plan itself is redacted the same way. So a change of a secret value alone is seen only
-through those comparisons and through the plan computed again at apply time.
+Secrets never reach the file, in clear or as a digest that could be brute-forced. Every text
+and every string is masked *before* it is hashed, as `reconciler.secrets` masks output (by
+meaning in the file's format: a JSON or flow-style YAML value too; the values observed as
+secret; URL passwords), but with each secret value replaced by its HMAC-SHA256 under this
+machine's random key (`secret_store.machine_key`, 0600 in the user's state directory; made by
+the first plan file that needs it), never by a plain hash. So a changed secret still changes a
+digest, and the plan is stale, while nobody without the key can test a guess against one. A
+target named after a secret (an image tag holding one) is listed under its masked name.
+Digests that cover secret values with no key (compose's config hashes, the images' input
+digests, which include build args) are left out, replaced by whether they match (a container's
+config hash equals compose's; an image's input label equals its inputs). The plan itself is
+redacted with `***`.
 
 `load_plan` takes nothing on trust: the structure is checked strictly (every key known and of
 its type), then against itself (the steps are those `selection` chooses, each observed; each
@@ -68,7 +73,8 @@ from reconciler.files import decode_utf8, read_bytes, write_atomic
 from reconciler.logs import get_logger
 from reconciler.managed_files import hidden_because
 from reconciler.plans import Action, Plan, Step, selected
-from reconciler.secrets import MASK, Secrets, looks_secret
+from reconciler.secret_store import keyed_hash, machine_key
+from reconciler.secrets import Secrets, TextFormat, looks_secret, text_format
 from reconciler.state import State
 
 __all__ = [
@@ -283,18 +289,54 @@ def _redact(value: Any, secrets: Secrets) -> Any:
 
 
 def fingerprints(state: State, snapshot: Snapshot, facts: Mapping[Step, object]) -> Fingerprints:
-    """Digests of the files and of each step's facts (by target), secrets masked first."""
-    secrets = Secrets(snapshot.secrets)
+    """Digests of the files and of each step's facts (by target), secrets masked first (each
+    by its keyed hash), targets under their masked names."""
+    secrets = _keyed(snapshot.secrets)
+    files = _file_fingerprints(state, snapshot, secrets)
+    targets = {step: _targets(state, item, secrets) for step, item in facts.items()}
+    shown = Secrets(secrets.values)  # what the texts revealed too, masked as ***
     return Fingerprints(
-        files=_file_fingerprints(state, snapshot, secrets),
-        facts={
-            str(step): {
-                target: _digest(material)
-                for target, material in sorted(_targets(state, item, secrets).items())
-            }
-            for step, item in facts.items()
-        },
+        files=tuple(replace(file, path=shown.redact(file.path)) for file in files),
+        facts={str(step): _named_digests(items, shown) for step, items in targets.items()},
     )
+
+
+def _keyed(values: Iterable[str] = ()) -> Secrets:
+    """A registry masking each secret value with its keyed hash (this machine's key, read or
+    made when the first secret is met: a plan without secrets never touches it)."""
+    key: list[bytes] = []
+
+    def mask(value: str) -> str:
+        if not key:
+            key.append(_machine_key())
+        return keyed_hash(key[0], "masked", value)
+
+    return Secrets(values, mask=mask)
+
+
+def _machine_key() -> bytes:
+    try:
+        return machine_key()
+    except OSError as error:
+        where = Location(Path(error.filename)) if error.filename else None
+        raise PlanFileError(
+            f"cannot read or make this machine's key for plan files: {error.strerror or error}",
+            where,
+        ) from None
+
+
+def _named_digests(targets: Mapping[str, object], shown: Secrets) -> dict[str, str]:
+    """Each target's digest under the name the plan file shows: a name holding a secret (an
+    image tag) masked, and numbered when two names mask alike."""
+    named: dict[str, str] = {}
+    for target, material in sorted(targets.items()):
+        name = base = shown.redact(target)
+        number = 1
+        while name in named:
+            number += 1
+            name = f"{base} ({number})"
+        named[name] = _digest(material)
+    return named
 
 
 def _digest(material: object) -> str:
@@ -302,27 +344,27 @@ def _digest(material: object) -> str:
     return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def _masked_text(raw: bytes, secrets: Secrets) -> str:
-    """A file's text with secret values masked line by line (any bytes, decoded losslessly)."""
-    text = raw.decode("utf-8", "surrogateescape")
-    return "".join(secrets.mask_line(line) for line in text.splitlines(keepends=True))
+def _masked_text(raw: bytes, secrets: Secrets, fmt: TextFormat | None) -> str:
+    """A file's text with secret values masked by meaning in its format `fmt`, and every
+    registered one (any bytes, decoded losslessly)."""
+    return secrets.mask_text(raw.decode("utf-8", "surrogateescape"), fmt)
 
 
-def _text_digest(raw: bytes, secrets: Secrets) -> str:
-    return _digest(_masked_text(raw, secrets))
+def _text_digest(raw: bytes, secrets: Secrets, fmt: TextFormat | None) -> str:
+    return _digest(_masked_text(raw, secrets, fmt))
 
 
-def _read_digest(path: Path, secrets: Secrets) -> str:
+def _read_digest(path: Path, secrets: Secrets, fmt: TextFormat | None = None) -> str:
     try:
-        return _text_digest(path.read_bytes(), secrets)
+        return _text_digest(path.read_bytes(), secrets, fmt or text_format(path))
     except OSError:
         return _MISSING
 
 
 def _state_file_digest(path: Path) -> str:
-    # A state file holds no secret values (they come from `sensitive_env`); its digest masks
-    # only what looks secret, so it is known before any observation.
-    return _read_digest(path, Secrets())
+    # Known before any observation: the values a state file holds itself (an environment pin,
+    # a file's `content:`, in any YAML style) are found by meaning in its text alone.
+    return _read_digest(path, _keyed(), "yaml")
 
 
 def _file_fingerprints(
@@ -333,14 +375,14 @@ def _file_fingerprints(
         FileFingerprint(
             COMPOSE_FILE,
             state.shown(snapshot.compose_file),
-            _text_digest(snapshot.compose_text.encode("utf-8", "surrogateescape"), secrets),
+            _text_digest(snapshot.compose_text.encode("utf-8", "surrogateescape"), secrets, "yaml"),
         ),
     ]
     files += [
         FileFingerprint(
             ENV_FILE,
             state.shown(path),
-            _MISSING if text is None else _text_digest(text.encode("utf-8"), secrets),
+            _MISSING if text is None else _text_digest(text.encode("utf-8"), secrets, "dotenv"),
         )
         for path, text in snapshot.env_texts.items()
     ]
@@ -370,7 +412,7 @@ def _plain(value: Any, secrets: Secrets) -> Any:  # noqa: PLR0911 - one return p
         return _plain(value.model_dump(mode="json"), secrets)
     if isinstance(value, Mapping):
         return {
-            secrets.redact(str(key)): MASK
+            secrets.redact(str(key)): secrets.mask_value(item)
             if isinstance(item, str) and looks_secret(str(key))
             else _plain(item, secrets)
             for key, item in value.items()
@@ -388,18 +430,25 @@ def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]
     """A step's facts split by target (what its plan rows name), as maskable plain data."""
     if isinstance(facts, ComposeFileFacts):
         text = facts.compose_text.encode("utf-8", "surrogateescape")
-        targets: dict[str, object] = {state.shown(facts.compose_file): _masked_text(text, secrets)}
+        targets: dict[str, object] = {
+            state.shown(facts.compose_file): _masked_text(text, secrets, "yaml")
+        }
         for path, content in facts.env_texts.items():
             targets[state.shown(path)] = (
-                None if content is None else _masked_text(content.encode("utf-8"), secrets)
+                None
+                if content is None
+                else _masked_text(content.encode("utf-8"), secrets, "dotenv")
             )
         targets["environment"] = _plain(facts.environment, secrets)
         for name, observed in facts.files.items():
             spec = state.files.get(name)
             hidden = spec is not None and hidden_because(observed.path, spec, observed.data)
+            fmt = text_format(observed.path)
             # A secret file's bytes are never hashed: only whether it exists, and its mode.
             content = (
-                None if observed.data is None or hidden else _masked_text(observed.data, secrets)
+                None
+                if observed.data is None or hidden
+                else _masked_text(observed.data, secrets, fmt)
             )
             targets[state.shown(observed.path)] = {
                 "exists": observed.data is not None,
@@ -407,7 +456,7 @@ def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]
                 "mode": observed.mode,
                 "source": None
                 if observed.source_data is None or hidden
-                else _masked_text(observed.source_data, secrets),
+                else _masked_text(observed.source_data, secrets, fmt),
             }
         return targets
     if isinstance(facts, ImagesFacts):
@@ -488,12 +537,14 @@ def _service_targets(facts: ServicesFacts, secrets: Secrets) -> dict[str, object
         wanted_hash = facts.config_hashes.get(service)
         targets[service] = {
             "config": _plain(spec, secrets),
-            "pin": facts.pins.get(service),
-            "image": reference,
+            "pin": _plain(facts.pins.get(service), secrets),  # a tag may hold a secret
+            "image": _plain(reference, secrets),
             "image_id": image.id if image is not None else None,
             "has_config_hash": wanted_hash is not None,
+            # plain sha256 of files that may hold secrets (an env file): kept keyed only
             "inputs": {
-                label: digest.digest for label, digest in facts.inputs.get(service, {}).items()
+                label: secrets.mask_value(digest.digest)
+                for label, digest in facts.inputs.get(service, {}).items()
             },
             "containers": sorted(
                 (_container(c, facts) for c in by_service.get(service, [])),

@@ -37,11 +37,21 @@ from reconciler.processes import OnStop, ProcessTimeout
 from reconciler.secrets import Secrets
 from reconciler.state import State
 
-__all__ = ["SecretRecords", "SecretStore", "keyed_hash", "state_directory"]
+__all__ = [
+    "MACHINE",
+    "SecretRecords",
+    "SecretStore",
+    "keyed_hash",
+    "machine_key",
+    "state_directory",
+]
 
 _log = get_logger(__name__)
 _KEY_BYTES = 32
 _RECORD_VERSION = 1
+# The records directory of this machine's own key: no compose project has this name (project
+# names start with a letter or a digit).
+MACHINE = "_machine"
 
 
 class SecretStore:
@@ -157,6 +167,14 @@ def keyed_hash(key: bytes, name: str, value: str) -> str:
     against it without the key."""
     message = name.encode() + b"\0" + value.encode()
     return "hmac-sha256:" + hmac.new(key, message, "sha256").hexdigest()
+
+
+def machine_key() -> bytes:
+    """This machine's random key, made (0600, in a 0700 directory) when missing:
+    `state_directory()/_machine/secrets.key`. Plan files digest text whose secret values are
+    replaced by their keyed hash under it (`reconciler.saved_plan`), so a digest still changes
+    with a secret, but no guess can be tested against it off this machine."""
+    return SecretRecords(MACHINE).ensure_key()
 
 
 def state_directory() -> Path:

@@ -33,7 +33,7 @@ from reconciler.managed_files import (
 )
 from reconciler.observe import read_compose_text, read_env_texts
 from reconciler.plans import Action, Change, InSync, Plan, Step
-from reconciler.secrets import MASK, Secrets, looks_secret
+from reconciler.secrets import MASK, Secrets, TextFormat, looks_secret, text_format
 from reconciler.state import State
 from reconciler.state.model import FileSpec
 from reconciler.state.paths import YamlPath, format_path, parse_path
@@ -92,7 +92,7 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
     pins = _literal_pins(state, edits)
     result = pin_images(facts.compose_text, pins, source=facts.compose_file)
     changes: list[Change] = []
-    masks = Secrets(facts.secrets)
+    masks = _masks(facts)
     for edit in result.edits:
         alone = pin_images(
             facts.compose_text, {edit.service: edit.after}, source=facts.compose_file
@@ -106,7 +106,7 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
                 + (f"; {edit.note}" if edit.note else ""),
                 before=edit.before,
                 after=edit.after,
-                diff=unified_diff(facts.compose_text, alone.text, label, masks),
+                diff=unified_diff(facts.compose_text, alone.text, label, masks, "yaml"),
                 key=edit.service,
             )
         )
@@ -139,7 +139,7 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
                 before=_masked_value(change.key, change.before),
                 after=_masked_value(change.key, change.after),
                 diff=unified_diff(
-                    facts.env_texts.get(change.file) or "", change.text, shown, masks
+                    facts.env_texts.get(change.file) or "", change.text, shown, masks, "dotenv"
                 ),
                 key=f"{change.file}:{change.key}",
                 writes=str(change.file),
@@ -154,6 +154,21 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
         if name in facts.files:  # dotenv files are planned with the env files above
             plan += _file_diff(state, name, spec, facts.files[name], masks)
     return plan
+
+
+def _masks(facts: ComposeFileFacts) -> Secrets:
+    """The secrets a diff masks: those observed, and every secret value its texts hold (found
+    by meaning), so that each diff masks what any of them revealed, whatever its order."""
+    masks = Secrets(facts.secrets)
+    masks.register_text(facts.compose_text, "yaml")
+    for text in facts.env_texts.values():
+        if text is not None:
+            masks.register_text(text, "dotenv")
+    for observed in facts.files.values():
+        for data in (observed.data, observed.source_data):
+            if data is not None:
+                masks.register_text(data.decode("utf-8", "replace"), text_format(observed.path))
+    return masks
 
 
 def _masked_value(key: str, value: str | None) -> str | None:
@@ -173,7 +188,7 @@ def _environment_diff(state: State, facts: ComposeFileFacts, label: str, masks: 
         change = _value_change(
             f"{label}:{format_path(edit.path)}",
             edit,
-            unified_diff(facts.compose_text, alone.text, label, masks),
+            unified_diff(facts.compose_text, alone.text, label, masks, "yaml"),
             f"environment {name}",
         )
         # keyed by its service, like an image pin: the services step recreates it
@@ -226,7 +241,7 @@ def _file_diff(
         text = (observed.data or b"").decode("utf-8")
         for edit in desired.edits.edits:
             alone = set_values(text, {edit.path: _value_of(spec, edit.path)}, source=path)
-            diff = unified_diff(text, alone.text, label, masks)
+            diff = unified_diff(text, alone.text, label, masks, "yaml")
             key = format_path(edit.path)
             changes.append(_value_change(f"{label}:{key}", edit, diff, key))
         ok += [
@@ -289,7 +304,7 @@ def _content_change(
     else:
         shown = f"content not shown: {hidden}" if hidden else ""
         if not hidden:
-            diff = unified_diff(before_text, after_text, label, masks)
+            diff = unified_diff(before_text, after_text, label, masks, text_format(observed.path))
     detail = f" ({shown})" if shown else ""
     if observed.data is None:
         return Change(
@@ -383,28 +398,41 @@ def restore_file(observed: ObservedFile, root: Path | None) -> bool:
     return True
 
 
-def unified_diff(before: str, after: str, label: str, masks: Secrets) -> str:
-    """A unified diff of two texts, line endings shown as they are, secret values masked."""
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        fromfile=f"a/{label}",
-        tofile=f"b/{label}",
-        n=1,
-    )
+def unified_diff(
+    before: str, after: str, label: str, masks: Secrets, fmt: TextFormat | None = None
+) -> str:
+    """A unified diff of two texts, line endings shown as they are, secret values masked.
+
+    The lines are compared as they are (a changed secret is a changed line) but shown as
+    `masks.mask_lines` masks each text, by meaning in its format `fmt` (see
+    `reconciler.secrets`): a JSON or flow-style YAML value is masked although its line has no
+    `KEY: value` shape. The values found are registered with `masks`.
+    """
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    old_shown, new_shown = masks.mask_lines(before, fmt), masks.mask_lines(after, fmt)
+    lines: list[str] = []
+    for group in difflib.SequenceMatcher(None, old, new).get_grouped_opcodes(1):
+        if not lines:
+            lines += [f"--- a/{label}\n", f"+++ b/{label}\n"]
+        first, last = group[0], group[-1]
+        lines.append(f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                lines += [" " + line for line in old_shown[i1:i2]]
+                continue
+            lines += ["-" + line for line in old_shown[i1:i2]]
+            lines += ["+" + line for line in new_shown[j1:j2]]
     return "".join(
-        _masked(line, masks)
-        if line.endswith("\n")
-        else _masked(line, masks) + "\n\\ No newline at end of file\n"
-        for line in lines
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
     )
 
 
-def _masked(line: str, masks: Secrets) -> str:
-    """A diff line with secret values masked; the +/-/space prefix kept."""
-    if line.startswith(("---", "+++", "@@")):
-        return line
-    return line[:1] + masks.mask_line(line[1:])
+def _range(start: int, stop: int) -> str:
+    """A hunk's line range as `diff -u` writes it (difflib's own format)."""
+    length = stop - start
+    if length == 1:
+        return str(start + 1)
+    return f"{start if length == 0 else start + 1},{length}"
 
 
 _HOW = {

@@ -8,6 +8,7 @@ docker at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -276,7 +277,7 @@ def test_plan_for_another_state_or_steps_is_bad_input(stack: Stack) -> None:
 def test_secrets_never_reach_the_plan_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: Stack
 ) -> None:
-    """A secret in the compose file is in no plan file, and no digest depends on its value."""
+    """A secret in the compose file is in no plan file, even hashed; its change changes a keyed digest."""
     text = stack.compose_file.read_text()
     secret_text = text.replace(
         "      args:\n        ROLE: api\n",
@@ -294,8 +295,10 @@ def test_secrets_never_reach_the_plan_file(
         raw = stack.plan_file.read_text()
         assert "hunter2" not in raw
         assert value not in raw
+        for secret in (f"hunter2-{value}", f"token-{value}"):
+            assert hashlib.sha256(secret.encode()).hexdigest() not in raw
         files.append(stack.data()["fingerprints"])
-    assert files[0] == files[1], "a digest covered the secret's value"
+    assert files[0] != files[1], "a changed secret must make the plan stale"
 
 
 def write_state(tmp_path: Path) -> Path:
@@ -469,9 +472,9 @@ class _FutureFacts:
 
 
 def test_facts_of_an_unknown_step_are_fingerprinted_whole_without_volatile_fields(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A new facts type is digested whole: its wall clock ignored, its secrets masked first."""
+    """A new facts type is digested whole: its wall clock ignored, its secrets keyed-masked first."""
     state = load_state(write_state(tmp_path))
     snapshot = Snapshot(
         compose_file=state.compose.file, compose_text="", secrets=frozenset({"hunter2-x"})
@@ -482,7 +485,10 @@ def test_facts_of_an_unknown_step_are_fingerprinted_whole_without_volatile_field
 
     base = digest(_FutureFacts("up", {"API_TOKEN": "a-token", "MODE": "x"}, observed_at=1.0))
     assert digest(_FutureFacts("up", {"API_TOKEN": "a-token", "MODE": "x"}, 99.0)) == base
-    assert digest(_FutureFacts("up", {"API_TOKEN": "another", "MODE": "x"}, 1.0)) == base
+    assert digest(_FutureFacts("up", {"API_TOKEN": "another", "MODE": "x"}, 1.0)) != base
     assert digest(_FutureFacts("down", {"API_TOKEN": "a-token", "MODE": "x"}, 1.0)) != base
     assert digest(_FutureFacts("up", {"API_TOKEN": "a-token", "MODE": "y"}, 1.0)) != base
-    assert digest(_FutureFacts("hunter2-x")) == digest(_FutureFacts("***")), "masked first"
+    secret, plain = digest(_FutureFacts("hunter2-x")), digest(_FutureFacts("up"))
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path / "another-machine"))
+    assert digest(_FutureFacts("hunter2-x")) != secret, "masked first, by a keyed hash"
+    assert digest(_FutureFacts("up")) == plain, "no key in a digest of no secret"
