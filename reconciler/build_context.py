@@ -21,7 +21,7 @@ from reconciler.dockerignore import exclude_paths
 from reconciler.errors import InputError, Location
 from reconciler.files import decode_utf8, open_regular, read_bytes, read_optional_bytes
 
-__all__ = ["DIGEST_LABEL", "context_digest"]
+__all__ = ["DIGEST_LABEL", "context_digest", "ignore_patterns"]
 
 DIGEST_LABEL = "io.reconciler.context-digest"
 _CHUNK = 1 << 20
@@ -76,20 +76,25 @@ def _file_digest(path: Path, info: os.stat_result) -> bytes:
 
 
 def _included_files(context: Path, dockerfile: Path) -> list[str]:
-    ignore_file = context / ".dockerignore"
-    patterns: list[str] = []
-    raw = read_optional_bytes(ignore_file, ".dockerignore")
-    if raw is not None:
-        patterns = [
-            line.strip()
-            for line in decode_utf8(raw, ignore_file).splitlines()
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
+    patterns = ignore_patterns(context)
     included = exclude_paths(str(context), patterns, dockerfile=_relative_to(dockerfile, context))
     files = [
         name for name in included if not (context / name).is_dir() or (context / name).is_symlink()
     ]
     return sorted(files)
+
+
+def ignore_patterns(context: Path) -> list[str]:
+    """The patterns of the context's `.dockerignore` (none when it has none)."""
+    ignore_file = context / ".dockerignore"
+    raw = read_optional_bytes(ignore_file, ".dockerignore")
+    if raw is None:
+        return []
+    return [
+        line.strip()
+        for line in decode_utf8(raw, ignore_file).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def _relative_to(path: Path, directory: Path) -> str | None:

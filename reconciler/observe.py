@@ -7,6 +7,7 @@ docker-backed step is selected, with a fixed number of calls whatever the number
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -16,7 +17,7 @@ from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from reconciler.build_context import context_digest
+from reconciler.build_context import context_digest, ignore_patterns
 from reconciler.compose.dotenv import parse_dotenv
 from reconciler.compose.edit import ServiceImage, read_services
 from reconciler.compose.yaml_set import pin_environment
@@ -57,6 +58,7 @@ __all__ = [
     "activating",
     "base_images",
     "check_active_services",
+    "check_build_files",
     "check_compose_services",
     "check_stack_images",
     "desired_images",
@@ -210,6 +212,16 @@ def desired_images(pins: Mapping[str, str], config: ComposeConfig) -> dict[str, 
 
 
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def check_build_files(sources: Iterable[ImageSource]) -> None:
+    """Every Dockerfile and `.dockerignore` of the builds is a readable UTF-8 file (InputError
+    at file:line:column otherwise); a missing one is left to the build's own message."""
+    for source in sources:
+        if source.build is not None:
+            with contextlib.suppress(FileNotFoundError):
+                read_text(source.build.dockerfile, "Dockerfile")
+            ignore_patterns(source.build.context)
 
 
 def base_images(build: BuildConfig) -> list[str]:
@@ -409,25 +421,34 @@ def observe(
     secret_hashes, secret_records = _secret_hashes(adapter.project_name, secret_values)
     followed = digest_policy(state)
     workers = 4 + min(len(followed), 4)
+    adapter.resume_reads()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="observe") as pool:
         config_read = pool.submit(_compose_config, adapter, path, text)
         containers_read = pool.submit(adapter.containers)
         swarm_read = pool.submit(_observe_stack, state, adapter) if adapter.swarm else None
         likely_read = pool.submit(adapter.images, likely)
+        # compose's model needs no engine: every input check on it (and on the Dockerfiles and
+        # .dockerignore files it names) is made before waiting on the engine's answers, so bad
+        # input is exit 3 at once even when the engine is unreachable (its reads abandoned).
+        try:
+            config = _with_inactive(config_read.result(), defined, adapter)
+            check_active_services(state, config)
+            if adapter.swarm:
+                check_stack_images(state, config, pins, defined)
+            sources = image_sources(state, config, pins)
+            check_build_files(sources.values())
+        except InputError:
+            adapter.abandon_reads()
+            raise
+        for service in config.services.values():
+            found.register_mapping(service.environment)
+            if service.build is not None:
+                found.register_mapping(service.build.args)
         # A tag is compared with the registry only when its image is here (else it is pulled).
         present = likely_read.result()
         remote_reads = {
             ref: pool.submit(read_remote_digest, adapter, ref) for ref in followed if ref in present
         }
-        config = _with_inactive(config_read.result(), defined, adapter)
-        check_active_services(state, config)
-        if adapter.swarm:
-            check_stack_images(state, config, pins, defined)
-        for service in config.services.values():
-            found.register_mapping(service.environment)
-            if service.build is not None:
-                found.register_mapping(service.build.args)
-        sources = image_sources(state, config, pins)
         images = {ref: facts for ref, facts in present.items() if ref in sources}
         if not likely.issuperset(sources):  # compose's model names images the file did not
             images.update(adapter.images(set(sources) - likely))

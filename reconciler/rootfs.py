@@ -15,7 +15,8 @@ from pathlib import Path
 
 from reconciler import processes
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.errors import ApplyError
+from reconciler.errors import ApplyError, InputError
+from reconciler.files import read_text
 from reconciler.logs import get_logger
 from reconciler.state.model import RootfsSpec
 
@@ -36,18 +37,26 @@ def rootfs_digest(spec: RootfsSpec) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+def _lines(path: Path) -> list[str]:
+    """An apt sources file's lines, through the bounded reader (none when unreadable)."""
+    try:
+        return read_text(path, "apt sources file").splitlines()
+    except (OSError, InputError):
+        return []
+
+
 def system_mirror() -> str:
     """The machine's own Debian mirror, read from its apt sources (never hard-coded)."""
     directory, legacy = _SOURCES
     for path in sorted(directory.glob("*.sources")) if directory.is_dir() else []:
         uri = None
-        for line in path.read_text().splitlines():
+        for line in _lines(path):
             if line.startswith("URIs:"):
                 uri = line.split()[1]
             elif line.startswith("Suites:") and uri and "security" not in line:
                 return uri.rstrip("/")
     if legacy.is_file():
-        for line in legacy.read_text().splitlines():
+        for line in _lines(legacy):
             match = re.match(r"^deb\s+(\S+)\s+\S+", line)
             if match and "security" not in line:
                 return match.group(1).rstrip("/")

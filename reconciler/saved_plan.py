@@ -354,17 +354,22 @@ def _text_digest(raw: bytes, secrets: Secrets, fmt: TextFormat | None) -> str:
     return _digest(_masked_text(raw, secrets, fmt))
 
 
-def _read_digest(path: Path, secrets: Secrets, fmt: TextFormat | None = None) -> str:
+def _read_digest(
+    path: Path, secrets: Secrets, fmt: TextFormat | None = None, kind: str = "file"
+) -> str:
+    """The keyed digest of a file through the bounded reader (a FIFO or device is bad input);
+    a file that is missing or unreadable has the digest of a missing one."""
     try:
-        return _text_digest(path.read_bytes(), secrets, fmt or text_format(path))
+        raw = read_bytes(path, kind)
     except OSError:
         return _MISSING
+    return _text_digest(raw, secrets, fmt or text_format(path))
 
 
 def _state_file_digest(path: Path) -> str:
     # Known before any observation: the values a state file holds itself (an environment pin,
     # a file's `content:`, in any YAML style) are found by meaning in its text alone.
-    return _read_digest(path, _keyed(), "yaml")
+    return _read_digest(path, _keyed(), "yaml", "state file")
 
 
 def _file_fingerprints(

@@ -137,6 +137,16 @@ class DockerAdapter:
         )
         self._login_lock = threading.Lock()
         self._logged_in: set[str] = set()
+        self._abandoned = threading.Event()
+
+    def abandon_reads(self) -> None:
+        """End the backoffs of reads in flight: their caller found the input invalid and will
+        not wait ~20 s for an engine that may not be there to answer a question it dropped."""
+        self._abandoned.set()
+
+    def resume_reads(self) -> None:
+        """Let reads retry again (a new observation starts)."""
+        self._abandoned.clear()
 
     # ---- observation (read-only, batched) ---------------------------------------------
 
@@ -807,7 +817,14 @@ class DockerAdapter:
 
         if not retry:
             return attempt()
-        return retrying(self.retry, attempt, what=_short(argv), mutating=mutating, stop=self.stop)
+        return retrying(
+            self.retry,
+            attempt,
+            what=_short(argv),
+            mutating=mutating,
+            stop=self.stop,
+            abandoned=None if mutating else self._abandoned,
+        )
 
 
 def _compose_plugin() -> Path | None:

@@ -9,6 +9,7 @@ container), so it is never repeated.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from reconciler.errors import TransientDockerError
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 
-__all__ = ["NOTHING_RAN_PATTERNS", "RetryPolicy", "nothing_ran", "retrying"]
+__all__ = ["NOTHING_RAN_PATTERNS", "ReadAbandoned", "RetryPolicy", "nothing_ran", "retrying"]
 
 # What the docker CLI prints when its very first request cannot reach the daemon: nothing ran.
 NOTHING_RAN_PATTERNS: tuple[str, ...] = (
@@ -58,6 +59,24 @@ def nothing_ran(error: BaseException) -> bool:
     return any(pattern in text for pattern in NOTHING_RAN_PATTERNS)
 
 
+class ReadAbandoned(Exception):
+    """A read's backoff ended because its caller abandoned it (never reaches a user)."""
+
+
+def _backoff_sleep(stop: StopToken, abandoned: threading.Event | None) -> Callable[[float], None]:
+    if abandoned is None:
+        return stop.sleep
+
+    def sleep(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if abandoned.is_set():
+                raise ReadAbandoned
+            stop.sleep(min(left, 0.05))
+
+    return sleep
+
+
 def _transient(error: BaseException) -> bool:
     return isinstance(error, TransientDockerError)
 
@@ -69,8 +88,14 @@ def retrying(
     what: str,
     mutating: bool = False,
     stop: StopToken | None = None,
+    abandoned: threading.Event | None = None,
 ) -> _T:
-    """Call `attempt`, retrying transient faults as `policy` says (mutations: see module doc)."""
+    """Call `attempt`, retrying transient faults as `policy` says (mutations: see module doc).
+
+    Once `abandoned` is set (the caller no longer wants the answer: a concurrent read found the
+    input invalid), a backoff ends at once with `ReadAbandoned` instead of waiting for an
+    engine that is not there.
+    """
 
     def log_retry(state: RetryCallState) -> None:
         outcome = state.outcome
@@ -91,7 +116,7 @@ def retrying(
         stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.give_up_after),
         before_sleep=log_retry,
         # A stop request ends a backoff at once, instead of after up to max_delay seconds.
-        sleep=stop.sleep if stop is not None else time.sleep,
+        sleep=_backoff_sleep(stop or StopToken(), abandoned),
         reraise=True,
     )
     return controller(attempt)

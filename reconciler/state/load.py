@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 import subprocess
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.parser import RoundTripParser
 
 from reconciler.errors import InputError, Location
-from reconciler.files import decode_utf8, read_text
+from reconciler.files import decode_utf8, file_kind, read_text
 from reconciler.state.model import FileSpec, State, file_format
 from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
 from reconciler.state.paths import parse_path
@@ -255,6 +256,46 @@ def _input_error(
     return InputError(first_message + more, first_location)
 
 
+def _checked(resolved: Path, location: Location, must: str | None, root: Path | None) -> Path:
+    """`resolved`, inside `root` (None: anywhere) and existing as `must` says."""
+    if root is not None and not resolved.is_relative_to(root):
+        raise InputError(
+            f"{resolved} is outside the state's root {root}; "
+            "set `allow_outside_root: true` to allow it",
+            location,
+        )
+    if must == "file" and not resolved.is_file():
+        raise InputError(f"{resolved} does not exist or is not a file", location)
+    if must == "dir" and not resolved.is_dir():
+        raise InputError(f"{resolved} does not exist or is not a directory", location)
+    if must == "writable file":
+        _check_writable_target(resolved, location)
+    return resolved
+
+
+def _check_writable_target(resolved: Path, location: Location) -> None:
+    """A `files:` target: not a directory, in a directory that exists, a regular file if any."""
+    if resolved.is_dir():
+        raise InputError(f"{resolved} is a directory, not a file", location)
+    if not resolved.parent.is_dir():
+        raise InputError(
+            f"the directory {resolved.parent} does not exist; reconciler creates "
+            "files, not directories",
+            location,
+        )
+    kind = _existing_kind(resolved)
+    if kind not in (None, "regular file"):
+        raise InputError(f"{resolved} is a {kind}; reconciler manages regular files only", location)
+
+
+def _existing_kind(path: Path) -> str | None:
+    """The type of file at `path` (symlinks followed), None when nothing is there."""
+    try:
+        return file_kind(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
 def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
     root = find_root(source)
 
@@ -265,29 +306,18 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
         line, column = _position(document, loc, key=key) or (None, None)
         location = Location(source, line, column, ".".join(str(part) for part in loc))
         try:
-            resolved = (source.parent / path).resolve()
-        except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before 3.13)
-            raise InputError(f"cannot resolve {path}: symlink loop ({error})", location) from None
-        if not state.allow_outside_root and not resolved.is_relative_to(root):
-            raise InputError(
-                f"{resolved} is outside the state's root {root}; "
-                "set `allow_outside_root: true` to allow it",
+            return _checked(
+                (source.parent / path).resolve(),
                 location,
+                must,
+                None if state.allow_outside_root else root,
             )
-        if must == "file" and not resolved.is_file():
-            raise InputError(f"{resolved} does not exist or is not a file", location)
-        if must == "dir" and not resolved.is_dir():
-            raise InputError(f"{resolved} does not exist or is not a directory", location)
-        if must == "writable file":
-            if resolved.is_dir():
-                raise InputError(f"{resolved} is a directory, not a file", location)
-            if not resolved.parent.is_dir():
-                raise InputError(
-                    f"the directory {resolved.parent} does not exist; reconciler creates "
-                    "files, not directories",
-                    location,
-                )
-        return resolved
+        except RuntimeError as error:  # a symlink loop (pathlib raises it before 3.13)
+            raise InputError(f"cannot resolve {path}: symlink loop ({error})", location) from None
+        except ValueError:  # os functions refuse an embedded NUL
+            raise InputError("the path contains a NUL byte", location) from None
+        except OSError as error:  # ENAMETOOLONG and the like, from the checks' stat calls
+            raise InputError(f"cannot use {path}: {error.strerror}", location) from None
 
     compose_file = resolve(state.compose.file, ["compose", "file"], must="file")
     env_files = [
