@@ -57,6 +57,8 @@ __all__ = [
     "base_images",
     "check_active_services",
     "check_compose_services",
+    "check_model",
+    "check_stack_file",
     "check_stack_images",
     "desired_images",
     "digest_policy",
@@ -69,6 +71,7 @@ __all__ = [
     "observe_migrations",
     "pull_policy",
     "pulls_always",
+    "read_compose_config",
     "read_compose_text",
     "read_env_texts",
     "read_remote_digest",
@@ -197,8 +200,26 @@ def likely_images(
     return likely
 
 
-def _compose_config(adapter: DockerAdapter, path: Path, text: str) -> ComposeConfig:
-    """compose's normalised model; a rejection points at the service compose names, if any."""
+def check_model(
+    state: State,
+    config: ComposeConfig,
+    defined: Mapping[str, ServiceImage],
+    pins: Mapping[str, str],
+    adapter: DockerAdapter,
+) -> ComposeConfig:
+    """compose's model checked against the state: the services it pins active in the chosen
+    profiles, and in swarm mode each service's image named. Returns `config` with the file's
+    inactive services (one more `compose config`, only when there are some)."""
+    config = _with_inactive(config, defined, adapter)
+    check_active_services(state, config)
+    if adapter.swarm:
+        check_stack_images(state, config, pins, defined)
+    return config
+
+
+def read_compose_config(adapter: DockerAdapter, path: Path, text: str) -> ComposeConfig:
+    """compose's normalised model (`compose config`: no engine); a rejection points at the
+    service compose names, if any."""
     try:
         return adapter.compose_config()
     except InputError as error:
@@ -416,7 +437,7 @@ def observe(
     followed = digest_policy(state)
     workers = 4 + min(len(followed), 4)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="observe") as pool:
-        config_read = pool.submit(_compose_config, adapter, path, text)
+        config_read = pool.submit(read_compose_config, adapter, path, text)
         containers_read = pool.submit(adapter.containers)
         swarm_read = pool.submit(_observe_stack, state, adapter) if adapter.swarm else None
         likely_read = pool.submit(adapter.images, likely)
@@ -425,10 +446,7 @@ def observe(
         remote_reads = {
             ref: pool.submit(read_remote_digest, adapter, ref) for ref in followed if ref in present
         }
-        config = _with_inactive(config_read.result(), defined, adapter)
-        check_active_services(state, config)
-        if adapter.swarm:
-            check_stack_images(state, config, pins, defined)
+        config = check_model(state, config_read.result(), defined, pins, adapter)
         for service in config.services.values():
             found.register_mapping(service.environment)
             if service.build is not None:
@@ -464,13 +482,19 @@ def _observe_stack(
 ) -> tuple[tuple[SwarmService, ...], tuple[SwarmTask, ...]]:
     """swarm mode: the compose file as stack deploy reads it must load (else an InputError
     naming the key, before anything changes), then the stack's services and their tasks."""
+    check_stack_file(state, adapter)
+    services = adapter.stack_services()
+    tasks = adapter.stack_tasks([service.id for service in services])
+    return tuple(services), tuple(tasks)
+
+
+def check_stack_file(state: State, adapter: DockerAdapter) -> None:
+    """swarm mode: the compose file must load as stack deploy reads it (`docker stack config`:
+    no engine), else an InputError at the key it names."""
     try:
         adapter.stack_config("{}\n")
     except InputError as error:
         raise _at_compose_key(state, error) from error
-    services = adapter.stack_services()
-    tasks = adapter.stack_tasks([service.id for service in services])
-    return tuple(services), tuple(tasks)
 
 
 _STACK_KEY = re.compile(r"\b(services\.[A-Za-z0-9._-]+(?:\.[A-Za-z0-9_-]+)*)")

@@ -25,6 +25,8 @@ import hmac
 import json
 import os
 import secrets as random
+import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -32,13 +34,14 @@ from pathlib import Path
 
 from reconciler import processes
 from reconciler.errors import ApplyError, InputError
+from reconciler.files import file_kind
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import OnStop, ProcessTimeout
 from reconciler.secrets import Secrets
 from reconciler.state import State
 
-__all__ = ["SecretRecords", "SecretStore", "keyed_hash", "state_directory"]
+__all__ = ["SecretRecords", "SecretStore", "check_sources", "keyed_hash", "state_directory"]
 
 _log = get_logger(__name__)
 _KEY_BYTES = 32
@@ -96,9 +99,8 @@ class SecretStore:
     def _run(self, name: str, argv: list[str], timeout: float) -> str:
         where = self._state.location(f"secrets.{name}.command")
         program = argv[0]
-        directory = self._state.source.parent if self._state.source.is_file() else None
-        if directory is not None and "/" in program and not Path(program).is_absolute():
-            argv = [str(directory / program), *argv[1:]]  # ./get-token: next to the state file
+        directory = _state_directory(self._state)
+        argv = [_program_path(self._state, program), *argv[1:]]
         _log.debug("reading secret", secret=name, program=program)
         try:
             done = processes.run(
@@ -126,6 +128,59 @@ class SecretStore:
         if not value:
             raise ApplyError(f"{where}: secret {name}: {program} printed nothing on stdout")
         return value
+
+
+def check_sources(state: State) -> None:
+    """Check that every secret's source is there, reading no value and running nothing: its
+    variable set, its file a readable regular file, its program found (on PATH, or for a path
+    with a `/`, relative to the state file). `InputError` at the secret, as `read` would."""
+    for name, spec in state.secrets.items():
+        if spec.env is not None and spec.env not in os.environ:
+            raise InputError(
+                f"secret {name}: environment variable {spec.env} is not set",
+                state.location(f"secrets.{name}"),
+            )
+        if spec.file is not None:
+            _check_file(name, spec.file, state)
+        if spec.command is not None:
+            _check_program(name, spec.command[0], state)
+
+
+def _check_file(name: str, path: Path, state: State) -> None:
+    where = state.location(f"secrets.{name}.file")
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise InputError(f"secret {name}: cannot read {path}: {error.strerror}", where) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(
+            f"secret {name}: {path} is a {file_kind(info.st_mode)}, not a regular file", where
+        )
+    if not os.access(path, os.R_OK):
+        raise InputError(f"secret {name}: cannot read {path}: permission denied", where)
+
+
+def _check_program(name: str, program: str, state: State) -> None:
+    where = state.location(f"secrets.{name}.command")
+    path = _program_path(state, program)
+    found = path if "/" in path else shutil.which(path)
+    if found is None or not Path(found).is_file():
+        raise InputError(f"secret {name}: program {program} not found", where)
+    if not os.access(found, os.X_OK):
+        raise InputError(f"secret {name}: program {program} is not executable", where)
+
+
+def _state_directory(state: State) -> Path | None:
+    return state.source.parent if state.source.is_file() else None
+
+
+def _program_path(state: State, program: str) -> str:
+    """`program` as it is run: a relative path with a `/` (./get-token) is next to the state
+    file; a bare name is looked up on PATH."""
+    directory = _state_directory(state)
+    if directory is not None and "/" in program and not Path(program).is_absolute():
+        return str(directory / program)
+    return program
 
 
 def _read_file(name: str, path: Path, state: State) -> str:
