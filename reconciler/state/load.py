@@ -309,8 +309,12 @@ def _holder(node: CommentedMap, key: object) -> CommentedMap | None:
 def yaml_key_position(text: str, loc: Sequence[int | str], *, source: Path) -> tuple[int, int]:
     """1-based line and column of the key at `loc` in the YAML document `text` (of the
     nearest existing parent when `loc` is not in it): for errors about other tools' files,
-    such as a compose file a loader rejects."""
-    document = _parse(text, source)
+    such as a compose file a loader rejects. Best effort: (1, 1) when the state loader's own
+    limits (merges, depth) refuse `text`, so that the other tool's error is the one shown."""
+    try:
+        document = _parse(text, source)
+    except InputError:
+        return (1, 1)
     return _position(document, loc, key=True) or (1, 1)
 
 

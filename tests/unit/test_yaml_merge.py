@@ -15,6 +15,7 @@ from reconciler.errors import InputError
 from reconciler.fleet_file import load_fleet
 from reconciler.schema import fleet_schema, state_schema
 from reconciler.state import load_state
+from reconciler.state.load import yaml_key_position
 
 COMPOSE = "services:\n  db:\n    image: db:1\n  web:\n    image: web:1\n"
 
@@ -306,3 +307,14 @@ def test_nul_in_a_fleet_target_state_path_is_bad_input(tmp_path: Path) -> None:
     assert "NUL byte" in caught.value.message
     assert caught.value.location is not None
     assert (caught.value.location.line, caught.value.location.key) == (3, "targets.a.state")
+
+
+def test_key_position_in_another_tools_file_ignores_the_merge_budget(tmp_path: Path) -> None:
+    """A compose file may merge more often than a state file may: positions for errors
+    about it are still found (or fall back to 1:1), never replaced by the budget's error."""
+    services = "".join(f"  s{i}: {{<<: *d}}\n" for i in range(300))
+    text = f"x-d: &d {{image: a:1}}\nservices:\n{services}"
+    assert yaml_key_position(text, ["services", "s5"], source=tmp_path / "compose.yml") == (1, 1)
+    small = "x-d: &d {image: a:1}\nservices:\n  web: {<<: *d}\n"
+    where = yaml_key_position(small, ["services", "web", "image"], source=tmp_path / "c.yml")
+    assert where == (1, 10)
