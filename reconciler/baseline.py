@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import InputError, Location
+from reconciler.files import read_text
 from reconciler.state.model import CompareSpec
 
 __all__ = [
@@ -81,13 +82,9 @@ class RunRecord(_Record):
 def load_record(path: Path) -> RunRecord:
     """Read a saved result; bad input raises `InputError` naming the file, line and key."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputError(
-            f"cannot read baseline: {error.strerror or error}", Location(path)
-        ) from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"baseline is not UTF-8: {error.reason}", Location(path)) from None
+        text = read_text(path, "baseline")
+    except FileNotFoundError:
+        raise InputError("baseline not found", Location(path)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

@@ -19,6 +19,7 @@ from pathlib import Path
 from reconciler.docker.facts import BuildConfig
 from reconciler.dockerignore import exclude_paths
 from reconciler.errors import InputError, Location
+from reconciler.files import decode_utf8, open_regular, read_bytes, read_optional_bytes
 
 __all__ = ["DIGEST_LABEL", "context_digest"]
 
@@ -34,11 +35,9 @@ def context_digest(build: BuildConfig, *, compose_file: Path, edited: Collection
         raise InputError(f"build context {context} is not a directory", Location(compose_file))
     dockerfile = build.dockerfile
     try:
-        dockerfile_bytes = dockerfile.read_bytes()
-    except OSError as error:
-        raise InputError(
-            f"cannot read Dockerfile {dockerfile}: {error.strerror}", Location(compose_file)
-        ) from None
+        dockerfile_bytes = read_bytes(dockerfile, "Dockerfile")
+    except FileNotFoundError:
+        raise InputError(f"Dockerfile {dockerfile} not found", Location(compose_file)) from None
     digest = hashlib.sha256()
     digest.update(b"dockerfile\0" + dockerfile_bytes + b"\0")
     for key, value in sorted(build.args.items()):
@@ -69,7 +68,7 @@ def _file_digest(path: Path, info: os.stat_result) -> bytes:
     cached = _FILE_DIGESTS.get(key)
     if cached is None:
         digest = hashlib.sha256()
-        with path.open("rb") as handle:
+        with open_regular(path, "build context file") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
         cached = _FILE_DIGESTS[key] = digest.digest()
@@ -79,10 +78,11 @@ def _file_digest(path: Path, info: os.stat_result) -> bytes:
 def _included_files(context: Path, dockerfile: Path) -> list[str]:
     ignore_file = context / ".dockerignore"
     patterns: list[str] = []
-    if ignore_file.is_file():
+    raw = read_optional_bytes(ignore_file, ".dockerignore")
+    if raw is not None:
         patterns = [
             line.strip()
-            for line in ignore_file.read_text(encoding="utf-8").splitlines()
+            for line in decode_utf8(raw, ignore_file).splitlines()
             if line.strip() and not line.lstrip().startswith("#")
         ]
     included = exclude_paths(str(context), patterns, dockerfile=_relative_to(dockerfile, context))

@@ -2,7 +2,9 @@
 
 A thin shell over `reconciler.reconcile`. It alone configures logging (console on a TTY, JSON
 lines otherwise, logs always on stderr) and prints; it maps the error hierarchy to exit codes
-in one place (`_exit_code`).
+in one place (`_exit_code`). It checks every argument before anything changes: the output
+paths (`_check_outputs`, against the run's own input files), the step selection, the numbers.
+Every text it echoes that a user or a program could have written goes through `printable`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import contextlib
 import io
 import json
 import logging
+import math
+import os
+import re
 import sys
 import tempfile
 import threading
@@ -31,14 +36,16 @@ from reconciler.errors import (
     InternalError,
     Location,
     ReconcilerError,
+    StalePlanError,
 )
+from reconciler.files import check_output, write_atomic
 from reconciler.fleet import FleetPlan, FleetResult, TargetResult, apply_fleet, plan_fleet
 from reconciler.fleet_file import Fleet, is_fleet_file, load_fleet
 from reconciler.interrupt import StopToken, install_handlers, restore_handlers
 from reconciler.plans import Change, Plan, Step
 from reconciler.probes.junit import CaseResult
 from reconciler.report import comparison_lines, junit_xml, markdown
-from reconciler.saved_plan import is_plan_file, load_plan
+from reconciler.saved_plan import PLAN_FILE, SavedPlan, is_plan_file, load_plan
 from reconciler.schema import fleet_schema, state_schema
 from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import State, load_state
@@ -48,7 +55,7 @@ from reconciler.validation import validate
 if TYPE_CHECKING:
     from reconciler.live import LiveView
 
-__all__ = ["main"]
+__all__ = ["main", "printable"]
 
 DEFAULT_STATE = Path("states/canary.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_INPUT = 0, 1, 2, 3
@@ -59,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_INPUT, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {printable(message)}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -192,7 +199,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _step_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+    # Empty names are kept, for `_selected_steps` to refuse: `--only ,` must not mean "all".
+    return [part.strip() for part in text.split(",")]
 
 
 def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) -> int:
@@ -208,7 +216,12 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     sys.stdout, sys.stderr = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
-    fleet = args.command not in {"schema", "validate"} and is_fleet_file(args.state)
+    # A plan file is told first: it is JSON, which a YAML reader would also take.
+    fleet = (
+        args.command not in {"schema", "validate"}
+        and not is_plan_file(args.state)
+        and is_fleet_file(args.state)
+    )
     view = None if fleet else _live_view(args, secrets)
     try:
         _configure_logging(
@@ -283,16 +296,18 @@ def _run(
             + (" (volumes removed)" if args.volumes else "")
         )
         return EXIT_OK
-    steps = reconcile.select_steps(args.only, args.skip)
+    steps = _selected_steps(args)
     baseline = load_record(args.baseline) if args.baseline is not None else None
+    inputs = _inputs(args, state)
+    _check_outputs(args, inputs)
     if args.command == "plan":
+        if args.out is not None and args.engine is not None:
+            raise InputError(
+                "--engine cannot be given with --out: a saved plan is applied to the state "
+                "file's own engine; set `engine:` in the state instead"
+            )
         adapter = reconcile.make_adapter(state, stop=stop, secrets=secrets)
         if args.out is not None:
-            if args.engine is not None:
-                raise InputError(
-                    "--engine cannot be given with --out: a saved plan is applied to the state "
-                    "file's own engine; set `engine:` in the state instead"
-                )
             return _save_plan(args, state, adapter, secrets)
         state_plan = reconcile.plan(state, steps=steps, adapter=adapter, secrets=secrets)
         comparison = (
@@ -314,22 +329,67 @@ def _run(
             lock_timeout=args.lock_timeout,
             baseline=baseline,
         )
-    _write_reports(
-        state.name,
-        result,
-        secrets,
-        report=args.report,
-        junit=args.junit,
-        save_result=args.save_result,
-    )
+    _write_reports(state.name, result, secrets, args, inputs)
     return _apply(result, secrets, as_json=args.json)
 
 
 def _validate(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
     """`validate FILE`: a state, fleet or plan file checked with no engine (else InputError)."""
     checked = validate(args.state, secrets=secrets, stop=stop)
-    print(json.dumps(checked.to_dict(), indent=2) if args.json else checked.describe())
+    print(json.dumps(checked.to_dict(), indent=2) if args.json else printable(checked.describe()))
     return EXIT_OK
+
+
+def _selected_steps(args: argparse.Namespace) -> tuple[Step, ...]:
+    """The steps of `--only`/`--skip`; InputError for an empty name, a list naming nothing, an
+    unknown step, or a selection that leaves no step."""
+    for option, names in (("--only", args.only), ("--skip", args.skip)):
+        if names and not any(names):
+            raise InputError(
+                f"{option} names no step; give one or more of: "
+                + ", ".join(reconcile.names_in_order())
+            )
+        if "" in names:
+            raise InputError(
+                f"{option} {','.join(names)!r} has an empty step name (a comma too many)"
+            )
+    return reconcile.select_steps(args.only, args.skip)
+
+
+# The outputs a run writes: (option, attribute, kind of file).
+_OUTPUTS = (
+    ("--out", "out", PLAN_FILE),
+    ("--report", "report", "report"),
+    ("--junit", "junit", "JUnit report"),
+    ("--save-result", "save_result", "result"),
+)
+
+
+def _inputs(args: argparse.Namespace, state: State | None, *also: Path | None) -> tuple[Path, ...]:
+    """The files this run reads, which none of its outputs may replace: the state's own
+    (`State.input_files`), the state file as given, `--baseline`, and `also` (a plan file)."""
+    paths = [args.state, *(state.input_files() if state is not None else ()), *also]
+    paths.append(getattr(args, "baseline", None))
+    return tuple(path for path in paths if path is not None)
+
+
+def _check_outputs(args: argparse.Namespace, inputs: Sequence[Path]) -> None:
+    """Before anything changes, every output path given can be written by `write_atomic`: a
+    regular file or none yet, in a writable directory, not a symlink, not one of `inputs`, and
+    no two options naming one file. InputError (exit 3) naming the option otherwise."""
+    seen: dict[Path, str] = {}
+    for option, attribute, kind in _OUTPUTS:
+        path = getattr(args, attribute, None)
+        if path is None:
+            continue
+        try:
+            check_output(path, kind, inputs=inputs)
+        except InputError as error:
+            raise InputError(f"{option}: {error.message}", error.location) from None
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            raise InputError(f"{seen[key]} and {option} name the same file", Location(path))
+        seen[key] = option
 
 
 def _run_fleet(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
@@ -338,7 +398,7 @@ def _run_fleet(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> i
     the_fleet = load_fleet(args.state).select(args.target)
     if args.command == "down":
         return _down_fleet(the_fleet, args, secrets)
-    steps = reconcile.select_steps(args.only, args.skip)
+    steps = _selected_steps(args)
     if args.command == "plan":
         plans = plan_fleet(the_fleet, steps=steps, stop=stop, secrets=secrets)
         _print_fleet_plan(plans, secrets, as_json=args.json)
@@ -418,7 +478,7 @@ def _print_fleet_plan(plans: FleetPlan, secrets: Secrets, *, as_json: bool) -> N
         out = io.StringIO()
         out.write(_header(target.name, target.engine))
         if target.error is not None:
-            print(f"FAILED: {target.error}", file=out)
+            print(f"FAILED: {printable(str(target.error))}", file=out)
         else:
             _print_plan(target.plan, out)
             print(_plan_total(target.plan), file=out)
@@ -438,7 +498,7 @@ def _print_fleet_plan(plans: FleetPlan, secrets: Secrets, *, as_json: bool) -> N
 def _target_block(outcome: TargetResult) -> str:
     head = _header(outcome.name, outcome.engine)
     if outcome.result is None:
-        return f"{head}skipped: {outcome.skipped}\n"
+        return f"{head}skipped: {printable(outcome.skipped)}\n"
     counts = _counts_line(outcome.result.counts)
     return f"{head}{_result_text(outcome.result)}{counts}\n"
 
@@ -488,8 +548,12 @@ def _with_engine(state: State, engine: str | None) -> State:
 
 
 def _check_lock_timeout(seconds: float) -> None:
-    if seconds < 0 or seconds > 86400:
-        raise InputError(f"--lock-timeout must be between 0 and 86400 s, not {seconds:g}")
+    # float() reads "nan" and "inf", and NaN fails every comparison: test finiteness first.
+    if not (math.isfinite(seconds) and 0 <= seconds <= reconcile.MAX_LOCK_TIMEOUT):
+        raise InputError(
+            f"--lock-timeout must be a number of seconds from 0 to "
+            f"{reconcile.MAX_LOCK_TIMEOUT:g}, not {seconds:g}"
+        )
 
 
 def _save_plan(
@@ -506,9 +570,9 @@ def _save_plan(
         given=args.state,
     )
     code = _plan(the_plan, None, as_json=args.json)
+    out = printable(str(args.out))
     print(
-        f"Saved the plan to {args.out}; apply exactly it with: "
-        f"python -m reconciler apply {args.out}",
+        f"Saved the plan to {out}; apply exactly it with: python -m reconciler apply {out}",
         file=sys.stderr if args.json else sys.stdout,
     )
     return code
@@ -535,6 +599,9 @@ def _apply_plan_file(
         )
     _check_lock_timeout(args.lock_timeout)
     saved = load_plan(args.state)
+    baseline = load_record(args.baseline) if args.baseline is not None else None
+    inputs = _inputs(args, _state_of(saved), saved.state_path)
+    _check_outputs(args, inputs)
     if view is not None:
         view.progress.title = f"apply {saved.state_name} ({args.state})"
     with view if view is not None else contextlib.nullcontext():
@@ -544,17 +611,20 @@ def _apply_plan_file(
             stop=stop,
             secrets=secrets,
             lock_timeout=args.lock_timeout,
-            baseline=load_record(args.baseline) if args.baseline is not None else None,
+            baseline=baseline,
         )
-    _write_reports(
-        saved.state_name,
-        result,
-        secrets,
-        report=args.report,
-        junit=args.junit,
-        save_result=args.save_result,
-    )
+    _write_reports(saved.state_name, result, secrets, args, inputs)
     return _apply(result, secrets, as_json=args.json)
+
+
+def _state_of(saved: SavedPlan) -> State | None:
+    """The state a plan file was made for, for its input files; None when its file moved since
+    or no longer loads (`apply_plan` then refuses it, as stale or as bad input)."""
+    try:
+        saved.check_state_file()
+        return load_state(saved.state_path)
+    except (StalePlanError, InputError):
+        return None
 
 
 def _exit_code(error: ReconcilerError) -> int:
@@ -566,23 +636,24 @@ def _write_reports(
     name: str,
     result: reconcile.ApplyResult,
     secrets: Secrets,
-    *,
-    report: Path | None,
-    junit: Path | None,
-    save_result: Path | None,
+    args: argparse.Namespace,
+    inputs: Sequence[Path],
 ) -> None:
-    outputs: list[tuple[Path | None, Callable[[], str]]] = [
-        (report, lambda: markdown(name, result)),
-        (junit, lambda: junit_xml(name, result)),
-        (save_result, lambda: result.record(name).to_json()),
+    """Write `--report`, `--junit` and `--save-result` (checked by `_check_outputs` before the
+    run) atomically; a write that fails now is reported and the others still written."""
+    outputs: list[tuple[Path | None, str, Callable[[], str]]] = [
+        (args.report, "report", lambda: markdown(name, result)),
+        (args.junit, "JUnit report", lambda: junit_xml(name, result)),
+        (args.save_result, "result", lambda: result.record(name).to_json()),
     ]
-    for path, render in outputs:
+    for path, kind, render in outputs:
         if path is None:
             continue
+        data = secrets.redact(render()).encode("utf-8")
         try:
-            path.write_text(secrets.redact(render()), encoding="utf-8")
-        except OSError as error:
-            print(f"error: cannot write {path}: {error.strerror or error}", file=sys.stderr)
+            write_atomic(path, data, kind=kind, inputs=inputs)
+        except ReconcilerError as error:
+            _report_error(error, secrets)
 
 
 def _plan(state_plan: Plan, comparison: Comparison | None, *, as_json: bool) -> int:
@@ -607,7 +678,7 @@ def _plan_total(state_plan: Plan) -> str:
 
 def _print_comparison(comparison: Comparison) -> None:
     for line in comparison_lines(comparison):
-        print(line)
+        print(printable(line))
 
 
 def _apply(result: reconcile.ApplyResult, secrets: Secrets, *, as_json: bool) -> int:
@@ -633,18 +704,19 @@ def _result_text(result: reconcile.ApplyResult) -> str:
     if not result.changed and not result.failed and result.error is None:
         print("No changes: already in the declared state.", file=out)
     for change in result.failed:
-        print(f"{_change_line(change)}  FAILED: {result.failure_of(change)}", file=out)
+        print(f"{_change_line(change)}  FAILED: {printable(result.failure_of(change))}", file=out)
     for check in result.checks:
         verdict = "PASS" if check.passed else "FAIL"
-        print(f"check  {verdict}  {check.name}  ({check.detail}, {check.seconds:.1f} s)", file=out)
+        shown = printable(f"{check.name}  ({check.detail}, {check.seconds:.1f} s)")
+        print(f"check  {verdict}  {shown}", file=out)
         for case in check.cases:
             label = "PASS" if case.outcome == "passed" else case.outcome.upper()
-            print(f"         {label:<7} {_case_name(case)}", file=out)
+            print(f"         {label:<7} {printable(_case_name(case))}", file=out)
     for line in result.rolled_back:
-        print(f"rolled back: {line}", file=out)
+        print(f"rolled back: {printable(line)}", file=out)
     if result.comparison is not None:
         for line in comparison_lines(result.comparison):
-            print(line, file=out)
+            print(printable(line), file=out)
     return out.getvalue()
 
 
@@ -657,11 +729,49 @@ def _print_plan(the_plan: Plan, out: TextIO) -> None:
         for change in the_plan.for_step(step):
             print(_change_line(change), file=out)
             if change.diff:
-                out.write("".join("    " + line for line in change.diff.splitlines(keepends=True)))
+                # A diff shows file content: each line escaped, the CLI's newline after it.
+                out.write("".join(f"    {printable(line)}\n" for line in _lines(change.diff)))
 
 
 def _change_line(change: Change) -> str:
-    return f"{change.step:<13} {change.action:<9} {change.target}  ({change.reason})"
+    return printable(f"{change.step:<13} {change.action:<9} {change.target}  ({change.reason})")
+
+
+# What `printable` escapes: C0 controls but the newline, DEL, C1 controls, the characters that
+# break or reorder lines (U+2028/9, bidirectional overrides and isolates), and a newline not
+# followed by a space.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\n(?! )"
+)
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` safe to echo on a terminal: every control character shown as an escape (`\\x1b`,
+    `\\n`), so that no value can color, move, clear or forge what the terminal shows.
+
+    One rule for every message, whatever part of it came from a file, a path, a program's
+    output or the library: a message's own further lines are indented (the library writes
+    `"\\n  "` between the lines of a multi-line message: more validation errors, what still
+    differs, an output tail), so a newline followed by a space is kept, and any other newline
+    is a value's and shown as `\\n`. No line a value brings can then start at the left margin,
+    where the CLI writes its own (`error: ...`, the counts).
+    """
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def _lines(text: str) -> list[str]:
+    # Split at newlines only: str.splitlines would also split at \x1c, \x85 or U+2028, which
+    # `printable` shows escaped instead.
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _report_error(error: ReconcilerError, secrets: Secrets) -> None:
@@ -669,14 +779,18 @@ def _report_error(error: ReconcilerError, secrets: Secrets) -> None:
 
 
 def _error_text(error: ReconcilerError, secrets: Secrets, *, target: str | None = None) -> str:
-    """The error's lines for stderr (`error: ...`), naming the fleet target when given."""
-    head = f"error: target {target}: " if target is not None else "error: "
+    """The error's lines for stderr (`error: ...`), naming the fleet target when given; every
+    part that is not the CLI's own through `printable`."""
+    head = f"error: target {printable(target)}: " if target is not None else "error: "
     if isinstance(error, InternalError):
-        return f"{head}{error}; traceback written to {_save_traceback(error, secrets)}\n"
-    text = f"{head}{error}\n"
+        saved = _save_traceback(error, secrets)
+        return f"{head}{printable(str(error))}; traceback written to {printable(str(saved))}\n"
+    text = f"{head}{printable(str(error))}\n"
     if isinstance(error, HealthTimeoutError):
         for service, diagnostics in error.diagnostics.items():
-            text += f"--- {service}\n{diagnostics}\n"
+            # Docker's and the containers' own lines, each indented under its service.
+            lines = "".join(f"  {printable(line)}\n" for line in _lines(diagnostics))
+            text += f"--- {printable(service)}\n{lines}"
     return text
 
 
@@ -688,6 +802,15 @@ def _save_traceback(error: InternalError, secrets: Secrets) -> Path:
     with handle:
         handle.write(secrets.redact(error.traceback_text))
     return Path(handle.name)
+
+
+def _printable_values(
+    _logger: object, _method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A log event's text values through `printable`, for the console renderer."""
+    return {
+        key: printable(value) if isinstance(value, str) else value for key, value in event.items()
+    }
 
 
 def _configure_logging(fmt: str, *, verbose: bool, view: LiveView | None = None) -> None:
@@ -707,6 +830,7 @@ def _configure_logging(fmt: str, *, verbose: bool, view: LiveView | None = None)
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *([_printable_values] if console else []),  # JSON escapes control characters itself
         renderer,
     ]
     if view is not None:

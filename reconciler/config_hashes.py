@@ -17,11 +17,12 @@ values are compose's own hashes, and the key is a digest.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig
+from reconciler.errors import InputError, ReconcilerError
+from reconciler.files import read_bytes, write_atomic
 from reconciler.inputs import record_directory
 from reconciler.logs import get_logger
 
@@ -57,10 +58,10 @@ def config_hashes(adapter: DockerAdapter, config: ComposeConfig) -> dict[str, st
 
 def _read(path: Path) -> dict[str, dict[str, str]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bytes(path, "record"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, InputError) as error:
         _log.debug("remembered config hashes unreadable; asking compose", error=str(error))
         return {}
     if not isinstance(data, dict) or data.get("version") != _VERSION:
@@ -78,13 +79,8 @@ def _read(path: Path) -> dict[str, dict[str, str]]:
 def _write(path: Path, entries: dict[str, dict[str, str]]) -> None:
     """Replace the file atomically; a failure only costs the next plan one compose call."""
     text = json.dumps({"version": _VERSION, "models": entries}, indent=1) + "\n"
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        partial.replace(path)
-    except OSError as error:
+        write_atomic(path, text.encode("utf-8"), kind="record", mode=0o600)
+    except (OSError, ReconcilerError) as error:
         _log.debug("config hashes not remembered", path=str(path), error=str(error))
-        partial.unlink(missing_ok=True)

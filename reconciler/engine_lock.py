@@ -4,7 +4,9 @@ Two operators on two machines driving one remote engine (ssh:// or tcp://, or a 
 endpoint is one) cannot see each other's host-local lock files (`reconciler.lock`), so the lock
 lives on the target engine. For a local engine the host-local flock stays as it is.
 
-The lock is a container named `reconciler-lock-<project>`, started by the holder with
+The lock is a container named `reconciler-lock-<project>` (a project name longer than 128
+characters becomes a readable prefix and 16 hex digits of its sha256, as the lock file's name
+does: `reconciler.lock.hashed_name`), started by the holder with
 `docker run --interactive --rm --pull never --name reconciler-lock-<project> --network none
 --label reconciler.lock.*=... reconciler-lock:1 /busybox awk 'BEGIN {print the id} {next}'`:
 
@@ -74,6 +76,7 @@ from reconciler.errors import (
     StopRequested,
 )
 from reconciler.interrupt import StopToken
+from reconciler.lock import hashed_name
 from reconciler.logs import get_logger
 
 __all__ = [
@@ -96,6 +99,7 @@ STARTING_GRACE = 5.0  # a `created` lock container still `created` this much lat
 _POLL = 1.0  # while waiting for a held lock
 _STALE = frozenset({"exited", "dead"})
 _REMOTE_SCHEMES = ("ssh://", "tcp://")
+_CONTAINER_NAME_CHARS = "a-zA-Z0-9_.-"  # after the `reconciler-lock-` prefix, as docker allows
 
 
 class HeldLock(Protocol):
@@ -143,8 +147,10 @@ def is_remote(endpoint: str) -> bool:
 
 
 def lock_container_name(project: str) -> str:
-    """The lock container's name for a compose project (whose name is a valid container name)."""
-    return f"reconciler-lock-{project}"
+    """The lock container's name for a compose project: `reconciler-lock-<project>`, with a long
+    project name (or one with characters a container name cannot hold) shortened to a readable
+    prefix and a digest, as the lock file's name is (`reconciler.lock.hashed_name`)."""
+    return f"reconciler-lock-{hashed_name(project, allowed=_CONTAINER_NAME_CHARS)}"
 
 
 class EngineLockGuard:

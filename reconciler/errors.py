@@ -19,6 +19,7 @@ __all__ = [
     "InputError",
     "InternalError",
     "Location",
+    "LockError",
     "LockHeldError",
     "LockLostError",
     "PermanentDockerError",
@@ -103,6 +104,12 @@ class RegistryError(ReconcilerError):
 
 class LockHeldError(ReconcilerError):
     """Another apply holds the project's lock (exit 1)."""
+
+
+class LockError(ReconcilerError):
+    """The project's lock file or its directory cannot be used: unsafe (a symlink, another
+    user's, open to others) or failing (full disk, no permission). The message names the path
+    and the reason (exit 1)."""
 
 
 class LockLostError(ReconcilerError):

@@ -54,7 +54,7 @@ _MB = 1 << 20
 CAPS: dict[str, int] = {
     "state file": 1 * _MB,
     "fleet file": 1 * _MB,
-    "plan file": 16 * _MB,
+    "plan file": 64 * _MB,
     "compose file": 16 * _MB,
     "env file": 1 * _MB,
     "file": 16 * _MB,

@@ -39,6 +39,8 @@ from ruamel.yaml.error import YAMLError
 
 from reconciler.compose.interpolate import InterpolationError, interpolate
 from reconciler.docker.facts import ContainerFacts, InputSource
+from reconciler.errors import InputError
+from reconciler.files import open_regular, read_bytes, write_atomic
 from reconciler.logs import get_logger
 
 __all__ = [
@@ -167,11 +169,11 @@ def _entry(path: Path, digest: Any, budget: list[int], *, follow: bool = False) 
     budget[0] -= info.st_size
     content = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
+        with open_regular(path, "file") as handle:
             while chunk := handle.read(_CHUNK):
                 content.update(chunk)
-    except OSError as error:
-        digest.update(f"file {mode:o} unreadable {error.strerror}\0".encode())
+    except (OSError, InputError) as error:
+        digest.update(f"file {mode:o} unreadable {error}\0".encode())
         return
     digest.update(f"file {mode:o} {content.hexdigest()}\0".encode())
 
@@ -232,10 +234,10 @@ def record_path(project: str) -> Path:
 def read_record(path: Path) -> dict[str, dict[str, str]]:
     """container ID -> input label -> digest, as recorded (empty when none or unreadable)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bytes(path, "record"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, InputError) as error:
         _log.warning("input digest record unreadable; taking inputs as current", error=str(error))
         return {}
     containers = data.get("containers") if isinstance(data, dict) else None
@@ -265,13 +267,11 @@ def write_record(
     }
     text = json.dumps({"version": _RECORD_VERSION, "containers": entries}, indent=1) + "\n"
     try:
-        if path.read_text(encoding="utf-8") == text:
+        if read_bytes(path, "record") == text.encode("utf-8"):
             return False
-    except OSError:
+    except (OSError, InputError):
         if not entries:
             return False
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    write_atomic(path, text.encode("utf-8"), kind="record", mode=0o600)
     return True

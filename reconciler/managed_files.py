@@ -3,8 +3,8 @@
 `observe_file` reads one (its bytes, mode, and the bytes of its `source:`); `desired_file` is
 pure: the bytes and mode the state asks for, with the YAML edits that get there (through
 `reconciler.compose.yaml_set`, the compose editor's splice and re-parse check). The
-compose-file step plans and writes them (`write_atomically`); observation calls `desired_file`
-early so that bad input fails before docker is asked anything.
+compose-file step plans and writes them (`reconciler.files.write_atomic`); observation calls
+`desired_file` early so that bad input fails before docker is asked anything.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.compose.yaml_set import SetResult, set_values
 from reconciler.errors import InputError, Location
+from reconciler.files import decode_utf8, read_bytes, read_optional_bytes
 from reconciler.secrets import looks_secret
-from reconciler.state.load import decode_utf8
 from reconciler.state.model import FileSpec, file_format
 from reconciler.state.paths import parse_path
 
@@ -29,7 +28,7 @@ __all__ = [
     "desired_file",
     "hidden_because",
     "observe_file",
-    "write_atomically",
+    "read_managed",
 ]
 
 _DEFAULT_MODE = 0o644
@@ -59,24 +58,28 @@ class DesiredFile:
     edits: SetResult | None = None
 
 
-def observe_file(path: Path, spec: FileSpec) -> ObservedFile:
-    """Read a managed file and its `source:`; a missing file is `data=None`, not an error."""
-    try:
-        data: bytes | None = path.read_bytes()
-        mode: int | None = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        data, mode = None, None
-    except OSError as error:
-        raise InputError(f"cannot read file: {error.strerror}", Location(path)) from None
+def observe_file(path: Path, spec: FileSpec, root: Path | None) -> ObservedFile:
+    """Read a managed file and its `source:` through the bounded reader (inside `root` when
+    given); a missing file is `data=None`, not an error."""
+    data, mode = read_managed(path, root)
     source_data = None
     if spec.source is not None:
         try:
-            source_data = spec.source.read_bytes()
-        except OSError as error:
-            raise InputError(
-                f"cannot read source file: {error.strerror}", Location(spec.source)
-            ) from None
+            source_data = read_bytes(spec.source, "source file", root=root)
+        except FileNotFoundError:
+            raise InputError("source file not found", Location(spec.source)) from None
     return ObservedFile(path, data, mode, source_data)
+
+
+def read_managed(path: Path, root: Path | None) -> tuple[bytes | None, int | None]:
+    """A managed file's bytes and permission bits, (None, None) when it does not exist."""
+    data = read_optional_bytes(path, "file", root=root)
+    if data is None:
+        return None, None
+    try:
+        return data, stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None, None
 
 
 def desired_file(spec: FileSpec, observed: ObservedFile) -> DesiredFile:
@@ -119,33 +122,3 @@ def hidden_because(path: Path, spec: FileSpec, *contents: bytes | None) -> str |
     if any(data is not None and _PRIVATE_KEY.search(data) for data in contents):
         return "it holds a private key"
     return None
-
-
-def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace `path` with `data` so that readers see the old or the new bytes, never a mix.
-
-    The file keeps its mode unless `mode` is given; a new file gets `mode` or 0644.
-    """
-    if mode is None:
-        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else _DEFAULT_MODE
-    # A write killed before its rename leaves its temp file; the project lock is held, so any
-    # such file is a leftover, never another writer's.
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        leftover.unlink(missing_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

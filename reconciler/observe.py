@@ -40,14 +40,15 @@ from reconciler.env_files import (
 )
 from reconciler.errors import ApplyError, DockerError, InputError, Location, RegistryError
 from reconciler.facts import ImageSource, MigrationStatus, Snapshot
+from reconciler.files import decode_utf8, read_optional_bytes, read_text
 from reconciler.inputs import env_file_sources
 from reconciler.managed_files import ObservedFile, desired_file, observe_file
 from reconciler.plans import Action, Change, Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.secret_store import SecretRecords, keyed_hash
-from reconciler.secrets import Secrets, looks_secret
+from reconciler.secrets import Secrets, looks_secret, text_format
 from reconciler.state import State
-from reconciler.state.load import decode_utf8, yaml_key_position
+from reconciler.state.load import yaml_key_position
 from reconciler.state.model import MigrationSpec, PullPolicy
 from reconciler.state.paths import parse_path
 
@@ -83,27 +84,20 @@ _REVISION = re.compile(r"^([0-9A-Za-z_]+)(?:\s|$)")
 DOCKER_STEPS = frozenset({Step.IMAGES, Step.SERVICES, Step.MIGRATIONS, Step.CHECKS})
 
 
-def read_compose_text(path: Path) -> str:
-    """The compose file's exact text (BOM and line endings kept)."""
+def read_compose_text(path: Path, root: Path | None = None) -> str:
+    """The compose file's exact text (BOM and line endings kept), through the bounded reader."""
     try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read compose file: {error.strerror}", Location(path)) from None
-    return decode_utf8(raw, path)
+        return read_text(path, "compose file", root=root)
+    except FileNotFoundError:
+        raise InputError("compose file not found", Location(path)) from None
 
 
 def read_env_texts(state: State) -> dict[Path, str | None]:
     """The text of each env file and dotenv `files:` entry (None when missing)."""
     texts: dict[Path, str | None] = {}
     for path in dotenv_paths(state):
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            texts[path] = None
-            continue
-        except OSError as error:
-            raise InputError(f"cannot read {path}: {error.strerror}", Location(path)) from None
-        texts[path] = decode_utf8(raw, path)
+        raw = read_optional_bytes(path, "env file", root=state.confine)
+        texts[path] = None if raw is None else decode_utf8(raw, path)
     return texts
 
 
@@ -242,8 +236,8 @@ _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.IGNORECASE | re.MULTILIN
 def base_images(build: BuildConfig) -> list[str]:
     """Images a Dockerfile builds FROM (stage names included; callers filter)."""
     try:
-        return _FROM.findall(build.dockerfile.read_text(encoding="utf-8"))
-    except OSError:
+        return _FROM.findall(read_text(build.dockerfile, "Dockerfile"))
+    except FileNotFoundError:
         return []
 
 
@@ -407,7 +401,7 @@ def observe(
     credentials), concurrent with the compose reads.
     """
     path = state.compose.file
-    text = read_compose_text(path)
+    text = read_compose_text(path, state.confine)
     found = Secrets()
     found.register_environment(state.sensitive_env)
     found.register_compose_text(text)
@@ -552,14 +546,14 @@ def observe_files(state: State, compose_text: str, found: Secrets) -> dict[str, 
     for name, spec in state.files.items():
         if Path(name) in dotenv:
             continue  # read as text with the env files
-        observed = observe_file(Path(name), spec)
+        observed = observe_file(Path(name), spec, state.confine)
         desired = desired_file(spec, observed)
         for dotted, value in (spec.values or {}).items():
             if isinstance(value, str) and looks_secret(parse_path(dotted)[-1]):
                 found.register(value)
         for data in (observed.data, desired.data):
-            if data is not None:
-                found.register_compose_text(data.decode("utf-8", "replace"))
+            if data is not None:  # by meaning, in the file's format (JSON, YAML, dotenv, ...)
+                found.register_text(data.decode("utf-8", "replace"), text_format(observed.path))
         files[name] = observed
     return files
 
@@ -644,7 +638,7 @@ def _revisions(spec: MigrationSpec, verb: str, adapter: DockerAdapter) -> set[st
     if result.exit_code != 0:
         raise ApplyError(
             f"migration {spec.name}: alembic {verb} failed (exit {result.exit_code}):\n"
-            f"{tail(result.output)}"
+            f"  {tail(result.output)}"
         )
     revisions = set()
     for line in result.stdout.splitlines():
@@ -655,4 +649,6 @@ def _revisions(spec: MigrationSpec, verb: str, adapter: DockerAdapter) -> set[st
 
 
 def tail(text: str, lines: int = 10) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+    """The last `lines` lines of `text`, joined by a newline and an indent: the further lines
+    of a message are indented (the CLI shows only those as lines: `cli.printable`)."""
+    return "\n  ".join(text.strip().splitlines()[-lines:])

@@ -6,11 +6,12 @@ plan with no changes means "in sync"; `ok` rows say why each resource needed not
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["STEP_ORDER", "Action", "Change", "InSync", "Plan", "Step"]
+__all__ = ["STEP_ORDER", "Action", "Change", "InSync", "Plan", "Step", "selected"]
 
 
 class Step(StrEnum):
@@ -24,6 +25,12 @@ class Step(StrEnum):
 
 
 STEP_ORDER: tuple[Step, ...] = tuple(Step)
+
+
+def selected(only: Collection[str], skip: Collection[str]) -> tuple[Step, ...]:
+    """The steps `only` and `skip` (step names) choose, in apply order: `only`'s (every step
+    when empty), less `skip`'s. The one rule, for running a plan and for checking a saved one."""
+    return tuple(step for step in STEP_ORDER if (not only or step in only) and step not in skip)
 
 
 class Action(StrEnum):

@@ -17,6 +17,9 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from reconciler.errors import InputError
+from reconciler.files import read_text
+
 __all__ = ["normalize_project_name", "project_name"]
 
 _NOT_ALLOWED = re.compile(r"[^a-z0-9_-]+")
@@ -43,9 +46,9 @@ def project_name(
 def _top_level_name(compose_file: Path) -> str | None:
     """The file's top-level `name:`, when it is a plain string (no interpolation)."""
     try:
-        text = compose_file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        return None
+        text = read_text(compose_file, "compose file").removeprefix("\ufeff")
+    except (OSError, InputError):
+        return None  # observation reads the file again and reports what is wrong with it
     if not re.search(r"^name\s*:", text, re.MULTILINE):
         return None  # most files have none: skip the parse
     try:

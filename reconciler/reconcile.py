@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 import time
 import traceback
@@ -39,13 +40,14 @@ from reconciler.errors import (
     StopRequested,
 )
 from reconciler.facts import ServicesFacts, Snapshot
+from reconciler.files import check_output, write_atomic
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
 from reconciler.observe import observe, pulls_always
-from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step
+from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step, selected
 from reconciler.project import project_name
-from reconciler.saved_plan import SavedPlan, load_plan, make
+from reconciler.saved_plan import PLAN_FILE, SavedPlan, load_plan, make
 from reconciler.secret_store import SecretStore
 from reconciler.secrets import Secrets
 from reconciler.state import State, load_state
@@ -55,6 +57,7 @@ from reconciler.steps.checks import CaseResult, CheckResult
 from reconciler.steps.contract import StepDefinition
 
 __all__ = [
+    "MAX_LOCK_TIMEOUT",
     "STEPS",
     "ApplyResult",
     "CheckFailedError",
@@ -74,6 +77,7 @@ __all__ = [
 
 _log = get_logger(__name__)
 _IMPLEMENTED = STEP_ORDER
+MAX_LOCK_TIMEOUT = 86400.0  # a day: a longer wait for another apply is a mistake
 
 # The steps, in apply order: adding one is a module with a `STEP` and a line here. Each is
 # generic over its own facts type; the loop hands a step only the facts its `observe` returned.
@@ -207,8 +211,14 @@ def select_steps(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[St
     for name in [*only, *skip]:
         if name not in names:
             raise InputError(f"unknown step {name!r}; steps are: {', '.join(names_in_order())}")
-    chosen = [step for step in STEP_ORDER if (not only or step in only) and step not in skip]
-    return tuple(step for step in chosen if step in _IMPLEMENTED)
+    chosen = tuple(step for step in selected(only, skip) if step in _IMPLEMENTED)
+    if not chosen:
+        # Running no step would "succeed" having checked nothing: a selection mistake.
+        raise InputError(
+            f"the step selection is empty: only {', '.join(only) or 'all'}, skip "
+            f"{', '.join(skip)} leaves no step to run"
+        )
+    return chosen
 
 
 def names_in_order() -> list[str]:
@@ -305,6 +315,7 @@ def apply(
     `saved`: apply only if the fresh observation and plan match this saved plan (checked under
     the lock; else a failed result with `StalePlanError`); see `apply_plan`.
     """
+    _check_lock_timeout(lock_timeout)
     if saved is not None:
         saved.check_target(state, steps)
     secrets = secrets or Secrets()
@@ -318,6 +329,15 @@ def apply(
     except ReconcilerError as error:  # the lock, or the first observation
         _log.error("apply failed", error=str(error))
         return ApplyResult(Plan(), error=error, calls=tuple(adapter.calls), started_at=time.time())
+
+
+def _check_lock_timeout(seconds: float) -> None:
+    # NaN fails every comparison: a deadline of `now + nan` is never reached (a wait forever).
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_LOCK_TIMEOUT):
+        raise InputError(
+            f"lock_timeout must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT:g}, "
+            f"not {seconds!r}"
+        )
 
 
 def save_plan(
@@ -334,10 +354,13 @@ def save_plan(
 
     `only`/`skip` select steps by name as the CLI does; `given` is the state path as the user
     wrote it (recorded beside the absolute one). `apply_plan(out)` applies exactly this plan.
-    Raises like `plan`, and `PlanFileError` when `out` cannot be written.
+    Raises like `plan`, and `InputError` before observing anything when `out` cannot be
+    written there or is one of the state's input files (`State.input_files`).
     """
     only, skip = list(only), list(skip)
     steps = select_steps(only, skip)
+    inputs = state.input_files()
+    check_output(Path(out), PLAN_FILE, inputs=inputs)  # before docker is asked anything
     adapter = adapter or make_adapter(state, secrets=secrets)
     with _boundary("observe"):
         observation = _observe(state, adapter, steps)
@@ -354,7 +377,7 @@ def save_plan(
             only=only,
             skip=skip,
         )
-    saved.write(out)
+    saved.write(out, inputs=inputs)
     return the_plan
 
 
@@ -665,11 +688,16 @@ def _roll_back(
     done: list[str] = []
     try:
         if any(change.step is Step.COMPOSE_FILE for change in applied):
-            compose_file.write_atomically(before.compose_file, before.compose_text.encode("utf-8"))
+            write_atomic(
+                before.compose_file,
+                before.compose_text.encode("utf-8"),
+                kind="compose file",
+                root=state.confine,
+            )
             done.append(f"restored {state.shown(state.compose.file)} to its previous bytes")
             done += compose_file.restore_files(state, before.env_texts)
             for observed in before.files.values():
-                if compose_file.restore_file(observed):
+                if compose_file.restore_file(observed, state.confine):
                     what = "removed" if observed.data is None else "restored"
                     done.append(f"{what} {state.shown(observed.path)} as it was")
         for change in applied:

@@ -83,5 +83,6 @@ def build_rootfs_image(
 def _run(argv: list[str], what: str, adapter: DockerAdapter) -> None:
     done = processes.run(argv, stop=adapter.stop, on_stop=processes.OnStop.CUT, what=what)
     if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
-        raise ApplyError(f"{what} failed (exit {done.returncode}):\n{tail}")
+        # Indented: the CLI shows a message's own lines only when they are (cli.printable).
+        tail = "\n  ".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+        raise ApplyError(f"{what} failed (exit {done.returncode}):\n  {tail}")

@@ -2,7 +2,7 @@
 
 A plan file is JSON (`FORMAT`, version `VERSION`)::
 
-    {"format": "reconciler-plan", "version": 1, "created_at": "2026-...Z",
+    {"format": "reconciler-plan", "version": 2, "created_at": "2026-...Z",
      "state": {"path": "/abs/states/x.yaml", "given": "states/x.yaml", "name": "x"},
      "selection": {"only": [], "skip": []},
      "steps": ["compose-file", "images", "services", "migrations", "checks"],
@@ -10,7 +10,8 @@ A plan file is JSON (`FORMAT`, version `VERSION`)::
      "fingerprints": {"algorithm": "sha256",
                       "files": [{"kind": "state file", "path": "states/x.yaml",
                                  "digest": "sha256:..."}, ...],
-                      "facts": {"services": {"api": "sha256:...", ...}, ...}}}
+                      "facts": {"services": {"api": "sha256:...", ...}, ...}},
+     "digest": "sha256:..."}                                  # of all the rest (`body_digest`)
 
 `fingerprints` are sha256 digests of what the plan was made from: the state file, the compose
 file (the exact text the plan was computed from), the Dockerfiles and requirement files it
@@ -18,13 +19,25 @@ builds with, and each step's observed facts, per target (a service, an image, a 
 keeping only what a diff depends on (container ids, states, health, restart counts, image ids,
 migration revisions...; not the health-check output nor the wall clock).
 
-Secrets never reach the file, in clear or as a digest that could be brute-forced: every string
-is masked (`Secrets`: the values observed as secret, the values of secret-looking keys, URL
-passwords) *before* it is hashed, and digests that cover secret values (compose's config hashes,
-the images' input digests, which include build args) are left out, replaced by whether they
-match (a container's config hash equals compose's; an image's input label equals its inputs).
-The plan itself is redacted the same way. So a change of a secret value alone is seen only
-through those comparisons and through the plan computed again at apply time.
+Secrets never reach the file, in clear or as a digest that could be brute-forced. Every text
+and every string is masked *before* it is hashed, as `reconciler.secrets` masks output (by
+meaning in the file's format: a JSON or flow-style YAML value too; the values observed as
+secret; URL passwords), but with each secret value replaced by its HMAC-SHA256 under this
+machine's random key (`secret_store.machine_key`, 0600 in the user's state directory; made by
+the first plan file that needs it), never by a plain hash. So a changed secret still changes a
+digest, and the plan is stale, while nobody without the key can test a guess against one. A
+target named after a secret (an image tag holding one) is listed under its masked name.
+Digests that cover secret values with no key (compose's config hashes, the images' input
+digests, which include build args) are left out, replaced by whether they match (a container's
+config hash equals compose's; an image's input label equals its inputs). The plan itself is
+redacted with `***`.
+
+`load_plan` takes nothing on trust: the structure is checked strictly (every key known and of
+its type), then against itself (the steps are those `selection` chooses, each observed; each
+row of the plan is of one of them), then the `digest` of the rest of the file, so that a hand
+edit is refused as such (`PlanFileError`, exit 3) rather than applied: `"steps": []` would
+otherwise apply nothing and report success. The digest is no signature (anyone can compute
+one); what an edit with a digest made again can still change is caught by `verify`.
 
 `SavedPlan.verify` is called by `reconcile.apply(..., saved=...)` under the project's lock,
 on the fresh observation: any difference raises `StalePlanError` (exit 1) naming what moved,
@@ -33,22 +46,21 @@ before anything is changed.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
-import os
 import re
-import tempfile
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.facts import ContainerFacts, ImageFacts
-from reconciler.errors import Location, PlanFileError, StalePlanError
+from reconciler.errors import InputError, Location, PlanFileError, StalePlanError
 from reconciler.facts import (
     ChecksFacts,
     ComposeFileFacts,
@@ -57,18 +69,22 @@ from reconciler.facts import (
     ServicesFacts,
     Snapshot,
 )
+from reconciler.files import decode_utf8, read_bytes, write_atomic
 from reconciler.logs import get_logger
 from reconciler.managed_files import hidden_because
-from reconciler.plans import Plan, Step
-from reconciler.secrets import MASK, Secrets, looks_secret
+from reconciler.plans import Action, Plan, Step, selected
+from reconciler.secret_store import keyed_hash, machine_key
+from reconciler.secrets import Secrets, TextFormat, looks_secret, text_format
 from reconciler.state import State
 
 __all__ = [
     "FORMAT",
+    "PLAN_FILE",
     "VERSION",
     "FileFingerprint",
     "Fingerprints",
     "SavedPlan",
+    "body_digest",
     "compare",
     "fingerprints",
     "is_plan_file",
@@ -78,13 +94,23 @@ __all__ = [
 ]
 
 FORMAT = "reconciler-plan"
-VERSION = 1
+VERSION = 2  # 2: the file carries the `digest` of its own body
 STATE_FILE = "state file"
 COMPOSE_FILE = "compose file"
 ENV_FILE = "env file"
-_MAX_BYTES = 64 * 1024 * 1024
+PLAN_FILE = "plan file"
 _MISSING = "missing"
-_MARKER = re.compile(rb'^\s*\{[^{]*?"format"\s*:\s*"' + FORMAT.encode() + rb'"')
+_MARKER = re.compile(r'"format"\s*:\s*"' + FORMAT + '"')
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# Byte-order marks an editor may have put first, and the text encoding each announces (the
+# UTF-32 ones first: UTF-32-LE's starts with UTF-16-LE's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 # Fields that change with no change to the environment (the wall clock, health-check output)
 # or that hold secrets: never part of a fingerprint.
 _VOLATILE = frozenset({"observed_at", "last_health_output", "secrets"})
@@ -142,7 +168,11 @@ class SavedPlan:
         return f"plan file {self.source}" if self.source is not None else "saved plan"
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan file's JSON object (format marker and version first)."""
+        """The plan file's JSON object (format marker and version first, its digest last)."""
+        body = self._body()
+        return {**body, "digest": body_digest(body)}
+
+    def _body(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -158,33 +188,12 @@ class SavedPlan:
             "fingerprints": self.fingerprints.to_dict(),
         }
 
-    def write(self, path: str | Path) -> SavedPlan:
-        """Write the plan file atomically (temp file, fsync, rename); return it with `source`."""
+    def write(self, path: str | Path, *, inputs: Iterable[Path] = ()) -> SavedPlan:
+        """Write the plan file atomically (`files.write_atomic`, mode 0644), never onto one of
+        `inputs` (the run's own input files); return it with `source`."""
         target = Path(path)
         text = json.dumps(self.to_dict(), indent=2) + "\n"
-        try:
-            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed by with
-                "w",
-                dir=target.parent if str(target.parent) else ".",
-                prefix=f".{target.name}.",
-                suffix=".tmp",
-                delete=False,
-                encoding="utf-8",
-            )
-            try:
-                with handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.chmod(handle.name, 0o644)
-                os.replace(handle.name, target)
-            except BaseException:
-                Path(handle.name).unlink(missing_ok=True)
-                raise
-        except OSError as error:
-            raise PlanFileError(
-                f"cannot write plan file: {error.strerror or error}", Location(target)
-            ) from None
+        write_atomic(target, text.encode("utf-8"), kind=PLAN_FILE, mode=0o644, inputs=inputs)
         _log.info("plan saved", path=str(target), changes=len(self.plan.get("changes", ())))
         return replace(self, source=target)
 
@@ -280,18 +289,54 @@ def _redact(value: Any, secrets: Secrets) -> Any:
 
 
 def fingerprints(state: State, snapshot: Snapshot, facts: Mapping[Step, object]) -> Fingerprints:
-    """Digests of the files and of each step's facts (by target), secrets masked first."""
-    secrets = Secrets(snapshot.secrets)
+    """Digests of the files and of each step's facts (by target), secrets masked first (each
+    by its keyed hash), targets under their masked names."""
+    secrets = _keyed(snapshot.secrets)
+    files = _file_fingerprints(state, snapshot, secrets)
+    targets = {step: _targets(state, item, secrets) for step, item in facts.items()}
+    shown = Secrets(secrets.values)  # what the texts revealed too, masked as ***
     return Fingerprints(
-        files=_file_fingerprints(state, snapshot, secrets),
-        facts={
-            str(step): {
-                target: _digest(material)
-                for target, material in sorted(_targets(state, item, secrets).items())
-            }
-            for step, item in facts.items()
-        },
+        files=tuple(replace(file, path=shown.redact(file.path)) for file in files),
+        facts={str(step): _named_digests(items, shown) for step, items in targets.items()},
     )
+
+
+def _keyed(values: Iterable[str] = ()) -> Secrets:
+    """A registry masking each secret value with its keyed hash (this machine's key, read or
+    made when the first secret is met: a plan without secrets never touches it)."""
+    key: list[bytes] = []
+
+    def mask(value: str) -> str:
+        if not key:
+            key.append(_machine_key())
+        return keyed_hash(key[0], "masked", value)
+
+    return Secrets(values, mask=mask)
+
+
+def _machine_key() -> bytes:
+    try:
+        return machine_key()
+    except OSError as error:
+        where = Location(Path(error.filename)) if error.filename else None
+        raise PlanFileError(
+            f"cannot read or make this machine's key for plan files: {error.strerror or error}",
+            where,
+        ) from None
+
+
+def _named_digests(targets: Mapping[str, object], shown: Secrets) -> dict[str, str]:
+    """Each target's digest under the name the plan file shows: a name holding a secret (an
+    image tag) masked, and numbered when two names mask alike."""
+    named: dict[str, str] = {}
+    for target, material in sorted(targets.items()):
+        name = base = shown.redact(target)
+        number = 1
+        while name in named:
+            number += 1
+            name = f"{base} ({number})"
+        named[name] = _digest(material)
+    return named
 
 
 def _digest(material: object) -> str:
@@ -299,27 +344,27 @@ def _digest(material: object) -> str:
     return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def _masked_text(raw: bytes, secrets: Secrets) -> str:
-    """A file's text with secret values masked line by line (any bytes, decoded losslessly)."""
-    text = raw.decode("utf-8", "surrogateescape")
-    return "".join(secrets.mask_line(line) for line in text.splitlines(keepends=True))
+def _masked_text(raw: bytes, secrets: Secrets, fmt: TextFormat | None) -> str:
+    """A file's text with secret values masked by meaning in its format `fmt`, and every
+    registered one (any bytes, decoded losslessly)."""
+    return secrets.mask_text(raw.decode("utf-8", "surrogateescape"), fmt)
 
 
-def _text_digest(raw: bytes, secrets: Secrets) -> str:
-    return _digest(_masked_text(raw, secrets))
+def _text_digest(raw: bytes, secrets: Secrets, fmt: TextFormat | None) -> str:
+    return _digest(_masked_text(raw, secrets, fmt))
 
 
-def _read_digest(path: Path, secrets: Secrets) -> str:
+def _read_digest(path: Path, secrets: Secrets, fmt: TextFormat | None = None) -> str:
     try:
-        return _text_digest(path.read_bytes(), secrets)
+        return _text_digest(path.read_bytes(), secrets, fmt or text_format(path))
     except OSError:
         return _MISSING
 
 
 def _state_file_digest(path: Path) -> str:
-    # A state file holds no secret values (they come from `sensitive_env`); its digest masks
-    # only what looks secret, so it is known before any observation.
-    return _read_digest(path, Secrets())
+    # Known before any observation: the values a state file holds itself (an environment pin,
+    # a file's `content:`, in any YAML style) are found by meaning in its text alone.
+    return _read_digest(path, _keyed(), "yaml")
 
 
 def _file_fingerprints(
@@ -330,14 +375,14 @@ def _file_fingerprints(
         FileFingerprint(
             COMPOSE_FILE,
             state.shown(snapshot.compose_file),
-            _text_digest(snapshot.compose_text.encode("utf-8", "surrogateescape"), secrets),
+            _text_digest(snapshot.compose_text.encode("utf-8", "surrogateescape"), secrets, "yaml"),
         ),
     ]
     files += [
         FileFingerprint(
             ENV_FILE,
             state.shown(path),
-            _MISSING if text is None else _text_digest(text.encode("utf-8"), secrets),
+            _MISSING if text is None else _text_digest(text.encode("utf-8"), secrets, "dotenv"),
         )
         for path, text in snapshot.env_texts.items()
     ]
@@ -367,7 +412,7 @@ def _plain(value: Any, secrets: Secrets) -> Any:  # noqa: PLR0911 - one return p
         return _plain(value.model_dump(mode="json"), secrets)
     if isinstance(value, Mapping):
         return {
-            secrets.redact(str(key)): MASK
+            secrets.redact(str(key)): secrets.mask_value(item)
             if isinstance(item, str) and looks_secret(str(key))
             else _plain(item, secrets)
             for key, item in value.items()
@@ -385,18 +430,25 @@ def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]
     """A step's facts split by target (what its plan rows name), as maskable plain data."""
     if isinstance(facts, ComposeFileFacts):
         text = facts.compose_text.encode("utf-8", "surrogateescape")
-        targets: dict[str, object] = {state.shown(facts.compose_file): _masked_text(text, secrets)}
+        targets: dict[str, object] = {
+            state.shown(facts.compose_file): _masked_text(text, secrets, "yaml")
+        }
         for path, content in facts.env_texts.items():
             targets[state.shown(path)] = (
-                None if content is None else _masked_text(content.encode("utf-8"), secrets)
+                None
+                if content is None
+                else _masked_text(content.encode("utf-8"), secrets, "dotenv")
             )
         targets["environment"] = _plain(facts.environment, secrets)
         for name, observed in facts.files.items():
             spec = state.files.get(name)
             hidden = spec is not None and hidden_because(observed.path, spec, observed.data)
+            fmt = text_format(observed.path)
             # A secret file's bytes are never hashed: only whether it exists, and its mode.
             content = (
-                None if observed.data is None or hidden else _masked_text(observed.data, secrets)
+                None
+                if observed.data is None or hidden
+                else _masked_text(observed.data, secrets, fmt)
             )
             targets[state.shown(observed.path)] = {
                 "exists": observed.data is not None,
@@ -404,7 +456,7 @@ def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]
                 "mode": observed.mode,
                 "source": None
                 if observed.source_data is None or hidden
-                else _masked_text(observed.source_data, secrets),
+                else _masked_text(observed.source_data, secrets, fmt),
             }
         return targets
     if isinstance(facts, ImagesFacts):
@@ -485,12 +537,14 @@ def _service_targets(facts: ServicesFacts, secrets: Secrets) -> dict[str, object
         wanted_hash = facts.config_hashes.get(service)
         targets[service] = {
             "config": _plain(spec, secrets),
-            "pin": facts.pins.get(service),
-            "image": reference,
+            "pin": _plain(facts.pins.get(service), secrets),  # a tag may hold a secret
+            "image": _plain(reference, secrets),
             "image_id": image.id if image is not None else None,
             "has_config_hash": wanted_hash is not None,
+            # plain sha256 of files that may hold secrets (an env file): kept keyed only
             "inputs": {
-                label: digest.digest for label, digest in facts.inputs.get(service, {}).items()
+                label: secrets.mask_value(digest.digest)
+                for label, digest in facts.inputs.get(service, {}).items()
             },
             "containers": sorted(
                 (_container(c, facts) for c in by_service.get(service, [])),
@@ -565,14 +619,22 @@ def _plan_difference(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
+def body_digest(data: Mapping[str, Any]) -> str:
+    """The digest a plan file carries: sha256 of its canonical JSON (keys sorted, no spaces,
+    ASCII) without the `digest` key itself."""
+    body = {key: value for key, value in data.items() if key != "digest"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)  # on use
 
 
 class _StateRef(_Strict):
     path: str
-    given: str
-    name: str
+    given: str = Field(min_length=1)
+    name: str = Field(min_length=1)
 
 
 class _Selection(_Strict):
@@ -580,15 +642,30 @@ class _Selection(_Strict):
     skip: list[str]
 
 
+class _Change(_Strict):
+    step: str
+    target: str
+    action: str
+    reason: str
+    before: str | None = None
+    after: str | None = None
+    diff: str | None = None
+
+
+class _InSync(_Strict):
+    step: str
+    target: str
+    reason: str
+
+
 class _PlanBody(_Strict):
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)  # the plan JSON may grow
-    changes: list[dict[str, Any]]
-    ok: list[dict[str, Any]]
+    changes: list[_Change]
+    ok: list[_InSync]
 
 
 class _FileDigest(_Strict):
-    kind: str
-    path: str
+    kind: str = Field(min_length=1)
+    path: str = Field(min_length=1)
     digest: str
 
 
@@ -600,56 +677,39 @@ class _Fingerprints(_Strict):
 
 class _PlanFile(_Strict):
     format: Literal["reconciler-plan"]
-    version: Literal[1]
+    version: Literal[2]
     created_at: str
     state: _StateRef
     selection: _Selection
     steps: list[str]
     plan: _PlanBody
     fingerprints: _Fingerprints
+    digest: str
 
 
 def is_plan_file(path: str | Path) -> bool:
-    """True when `path` starts like a plan file (a JSON object with the format marker).
+    """True when `path` is a regular file holding a JSON object with the format marker.
 
-    A damaged plan file still counts, so that `load_plan` can say what is wrong with it.
+    Whatever an editor may have put before the object is allowed for: a byte-order mark
+    (UTF-8, UTF-16 or UTF-32) and whitespace. A damaged plan file still counts, so that
+    `load_plan` can say what is wrong with it; anything unreadable is not one (loading it as a
+    state file then says why).
     """
     try:
-        with Path(path).open("rb") as handle:
-            head = handle.read(4096)
-    except OSError:
+        raw = read_bytes(Path(path), PLAN_FILE)
+    except (InputError, OSError):
         return False
-    return bool(_MARKER.match(head))
+    codec = next((codec for bom, codec in _BOMS if raw.startswith(bom)), "utf-8")
+    text = raw.decode(codec, errors="replace").lstrip(" \t\r\n\ufeff")
+    return text.startswith("{") and _MARKER.search(text) is not None
 
 
 def load_plan(path: str | Path) -> SavedPlan:
-    """Read a plan file; `PlanFileError` (exit 3) naming the file and what is wrong with it."""
+    """Read a plan file; `PlanFileError` (exit 3) naming the file and what is wrong with it:
+    unreadable, not JSON, not of this version, of another structure, inconsistent with itself,
+    or edited since it was written (its digest)."""
     source = Path(path)
-    try:
-        raw = source.read_bytes()
-    except FileNotFoundError:
-        raise PlanFileError("plan file not found", Location(source)) from None
-    except OSError as error:
-        raise PlanFileError(
-            f"cannot read plan file: {error.strerror or error}", Location(source)
-        ) from None
-    if len(raw) > _MAX_BYTES:
-        raise PlanFileError(
-            f"plan file is {len(raw)} bytes; the limit is {_MAX_BYTES}", Location(source)
-        )
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise PlanFileError(
-            f"not a plan file: byte {error.start} is not UTF-8", Location(source)
-        ) from None
-    except json.JSONDecodeError as error:
-        raise PlanFileError(
-            f"not a valid plan file: invalid JSON: {error.msg}",
-            Location(source, error.lineno, error.colno),
-        ) from None
-    except RecursionError:
-        raise PlanFileError("not a valid plan file: nested too deep", Location(source)) from None
+    data = _read_json(source)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PlanFileError(
             f'not a plan file: no "format": "{FORMAT}" marker at its top level', Location(source)
@@ -668,26 +728,153 @@ def load_plan(path: str | Path) -> SavedPlan:
         raise PlanFileError(
             f"invalid plan file: {first['msg']}", Location(source, key=key)
         ) from None
-    return _from_model(model, source)
-
-
-def _from_model(model: _PlanFile, source: Path) -> SavedPlan:
-    names = {str(step): step for step in Step}
-    unknown = [name for name in model.steps if name not in names]
-    if unknown:
+    _check_consistent(model, source)
+    if model.digest != body_digest(data):
         raise PlanFileError(
-            f"invalid plan file: unknown step {unknown[0]!r}", Location(source, key="steps")
+            "the plan file was edited since it was made (its digest does not match its "
+            "content); make the plan again with plan --out",
+            Location(source, key="digest"),
         )
+    return _from_model(model, data["plan"], source)
+
+
+class _NotPlanJson(ValueError):
+    """JSON a plan file never holds: a repeated key, NaN or Infinity."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = next((key for key in keys if keys.count(key) > 1), None)
+    if repeated is not None:
+        raise _NotPlanJson(f"the key {repeated!r} appears twice in one object")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotPlanJson(f"{name} is not a number a plan file holds")
+
+
+def _read_json(source: Path) -> Any:
+    """The JSON value in the plan file at `source` (read through `files.read_bytes`)."""
+    try:
+        raw = read_bytes(source, PLAN_FILE)
+    except FileNotFoundError:
+        raise PlanFileError("plan file not found", Location(source)) from None
+    except PlanFileError:
+        raise
+    except InputError as error:  # not a regular file, over the cap
+        raise PlanFileError(error.message, error.location) from None
+    text = _decode(raw, source)
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise PlanFileError(
+            f"not a valid plan file: invalid JSON: {error.msg}",
+            Location(source, error.lineno, error.colno),
+        ) from None
+    except _NotPlanJson as error:
+        raise PlanFileError(f"not a valid plan file: {error}", Location(source)) from None
+    except RecursionError:
+        raise PlanFileError("not a valid plan file: nested too deep", Location(source)) from None
+
+
+def _decode(raw: bytes, source: Path) -> str:
+    """The plan file's text: UTF-8, or the encoding its byte-order mark names (mark dropped)."""
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec)
+            except UnicodeDecodeError as error:
+                raise PlanFileError(
+                    f"not a plan file: byte {error.start} is not {codec.upper()} as its "
+                    "byte-order mark says",
+                    Location(source),
+                ) from None
+    try:
+        return decode_utf8(raw, source)
+    except InputError as error:
+        raise PlanFileError(f"not a plan file: {error.message}", error.location) from None
+
+
+def _check_consistent(model: _PlanFile, source: Path) -> None:
+    """The plan file agrees with itself: known step names, the steps its selection chooses and
+    no other, the facts of each, rows of those steps only, digests that look like digests."""
+
+    def refuse(message: str, key: str) -> PlanFileError:
+        return PlanFileError(f"invalid plan file: {message}", Location(source, key=key))
+
+    names = [str(step) for step in Step]
+    for key, listed in (
+        ("steps", model.steps),
+        ("selection.only", model.selection.only),
+        ("selection.skip", model.selection.skip),
+    ):
+        unknown = [name for name in listed if name not in names]
+        if unknown:
+            raise refuse(f"unknown step {unknown[0]!r}", key)
+    chosen = [str(step) for step in selected(model.selection.only, model.selection.skip)]
+    if not chosen or model.steps != chosen:
+        raise refuse(
+            f"the steps [{', '.join(model.steps)}] are not those its selection chooses "
+            f"([{', '.join(chosen)}])",
+            "steps",
+        )
+    if sorted(model.fingerprints.facts) != sorted(chosen):
+        raise refuse(
+            f"fingerprints.facts covers [{', '.join(model.fingerprints.facts)}], not the "
+            f"plan's steps [{', '.join(chosen)}]",
+            "fingerprints.facts",
+        )
+    _check_rows(model, chosen, refuse)
+    _check_digests(model, refuse)
     if not Path(model.state.path).is_absolute():
-        raise PlanFileError(
-            "invalid plan file: the state path must be absolute", Location(source, key="state.path")
-        )
+        raise refuse("the state path must be absolute", "state.path")
+    try:
+        datetime.fromisoformat(model.created_at)
+    except ValueError:
+        raise refuse(
+            f"created_at {model.created_at!r} is not a date and time", "created_at"
+        ) from None
+
+
+def _check_rows(
+    model: _PlanFile, steps: list[str], refuse: Callable[[str, str], PlanFileError]
+) -> None:
+    actions = {str(action) for action in Action}
+    rows: list[tuple[str, _Change | _InSync]] = [
+        *((f"plan.changes.{index}", row) for index, row in enumerate(model.plan.changes)),
+        *((f"plan.ok.{index}", row) for index, row in enumerate(model.plan.ok)),
+    ]
+    for key, row in rows:
+        if row.step not in steps:
+            raise refuse(f"a row of step {row.step!r}, which the plan does not run", f"{key}.step")
+        if isinstance(row, _Change) and row.action not in actions:
+            raise refuse(f"unknown action {row.action!r}", f"{key}.action")
+
+
+def _check_digests(model: _PlanFile, refuse: Callable[[str, str], PlanFileError]) -> None:
+    kinds = [f.kind for f in model.fingerprints.files]
+    for kind in (STATE_FILE, COMPOSE_FILE):
+        if kinds.count(kind) != 1:
+            raise refuse(f"fingerprints.files must name one {kind}", "fingerprints.files")
+    for index, item in enumerate(model.fingerprints.files):
+        if item.digest != _MISSING and not _DIGEST.fullmatch(item.digest):
+            raise refuse("not a sha256 digest", f"fingerprints.files.{index}.digest")
+    for step, targets in model.fingerprints.facts.items():
+        for target, digest in targets.items():
+            if not _DIGEST.fullmatch(digest):
+                raise refuse("not a sha256 digest", f"fingerprints.facts.{step}.{target}")
+    if not _DIGEST.fullmatch(model.digest):
+        raise refuse("not a sha256 digest", "digest")
+
+
+def _from_model(model: _PlanFile, plan: Mapping[str, Any], source: Path) -> SavedPlan:
     return SavedPlan(
         state_path=Path(model.state.path),
         state_given=model.state.given,
         state_name=model.state.name,
-        steps=tuple(names[name] for name in model.steps),
-        plan=model.plan.model_dump(),
+        steps=tuple(Step(name) for name in model.steps),
+        plan=plan,
         fingerprints=Fingerprints(
             files=tuple(
                 FileFingerprint(f.kind, f.path, f.digest) for f in model.fingerprints.files

@@ -20,32 +20,40 @@ HMACs to say which secret changed, and recreates a service whose unhashed secret
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import os
 import secrets as random
 import shutil
-import stat
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler import processes
 from reconciler.errors import ApplyError, InputError
-from reconciler.files import file_kind
+from reconciler.files import open_regular, read_bytes, write_atomic
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import OnStop, ProcessTimeout
 from reconciler.secrets import Secrets
 from reconciler.state import State
 
-__all__ = ["SecretRecords", "SecretStore", "check_sources", "keyed_hash", "state_directory"]
+__all__ = [
+    "MACHINE",
+    "SecretRecords",
+    "SecretStore",
+    "check_sources",
+    "keyed_hash",
+    "machine_key",
+    "state_directory",
+]
 
 _log = get_logger(__name__)
 _KEY_BYTES = 32
 _RECORD_VERSION = 1
+# The records directory of this machine's own key: no compose project has this name (project
+# names start with a letter or a digit).
+MACHINE = "_machine"
 
 
 class SecretStore:
@@ -147,17 +155,16 @@ def check_sources(state: State) -> None:
 
 
 def _check_file(name: str, path: Path, state: State) -> None:
+    """The file opens as `_read_file` would read it (a regular file, inside the root): opened
+    and closed, not a byte read."""
     where = state.location(f"secrets.{name}.file")
     try:
-        info = path.stat()
-    except OSError as error:
-        raise InputError(f"secret {name}: cannot read {path}: {error.strerror}", where) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise InputError(
-            f"secret {name}: {path} is a {file_kind(info.st_mode)}, not a regular file", where
-        )
-    if not os.access(path, os.R_OK):
-        raise InputError(f"secret {name}: cannot read {path}: permission denied", where)
+        with open_regular(path, "secret file", root=state.confine):
+            pass
+    except FileNotFoundError:
+        raise InputError(f"secret {name}: cannot read {path}: not found", where) from None
+    except InputError as error:
+        raise InputError(f"secret {name}: {error}", where) from None
 
 
 def _check_program(name: str, program: str, state: State) -> None:
@@ -186,9 +193,12 @@ def _program_path(state: State, program: str) -> str:
 def _read_file(name: str, path: Path, state: State) -> str:
     where = state.location(f"secrets.{name}.file")
     try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"secret {name}: cannot read {path}: {error.strerror}", where) from None
+        raw = read_bytes(path, "secret file", root=state.confine)
+    except FileNotFoundError:
+        raise InputError(f"secret {name}: cannot read {path}: not found", where) from None
+    except InputError as error:
+        # The reader names the path; the state's line and key say which secret wanted it.
+        raise InputError(f"secret {name}: {error}", where) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -210,6 +220,14 @@ def keyed_hash(key: bytes, name: str, value: str) -> str:
     against it without the key."""
     message = name.encode() + b"\0" + value.encode()
     return "hmac-sha256:" + hmac.new(key, message, "sha256").hexdigest()
+
+
+def machine_key() -> bytes:
+    """This machine's random key, made (0600, in a 0700 directory) when missing:
+    `state_directory()/_machine/secrets.key`. Plan files digest text whose secret values are
+    replaced by their keyed hash under it (`reconciler.saved_plan`), so a digest still changes
+    with a secret, but no guess can be tested against it off this machine."""
+    return SecretRecords(MACHINE).ensure_key()
 
 
 def state_directory() -> Path:
@@ -237,7 +255,7 @@ class SecretRecords:
     def key(self) -> bytes | None:
         """The project's key, or None when none was made yet (a plan never makes one)."""
         try:
-            key = self.key_path.read_bytes()
+            key = read_bytes(self.key_path, "record", cap=_KEY_BYTES)
         except FileNotFoundError:
             return None
         return key if len(key) == _KEY_BYTES else None
@@ -256,10 +274,10 @@ class SecretRecords:
     def read(self) -> dict[str, dict[str, str]]:
         """container id -> secret name -> keyed hash; empty when there are none (or unreadable)."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(read_bytes(self.path, "record"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, InputError) as error:
             _log.warning(
                 "secret records unreadable; treated as none", path=str(self.path), error=str(error)
             )
@@ -283,16 +301,4 @@ class SecretRecords:
         self._write(self.path, (json.dumps(data, indent=1) + "\n").encode())
 
     def _write(self, path: Path, content: bytes) -> None:
-        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, content)
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(temporary, path)
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+        write_atomic(path, content, kind="record", mode=0o600)

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from reconciler import processes
-from reconciler.errors import ApplyError
+from reconciler.errors import ApplyError, InputError, Location
+from reconciler.files import read_bytes, write_atomic
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.state.model import WheelhouseSpec
@@ -28,15 +29,19 @@ def wanted_digest(spec: WheelhouseSpec) -> str:
     """Digest of what the wheelhouse must hold: its requirement files, in order."""
     digest = hashlib.sha256()
     for path in spec.requirements:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        try:
+            content = read_bytes(path, "requirements file")
+        except FileNotFoundError:
+            raise InputError("requirements file not found", Location(path)) from None
+        digest.update(path.name.encode() + b"\0" + content + b"\0")
     return "sha256:" + digest.hexdigest()
 
 
 def observed_digest(directory: Path) -> str | None:
     """The digest recorded by the last complete download, if any."""
     try:
-        data = json.loads((directory / MARKER).read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_bytes(directory / MARKER, "record"))
+    except (OSError, ValueError, InputError):
         return None
     value = data.get("digest") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
@@ -65,7 +70,10 @@ def download(directory: Path, spec: WheelhouseSpec, stop: StopToken) -> None:
         _log.info("downloading wheels", requirements=str(requirements), into=str(directory))
         done = processes.run(argv, stop=stop, on_stop=processes.OnStop.CUT, what="pip download")
         if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-            raise ApplyError(f"pip download for {requirements} failed:\n{tail}")
+            # Indented: the CLI shows a message's own lines only when they are (cli.printable).
+            tail = "\n  ".join(done.stderr.strip().splitlines()[-5:])
+            raise ApplyError(f"pip download for {requirements} failed:\n  {tail}")
     marker = directory / MARKER
-    marker.write_text(json.dumps({"digest": wanted_digest(spec)}) + "\n")
+    write_atomic(
+        marker, (json.dumps({"digest": wanted_digest(spec)}) + "\n").encode(), kind="record"
+    )

@@ -49,6 +49,7 @@ from reconciler.errors import (
     PermanentDockerError,
     RegistryError,
 )
+from reconciler.files import read_bytes
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import Background, Finished, OnStop, ProcessTimeout
@@ -870,8 +871,8 @@ def _current_context() -> str | None:
     """The docker CLI config's `currentContext` ($DOCKER_CONFIG, else ~/.docker), if any."""
     directory = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     try:
-        config = json.loads(Path(directory, "config.json").read_text())
-    except (OSError, ValueError):
+        config = json.loads(read_bytes(Path(directory, "config.json"), "docker CLI config"))
+    except (OSError, ValueError, InputError):
         return None
     current = config.get("currentContext") if isinstance(config, dict) else None
     return current if isinstance(current, str) and current else None
@@ -887,7 +888,7 @@ def _hash_lines(out: str) -> dict[str, str]:
     return hashes
 
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # fullmatch: `$` passes a final newline
 
 
 def manifest_digest(output: str, reference: str) -> str:
@@ -898,7 +899,7 @@ def manifest_digest(output: str, reference: str) -> str:
     except json.JSONDecodeError:
         descriptor = None
     digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise PermanentDockerError(
             f"unexpected answer for the manifest of {reference}: {_first_line(output)[:200]!r}",
             output=output,

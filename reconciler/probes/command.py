@@ -103,4 +103,5 @@ def run(
 
 def _tail(output: str) -> str:
     lines = output.rstrip().splitlines()[-_TAIL_LINES:]
-    return ("; output tail:\n" + "\n".join(lines)) if lines else "; no output"
+    # Indented: the CLI shows a message's own lines only when they are (cli.printable).
+    return ("; output tail:\n  " + "\n  ".join(lines)) if lines else "; no output"

@@ -6,6 +6,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.errors import InputError
+from reconciler.files import read_bytes
+
 __all__ = ["CaseResult", "JUnitError", "read_cases"]
 
 _MAX_BYTES = 20_000_000
@@ -35,13 +38,13 @@ class JUnitError(Exception):
 def read_cases(path: Path) -> tuple[CaseResult, ...]:
     """Every <testcase> of a JUnit file (one <testsuite> or a <testsuites> of them)."""
     try:
-        size = path.stat().st_size
+        data = read_bytes(path, "JUnit file", cap=_MAX_BYTES)
     except FileNotFoundError:
         raise JUnitError(f"the command wrote no JUnit file at {path}") from None
-    if size > _MAX_BYTES:
-        raise JUnitError(f"{path} is {size} bytes, over the {_MAX_BYTES} byte limit")
+    except InputError as error:
+        raise JUnitError(str(error)) from None
     try:
-        root = ET.parse(path).getroot()  # noqa: S314 - the team's own test output, size-bounded
+        root = ET.fromstring(data)  # noqa: S314 - the team's own test output, size-bounded
     except ET.ParseError as error:
         raise JUnitError(f"{path} is not XML: {error}") from None
     if root.tag not in {"testsuite", "testsuites"}:

@@ -31,11 +31,12 @@ from ruamel.yaml.events import (
 from ruamel.yaml.parser import RoundTripParser
 
 from reconciler.errors import InputError, Location
+from reconciler.files import decode_utf8, read_text
 from reconciler.state.model import EXTENSION_PREFIX, FileSpec, State, file_format
 from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
 from reconciler.state.paths import parse_path
 
-_DOTENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # fullmatch: `$` passes "KEY\n"
 
 __all__ = [
     "decode_utf8",
@@ -48,7 +49,6 @@ __all__ = [
 # Aliases make a small file expand into a huge object graph (the "billion laughs"); a state
 # file has tens of nodes, so a generous cap stops that without limiting real use.
 _MAX_NODES = 100_000
-_MAX_BYTES = 1_000_000
 # ruamel's composer and our own walks recurse once or twice per level, so a deeply nested
 # file (`[[[[...` a few thousand times) would exhaust Python's stack. A state file nests about
 # five levels; anything past this is refused before a single node is composed.
@@ -101,27 +101,9 @@ def find_root(source: Path) -> Path:
 
 def _read_text(source: Path, kind: str = "state file") -> str:
     try:
-        raw = source.read_bytes()
+        return read_text(source, kind)
     except FileNotFoundError:
         raise InputError(f"{kind} not found", Location(source)) from None
-    except OSError as error:
-        raise InputError(f"cannot read {kind}: {error.strerror}", Location(source)) from None
-    if len(raw) > _MAX_BYTES:
-        raise InputError(f"{kind} is {len(raw)} bytes; the limit is {_MAX_BYTES}", Location(source))
-    return decode_utf8(raw, source)
-
-
-def decode_utf8(raw: bytes, source: Path) -> str:
-    """`raw` as text; a byte that is not UTF-8 is an InputError at its line and column."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-        raise InputError(
-            f"not UTF-8: byte 0x{raw[error.start]:02x} cannot be decoded",
-            Location(source, line, column),
-        ) from None
 
 
 class _TooDeep(Exception):
@@ -152,7 +134,7 @@ class _DepthLimitedParser(RoundTripParser):
         return event
 
 
-class _TooManyMerges(Exception):
+class _BadMerges(Exception):
     def __init__(self, mark: StreamMark, what: str) -> None:
         self.mark = mark
         self.what = what
@@ -172,13 +154,19 @@ class _MergeLimitedConstructor(RoundTripConstructor):
 
     def flatten_mapping(self, node: Any) -> Any:
         merged = super().flatten_mapping(node)
+        if any(not isinstance(mapping, CommentedMap) for mapping in merged):
+            # ruamel gives None for a mapping still being built: one that holds this merge.
+            raise _BadMerges(
+                node.start_mark, "a '<<' merge of a mapping that contains it (a recursive merge)"
+            )
         self._merges += len(merged)
         self._merged_keys += sum(len(mapping) for mapping in merged)
         if self._merges > _MAX_MERGES:
-            raise _TooManyMerges(node.start_mark, f"more than {_MAX_MERGES} '<<' merges")
+            raise _BadMerges(node.start_mark, f"more than {_MAX_MERGES} '<<' merges (merge bomb?)")
         if self._merged_keys > _MAX_MERGED_KEYS:
-            raise _TooManyMerges(
-                node.start_mark, f"'<<' merges copying more than {_MAX_MERGED_KEYS} keys"
+            raise _BadMerges(
+                node.start_mark,
+                f"'<<' merges copying more than {_MAX_MERGED_KEYS} keys (merge bomb?)",
             )
         return merged
 
@@ -195,9 +183,9 @@ def _parse(text: str, source: Path, kind: str = "state file") -> CommentedMap:
             f"{kind} has nesting deeper than {_MAX_DEPTH} levels",
             Location(source, error.mark.line + 1, error.mark.column + 1),
         ) from None
-    except _TooManyMerges as error:
+    except _BadMerges as error:
         raise InputError(
-            f"{kind} has {error.what} (merge bomb?)",
+            f"{kind} has {error.what}",
             Location(source, error.mark.line + 1, error.mark.column + 1),
         ) from None
     except MarkedYAMLError as error:
@@ -358,6 +346,17 @@ def _input_error(
     return InputError(first_message + more, first_location)
 
 
+def _resolved(path: Path, location: Location) -> Path:
+    """`path` made absolute, symlinks resolved; InputError at `location` for a NUL byte (no
+    file name holds one; `resolve` would raise ValueError) or a symlink loop."""
+    if "\0" in str(path):
+        raise InputError("the path contains a NUL byte (\\0)", location)
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before 3.13)
+        raise InputError(f"cannot resolve {path}: symlink loop ({error})", location) from None
+
+
 def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
     root = find_root(source)
 
@@ -367,9 +366,7 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
         """`path` against the state's directory, inside the root, existing as `must` says."""
         line, column = _position(document, loc, key=key) or (None, None)
         location = Location(source, line, column, ".".join(str(part) for part in loc))
-        if "\0" in str(path):  # no file name can hold one; Path.resolve would raise ValueError
-            raise InputError("the path contains a NUL byte (\\0)", location)
-        resolved = (source.parent / path).resolve()
+        resolved = _resolved(source.parent / path, location)
         if not state.allow_outside_root and not resolved.is_relative_to(root):
             raise InputError(
                 f"{resolved} is outside the state's root {root}; "
@@ -603,7 +600,7 @@ def _check_dotenv_spec(  # noqa: PLR0917 - private, one call site
     for key, value in (spec.values or {}).items():
         at = _position(document, ["files", name, "set", key], key=True) or (None, None)
         where = Location(source, at[0], at[1], f"files.{name}.set.{key}")
-        if not _DOTENV_KEY.match(key):
+        if not _DOTENV_KEY.fullmatch(key):
             raise InputError(f"{key!r} is not a dotenv variable name", where)
         if not isinstance(value, str):
             raise InputError(

@@ -57,9 +57,11 @@ __all__ = [
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+# Matched whole (`fullmatch`): `$` would also match before a final newline ("web:2\n").
 _REFERENCE = re.compile(
-    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
 )
 _MAX_REFERENCE = 255
 
@@ -68,7 +70,7 @@ def valid_image_reference(value: str) -> str:
     """Accept an image reference docker would accept, else raise ValueError saying why."""
     if len(value) > _MAX_REFERENCE:
         raise ValueError(f"image reference longer than {_MAX_REFERENCE} characters")
-    if not _REFERENCE.match(value):
+    if not _REFERENCE.fullmatch(value):
         raise ValueError(
             f"invalid image reference {value!r}: expected [registry/]name[:tag][@digest], "
             "name in lower case"
@@ -160,12 +162,15 @@ class ServiceSpec(_Strict):
         default=120.0,
         gt=0,
         le=3600,
+        allow_inf_nan=False,
         description="Seconds to wait for the service to become healthy (or running).",
     )
 
 
 Argv = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
-Seconds = Annotated[float, Field(gt=0, le=3600)]
+# Every number of a state file is finite and in range: YAML reads `.nan` and `.inf` as floats,
+# and NaN fails no comparison (a `nan` deadline would never pass).
+Seconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
 
 
 class BuildSpec(_Strict):
@@ -201,7 +206,7 @@ class ImageSpec(_Strict):
 
     build: BuildSpec | None = None
     rootfs: RootfsSpec | None = None
-    size_budget_mb: float | None = Field(default=None, gt=0, le=1_000_000)
+    size_budget_mb: float | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False)
     pull: PullPolicy = Field(
         default="missing",
         description="For an image nothing builds: `missing` pulls it only when absent; "
@@ -287,7 +292,7 @@ class HttpRequestSpec(_Strict):
 class ItemsExpectation(_Strict):
     """For a JSON list answer: how many items, and items that must be among them."""
 
-    min: int = Field(default=0, ge=0)
+    min: int = Field(default=0, ge=0, le=1_000_000)
     having: list[dict[str, object]] = Field(default_factory=list)
 
 
@@ -299,12 +304,21 @@ class PollSpec(_Strict):
     fail_if: dict[str, list[object]] = Field(default_factory=dict)
 
 
+def _exit_code(value: int | str) -> int | str:
+    # Checked after the union, so that an error names `expect_exit`, not a member of it.
+    if isinstance(value, int) and not 0 <= value <= 255:
+        raise ValueError(f"an exit code is from 0 to 255, not {value}")
+    return value
+
+
 class ExecSpec(_Strict):
     """A command run in a running service; its exit code (and output) decide."""
 
     service: str = Field(pattern=_SERVICE_NAME)
     command: Argv
-    expect_exit: int | Literal["nonzero"] = 0
+    expect_exit: Annotated[int | Literal["nonzero"], AfterValidator(_exit_code)] = Field(
+        default=0, description="The exit code wanted (0-255), or `nonzero`."
+    )
     expect_output: str | None = Field(default=None, description="Substring of stdout+stderr.")
 
 
@@ -428,7 +442,7 @@ class CompareSpec(_Strict):
 
     size_reduction_pct: dict[
         Annotated[str, AfterValidator(valid_image_reference)],
-        Annotated[float, Field(ge=-1000, le=100)],
+        Annotated[float, Field(ge=-1000, le=100, allow_inf_nan=False)],
     ] = Field(
         default_factory=dict,
         description="image -> minimum size reduction against the baseline, in percent. The "
@@ -599,6 +613,12 @@ class State(_Strict):
         """The directory every path of this state must stay inside (unless allowed out)."""
         return self._root
 
+    @property
+    def confine(self) -> Path | None:
+        """The root that files read and written for this state must resolve inside (symlinks
+        followed), or None when the state allows paths outside it."""
+        return None if self.allow_outside_root else self._root
+
     def located(self, source: Path, root: Path, positions: dict[str, tuple[int, int]]) -> State:
         """A copy that knows its file, root and key positions (the loader's job)."""
         copy = self.model_copy()
@@ -613,6 +633,24 @@ class State(_Strict):
         """Where `key` (a dotted path such as `services.web.image`) sits in the state file."""
         line, column = self._positions.get(key, (None, None))
         return Location(self._source, line, column, key)
+
+    def input_files(self) -> tuple[Path, ...]:
+        """The files a run of this (loaded) state reads, which no output of the run (a report,
+        a saved result, a plan file) may replace: the state file, the compose file, its env
+        files and the `.env` beside it, `files:` targets and sources, secret files, Dockerfiles
+        and requirements files."""
+        paths = [self._source, self.compose.file, *self.compose.env_files]
+        paths.append(self.compose.file.parent / ".env")  # compose's own default env file
+        for target, spec in self.files.items():
+            paths += [Path(target), *([spec.source] if spec.source is not None else [])]
+        paths += [spec.file for spec in self.secrets.values() if spec.file is not None]
+        paths += [
+            image.build.dockerfile
+            for image in self.images.values()
+            if image.build is not None and image.build.dockerfile is not None
+        ]
+        paths += [path for spec in self.wheelhouses.values() for path in spec.requirements]
+        return tuple(dict.fromkeys(paths))
 
     def pins(self) -> dict[str, str]:
         """services.<name>.image values the compose file must carry."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import stat
 from pathlib import Path
 
 from reconciler.compose.edit import pin_images
@@ -22,6 +21,7 @@ from reconciler.docker.adapter import DockerAdapter
 from reconciler.env_files import FileEdits, plan_file_edits
 from reconciler.errors import ApplyError
 from reconciler.facts import ComposeFileFacts, Snapshot
+from reconciler.files import write_atomic
 from reconciler.logs import get_logger
 from reconciler.managed_files import (
     DesiredFile,
@@ -29,11 +29,11 @@ from reconciler.managed_files import (
     desired_file,
     hidden_because,
     observe_file,
-    write_atomically,
+    read_managed,
 )
 from reconciler.observe import read_compose_text, read_env_texts
 from reconciler.plans import Action, Change, InSync, Plan, Step
-from reconciler.secrets import MASK, Secrets, looks_secret
+from reconciler.secrets import MASK, Secrets, TextFormat, looks_secret, text_format
 from reconciler.state import State
 from reconciler.state.model import FileSpec
 from reconciler.state.paths import YamlPath, format_path, parse_path
@@ -49,7 +49,6 @@ __all__ = [
     "restore_file",
     "restore_files",
     "unified_diff",
-    "write_atomically",
 ]
 
 _log = get_logger(__name__)
@@ -93,7 +92,7 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
     pins = _literal_pins(state, edits)
     result = pin_images(facts.compose_text, pins, source=facts.compose_file)
     changes: list[Change] = []
-    masks = Secrets(facts.secrets)
+    masks = _masks(facts)
     for edit in result.edits:
         alone = pin_images(
             facts.compose_text, {edit.service: edit.after}, source=facts.compose_file
@@ -107,7 +106,7 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
                 + (f"; {edit.note}" if edit.note else ""),
                 before=edit.before,
                 after=edit.after,
-                diff=unified_diff(facts.compose_text, alone.text, label, masks),
+                diff=unified_diff(facts.compose_text, alone.text, label, masks, "yaml"),
                 key=edit.service,
             )
         )
@@ -140,7 +139,7 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
                 before=_masked_value(change.key, change.before),
                 after=_masked_value(change.key, change.after),
                 diff=unified_diff(
-                    facts.env_texts.get(change.file) or "", change.text, shown, masks
+                    facts.env_texts.get(change.file) or "", change.text, shown, masks, "dotenv"
                 ),
                 key=f"{change.file}:{change.key}",
                 writes=str(change.file),
@@ -155,6 +154,21 @@ def diff(state: State, facts: ComposeFileFacts, earlier: Plan) -> Plan:
         if name in facts.files:  # dotenv files are planned with the env files above
             plan += _file_diff(state, name, spec, facts.files[name], masks)
     return plan
+
+
+def _masks(facts: ComposeFileFacts) -> Secrets:
+    """The secrets a diff masks: those observed, and every secret value its texts hold (found
+    by meaning), so that each diff masks what any of them revealed, whatever its order."""
+    masks = Secrets(facts.secrets)
+    masks.register_text(facts.compose_text, "yaml")
+    for text in facts.env_texts.values():
+        if text is not None:
+            masks.register_text(text, "dotenv")
+    for observed in facts.files.values():
+        for data in (observed.data, observed.source_data):
+            if data is not None:
+                masks.register_text(data.decode("utf-8", "replace"), text_format(observed.path))
+    return masks
 
 
 def _masked_value(key: str, value: str | None) -> str | None:
@@ -174,7 +188,7 @@ def _environment_diff(state: State, facts: ComposeFileFacts, label: str, masks: 
         change = _value_change(
             f"{label}:{format_path(edit.path)}",
             edit,
-            unified_diff(facts.compose_text, alone.text, label, masks),
+            unified_diff(facts.compose_text, alone.text, label, masks, "yaml"),
             f"environment {name}",
         )
         # keyed by its service, like an image pin: the services step recreates it
@@ -227,7 +241,7 @@ def _file_diff(
         text = (observed.data or b"").decode("utf-8")
         for edit in desired.edits.edits:
             alone = set_values(text, {edit.path: _value_of(spec, edit.path)}, source=path)
-            diff = unified_diff(text, alone.text, label, masks)
+            diff = unified_diff(text, alone.text, label, masks, "yaml")
             key = format_path(edit.path)
             changes.append(_value_change(f"{label}:{key}", edit, diff, key))
         ok += [
@@ -290,7 +304,7 @@ def _content_change(
     else:
         shown = f"content not shown: {hidden}" if hidden else ""
         if not hidden:
-            diff = unified_diff(before_text, after_text, label, masks)
+            diff = unified_diff(before_text, after_text, label, masks, text_format(observed.path))
     detail = f" ({shown})" if shown else ""
     if observed.data is None:
         return Change(
@@ -326,17 +340,18 @@ def apply(
         if moved:
             raise ApplyError(f"{moved[0]} changed while planning; nothing written, run again")
     for name, observed in facts.files.items():
-        if observe_file(Path(name), state.files[name]) != observed:
+        if observe_file(Path(name), state.files[name], state.confine) != observed:
             raise ApplyError(f"{name} changed while planning; nothing written, run again")
     new_text = pinned_text(state, facts)
+    root = state.confine
     for path, text in edits.texts.items():
-        write_atomically(path, text.encode("utf-8"))
+        write_atomic(path, text.encode("utf-8"), kind="env file", root=root)
         _log.info("env file written", file=str(path))
     if new_text != current:
-        write_atomically(facts.compose_file, new_text.encode("utf-8"))
+        write_atomic(facts.compose_file, new_text.encode("utf-8"), kind="compose file", root=root)
         _log.info("compose file written", file=str(facts.compose_file))
     for name, observed in facts.files.items():
-        _write_file(Path(name), desired_file(state.files[name], observed), observed)
+        _write_file(Path(name), desired_file(state.files[name], observed), observed, root)
     return changes
 
 
@@ -352,61 +367,72 @@ def restore_files(state: State, before: dict[Path, str | None]) -> list[str]:
             path.unlink(missing_ok=True)
             done.append(f"removed {state.shown(path)}, which did not exist before")
         else:
-            write_atomically(path, text.encode("utf-8"))
+            write_atomic(path, text.encode("utf-8"), kind="env file", root=state.confine)
             done.append(f"restored {state.shown(path)} to its previous bytes")
     return done
 
 
-def _write_file(path: Path, desired: DesiredFile, observed: ObservedFile) -> None:
+def _write_file(
+    path: Path, desired: DesiredFile, observed: ObservedFile, root: Path | None
+) -> None:
     """Write a managed file's declared bytes (atomically), or only set its mode."""
     if observed.data != desired.data:
-        write_atomically(path, desired.data, desired.mode)
+        write_atomic(path, desired.data, mode=desired.mode, root=root)
         _log.info("file written", file=str(path))
     elif desired.mode is not None and observed.mode != desired.mode:
         os.chmod(path, desired.mode)
         _log.info("file mode set", file=str(path), mode=f"{desired.mode:04o}")
 
 
-def restore_file(observed: ObservedFile) -> bool:
+def restore_file(observed: ObservedFile, root: Path | None) -> bool:
     """Put a managed file back as it was observed (remove it if it did not exist); True when
     that changed something."""
     path = observed.path
-    try:
-        data: bytes | None = path.read_bytes()
-        mode: int | None = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        data, mode = None, None
+    data, mode = read_managed(path, root)
     if data == observed.data and mode == observed.mode:
         return False
     if observed.data is None:
         path.unlink(missing_ok=True)
     else:
-        write_atomically(path, observed.data, observed.mode)
+        write_atomic(path, observed.data, mode=observed.mode, root=root)
     return True
 
 
-def unified_diff(before: str, after: str, label: str, masks: Secrets) -> str:
-    """A unified diff of two texts, line endings shown as they are, secret values masked."""
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        fromfile=f"a/{label}",
-        tofile=f"b/{label}",
-        n=1,
-    )
+def unified_diff(
+    before: str, after: str, label: str, masks: Secrets, fmt: TextFormat | None = None
+) -> str:
+    """A unified diff of two texts, line endings shown as they are, secret values masked.
+
+    The lines are compared as they are (a changed secret is a changed line) but shown as
+    `masks.mask_lines` masks each text, by meaning in its format `fmt` (see
+    `reconciler.secrets`): a JSON or flow-style YAML value is masked although its line has no
+    `KEY: value` shape. The values found are registered with `masks`.
+    """
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    old_shown, new_shown = masks.mask_lines(before, fmt), masks.mask_lines(after, fmt)
+    lines: list[str] = []
+    for group in difflib.SequenceMatcher(None, old, new).get_grouped_opcodes(1):
+        if not lines:
+            lines += [f"--- a/{label}\n", f"+++ b/{label}\n"]
+        first, last = group[0], group[-1]
+        lines.append(f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                lines += [" " + line for line in old_shown[i1:i2]]
+                continue
+            lines += ["-" + line for line in old_shown[i1:i2]]
+            lines += ["+" + line for line in new_shown[j1:j2]]
     return "".join(
-        _masked(line, masks)
-        if line.endswith("\n")
-        else _masked(line, masks) + "\n\\ No newline at end of file\n"
-        for line in lines
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
     )
 
 
-def _masked(line: str, masks: Secrets) -> str:
-    """A diff line with secret values masked; the +/-/space prefix kept."""
-    if line.startswith(("---", "+++", "@@")):
-        return line
-    return line[:1] + masks.mask_line(line[1:])
+def _range(start: int, stop: int) -> str:
+    """A hunk's line range as `diff -u` writes it (difflib's own format)."""
+    length = stop - start
+    if length == 1:
+        return str(start + 1)
+    return f"{start if length == 0 else start + 1},{length}"
 
 
 _HOW = {

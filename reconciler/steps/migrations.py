@@ -64,7 +64,7 @@ def apply(
         result = adapter.exec(spec.service, argv, mutating=True, timeout=spec.timeout)
         if result.exit_code != 0:
             raise ApplyError(
-                f"migration {spec.name} failed (exit {result.exit_code}):\n{tail(result.output)}"
+                f"migration {spec.name} failed (exit {result.exit_code}):\n  {tail(result.output)}"
             )
         after = migration_status(spec, adapter)
         if not after.up_to_date:

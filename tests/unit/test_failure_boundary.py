@@ -21,8 +21,14 @@ def write_pin(tmp_path: Path) -> Path:
     return state
 
 
-def refuse_replace(*args: object, **kwargs: object) -> None:
-    raise PermissionError(13, "Permission denied", "c.yml")
+_REPLACE = os.replace
+
+
+def refuse_replace(source: str | Path, target: str | Path, **kwargs: object) -> None:
+    """os.replace refusing the compose file c.yml only (reports are written atomically too)."""
+    if Path(target).name == "c.yml":
+        raise PermissionError(13, "Permission denied", "c.yml")
+    _REPLACE(source, target)
 
 
 def test_os_error_in_a_step_is_a_failed_result_with_its_message(
@@ -49,7 +55,7 @@ def test_bug_in_a_step_is_an_internal_error_result(
     def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("no such thing")
 
-    monkeypatch.setattr("reconciler.steps.compose_file.write_atomically", broken)
+    monkeypatch.setattr("reconciler.steps.compose_file.write_atomic", broken)
     result = reconciler.apply(state, steps=(Step.COMPOSE_FILE,), lock=False)
     assert isinstance(result.error, InternalError)
     assert "KeyError" in result.error.traceback_text
@@ -68,7 +74,8 @@ def test_cli_writes_the_report_and_exits_1_without_a_traceback(
     assert code == 1
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        "error: compose-file: [Errno 13] Permission denied: 'c.yml'"
+        f"error: {tmp_path / 'c.yml'}: cannot write: Permission denied; the file kept its "
+        "previous bytes"
     ]
     assert "apply FAILED" in report.read_text()
 

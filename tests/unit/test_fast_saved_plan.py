@@ -8,6 +8,7 @@ docker at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -22,7 +23,14 @@ from reconciler.cli import main
 from reconciler.errors import PlanFileError, StalePlanError
 from reconciler.facts import Snapshot
 from reconciler.plans import STEP_ORDER, Step
-from reconciler.saved_plan import FORMAT, VERSION, fingerprints, is_plan_file, load_plan
+from reconciler.saved_plan import (
+    FORMAT,
+    VERSION,
+    body_digest,
+    fingerprints,
+    is_plan_file,
+    load_plan,
+)
 from reconciler.state import load_state
 from tests.facts import fake_docker
 
@@ -82,8 +90,10 @@ def test_plan_file_holds_the_plan_state_steps_and_fingerprints(stack: Stack) -> 
     """The file: marker and version, the state (absolute and as given), steps, plan, digests."""
     the_plan = stack.save(skip=["checks"])
     data = stack.data()
-    assert (data["format"], data["version"]) == (FORMAT, VERSION) == ("reconciler-plan", 1)
+    assert (data["format"], data["version"]) == (FORMAT, VERSION) == ("reconciler-plan", 2)
     assert list(data)[:2] == ["format", "version"]
+    assert list(data)[-1] == "digest"
+    assert data["digest"] == body_digest(data)
     assert data["state"] == {
         "path": str(stack.state_file.resolve()),
         "given": "stack/state.yaml",
@@ -239,12 +249,13 @@ def test_health_check_output_alone_is_not_a_change(stack: Stack) -> None:
 
 
 def test_tampered_plan_is_refused_as_differing_from_the_plan_made_now(stack: Stack) -> None:
-    """Equal fingerprints but another plan in the file: refused, showing the difference."""
+    """Another plan in the file with its digest made again: refused, showing the difference."""
     stack.save()
     data = stack.data()
     data["plan"]["changes"].append(
         {"step": "services", "target": "db", "action": "recreate", "reason": "edited"}
     )
+    data["digest"] = body_digest(data)
     stack.plan_file.write_text(json.dumps(data))
     message = stale(reconcile.apply_plan(stack.plan_file, lock=False))
     assert "the plan made now differs from the saved one" in message
@@ -266,7 +277,7 @@ def test_plan_for_another_state_or_steps_is_bad_input(stack: Stack) -> None:
 def test_secrets_never_reach_the_plan_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: Stack
 ) -> None:
-    """A secret in the compose file is in no plan file, and no digest depends on its value."""
+    """A secret in the compose file is in no plan file, even hashed; its change changes a keyed digest."""
     text = stack.compose_file.read_text()
     secret_text = text.replace(
         "      args:\n        ROLE: api\n",
@@ -284,8 +295,10 @@ def test_secrets_never_reach_the_plan_file(
         raw = stack.plan_file.read_text()
         assert "hunter2" not in raw
         assert value not in raw
+        for secret in (f"hunter2-{value}", f"token-{value}"):
+            assert hashlib.sha256(secret.encode()).hexdigest() not in raw
         files.append(stack.data()["fingerprints"])
-    assert files[0] == files[1], "a digest covered the secret's value"
+    assert files[0] != files[1], "a changed secret must make the plan stale"
 
 
 def write_state(tmp_path: Path) -> Path:
@@ -364,8 +377,9 @@ def good_plan(tmp_path: Path) -> dict[str, Any]:
             ":1:45: not a valid plan file: invalid JSON",
         ),
         ('{"format": "reconciler-plan", "version": 7}', "format version 7 is not supported"),
+        ('{"format": "reconciler-plan", "version": 1}', "format version 1 is not supported"),
         (
-            '{"format": "reconciler-plan", "version": 1}',
+            '{"format": "reconciler-plan", "version": 2}',
             ": created_at: invalid plan file: Field required",
         ),
         ("\xff", None),
@@ -434,7 +448,9 @@ def test_unwritable_out_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     state = write_state(tmp_path)
     out = tmp_path / "no-such-dir" / "s.plan"
     assert main(["plan", str(state), "--only", "compose-file", "--out", str(out)]) == 3
-    assert f"{out}: cannot write plan file" in capsys.readouterr().err
+    assert f"{out}: --out: plan file: directory {out.parent} does not exist" in (
+        capsys.readouterr().err
+    )
 
 
 def test_library_exports() -> None:
@@ -456,9 +472,9 @@ class _FutureFacts:
 
 
 def test_facts_of_an_unknown_step_are_fingerprinted_whole_without_volatile_fields(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A new facts type is digested whole: its wall clock ignored, its secrets masked first."""
+    """A new facts type is digested whole: its wall clock ignored, its secrets keyed-masked first."""
     state = load_state(write_state(tmp_path))
     snapshot = Snapshot(
         compose_file=state.compose.file, compose_text="", secrets=frozenset({"hunter2-x"})
@@ -469,7 +485,10 @@ def test_facts_of_an_unknown_step_are_fingerprinted_whole_without_volatile_field
 
     base = digest(_FutureFacts("up", {"API_TOKEN": "a-token", "MODE": "x"}, observed_at=1.0))
     assert digest(_FutureFacts("up", {"API_TOKEN": "a-token", "MODE": "x"}, 99.0)) == base
-    assert digest(_FutureFacts("up", {"API_TOKEN": "another", "MODE": "x"}, 1.0)) == base
+    assert digest(_FutureFacts("up", {"API_TOKEN": "another", "MODE": "x"}, 1.0)) != base
     assert digest(_FutureFacts("down", {"API_TOKEN": "a-token", "MODE": "x"}, 1.0)) != base
     assert digest(_FutureFacts("up", {"API_TOKEN": "a-token", "MODE": "y"}, 1.0)) != base
-    assert digest(_FutureFacts("hunter2-x")) == digest(_FutureFacts("***")), "masked first"
+    secret, plain = digest(_FutureFacts("hunter2-x")), digest(_FutureFacts("up"))
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path / "another-machine"))
+    assert digest(_FutureFacts("hunter2-x")) != secret, "masked first, by a keyed hash"
+    assert digest(_FutureFacts("up")) == plain, "no key in a digest of no secret"

@@ -194,7 +194,7 @@ def test_command_exiting_1_fails_with_its_output_tail(tmp_path: Path) -> None:
     the_state = command_state(tmp_path, script)
     (result,) = run_checks(the_state, RecordedLogs(tmp_path / "docker-compose.yml"))
     assert not result.passed
-    assert result.detail.startswith("exit 1; output tail:\nline 25\n")
+    assert result.detail.startswith("exit 1; output tail:\n  line 25\n  ")
     assert result.detail.endswith("line 39")
 
 

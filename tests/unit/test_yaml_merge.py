@@ -318,3 +318,16 @@ def test_key_position_in_another_tools_file_ignores_the_merge_budget(tmp_path: P
     small = "x-d: &d {image: a:1}\nservices:\n  web: {<<: *d}\n"
     where = yaml_key_position(small, ["services", "web", "image"], source=tmp_path / "c.yml")
     assert where == (1, 10)
+
+
+@pytest.mark.parametrize(
+    "services", ["  db: &a\n    <<: [*a]\n", "  db: &a {b: {<<: *a}}\n", "  db: &a [{<<: *a}]\n"]
+)
+def test_recursive_merge_is_bad_input(tmp_path: Path, services: str) -> None:
+    """A mapping merging itself or a mapping that contains it is exit 3 at its line."""
+    error = error_of(
+        write(tmp_path, f"name: x\ncompose: {{file: compose.yml}}\nservices:\n{services}")
+    )
+    assert "a '<<' merge of a mapping that contains it" in error.message
+    assert error.location is not None
+    assert error.location.line in (4, 5)
