@@ -9,6 +9,7 @@ Library use::
     fleet = reconciler.load_fleet("states/fleet.yaml")  # targets: a state and an engine each
     reconciler.plan_fleet(fleet)           # one plan per target; .exit_code over the fleet
     reconciler.apply_fleet(fleet.select(["core"]))  # in waves; stops at the first failed one
+    reconciler.validate("states/fleet.yaml")  # inputs checked with no engine; InputError if bad
     reconciler.save_plan(state, "x.plan")  # a plan file, with fingerprints of what it saw
     result = reconciler.apply_plan("x.plan")  # exactly that plan, or StalePlanError in .error
     base = reconciler.load_record("baseline.json")  # a result saved with --save-result
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from reconciler.saved_plan import SavedPlan, is_plan_file, load_plan
     from reconciler.state import State, load_state
     from reconciler.steps.checks import CaseResult, CheckResult
+    from reconciler.validation import ValidationResult, validate
 
 _WHERE = {
     "Comparison": "reconciler.baseline",
@@ -120,6 +122,8 @@ _WHERE = {
     "State": "reconciler.state",
     "load_state": "reconciler.state",
     "CheckResult": "reconciler.steps.checks",
+    "ValidationResult": "reconciler.validation",
+    "validate": "reconciler.validation",
 }
 
 __all__ = [
@@ -161,6 +165,7 @@ __all__ = [
     "StopRequested",
     "StopToken",
     "TransientDockerError",
+    "ValidationResult",
     "apply",
     "apply_fleet",
     "apply_plan",
@@ -176,6 +181,7 @@ __all__ = [
     "plan_fleet",
     "save_plan",
     "select_steps",
+    "validate",
 ]
 
 

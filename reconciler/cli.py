@@ -1,4 +1,4 @@
-"""Command line: `python -m reconciler plan|apply|down [STATE] [options]`.
+"""Command line: `python -m reconciler plan|apply|down|validate [STATE] [options]`.
 
 A thin shell over `reconciler.reconcile`. It alone configures logging (console on a TTY, JSON
 lines otherwise, logs always on stderr) and prints; it maps the error hierarchy to exit codes
@@ -50,6 +50,7 @@ from reconciler.schema import fleet_schema, state_schema
 from reconciler.secrets import RedactingStream, Secrets
 from reconciler.state import State, load_state
 from reconciler.state.engine import parse_engine
+from reconciler.validation import validate
 
 if TYPE_CHECKING:
     from reconciler.live import LiveView
@@ -171,6 +172,27 @@ def _parser() -> argparse.ArgumentParser:
         help="print the state file's JSON Schema (for editor completion and validation)",
     )
     schema.add_argument("--fleet", action="store_true", help="the fleet file's JSON Schema instead")
+    validate = commands.add_parser(
+        "validate",
+        help="check a state, fleet or plan file and what it names, with no Docker engine; "
+        "change nothing",
+    )
+    validate.add_argument(
+        "state",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_STATE,
+        metavar="STATE|FLEET|PLANFILE",
+        help=f"the file to check (default: {DEFAULT_STATE})",
+    )
+    validate.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    validate.add_argument(
+        "--log-format",
+        choices=["auto", "console", "json"],
+        default="auto",
+        help="log format on stderr (default: auto)",
+    )
+    validate.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     down = commands.add_parser("down", parents=[common], help="stop the compose project")
     down.add_argument("--volumes", action="store_true", help="also remove named volumes")
     return parser
@@ -195,7 +217,11 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
     # A plan file is told first: it is JSON, which a YAML reader would also take.
-    fleet = args.command != "schema" and not is_plan_file(args.state) and is_fleet_file(args.state)
+    fleet = (
+        args.command not in {"schema", "validate"}
+        and not is_plan_file(args.state)
+        and is_fleet_file(args.state)
+    )
     view = None if fleet else _live_view(args, secrets)
     try:
         _configure_logging(
@@ -206,6 +232,8 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
         try:
             if fleet:
                 return _run_fleet(args, stop, secrets)
+            if args.command == "validate":
+                return _validate(args, stop, secrets)
             return _run(args, stop, secrets, view)
         except ReconcilerError as error:
             _report_error(error, secrets)
@@ -303,6 +331,13 @@ def _run(
         )
     _write_reports(state.name, result, secrets, args, inputs)
     return _apply(result, secrets, as_json=args.json)
+
+
+def _validate(args: argparse.Namespace, stop: StopToken, secrets: Secrets) -> int:
+    """`validate FILE`: a state, fleet or plan file checked with no engine (else InputError)."""
+    checked = validate(args.state, secrets=secrets, stop=stop)
+    print(json.dumps(checked.to_dict(), indent=2) if args.json else printable(checked.describe()))
+    return EXIT_OK
 
 
 def _selected_steps(args: argparse.Namespace) -> tuple[Step, ...]:

@@ -34,8 +34,9 @@ from reconciler.state.load import (
     _to_plain,
     find_root,
     load_state,
+    without_extensions,
 )
-from reconciler.state.model import State
+from reconciler.state.model import EXTENSIONS_SCHEMA, State
 
 __all__ = ["Fleet", "FleetSpec", "FleetTarget", "Target", "is_fleet_file", "load_fleet"]
 
@@ -71,6 +72,8 @@ class FleetTarget(_Strict):
 
 class FleetSpec(_Strict):
     """A fleet file: the root model."""
+
+    model_config = ConfigDict(json_schema_extra=EXTENSIONS_SCHEMA)
 
     fleet: str = Field(min_length=1, pattern=_NAME, description="The fleet's name.")
     targets: dict[TargetName, FleetTarget] = Field(
@@ -154,7 +157,7 @@ def load_fleet(path: str | Path) -> Fleet:
     source = Path(path)
     text = _read_text(source, _KIND)
     document = _parse(text, source, _KIND)
-    plain = _to_plain(document, source)
+    plain = without_extensions(_to_plain(document, source))
     try:
         spec = FleetSpec.model_validate(plain)
     except ValidationError as error:
@@ -213,6 +216,8 @@ def _load_target(
 ) -> State:
     """The target's state file, loaded, with the target's engine in it."""
     where = _where(document, source, ["targets", name, "state"], key=False)
+    if "\0" in str(target.state):  # no file name can hold one; Path.resolve would raise
+        raise InputError("the path contains a NUL byte (\\0)", where)
     path = (source.parent / target.state).resolve()
     root = find_root(source)
     if not spec.allow_outside_root and not path.is_relative_to(root):

@@ -60,6 +60,8 @@ __all__ = [
     "check_active_services",
     "check_build_files",
     "check_compose_services",
+    "check_model",
+    "check_stack_file",
     "check_stack_images",
     "desired_images",
     "digest_policy",
@@ -72,6 +74,7 @@ __all__ = [
     "observe_migrations",
     "pull_policy",
     "pulls_always",
+    "read_compose_config",
     "read_compose_text",
     "read_env_texts",
     "read_remote_digest",
@@ -193,8 +196,26 @@ def likely_images(
     return likely
 
 
-def _compose_config(adapter: DockerAdapter, path: Path, text: str) -> ComposeConfig:
-    """compose's normalised model; a rejection points at the service compose names, if any."""
+def check_model(
+    state: State,
+    config: ComposeConfig,
+    defined: Mapping[str, ServiceImage],
+    pins: Mapping[str, str],
+    adapter: DockerAdapter,
+) -> ComposeConfig:
+    """compose's model checked against the state: the services it pins active in the chosen
+    profiles, and in swarm mode each service's image named. Returns `config` with the file's
+    inactive services (one more `compose config`, only when there are some)."""
+    config = _with_inactive(config, defined, adapter)
+    check_active_services(state, config)
+    if adapter.swarm:
+        check_stack_images(state, config, pins, defined)
+    return config
+
+
+def read_compose_config(adapter: DockerAdapter, path: Path, text: str) -> ComposeConfig:
+    """compose's normalised model (`compose config`: no engine); a rejection points at the
+    service compose names, if any."""
     try:
         return adapter.compose_config()
     except InputError as error:
@@ -423,7 +444,7 @@ def observe(
     workers = 4 + min(len(followed), 4)
     adapter.resume_reads()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="observe") as pool:
-        config_read = pool.submit(_compose_config, adapter, path, text)
+        config_read = pool.submit(read_compose_config, adapter, path, text)
         containers_read = pool.submit(adapter.containers)
         swarm_read = pool.submit(_observe_stack, state, adapter) if adapter.swarm else None
         likely_read = pool.submit(adapter.images, likely)
@@ -431,10 +452,7 @@ def observe(
         # .dockerignore files it names) is made before waiting on the engine's answers, so bad
         # input is exit 3 at once even when the engine is unreachable (its reads abandoned).
         try:
-            config = _with_inactive(config_read.result(), defined, adapter)
-            check_active_services(state, config)
-            if adapter.swarm:
-                check_stack_images(state, config, pins, defined)
+            config = check_model(state, config_read.result(), defined, pins, adapter)
             sources = image_sources(state, config, pins)
             check_build_files(sources.values())
         except InputError:
@@ -479,13 +497,19 @@ def _observe_stack(
 ) -> tuple[tuple[SwarmService, ...], tuple[SwarmTask, ...]]:
     """swarm mode: the compose file as stack deploy reads it must load (else an InputError
     naming the key, before anything changes), then the stack's services and their tasks."""
+    check_stack_file(state, adapter)
+    services = adapter.stack_services()
+    tasks = adapter.stack_tasks([service.id for service in services])
+    return tuple(services), tuple(tasks)
+
+
+def check_stack_file(state: State, adapter: DockerAdapter) -> None:
+    """swarm mode: the compose file must load as stack deploy reads it (`docker stack config`:
+    no engine), else an InputError at the key it names."""
     try:
         adapter.stack_config("{}\n")
     except InputError as error:
         raise _at_compose_key(state, error) from error
-    services = adapter.stack_services()
-    tasks = adapter.stack_tasks([service.id for service in services])
-    return tuple(services), tuple(tasks)
 
 
 _STACK_KEY = re.compile(r"\b(services\.[A-Za-z0-9._-]+(?:\.[A-Za-z0-9_-]+)*)")

@@ -24,13 +24,14 @@ import hmac
 import json
 import os
 import secrets as random
+import shutil
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler import processes
 from reconciler.errors import ApplyError, InputError
-from reconciler.files import read_bytes, write_atomic
+from reconciler.files import open_regular, read_bytes, write_atomic
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import OnStop, ProcessTimeout
@@ -41,6 +42,7 @@ __all__ = [
     "MACHINE",
     "SecretRecords",
     "SecretStore",
+    "check_sources",
     "keyed_hash",
     "machine_key",
     "state_directory",
@@ -105,9 +107,8 @@ class SecretStore:
     def _run(self, name: str, argv: list[str], timeout: float) -> str:
         where = self._state.location(f"secrets.{name}.command")
         program = argv[0]
-        directory = self._state.source.parent if self._state.source.is_file() else None
-        if directory is not None and "/" in program and not Path(program).is_absolute():
-            argv = [str(directory / program), *argv[1:]]  # ./get-token: next to the state file
+        directory = _state_directory(self._state)
+        argv = [_program_path(self._state, program), *argv[1:]]
         _log.debug("reading secret", secret=name, program=program)
         try:
             done = processes.run(
@@ -135,6 +136,58 @@ class SecretStore:
         if not value:
             raise ApplyError(f"{where}: secret {name}: {program} printed nothing on stdout")
         return value
+
+
+def check_sources(state: State) -> None:
+    """Check that every secret's source is there, reading no value and running nothing: its
+    variable set, its file a readable regular file, its program found (on PATH, or for a path
+    with a `/`, relative to the state file). `InputError` at the secret, as `read` would."""
+    for name, spec in state.secrets.items():
+        if spec.env is not None and spec.env not in os.environ:
+            raise InputError(
+                f"secret {name}: environment variable {spec.env} is not set",
+                state.location(f"secrets.{name}"),
+            )
+        if spec.file is not None:
+            _check_file(name, spec.file, state)
+        if spec.command is not None:
+            _check_program(name, spec.command[0], state)
+
+
+def _check_file(name: str, path: Path, state: State) -> None:
+    """The file opens as `_read_file` would read it (a regular file, inside the root): opened
+    and closed, not a byte read."""
+    where = state.location(f"secrets.{name}.file")
+    try:
+        with open_regular(path, "secret file", root=state.confine):
+            pass
+    except FileNotFoundError:
+        raise InputError(f"secret {name}: cannot read {path}: not found", where) from None
+    except InputError as error:
+        raise InputError(f"secret {name}: {error}", where) from None
+
+
+def _check_program(name: str, program: str, state: State) -> None:
+    where = state.location(f"secrets.{name}.command")
+    path = _program_path(state, program)
+    found = path if "/" in path else shutil.which(path)
+    if found is None or not Path(found).is_file():
+        raise InputError(f"secret {name}: program {program} not found", where)
+    if not os.access(found, os.X_OK):
+        raise InputError(f"secret {name}: program {program} is not executable", where)
+
+
+def _state_directory(state: State) -> Path | None:
+    return state.source.parent if state.source.is_file() else None
+
+
+def _program_path(state: State, program: str) -> str:
+    """`program` as it is run: a relative path with a `/` (./get-token) is next to the state
+    file; a bare name is looked up on PATH."""
+    directory = _state_directory(state)
+    if directory is not None and "/" in program and not Path(program).is_absolute():
+        return str(directory / program)
+    return program
 
 
 def _read_file(name: str, path: Path, state: State) -> str:

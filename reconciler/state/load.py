@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, merge_attrib
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
 from ruamel.yaml.events import (
     Event,
@@ -32,13 +33,19 @@ from ruamel.yaml.parser import RoundTripParser
 
 from reconciler.errors import InputError, Location
 from reconciler.files import decode_utf8, file_kind, read_text
-from reconciler.state.model import FileSpec, State, file_format
+from reconciler.state.model import EXTENSION_PREFIX, FileSpec, State, file_format
 from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
 from reconciler.state.paths import parse_path
 
 _DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # fullmatch: `$` passes "KEY\n"
 
-__all__ = ["decode_utf8", "find_root", "load_state", "yaml_key_position"]
+__all__ = [
+    "decode_utf8",
+    "find_root",
+    "load_state",
+    "without_extensions",
+    "yaml_key_position",
+]
 
 # Aliases make a small file expand into a huge object graph (the "billion laughs"); a state
 # file has tens of nodes, so a generous cap stops that without limiting real use.
@@ -47,6 +54,12 @@ _MAX_NODES = 100_000
 # file (`[[[[...` a few thousand times) would exhaust Python's stack. A state file nests about
 # five levels; anything past this is refused before a single node is composed.
 _MAX_DEPTH = 100
+# ruamel builds each `<<` merge eagerly, copying the merged mapping's keys and comparing the
+# merging mapping with every earlier user of the same anchor (by value): merges cost the
+# product of their number and sizes before `_MAX_NODES` is ever counted, about 2 s for 500
+# merges of a 20-key anchor. A state or fleet file merges a few defaults into tens of entries.
+_MAX_MERGES = 200
+_MAX_MERGED_KEYS = 10_000
 
 
 def load_state(path: str | Path) -> State:
@@ -55,7 +68,7 @@ def load_state(path: str | Path) -> State:
     text = _read_text(source)
     try:
         document = _parse(text, source)
-        plain = _to_plain(document, source)
+        plain = without_extensions(_to_plain(document, source))
         try:
             state = State.model_validate(plain)
         except ValidationError as error:
@@ -122,15 +135,58 @@ class _DepthLimitedParser(RoundTripParser):
         return event
 
 
+class _BadMerges(Exception):
+    def __init__(self, mark: StreamMark, what: str) -> None:
+        self.mark = mark
+        self.what = what
+
+
+class _MergeLimitedConstructor(RoundTripConstructor):
+    """ruamel's round-trip constructor, refusing documents whose `<<` merges cost too much.
+
+    `flatten_mapping` collects a mapping's merged mappings before ruamel copies their keys in,
+    so counting them here stops a merge bomb before the expensive part (see `_MAX_MERGES`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._merges = 0
+        self._merged_keys = 0
+
+    def flatten_mapping(self, node: Any) -> Any:
+        merged = super().flatten_mapping(node)
+        if any(not isinstance(mapping, CommentedMap) for mapping in merged):
+            # ruamel gives None for a mapping still being built: one that holds this merge.
+            raise _BadMerges(
+                node.start_mark, "a '<<' merge of a mapping that contains it (a recursive merge)"
+            )
+        self._merges += len(merged)
+        self._merged_keys += sum(len(mapping) for mapping in merged)
+        if self._merges > _MAX_MERGES:
+            raise _BadMerges(node.start_mark, f"more than {_MAX_MERGES} '<<' merges (merge bomb?)")
+        if self._merged_keys > _MAX_MERGED_KEYS:
+            raise _BadMerges(
+                node.start_mark,
+                f"'<<' merges copying more than {_MAX_MERGED_KEYS} keys (merge bomb?)",
+            )
+        return merged
+
+
 def _parse(text: str, source: Path, kind: str = "state file") -> CommentedMap:
     yaml = YAML(typ="rt")
     yaml.Parser = _DepthLimitedParser
+    yaml.Constructor = _MergeLimitedConstructor
     yaml.allow_duplicate_keys = False
     try:
         document = yaml.load(text)
     except _TooDeep as error:
         raise InputError(
             f"{kind} has nesting deeper than {_MAX_DEPTH} levels",
+            Location(source, error.mark.line + 1, error.mark.column + 1),
+        ) from None
+    except _BadMerges as error:
+        raise InputError(
+            f"{kind} has {error.what}",
             Location(source, error.mark.line + 1, error.mark.column + 1),
         ) from None
     except MarkedYAMLError as error:
@@ -184,6 +240,13 @@ def _to_plain(document: CommentedMap, source: Path) -> dict[str, Any]:
     return result
 
 
+def without_extensions(plain: dict[str, Any]) -> dict[str, Any]:
+    """`plain` without its top-level `x-` keys: extension fields, as compose has them, that
+    hold anchors for `<<` merges and aliases elsewhere in the file (their content is checked
+    where it is used)."""
+    return {key: value for key, value in plain.items() if not key.startswith(EXTENSION_PREFIX)}
+
+
 def _position(
     document: CommentedMap, loc: Sequence[int | str], *, key: bool
 ) -> tuple[int, int] | None:
@@ -195,8 +258,9 @@ def _position(
     best: tuple[int, int] | None = (document.lc.line + 1, document.lc.col + 1)
     for depth, part in enumerate(loc):
         last = depth == len(loc) - 1
-        if isinstance(node, CommentedMap) and part in node:
-            line, column = node.lc.key(part) if (key and last) else node.lc.value(part)
+        holder = _holder(node, part) if isinstance(node, CommentedMap) else None
+        if holder is not None:
+            line, column = holder.lc.key(part) if (key and last) else holder.lc.value(part)
             best = (line + 1, column + 1)
             node = node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
@@ -208,11 +272,38 @@ def _position(
     return best
 
 
+def _holder(node: CommentedMap, key: object) -> CommentedMap | None:
+    """The mapping whose text holds `node[key]`: `node` for its own keys, else the mapping a
+    `<<` merge brought the key from (None when `node` has no such key).
+
+    Merged keys are copies that keep no position of their own; their source is searched in
+    YAML's precedence order (own keys, then each merged mapping in turn, its own merges first),
+    without recursion, since merges may chain as long as the merge budget allows.
+    """
+    if key not in node:
+        return None
+    todo: list[CommentedMap] = [node]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if key in (current.lc.data or {}):
+            return current
+        todo.extend(reversed(list(getattr(current, merge_attrib, None) or ())))
+    return None
+
+
 def yaml_key_position(text: str, loc: Sequence[int | str], *, source: Path) -> tuple[int, int]:
     """1-based line and column of the key at `loc` in the YAML document `text` (of the
     nearest existing parent when `loc` is not in it): for errors about other tools' files,
-    such as a compose file a loader rejects."""
-    document = _parse(text, source)
+    such as a compose file a loader rejects. Best effort: (1, 1) when the state loader's own
+    limits (merges, depth) refuse `text`, so that the other tool's error is the one shown."""
+    try:
+        document = _parse(text, source)
+    except InputError:
+        return (1, 1)
     return _position(document, loc, key=True) or (1, 1)
 
 
@@ -548,7 +639,10 @@ def _key_positions(document: CommentedMap) -> dict[str, tuple[int, int]]:
     def walk(node: CommentedMap, prefix: str) -> None:
         for key in node:
             path = f"{prefix}{key}"
-            line, column = node.lc.key(key)
+            holder = _holder(node, key)
+            if holder is None:
+                continue
+            line, column = holder.lc.key(key)
             positions[path] = (line + 1, column + 1)
             if isinstance(node[key], CommentedMap):
                 walk(node[key], path + ".")

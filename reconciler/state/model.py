@@ -19,11 +19,14 @@ from pydantic import (
     PrivateAttr,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from reconciler.errors import Location
 from reconciler.state.engine import parse_engine
 
 __all__ = [
+    "EXTENSIONS_SCHEMA",
+    "EXTENSION_PREFIX",
     "AlembicSpec",
     "BuildSpec",
     "CheckSpec",
@@ -89,6 +92,12 @@ def _distinct(names: list[str]) -> list[str]:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# Top-level keys the loader leaves out before validation (compose's extension fields): a place
+# for anchors. The schema says so, for editors.
+EXTENSION_PREFIX = "x-"
+EXTENSIONS_SCHEMA: JsonDict = {"patternProperties": {f"^{EXTENSION_PREFIX}": {}}}
 
 
 class ComposeSpec(_Strict):
@@ -537,6 +546,8 @@ def _valid_engine(text: str) -> str:
 
 class State(_Strict):
     """A declared state: the root model of a state file."""
+
+    model_config = ConfigDict(json_schema_extra=EXTENSIONS_SCHEMA)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     engine: Annotated[str, AfterValidator(_valid_engine)] | None = Field(

@@ -18,6 +18,7 @@ def documented_use(state_file: Path) -> int:
     """The README's library example, with every public type it touches."""
     state = reconciler.load_state(state_file)
     assert_type(state, reconciler.State)
+    assert_type(reconciler.validate(state_file), reconciler.ValidationResult)
     stop = reconciler.StopToken()
     adapter = reconciler.DockerAdapter(
         state.compose.file,
