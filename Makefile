@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: $(STAMP) engine lint
-	$(VENV)/bin/python -m pytest -rs --durations=15
+	EDGES_EXEC=1 EDGES_EXAMPLES=1000 $(VENV)/bin/python -m pytest -rs --durations=15
 
 # Everything that needs no Docker engine (tests marked `docker` are left out), in under a
 # minute. tests/mutations/run_mutations.py checks that it catches six classic slips.

@@ -39,23 +39,26 @@ from __future__ import annotations
 
 import bisect
 import functools
+import importlib
 import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from ruamel.yaml import YAML
 from ruamel.yaml.events import (
     AliasEvent,
+    Event,
     MappingEndEvent,
     MappingStartEvent,
     ScalarEvent,
     SequenceEndEvent,
     SequenceStartEvent,
+    StreamEndEvent,
 )
 
 from reconciler.compose.dotenv import parse_dotenv
@@ -64,6 +67,18 @@ from reconciler.errors import InputError
 __all__ = ["MASK", "RedactingStream", "Secrets", "TextFormat", "looks_secret", "text_format"]
 
 MASK = "***"
+# Secret-bearing YAML nests a few levels; past this a text is hostile and only scanned.
+_MAX_DEPTH = 100
+
+
+def _find_libyaml() -> Any:
+    try:
+        return importlib.import_module("ruamel.yaml.cyaml").CParser
+    except ImportError:  # the optional ruamel.yaml.clib wheel is missing: pure Python only
+        return None
+
+
+_CParser: Any = _find_libyaml()
 TextFormat = Literal["json", "yaml", "dotenv", "ini"]
 
 _SECRET_NAME = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|KEY|DSN|CREDENTIAL|AUTH", re.I)
@@ -585,27 +600,56 @@ def _json(text: str) -> _Finding | None:
 
 
 def _yaml(text: str, *, collection: bool) -> _Finding | None:
-    """The walk of a YAML text's event stream; None when it does not parse (or, with
-    `collection`, when it holds no mapping or sequence)."""
-    walk = _Walk(text)
+    """The walk of a YAML text's event stream; None when it does not parse, nests deeper than
+    `_MAX_DEPTH` (hostile input, left to the tolerant scan) or, with `collection`, holds no
+    mapping or sequence. libyaml first (about 20x faster on a large compose file), then the
+    pure parser, which reads what libyaml's YAML 1.1 refuses (`[8080:8080]`)."""
+    for events, offset in _event_streams(text):
+        walk = _Walk(text)
+        depth = 0
+        try:
+            for event in events:
+                if isinstance(event, ScalarEvent):
+                    walk.scalar(
+                        event.start_mark.index + offset,
+                        event.end_mark.index + offset,
+                        event.value,
+                        event.style or None,
+                        event.anchor,
+                    )
+                elif isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+                    depth += 1
+                    if depth > _MAX_DEPTH:
+                        return None
+                    walk.start(mapping=isinstance(event, MappingStartEvent))
+                elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+                    depth -= 1
+                    walk.end()
+                elif isinstance(event, AliasEvent):
+                    walk.alias(event.anchor)
+        except Exception:  # noqa: S112 - any parse failure: the next parser, or the tolerant scan
+            continue
+        if collection and not walk.collections:
+            return None
+        return walk.finding
+    return None
+
+
+def _event_streams(text: str) -> Iterator[tuple[Iterator[Event], int]]:
+    """The text's YAML events from each parser in turn, with the offset to add to their marks
+    (libyaml's marks do not count a leading BOM)."""
+    if _CParser is not None:
+        yield _libyaml_events(text), 1 if text.startswith("\ufeff") else 0
+    yield YAML(typ="safe", pure=True).parse(text), 0
+
+
+def _libyaml_events(text: str) -> Iterator[Event]:
+    parser = _CParser(text)
     try:
-        for event in YAML(typ="safe", pure=True).parse(text):
-            if isinstance(event, ScalarEvent):
-                walk.scalar(
-                    event.start_mark.index,
-                    event.end_mark.index,
-                    event.value,
-                    event.style or None,
-                    event.anchor,
-                )
-            elif isinstance(event, (MappingStartEvent, SequenceStartEvent)):
-                walk.start(mapping=isinstance(event, MappingStartEvent))
-            elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
-                walk.end()
-            elif isinstance(event, AliasEvent):
-                walk.alias(event.anchor)
-    except Exception:  # any parse failure at all: the tolerant scan alone reads the text
-        return None
-    if collection and not walk.collections:
-        return None
-    return walk.finding
+        while True:
+            event = parser.get_event()
+            yield event
+            if isinstance(event, StreamEndEvent):
+                return
+    finally:
+        parser.dispose()

@@ -178,6 +178,13 @@ def parse_dotenv(text: str, *, source: Path) -> DotenvFile:
             index = _after_line(text, index)
             continue
         entry = _statement(text, line_start, index, lines, error)
+        if entry.interpolated:
+            try:
+                parse_template(entry.template)
+            except InterpolationError as problem:  # compose refuses the file the same way
+                raise InputError(
+                    str(problem), Location(source, entry.line, entry.column, entry.key)
+                ) from None
         if entry.key in seen:
             first = seen[entry.key]
             raise InputError(
