@@ -225,6 +225,16 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _status(path: Path, given: Path, kind: str) -> os.stat_result | None:
+    """`lstat` of `path` (None when nothing is there); InputError naming `given` otherwise."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise InputError(f"cannot write {kind}: {_reason(error)}", Location(given)) from None
+
+
 def _write_target(path: Path, kind: str, root: Path | None, inputs: Iterable[Path]) -> Path:
     """Where a write of `path` must land: itself, or the target of a symlink allowed in root.
 
@@ -233,12 +243,7 @@ def _write_target(path: Path, kind: str, root: Path | None, inputs: Iterable[Pat
     """
     _nul_free(path, kind)
     target = path
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        info = None
-    except OSError as error:
-        raise InputError(f"cannot write {kind}: {_reason(error)}", Location(path)) from None
+    info = _status(path, path, kind)
     if info is not None and stat.S_ISLNK(info.st_mode):
         if root is None:
             raise InputError(
@@ -246,12 +251,7 @@ def _write_target(path: Path, kind: str, root: Path | None, inputs: Iterable[Pat
                 Location(path),
             )
         target = check_inside(path, root, kind)
-        try:
-            info = os.stat(target)
-        except FileNotFoundError:
-            info = None
-        except OSError as error:
-            raise InputError(f"cannot write {kind}: {_reason(error)}", Location(path)) from None
+        info = _status(target, path, kind)
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise InputError(
             f"{kind} is a {file_kind(info.st_mode)}; only a regular file is ever replaced",

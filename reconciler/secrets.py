@@ -39,29 +39,26 @@ from __future__ import annotations
 
 import bisect
 import functools
-import importlib
 import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
-from ruamel.yaml import YAML
 from ruamel.yaml.events import (
     AliasEvent,
-    Event,
     MappingEndEvent,
     MappingStartEvent,
     ScalarEvent,
     SequenceEndEvent,
     SequenceStartEvent,
-    StreamEndEvent,
 )
 
 from reconciler.compose.dotenv import parse_dotenv
+from reconciler.compose.edit import event_streams
 from reconciler.errors import InputError
 
 __all__ = ["MASK", "RedactingStream", "Secrets", "TextFormat", "looks_secret", "text_format"]
@@ -71,14 +68,6 @@ MASK = "***"
 _MAX_DEPTH = 100
 
 
-def _find_libyaml() -> Any:
-    try:
-        return importlib.import_module("ruamel.yaml.cyaml").CParser
-    except ImportError:  # the optional ruamel.yaml.clib wheel is missing: pure Python only
-        return None
-
-
-_CParser: Any = _find_libyaml()
 TextFormat = Literal["json", "yaml", "dotenv", "ini"]
 
 _SECRET_NAME = re.compile(r"PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|KEY|DSN|CREDENTIAL|AUTH", re.I)
@@ -604,7 +593,7 @@ def _yaml(text: str, *, collection: bool) -> _Finding | None:
     `_MAX_DEPTH` (hostile input, left to the tolerant scan) or, with `collection`, holds no
     mapping or sequence. libyaml first (about 20x faster on a large compose file), then the
     pure parser, which reads what libyaml's YAML 1.1 refuses (`[8080:8080]`)."""
-    for events, offset in _event_streams(text):
+    for events, offset in event_streams(text):
         walk = _Walk(text)
         depth = 0
         try:
@@ -633,23 +622,3 @@ def _yaml(text: str, *, collection: bool) -> _Finding | None:
             return None
         return walk.finding
     return None
-
-
-def _event_streams(text: str) -> Iterator[tuple[Iterator[Event], int]]:
-    """The text's YAML events from each parser in turn, with the offset to add to their marks
-    (libyaml's marks do not count a leading BOM)."""
-    if _CParser is not None:
-        yield _libyaml_events(text), 1 if text.startswith("\ufeff") else 0
-    yield YAML(typ="safe", pure=True).parse(text), 0
-
-
-def _libyaml_events(text: str) -> Iterator[Event]:
-    parser = _CParser(text)
-    try:
-        while True:
-            event = parser.get_event()
-            yield event
-            if isinstance(event, StreamEndEvent):
-                return
-    finally:
-        parser.dispose()

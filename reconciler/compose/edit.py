@@ -34,7 +34,14 @@ from ruamel.yaml.scanner import Scanner
 
 from reconciler.errors import InputError, Location
 
-__all__ = ["EditResult", "ImageEdit", "ServiceImage", "pin_images", "read_services"]
+__all__ = [
+    "EditResult",
+    "ImageEdit",
+    "ServiceImage",
+    "event_streams",
+    "pin_images",
+    "read_services",
+]
 
 
 def _find_libyaml() -> Any:
@@ -336,6 +343,15 @@ def _pure_yaml() -> YAML:
     yaml = YAML(typ="safe", pure=True)
     yaml.Scanner = _TabTolerantScanner
     return yaml
+
+
+def event_streams(text: str) -> Iterator[tuple[Iterator[Event], int]]:
+    """The text's YAML events from each parser in turn, libyaml first (when installed), then
+    the pure parser, with the offset to add to their marks (libyaml's do not count a leading
+    BOM). A caller moves on to the next stream when one fails."""
+    if _CParser is not None:
+        yield _libyaml_events(text), 1 if text.startswith("\ufeff") else 0
+    yield _pure_yaml().parse(text), 0
 
 
 def _libyaml_events(text: str) -> Iterator[Event]:
