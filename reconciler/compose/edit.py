@@ -209,6 +209,11 @@ class _UndefinedAlias(Exception):
         self.index = index
 
 
+class _RecursiveAlias(_UndefinedAlias):
+    """An alias inside the very node its anchor names (`a: &x {<<: *x}`): endless when
+    expanded; compose's own loader spins on it forever."""
+
+
 class _TooDeep(Exception):
     """Nesting past `_MAX_DEPTH` at character offset `index`; `how` finishes the message."""
 
@@ -264,6 +269,12 @@ def _new_node(event: Any, kind: type, offset: int, anchors: dict[str, _Node]) ->
     return node
 
 
+def _refuse_recursion(node: _Node, stack: list[_Node]) -> None:
+    """An alias to a collection still open around it (`a: &x {<<: *x}`) is refused."""
+    if node.kind == _ALIAS and any(node.target is open_node for open_node in stack):
+        raise _RecursiveAlias(str(node.value), node.start)
+
+
 _NODE_EVENTS = (ScalarEvent, MappingStartEvent, SequenceStartEvent, AliasEvent)
 
 
@@ -278,6 +289,7 @@ def _compose(events: Iterable[Any], offset: int) -> _Node | None:
         kind = type(event)
         if kind in _NODE_EVENTS:
             node = _new_node(event, kind, offset, anchors)
+            _refuse_recursion(node, stack)
             if stack:
                 parent = stack[-1]
                 parent.items.append(node)
@@ -385,6 +397,12 @@ def _parse(text: str, source: Path, what: str = "compose file") -> _Doc:
     except _MultipleDocuments as exc:
         raise InputError(
             f"the {what} holds more than one YAML document; expected exactly one",
+            doc.location(source, exc.index),
+        ) from None
+    except _RecursiveAlias as exc:
+        raise InputError(
+            f"alias *{exc.name} is inside the node its anchor &{exc.name} names: it would "
+            "expand without end",
             doc.location(source, exc.index),
         ) from None
     except _UndefinedAlias as exc:
