@@ -6,15 +6,26 @@ default signal dispositions back, and a signal landing then would kill a run tha
 finished and replace its exit code.
 """
 
-import contextlib
-import gc
-import os
-import sys
+import signal
 
-from reconciler.interrupt import StopToken, install_handlers
+# First of all, before any other import (even the stop token's own pulls in `dataclasses` and
+# `inspect`, tens of milliseconds on a loaded machine): a signal from now on is only recorded,
+# then handed to the run's stop token, instead of Python's KeyboardInterrupt mid-import.
+_early: list[int] = []
+signal.signal(signal.SIGINT, lambda signum, frame: _early.append(signum))
+signal.signal(signal.SIGTERM, lambda signum, frame: _early.append(signum))
+
+import contextlib  # noqa: E402 - after the early handlers, on purpose
+import gc  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from reconciler.interrupt import StopToken, install_handlers  # noqa: E402
 
 stop = StopToken()
 install_handlers(stop)
+for early in _early:
+    stop.request(early)
 
 # The start-up imports allocate several hundred thousand long-lived objects (modules, classes,
 # pydantic validators): cyclic collections during them only scan that heap again and again,

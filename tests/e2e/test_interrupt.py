@@ -45,6 +45,21 @@ def landed(stderr: str) -> str:
     return "none"
 
 
+def takes_over_signals(pid: int, timeout: float = 30.0) -> None:
+    """Wait until process `pid` has its own signal handlers: its SIGTERM bit in /proc/PID/status
+    `SigCgt`. Python catches SIGINT itself from its start (to raise KeyboardInterrupt), so that
+    bit says nothing; nothing but reconciler catches SIGTERM, and its SIGINT handler is installed
+    just before."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+        if int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1:
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"pid {pid} did not take over SIGINT and SIGTERM within {timeout} s")
+
+
 def children_of(stack: Stack) -> list[str]:
     """Processes still running a command for this stack (docker, compose, buildx): orphans."""
     found = subprocess.run(
@@ -79,9 +94,11 @@ def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
             stderr=subprocess.PIPE,
             text=True,
         )
-        # From 0.1 s: the CLI owns SIGINT/SIGTERM about 50 ms after exec (Python's own start-up
-        # takes 30 ms of that); before, Python's defaults apply.
-        time.sleep(rng.uniform(0.1, switch_seconds))
+        # Only once the CLI owns the signal (its first statements take it over; before, in the
+        # interpreter's own start-up, Python's default applies): on a loaded machine that can
+        # take longer than any fixed delay.
+        takes_over_signals(apply.pid)
+        time.sleep(rng.uniform(0.0, switch_seconds))
         apply.send_signal(signum)
         sent = time.monotonic()
         _, err = apply.communicate(timeout=300)
