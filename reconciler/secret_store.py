@@ -129,7 +129,7 @@ class SecretStore:
             ) from None
         if done.returncode != 0:
             raise ApplyError(
-                f"{where}: secret {name}: {program} exited {done.returncode} "
+                f"{where}: secret {name}: {program} ended with {done.ended} "
                 "(its output is not shown: it may hold the secret)"
             )
         value = _strip_newline(done.stdout)
