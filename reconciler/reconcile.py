@@ -41,7 +41,7 @@ from reconciler.errors import (
     os_error_text,
 )
 from reconciler.facts import ServicesFacts, Snapshot
-from reconciler.files import check_output, write_atomic
+from reconciler.files import FileWriteError, check_output, write_atomic
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
@@ -497,10 +497,10 @@ def _record_inputs(state: State, facts: object | None) -> None:
         return
     try:
         services.record_inputs(state, facts)
-    except OSError as error:
+    except (OSError, FileWriteError) as error:  # its directory, or the write (a full disk)
         _log.warning(
             "cannot record input digests; file drift of these containers goes unseen",
-            error=os_error_text(error),
+            error=os_error_text(error) if isinstance(error, OSError) else str(error),
         )
 
 

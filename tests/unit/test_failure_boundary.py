@@ -7,12 +7,18 @@ import os
 from pathlib import Path
 
 import pytest
+import structlog
 
 import reconciler
+from reconciler import reconcile
 from reconciler.cli import main
+from reconciler.docker.facts import ComposeConfig
 from reconciler.errors import ApplyError, InternalError, os_error_text
+from reconciler.facts import ServicesFacts
+from reconciler.files import FileWriteError
 from reconciler.lock import project_lock
 from reconciler.plans import Step
+from reconciler.state import State
 
 
 def write_pin(tmp_path: Path) -> Path:
@@ -172,3 +178,31 @@ def test_a_bug_report_that_cannot_be_saved_still_reports_the_bug(
     assert line.endswith(
         "its traceback could not be saved: /tmp/reconciler-bug-x.txt: No space left on device"
     )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device", "/state/reconciler"),
+        FileWriteError(Path("/state/reconciler/inputs-p.json"), "No space left on device"),
+    ],
+)
+def test_a_record_that_cannot_be_written_only_warns(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """A full disk under the input-digest record: a warning naming the file, never a failed apply."""
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr("reconciler.steps.services.record_inputs", failing)
+    facts = ServicesFacts(config=ComposeConfig("p", {}), config_hashes={}, containers=())
+    with structlog.testing.capture_logs() as logs:
+        reconcile._record_inputs(
+            State.model_validate({"name": "s", "compose": {"file": "c.yml"}}), facts
+        )
+    (warning,) = logs
+    assert warning["log_level"] == "warning"
+    assert "/state/reconciler" in warning["error"]
+    assert "No space left on device" in warning["error"]
+    assert "Errno" not in warning["error"]
