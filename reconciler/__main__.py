@@ -46,7 +46,12 @@ if _hidden:
 gc.freeze()
 gc.enable()
 
-code = main(stop=stop)
+try:
+    code = main(stop=stop)
+except SystemExit as done:  # --help or a usage error, already printed: its exit code
+    code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+# SIGPIPE stays ignored, as Python sets it at start-up: a reader that went away is an EPIPE
+# error on a write, which the CLI's streams absorb, never a signal that ends the run.
 for stream in (sys.stdout, sys.stderr):
     with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
         stream.flush()

@@ -20,6 +20,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,12 +32,14 @@ from reconciler import reconcile
 from reconciler.baseline import Comparison, load_record
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import (
+    ApplyError,
     HealthTimeoutError,
     InputError,
     InternalError,
     Location,
     ReconcilerError,
     StalePlanError,
+    os_error_text,
 )
 from reconciler.files import check_output, write_atomic
 from reconciler.fleet import FleetPlan, FleetResult, TargetResult, apply_fleet, plan_fleet
@@ -209,11 +212,19 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     `stop`: a token that may already hold a signal received while starting up.
     """
     stop = stop or StopToken()
-    args = _parser().parse_args(argv)
-    # Every byte the CLI prints, logs included, goes through secret redaction.
+    # Every byte the CLI prints, logs included, goes through secret redaction; and a stream
+    # that can no longer be written (its reader went away) is dropped, never the run's end.
     stdout, stderr = sys.stdout, sys.stderr
     secrets = Secrets()
-    sys.stdout, sys.stderr = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
+    out, err = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
+    sys.stdout, sys.stderr = out, err
+    try:
+        args = _parser().parse_args(argv)
+    except BaseException:  # --help, a usage error (SystemExit): printed, through the wrappers
+        out.flush()
+        err.flush()
+        sys.stdout, sys.stderr = stdout, stderr
+        raise
     caller_logging = structlog.get_config() if structlog.is_configured() else None
     handlers = install_handlers(stop) if _main_thread() else {}
     # A plan file is told first: it is JSON, which a YAML reader would also take.
@@ -238,18 +249,57 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
         except ReconcilerError as error:
             _report_error(error, secrets)
             return _exit_code(error)
+        except OSError as error:  # a file the library does not name: the file and the reason
+            _report_error(ApplyError(os_error_text(error)), secrets)
+            return EXIT_FAILED
         except Exception as error:
             _report_error(InternalError(error, traceback.format_exc()), secrets)
             return EXIT_FAILED
     finally:
         if view is not None:
             view.stop()  # idempotent: the terminal is given back on every way out
+        _note_lost_output(out, err)
         sys.stdout, sys.stderr = stdout, stderr
         restore_handlers(handlers)
         if caller_logging is None:
             structlog.reset_defaults()
         else:
             structlog.configure(**caller_logging)
+
+
+def _note_lost_output(out: RedactingStream, err: RedactingStream) -> None:
+    """Flush both streams, then say once, on stderr if it still takes it, that stdout could not
+    be written (a lost stderr has no place left to be told: the report says it, if any)."""
+    out.flush()  # stdout into a pipe is block-buffered: a gone reader shows only now
+    err.flush()
+    if out.lost is not None and err.lost is None and structlog.is_configured():
+        structlog.get_logger("reconciler.cli").warning(
+            "stdout could not be written; what the run printed there since was dropped",
+            reason=_stream_reason(out.lost),
+            since=_clock_time(out.lost_at),
+        )
+
+
+def _lost_streams() -> list[tuple[str, RedactingStream]]:
+    """The CLI's streams that could no longer be written (flushed first, to find out)."""
+    lost: list[tuple[str, RedactingStream]] = []
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        if isinstance(stream, RedactingStream):
+            stream.flush()
+            if stream.lost is not None:
+                lost.append((name, stream))
+    return lost
+
+
+def _stream_reason(error: OSError) -> str:
+    """Why a stream could not be written, in words (EPIPE: its reader had gone)."""
+    if isinstance(error, BrokenPipeError):
+        return "broken pipe: its reader had gone"
+    return os_error_text(error)
+
+
+def _clock_time(when: float | None) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(when))
 
 
 def _main_thread() -> bool:
@@ -646,14 +696,30 @@ def _write_reports(
         (args.junit, "JUnit report", lambda: junit_xml(name, result)),
         (args.save_result, "result", lambda: result.record(name).to_json()),
     ]
+    lost = _lost_streams()
     for path, kind, render in outputs:
         if path is None:
             continue
-        data = secrets.redact(render()).encode("utf-8")
+        text = render()
+        if kind == "report" and lost:
+            text += _lost_output_markdown(lost)
+        data = secrets.redact(text).encode("utf-8")
         try:
             write_atomic(path, data, kind=kind, inputs=inputs)
         except ReconcilerError as error:
             _report_error(error, secrets)
+
+
+def _lost_output_markdown(lost: Sequence[tuple[str, RedactingStream]]) -> str:
+    """The report's note of the streams the run could no longer write (the logs, mostly)."""
+    lines = ["", "## Output lost", ""]
+    for name, stream in lost:
+        assert stream.lost is not None
+        lines.append(
+            f"- {name} could not be written from {_clock_time(stream.lost_at)} on "
+            f"({_stream_reason(stream.lost)}); what the run printed there since was dropped."
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _plan(state_plan: Plan, comparison: Comparison | None, *, as_json: bool) -> int:
@@ -783,8 +849,11 @@ def _error_text(error: ReconcilerError, secrets: Secrets, *, target: str | None 
     part that is not the CLI's own through `printable`."""
     head = f"error: target {printable(target)}: " if target is not None else "error: "
     if isinstance(error, InternalError):
-        saved = _save_traceback(error, secrets)
-        return f"{head}{printable(str(error))}; traceback written to {printable(str(saved))}\n"
+        try:
+            saved = f"traceback written to {_save_traceback(error, secrets)}"
+        except OSError as failure:  # a full /tmp, say: the error itself is still told
+            saved = f"its traceback could not be saved: {os_error_text(failure)}"
+        return f"{head}{printable(str(error))}; {printable(saved)}\n"
     text = f"{head}{printable(str(error))}\n"
     if isinstance(error, HealthTimeoutError):
         for service, diagnostics in error.diagnostics.items():

@@ -6,6 +6,7 @@ place. Errors that wrap a third-party exception keep it as `__cause__`.
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "StalePlanError",
     "StopRequested",
     "TransientDockerError",
+    "os_error_text",
 ]
 
 
@@ -165,3 +167,23 @@ class StalePlanError(ReconcilerError):
     def __init__(self, message: str, changed: tuple[str, ...]) -> None:
         self.changed = changed
         super().__init__(message)
+
+
+def os_error_text(error: OSError) -> str:
+    """An `OSError` in words for a person: the file(s) it names, then the errno's meaning
+    (`/srv/app/.env: No space left on device`), never Python's `[Errno 28] ...` form."""
+    reason = error.strerror
+    if not reason and error.errno:
+        reason = os.strerror(error.errno)
+    if not reason:
+        reason = str(error) or type(error).__name__
+    names = [_file_name(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def _file_name(name: object) -> str:
+    if isinstance(name, int):  # an error on a descriptor
+        return f"file descriptor {name}"
+    if isinstance(name, (str, bytes, os.PathLike)):
+        return os.fsdecode(name)
+    return str(name)

@@ -277,7 +277,9 @@ def _clear_holder(fd: int, path: Path) -> None:
     try:
         _write(fd, "")
     except OSError as error:
-        _log.warning("could not clear the lock's holder record", path=str(path), error=str(error))
+        _log.warning(
+            "could not clear the lock's holder record", path=str(path), error=_reason(error)
+        )
 
 
 def _read_holder(fd: int, path: Path) -> dict[str, object]:

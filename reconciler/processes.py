@@ -28,7 +28,16 @@ from typing import Any
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 
-__all__ = ["Background", "Finished", "OnStop", "ProcessTimeout", "pipe", "run", "start"]
+__all__ = [
+    "Background",
+    "Finished",
+    "OnStop",
+    "ProcessTimeout",
+    "exit_text",
+    "pipe",
+    "run",
+    "start",
+]
 
 _log = get_logger(__name__)
 _POLL = 0.05
@@ -49,10 +58,27 @@ class Finished:
     """A child that ran to its end."""
 
     argv: tuple[str, ...]
-    returncode: int
+    returncode: int  # negative: ended by that signal (as Popen reports it)
     stdout: str
     stderr: str
     seconds: float
+
+    @property
+    def ended(self) -> str:
+        """How it ended, in words: `exit 3`, or `killed by signal 9 (SIGKILL)`."""
+        return exit_text(self.returncode)
+
+
+def exit_text(returncode: int) -> str:
+    """A child's end in words: `exit N`, or for Popen's negative code `killed by signal 9
+    (SIGKILL)` (never `exit -9`: a kill is not something the program said)."""
+    if returncode >= 0:
+        return f"exit {returncode}"
+    number = -returncode
+    try:
+        return f"killed by signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"killed by signal {number}"
 
 
 class ProcessTimeout(Exception):

@@ -38,9 +38,10 @@ from reconciler.errors import (
     ReconcilerError,
     StalePlanError,
     StopRequested,
+    os_error_text,
 )
 from reconciler.facts import ServicesFacts, Snapshot
-from reconciler.files import check_output, write_atomic
+from reconciler.files import FileWriteError, check_output, write_atomic
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
@@ -496,10 +497,10 @@ def _record_inputs(state: State, facts: object | None) -> None:
         return
     try:
         services.record_inputs(state, facts)
-    except OSError as error:
+    except (OSError, FileWriteError) as error:  # its directory, or the write (a full disk)
         _log.warning(
             "cannot record input digests; file drift of these containers goes unseen",
-            error=str(error),
+            error=os_error_text(error) if isinstance(error, OSError) else str(error),
         )
 
 
@@ -575,8 +576,8 @@ def _boundary(where: str) -> Iterator[None]:
         _log.debug("step finished", step=where, seconds=round(time.monotonic() - started, 3))
     except ReconcilerError:
         raise
-    except OSError as error:
-        raise ApplyError(f"{where}: {error}") from error
+    except OSError as error:  # a full disk, a read-only file system: the file and its reason
+        raise ApplyError(f"{where}: {os_error_text(error)}") from error
     except Exception as error:
         _log.error("internal error", where=where, error=repr(error))
         raise InternalError(error, traceback.format_exc()) from error

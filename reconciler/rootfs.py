@@ -94,4 +94,4 @@ def _run(argv: list[str], what: str, adapter: DockerAdapter) -> None:
     if done.returncode != 0:
         # Indented: the CLI shows a message's own lines only when they are (cli.printable).
         tail = "\n  ".join((done.stderr or done.stdout).strip().splitlines()[-8:])
-        raise ApplyError(f"{what} failed (exit {done.returncode}):\n  {tail}")
+        raise ApplyError(f"{what} failed ({done.ended}):\n  {tail}")

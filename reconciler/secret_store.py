@@ -128,8 +128,9 @@ class SecretStore:
                 f"{where}: secret {name}: {program} did not finish within {timeout:g} s"
             ) from None
         if done.returncode != 0:
+            ended = f"exited {done.returncode}" if done.returncode > 0 else f"was {done.ended}"
             raise ApplyError(
-                f"{where}: secret {name}: {program} exited {done.returncode} "
+                f"{where}: secret {name}: {program} {ended} "
                 "(its output is not shown: it may hold the secret)"
             )
         value = _strip_newline(done.stdout)

@@ -43,6 +43,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,18 +303,44 @@ def _alternatives(values: Iterable[str]) -> re.Pattern[str]:
 
 
 class RedactingStream:
-    """A text stream that redacts secrets from everything written through it."""
+    """A text stream that redacts secrets from everything written through it, and never raises.
+
+    Output must never stop a run: when the stream cannot be written (its reader went away, as
+    with `apply 2>&1 | head` or a log collector that died: EPIPE; a full disk under a redirected
+    log; a terminal hung up), the first failure is kept in `lost` (and its time in `lost_at`),
+    and everything written after it is dropped without trying again. Whoever owns the stream
+    (the CLI) says so once, where it still can: a write here may hold a logger's lock, so
+    nothing is logged from inside it.
+    """
 
     def __init__(self, inner: TextIO, secrets: Secrets) -> None:
         self._inner = inner
         self._secrets = secrets
+        self._lost_lock = threading.Lock()
+        self.lost: OSError | None = None
+        self.lost_at: float | None = None  # time.time() of the first failure
 
     def write(self, text: str) -> int:
-        self._inner.write(self._secrets.redact(text))
-        return len(text)
+        if self.lost is None:
+            redacted = self._secrets.redact(text)
+            try:
+                self._inner.write(redacted)
+            except OSError as error:
+                self._lose(error)
+        return len(text)  # all of it taken: a caller must never retry a dropped write
 
     def flush(self) -> None:
-        self._inner.flush()
+        if self.lost is None:
+            try:
+                self._inner.flush()
+            except OSError as error:
+                self._lose(error)
+
+    def _lose(self, error: OSError) -> None:
+        """Keep the first failure; later ones (other threads' writes) change nothing."""
+        with self._lost_lock:
+            if self.lost is None:
+                self.lost, self.lost_at = error, time.time()
 
     def isatty(self) -> bool:
         return self._inner.isatty()

@@ -72,7 +72,7 @@ def download(directory: Path, spec: WheelhouseSpec, stop: StopToken) -> None:
         if done.returncode != 0:
             # Indented: the CLI shows a message's own lines only when they are (cli.printable).
             tail = "\n  ".join(done.stderr.strip().splitlines()[-5:])
-            raise ApplyError(f"pip download for {requirements} failed:\n  {tail}")
+            raise ApplyError(f"pip download for {requirements} failed ({done.ended}):\n  {tail}")
     marker = directory / MARKER
     write_atomic(
         marker, (json.dumps({"digest": wanted_digest(spec)}) + "\n").encode(), kind="record"

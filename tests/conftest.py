@@ -78,6 +78,12 @@ def _engine_problem() -> str | None:
     return None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `stops_engine` run after all others, whatever their files are called: the
+    engine they stop (and restart) is the one every other e2e test uses."""
+    items.sort(key=lambda item: item.get_closest_marker("stops_engine") is not None)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> Iterator[None]:
     """Each test starts and ends with structlog's defaults (the CLI configures it globally)."""

@@ -10,6 +10,12 @@
 #      copies the CLI plugins into /usr/local/lib/docker/cli-plugins;
 #   3. starts dockerd in the background and waits until it answers.
 # Every action it takes is said on stderr, prefixed with "ensure-docker:".
+#
+# Step 3 is about the main engine alone: the dockerd on Docker's default socket and pid file
+# (/var/run/docker.sock, /var/run/docker.pid). The project's other engines (the ssh one of
+# ensure-remote-engine.sh, the Swarm one of ensure-swarm-engine.sh) are dockerd processes too,
+# each with its own socket and pid file: they are never taken for it, so a running one neither
+# hides a stopped main engine nor keeps its stale pid file.
 set -euo pipefail
 
 say() { printf 'ensure-docker: %s\n' "$*" >&2; }
@@ -126,30 +132,57 @@ install_plugin() {
 install_plugin docker-compose docker-compose
 install_plugin docker-buildx docker-buildx
 
-# 3. The daemon.
-dockerd_running() { pgrep -x dockerd >/dev/null 2>&1; }
+# 3. The daemon: the main engine, found by its pid file or its socket, never by name.
+MAIN_SOCKET=/var/run/docker.sock
+MAIN_PIDFILE=/var/run/docker.pid
+
+main_answers() { docker --host "unix://$MAIN_SOCKET" info >/dev/null 2>&1; }
+
+is_dockerd() { [[ $1 =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$1/comm" 2>/dev/null) == dockerd ]]; }
+
+# The main engine's dockerd: the pid in its pid file when that process is a dockerd, else the
+# dockerd listening on its socket (as bound, or as /run/docker.sock through the /var/run link);
+# prints nothing when there is none.
+main_dockerd_pid() {
+    local pid=""
+    [[ -s $MAIN_PIDFILE ]] && pid=$(<"$MAIN_PIDFILE")
+    if is_dockerd "$pid"; then
+        printf '%s\n' "$pid"
+        return
+    fi
+    command -v ss >/dev/null 2>&1 || return 0
+    ss -xlpnH 2>/dev/null | awk -v sock="$MAIN_SOCKET" -v real="$(readlink -f "$MAIN_SOCKET")" '
+        ($5 == sock || $5 == real) && /"dockerd",pid=/ {
+            match($0, /"dockerd",pid=[0-9]+/)
+            print substr($0, RSTART + 14, RLENGTH - 14)
+            exit
+        }'
+}
+
+dockerd_running() { [[ -n $(main_dockerd_pid) ]]; }
 start_dockerd() {
-    # A daemon killed without cleanup leaves its pid file, which blocks the next start.
-    if [[ -e /var/run/docker.pid ]]; then
-        say "removing stale /var/run/docker.pid (no dockerd running)"
-        rm -f /var/run/docker.pid
+    # A daemon killed without cleanup leaves its pid file, which blocks the next start. Only
+    # called when no main dockerd runs: the pid in it is not the main engine's.
+    if [[ -e $MAIN_PIDFILE ]]; then
+        say "removing stale $MAIN_PIDFILE (no main dockerd running)"
+        rm -f "$MAIN_PIDFILE"
     fi
     say "starting dockerd (log: $DOCKERD_LOG)"
     # containerd is started by dockerd itself when no system containerd runs.
     setsid nohup dockerd --iptables=false --ip6tables=false >"$DOCKERD_LOG" 2>&1 </dev/null &
 }
 
-if engine_answers; then
-    say "engine already answering"
+if main_answers; then
+    say "engine already answering on $MAIN_SOCKET"
 else
     if dockerd_running; then
-        say "dockerd is running but not answering yet; waiting"
+        say "the main dockerd (pid $(main_dockerd_pid)) is running but not answering yet; waiting"
     else
         start_dockerd
     fi
     starts=1
     for _ in $(seq 1 120); do
-        engine_answers && break
+        main_answers && break
         # A dockerd seen while it was dying, or one that crashed at start: start it (once more).
         if ! dockerd_running && [[ $starts -lt 2 ]]; then
             sleep 1
@@ -157,8 +190,8 @@ else
         fi
         sleep 0.5
     done
-    engine_answers || { tail -n 30 "$DOCKERD_LOG" >&2 || true; die "dockerd did not answer within 60 s"; }
-    say "engine answering: server $(docker version --format '{{.Server.Version}}')"
+    main_answers || { tail -n 30 "$DOCKERD_LOG" >&2 || true; die "dockerd did not answer within 60 s"; }
+    say "engine answering: server $(docker --host "unix://$MAIN_SOCKET" version --format '{{.Server.Version}}')"
 fi
 
 compose_is_v2 || die "docker compose does not report v2 after install"

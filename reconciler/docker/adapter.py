@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from python_on_whales.components.service.models import ServiceInspectResult
 from python_on_whales.components.task.models import TaskInspectResult
 
 from reconciler import processes
-from reconciler.docker.errors import classify, is_ssh_fault
+from reconciler.docker.errors import classify, is_ssh_fault, killed
 from reconciler.docker.facts import (
     BuildConfig,
     ComposeConfig,
@@ -459,10 +460,14 @@ class DockerAdapter:
                 f"docker CLI not found: {source[0]}", command=tuple(source)
             ) from error
         _log.debug("docker call", argv=_short(sink), rc=loaded.returncode, seconds=loaded.seconds)
-        if saved.returncode != 0:
-            raise classify(source, saved.stderr, "")
-        if loaded.returncode != 0:
-            raise classify(sink, loaded.stderr, loaded.stdout)
+        # A save cut off by the load's early end (SIGPIPE) says nothing: the load's failure does.
+        cut = saved.returncode == -signal.SIGPIPE and loaded.returncode != 0
+        ends = [(loaded, sink, loaded.stdout), (saved, source, "")]
+        for ended, argv, stdout in ends if cut else reversed(ends):
+            if ended.returncode < 0:
+                raise killed(argv, ended.returncode, ended.stderr, stdout)
+            if ended.returncode != 0:
+                raise classify(argv, ended.stderr, stdout)
 
     def build(self, reference: str, build: BuildConfig, labels: dict[str, str]) -> None:
         """Build `reference` from a compose build section, adding `labels`."""
@@ -809,6 +814,8 @@ class DockerAdapter:
             )
             if done.returncode == 0:
                 return done
+            if done.returncode < 0:  # the docker CLI itself was killed, whatever it printed
+                raise killed(argv, done.returncode, done.stderr, done.stdout)
             if exec_in_container and not _docker_failed(done.returncode, done.stderr):
                 return done  # the command's own exit code, for the caller to judge
             if allow_missing and _only_missing_images(done.stderr):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler.errors import DockerError, PermanentDockerError, TransientDockerError
+from reconciler.processes import exit_text
 
 __all__ = [
     "SSH_PERMANENT_PATTERNS",
@@ -26,6 +27,7 @@ __all__ = [
     "TRANSIENT_PATTERNS",
     "classify",
     "is_ssh_fault",
+    "killed",
     "redact_keys",
 ]
 
@@ -172,6 +174,43 @@ def classify(argv: Sequence[str], stderr: str, stdout: str = "") -> DockerError:
         else PermanentDockerError
     )
     return kind(summary, command=tuple(argv), output=text)
+
+
+def killed(argv: Sequence[str], returncode: int, stderr: str, stdout: str = "") -> DockerError:
+    """The error for a docker CLI that a signal ended (`returncode` < 0: the OOM killer, an
+    operator's kill): `docker compose up was killed by signal 9 (SIGKILL)`, never the
+    `canceled` or the progress line it printed as it went (kept in `output`). Permanent: it
+    may have done part of its work, so it is not repeated blindly."""
+    text = (stderr or stdout).strip()
+    return PermanentDockerError(
+        f"{command_name(argv)} was {exit_text(returncode)}", command=tuple(argv), output=text
+    )
+
+
+# docker's and compose's global options that take a value (skipped to find the subcommand).
+_VALUED = frozenset(
+    {"-H", "--host", "--context", "-c", "--config", "-f", "--file", "-p", "--project-name"}
+    | {"--project-directory", "--env-file", "--profile", "--log-level", "--ansi", "--progress"}
+)
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """A docker command as a person names it: the program and its first two subcommand words
+    (`docker compose up`, `docker image inspect`), its options and their values left out."""
+    if not argv:
+        return "docker"
+    words = [argv[0].rsplit("/", 1)[-1]]
+    skip = False
+    for token in argv[1:]:
+        if skip:
+            skip = False
+        elif token.startswith("-"):
+            skip = token in _VALUED
+        else:
+            words.append(token)
+            if len(words) == 3:
+                break
+    return " ".join(words)
 
 
 def is_ssh_fault(text: str) -> bool:

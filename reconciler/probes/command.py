@@ -89,7 +89,7 @@ def run(
     output = done.stdout + done.stderr
     failed_cases = [case for case in cases if not case.passed]
     passed = done.returncode == 0 and not failed_cases and not junit_problem
-    detail = f"exit {done.returncode}"
+    detail = done.ended  # `exit 1`, or `killed by signal 9 (SIGKILL)`
     if cases:
         detail += f", {len(cases) - len(failed_cases)}/{len(cases)} test cases passed"
     if failed_cases:

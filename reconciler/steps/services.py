@@ -34,6 +34,7 @@ from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.state import State
 from reconciler.steps import stack
 from reconciler.steps.contract import StepDefinition
+from reconciler.steps.waits import EngineSilence
 
 __all__ = [
     "RESTARTED_STABLE_FOR",
@@ -553,10 +554,11 @@ def wait_until_ready(
         for name in config.services
     }
     watch = ReadinessWatch()
+    engine = EngineSilence(clock, started)
     delay = 0.2
     seen: dict[str, str] = {}
     while True:
-        containers = _containers_by_service(adapter.containers())
+        containers = _containers_by_service(engine.sample(adapter.containers))
         now = clock()
         status = {
             name: watch.assess(name, containers.get(name, []), config, now)
@@ -577,10 +579,9 @@ def wait_until_ready(
             _log.info("all services ready", seconds=round(now - started, 2))
             return containers
         failing = [r for r in pending if r.failed or now >= deadlines[r.service]]
-        if failing:
-            raise _health_error(
-                failing, containers, adapter, f"not ready after {now - started:.1f} s"
-            )
+        if failing and not engine.ask_again(deadlines[r.service] for r in failing):
+            late = any(now >= deadlines[r.service] for r in failing)
+            raise _health_error(failing, containers, adapter, engine.headline(late=late))
         _log.debug("waiting for services", pending={r.service: r.summary for r in pending})
         adapter.stop.check("services became ready")
         sleep(delay)

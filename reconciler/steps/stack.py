@@ -31,6 +31,7 @@ from reconciler.logs import get_logger
 from reconciler.observe import desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.state import State
+from reconciler.steps.waits import EngineSilence
 
 __all__ = [
     "CONFIG_HASH_LABEL",
@@ -292,6 +293,7 @@ def wait_for_stack(
         + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
         for name in facts.config.services
     }
+    engine = EngineSilence(clock, started)
     rollback_seen: dict[str, float] = {}
     rolled_back: dict[str, float] = {}
     asked_rollback: set[str] = set()
@@ -299,8 +301,7 @@ def wait_for_stack(
     delay = 0.25
     seen: dict[str, str] = {}
     while True:
-        services = {s.name: s for s in adapter.stack_services()}
-        tasks = tuple(adapter.stack_tasks([s.id for s in services.values()]))
+        services, tasks = engine.sample(lambda: _stack_sample(adapter))
         now = clock()
         current = StackFacts(facts.config, facts.config_hashes, services, tasks, facts.images)
         status = {name: service_readiness(name, current) for name in facts.config.services}
@@ -358,11 +359,18 @@ def wait_for_stack(
             if item.service not in rollback_seen
             and (now >= deadlines[item.service] or (item.failed and item.service not in updated))
         ]
-        if failing:
-            raise _health_error(failing, current, adapter, f"not ready after {now - started:.1f} s")
+        if failing and not engine.ask_again(deadlines[item.service] for item in failing):
+            late = any(now >= deadlines[i.service] for i in failing)
+            raise _health_error(failing, current, adapter, engine.headline(late=late))
         adapter.stop.check("stack services became ready")
         sleep(delay)
         delay = min(delay * 1.5, 1.0)
+
+
+def _stack_sample(adapter: DockerAdapter) -> tuple[dict[str, SwarmService], tuple[SwarmTask, ...]]:
+    """One sample of the stack: its services by name, and their tasks."""
+    services = {s.name: s for s in adapter.stack_services()}
+    return services, tuple(adapter.stack_tasks([s.id for s in services.values()]))
 
 
 def _health_error(

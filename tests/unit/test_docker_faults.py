@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import processes
 from reconciler.docker.adapter import DockerAdapter
+from reconciler.docker.errors import command_name
 from reconciler.docker.facts import BuildConfig, ComposeConfig
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import InputError, PermanentDockerError, StopRequested, TransientDockerError
 from reconciler.facts import ChecksFacts
 from reconciler.interrupt import StopToken
+from reconciler.processes import exit_text
 from reconciler.state import State
 from reconciler.steps import checks
 from tests.facts.fake_docker import first_on_path
@@ -216,3 +219,72 @@ def test_exec_check_attempt_is_bounded_by_the_time_left(on_path: Path) -> None:
     assert "no answer within" in result.detail
     assert counter.read_text().strip() == "1", "no retry and no attempt after the deadline"
     assert not alive(pids(on_path)[0])
+
+
+# --- a docker CLI killed by a signal says so ---------------------------------------------------
+
+
+def killing_docker(tmp_path: Path, signal_name: str, *, before: str = "") -> None:
+    """A `docker` that prints `before` on stderr, then is killed by `signal_name` (itself)."""
+    script = tmp_path / "bin" / "docker"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> "{tmp_path}/argv"\n'
+        f"printf '%s' '{before}' >&2\n"
+        f"kill -{signal_name} $$\n"
+        "sleep 5\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+
+
+def test_compose_up_killed_by_sigkill_says_so_and_is_not_retried(on_path: Path) -> None:
+    """An OOM-killed `compose up`: `docker compose up was killed by signal 9 (SIGKILL)`, once."""
+    killing_docker(on_path, "KILL", before=" Container p-api-1  Recreate\n")
+    docker = adapter(on_path)
+    with pytest.raises(PermanentDockerError) as caught:
+        docker.up(["api"])
+    assert caught.value.message == "docker compose up was killed by signal 9 (SIGKILL)"
+    assert "Container p-api-1" in caught.value.output, "what it printed is kept, not shown"
+    assert len((on_path / "argv").read_text().splitlines()) == 1
+
+
+def test_compose_up_killed_by_sigterm_is_not_reported_as_canceled(on_path: Path) -> None:
+    """compose's own `canceled` on its way out is not the reason: the signal is."""
+    killing_docker(on_path, "TERM", before="canceled\n")
+    docker = adapter(on_path)
+    with pytest.raises(PermanentDockerError) as caught:
+        docker.up(["api"])
+    assert caught.value.message == "docker compose up was killed by signal 15 (SIGTERM)"
+
+
+def test_a_killed_read_names_its_command_and_signal(on_path: Path) -> None:
+    """A read killed by a signal (not a transient fault) fails at once, naming the signal."""
+    killing_docker(on_path, "KILL")
+    docker = adapter(on_path)
+    with pytest.raises(PermanentDockerError, match=r"^docker container ls was killed by signal 9"):
+        docker.containers()
+    assert len((on_path / "argv").read_text().splitlines()) == 1
+
+
+def test_exit_text_and_command_name() -> None:
+    """`exit N` or `killed by signal N (NAME)`; a command named without its options' values."""
+    assert exit_text(3) == "exit 3"
+    assert exit_text(-9) == "killed by signal 9 (SIGKILL)"
+    assert exit_text(-15) == "killed by signal 15 (SIGTERM)"
+    assert exit_text(-200) == "killed by signal 200"
+    argv = ["/usr/bin/docker", "--host", "ssh://u@h", "compose", "--file", "f.yml", "-p", "x"]
+    assert command_name([*argv, "up", "--detach", "api"]) == "docker compose up"
+    assert command_name(["/opt/docker-compose", "--project-name", "x", "up"]) == (
+        "docker-compose up"
+    )
+    assert command_name(["docker"]) == "docker"
+
+
+def test_a_child_killed_by_a_signal_ends_in_words() -> None:
+    """processes.run of a child that a signal ends: `Finished.ended` names the signal."""
+    done = processes.run(
+        ["sh", "-c", "kill -KILL $$"], stop=StopToken(), on_stop=processes.OnStop.CUT
+    )
+    assert done.returncode == -9
+    assert done.ended == "killed by signal 9 (SIGKILL)"

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
+import structlog
 
 import reconciler
+from reconciler import reconcile
 from reconciler.cli import main
-from reconciler.errors import ApplyError, InternalError
+from reconciler.docker.facts import ComposeConfig
+from reconciler.errors import ApplyError, InternalError, os_error_text
+from reconciler.facts import ServicesFacts
+from reconciler.files import FileWriteError
 from reconciler.lock import project_lock
 from reconciler.plans import Step
+from reconciler.state import State
 
 
 def write_pin(tmp_path: Path) -> Path:
@@ -91,3 +98,111 @@ def test_held_lock_is_a_failed_result_not_an_exception(
     assert isinstance(result.error, reconciler.LockHeldError)
     assert result.error.exit_code == 1
     assert (tmp_path / "c.yml").read_text() == "services:\n  a:\n    image: a:1\n"
+
+
+# --- an OSError names its file and the errno's meaning, never `[Errno N]` ------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning"),
+    [
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EACCES, "Permission denied"),
+    ],
+)
+def test_os_error_in_a_step_names_the_file_and_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, meaning: str
+) -> None:
+    """ENOSPC, EROFS, EACCES escaping a step: `step: FILE: meaning`, no `[Errno N]`."""
+    state = reconciler.load_state(write_pin(tmp_path))
+    target = tmp_path / "data" / "app.env"
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(target))
+
+    monkeypatch.setattr("reconciler.steps.compose_file.write_atomic", failing)
+    result = reconciler.apply(state, steps=(Step.COMPOSE_FILE,), lock=False)
+    assert isinstance(result.error, ApplyError)
+    assert str(result.error) == f"compose-file: {target}: {meaning}"
+    assert "Errno" not in str(result.error)
+
+
+def test_os_error_text_names_both_files_a_descriptor_or_only_the_reason() -> None:
+    """Two paths (a rename) are both named; a descriptor says so; no file leaves the meaning alone."""
+    rename = OSError(errno.EXDEV, os.strerror(errno.EXDEV), "/a/x.tmp", None, "/b/x")
+    assert os_error_text(rename) == "/a/x.tmp -> /b/x: Invalid cross-device link"
+    assert os_error_text(OSError(errno.EIO, "Input/output error", 7)) == (
+        "file descriptor 7: Input/output error"
+    )
+    assert os_error_text(OSError(errno.ENOSPC, "No space left on device")) == (
+        "No space left on device"
+    )
+    assert os_error_text(OSError(errno.EROFS, "")) == os.strerror(errno.EROFS)
+
+
+def test_cli_names_the_file_of_an_os_error_that_reaches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An OSError the library did not wrap: `error: FILE: meaning`, exit 1, no internal error."""
+    state = write_pin(tmp_path)
+
+    def failing(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EROFS, "Read-only file system", "/srv/reports/r.md")
+
+    monkeypatch.setattr("reconciler.cli._run", failing)
+    assert main(["apply", str(state), "--only", "compose-file"]) == 1
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: /srv/reports/r.md: Read-only file system"
+    ]
+
+
+def test_a_bug_report_that_cannot_be_saved_still_reports_the_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full /tmp while saving a traceback: the internal error is told, and why no file."""
+    state = write_pin(tmp_path)
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise KeyError("no such thing")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/reconciler-bug-x.txt")
+
+    monkeypatch.setattr("reconciler.cli._run", broken)
+    monkeypatch.setattr("reconciler.cli.tempfile.NamedTemporaryFile", full)
+    assert main(["apply", str(state), "--only", "compose-file"]) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: internal error (a bug in reconciler): KeyError")
+    assert line.endswith(
+        "its traceback could not be saved: /tmp/reconciler-bug-x.txt: No space left on device"
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device", "/state/reconciler"),
+        FileWriteError(Path("/state/reconciler/inputs-p.json"), "No space left on device"),
+    ],
+)
+def test_a_record_that_cannot_be_written_only_warns(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """A full disk under the input-digest record: a warning naming the file, never a failed apply."""
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr("reconciler.steps.services.record_inputs", failing)
+    facts = ServicesFacts(config=ComposeConfig("p", {}), config_hashes={}, containers=())
+    with structlog.testing.capture_logs() as logs:
+        reconcile._record_inputs(
+            State.model_validate({"name": "s", "compose": {"file": "c.yml"}}), facts
+        )
+    (warning,) = logs
+    assert warning["log_level"] == "warning"
+    assert "/state/reconciler" in warning["error"]
+    assert "No space left on device" in warning["error"]
+    assert "Errno" not in warning["error"]

@@ -187,3 +187,70 @@ def test_wait_fails_at_once_on_unhealthy_with_check_output_and_logs(
     diagnostics = caught.value.diagnostics["unhealthy"]
     assert f"last health check output: {REFUSED}" in diagnostics
     assert "listening on :8081" in diagnostics
+
+
+def frozen_engine(
+    adapter: DockerAdapter,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    samples: list[tuple[float, str]],
+) -> list[float]:
+    """Answer each `containers()` with the recorded sample named, after that many seconds of
+    the fake clock (an engine that does not answer meanwhile); return when each was asked."""
+    asked: list[float] = []
+
+    def containers() -> list[ContainerFacts]:
+        asked.append(clock.now)
+        seconds, sample = samples[min(len(asked), len(samples)) - 1]
+        clock.now += seconds
+        return [facts(sample)]
+
+    monkeypatch.setattr(adapter, "containers", containers)
+    monkeypatch.setattr(adapter, "container_logs", lambda *_args, **_kw: "listening on :8081")
+    return asked
+
+
+def test_a_deadline_passed_while_the_engine_was_frozen_gets_one_more_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine answers a sample after 40 s (past the 30 s timeout): asked once more, it is ready."""
+    state, config, adapter = waiting_for("becomes-healthy", tmp_path)
+    clock = FakeClock(1000.0)
+    asked = frozen_engine(
+        adapter, clock, monkeypatch, [(0.0, "starting"), (40.0, "starting"), (0.0, "healthy")]
+    )
+    services.wait_until_ready(state, adapter, config, clock=clock, sleep=clock.sleep)
+    assert len(asked) == 3
+
+
+def test_a_wait_lost_to_a_frozen_engine_is_blamed_on_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Still starting once the engine answers again: the error says the engine did not answer."""
+    state, config, adapter = waiting_for("becomes-healthy", tmp_path)
+    clock = FakeClock(1000.0)
+    samples = [(0.0, "starting"), (40.0, "starting"), (0.0, "starting")]
+    asked = frozen_engine(adapter, clock, monkeypatch, samples)
+    with pytest.raises(HealthTimeoutError) as caught:
+        services.wait_until_ready(state, adapter, config, clock=clock, sleep=clock.sleep)
+    assert str(caught.value) == (
+        "the engine did not answer for 40.0 s of the 40.5 s wait; not ready once it answered: "
+        "becomes-healthy (health: starting)"
+    )
+    assert len(asked) == 3, "exactly one more sample, after the engine answered"
+    assert asked[2] > asked[1] + 40.0
+
+
+def test_a_service_that_had_its_time_is_still_blamed_for_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow sample early on, then answers until the deadline: `not ready after`, silence noted."""
+    state, config, adapter = waiting_for("becomes-healthy", tmp_path)
+    clock = FakeClock(1000.0)
+    frozen_engine(adapter, clock, monkeypatch, [(6.0, "starting"), (0.0, "starting")])
+    with pytest.raises(HealthTimeoutError) as caught:
+        services.wait_until_ready(state, adapter, config, clock=clock, sleep=clock.sleep)
+    assert str(caught.value) == (
+        "not ready after 30.6 s (the engine did not answer for 6.0 s of it): "
+        "becomes-healthy (health: starting)"
+    )

@@ -198,6 +198,17 @@ def test_command_exiting_1_fails_with_its_output_tail(tmp_path: Path) -> None:
     assert result.detail.endswith("line 39")
 
 
+def test_command_killed_by_a_signal_fails_naming_the_signal(tmp_path: Path) -> None:
+    """A check script killed by a signal fails as `killed by signal 9 (SIGKILL)`, not `exit -9`."""
+    script = (
+        "import os, signal\nprint('started', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    the_state = command_state(tmp_path, script)
+    (result,) = run_checks(the_state, RecordedLogs(tmp_path / "docker-compose.yml"))
+    assert not result.passed
+    assert result.detail.startswith("killed by signal 9 (SIGKILL); output tail:")
+
+
 def test_command_junit_cases_become_rows(tmp_path: Path) -> None:
     """The script's JUnit cases join the result; a failed case fails the check despite exit 0."""
     junit = (

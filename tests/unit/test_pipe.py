@@ -100,3 +100,40 @@ def test_which_engines_get_copies(tmp_path: Path, engine: str | None, another: b
     compose.write_text("services: {}\n")
     parsed = parse_engine(engine) if engine else None
     assert DockerAdapter(compose, "p", engine=parsed).targets_another_engine is another
+
+
+@pytest.mark.parametrize(
+    ("saved", "loaded", "message"),
+    [
+        # the load failed first; the save, cut off by it, died of SIGPIPE: the load's reason
+        (-13, (1, "Error: connection reset by peer"), "connection reset by peer"),
+        # the load was killed: it says so, not the save's SIGPIPE
+        (-13, (-9, ""), "docker image load was killed by signal 9 (SIGKILL)"),
+        # the save was killed (the load then read a truncated stream)
+        (-9, (1, "unexpected EOF"), "docker image save was killed by signal 9 (SIGKILL)"),
+    ],
+)
+def test_a_transfer_names_the_side_that_ended_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    saved: int,
+    loaded: tuple[int, str],
+    message: str,
+) -> None:
+    """A killed save or load names its signal; a save cut off by the load's end is not blamed."""
+
+    def fake_pipe(
+        source: list[str], sink: list[str], **_: object
+    ) -> tuple[processes.Finished, processes.Finished]:
+        return (
+            processes.Finished(tuple(source), saved, "", "", 0.1),
+            processes.Finished(tuple(sink), loaded[0], "", loaded[1], 0.1),
+        )
+
+    monkeypatch.setattr(processes, "pipe", fake_pipe)
+    compose = tmp_path / "compose.yml"
+    compose.write_text("services: {}\n")
+    adapter = DockerAdapter(compose, "p", engine=parse_engine("tcp://10.0.0.2:2376"))
+    with pytest.raises(DockerError) as caught:
+        adapter.transfer("base:1", lambda _: None)
+    assert message in caught.value.message
