@@ -31,12 +31,14 @@ from reconciler import reconcile
 from reconciler.baseline import Comparison, load_record
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import (
+    ApplyError,
     HealthTimeoutError,
     InputError,
     InternalError,
     Location,
     ReconcilerError,
     StalePlanError,
+    describe,
 )
 from reconciler.files import check_output, write_atomic
 from reconciler.fleet import FleetPlan, FleetResult, TargetResult, apply_fleet, plan_fleet
@@ -238,6 +240,9 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
         except ReconcilerError as error:
             _report_error(error, secrets)
             return _exit_code(error)
+        except OSError as error:  # the system's (a full disk under stdout), not a bug
+            _report_error(ApplyError(describe(error)), secrets)
+            return EXIT_FAILED
         except Exception as error:
             _report_error(InternalError(error, traceback.format_exc()), secrets)
             return EXIT_FAILED
@@ -783,8 +788,11 @@ def _error_text(error: ReconcilerError, secrets: Secrets, *, target: str | None 
     part that is not the CLI's own through `printable`."""
     head = f"error: target {printable(target)}: " if target is not None else "error: "
     if isinstance(error, InternalError):
-        saved = _save_traceback(error, secrets)
-        return f"{head}{printable(str(error))}; traceback written to {printable(str(saved))}\n"
+        try:
+            saved = f"traceback written to {printable(str(_save_traceback(error, secrets)))}"
+        except OSError as fault:  # a full /tmp must not hide the bug behind a second one
+            saved = f"traceback not saved: {printable(describe(fault))}"
+        return f"{head}{printable(str(error))}; {saved}\n"
     text = f"{head}{printable(str(error))}\n"
     if isinstance(error, HealthTimeoutError):
         for service, diagnostics in error.diagnostics.items():

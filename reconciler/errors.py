@@ -29,6 +29,7 @@ __all__ = [
     "StalePlanError",
     "StopRequested",
     "TransientDockerError",
+    "describe",
 ]
 
 
@@ -165,3 +166,13 @@ class StalePlanError(ReconcilerError):
     def __init__(self, message: str, changed: tuple[str, ...]) -> None:
         self.changed = changed
         super().__init__(message)
+
+
+def describe(error: BaseException) -> str:
+    """An error in words. An OSError (a file-system fault) is its file(s) and what its errno
+    means, `/srv/app.conf: No space left on device`, without Python's `[Errno 28]` dressing;
+    any other says what it says."""
+    if not isinstance(error, OSError) or not error.strerror:
+        return str(error)
+    paths = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(paths)}: {error.strerror}" if paths else error.strerror

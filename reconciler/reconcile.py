@@ -38,6 +38,7 @@ from reconciler.errors import (
     ReconcilerError,
     StalePlanError,
     StopRequested,
+    describe,
 )
 from reconciler.facts import ServicesFacts, Snapshot
 from reconciler.files import check_output
@@ -324,6 +325,8 @@ def apply(
         saved.check_target(state, steps)
     secrets = secrets or Secrets()
     adapter = adapter or make_adapter(state, stop=stop, secrets=secrets)
+    run: _Run | None = None
+    result: ApplyResult | None = None
     try:
         # The boundary holds the lock too: taking and releasing it can fail like any file.
         with (
@@ -331,11 +334,16 @@ def apply(
             _project_lock(state, adapter, lock=lock, timeout=lock_timeout) as held,
         ):
             run = _Run(state, adapter, baseline=baseline, held=held)
-            return _apply_locked(run, steps, rollback_on_failure, secrets, saved=saved)
+            result = _apply_locked(run, steps, rollback_on_failure, secrets, saved=saved)
     except InputError:
         raise
-    except ReconcilerError as error:  # the lock, or the first observation
+    except ReconcilerError as error:  # the lock, the first observation, or a bug
         _log.error("apply failed", error=str(error))
+        if result is not None:  # the run had ended: releasing the lock failed
+            return dataclasses.replace(result, error=result.error or error)
+        if run is not None and run.applied:  # what was changed is still reported
+            run.rollback_on_failure = rollback_on_failure
+            return run.result(error)
         return ApplyResult(
             Plan(),
             error=error,
@@ -343,6 +351,7 @@ def apply(
             started_at=time.time(),
             rollback_on_failure=rollback_on_failure,
         )
+    return result
 
 
 def _check_lock_timeout(seconds: float) -> None:
@@ -521,7 +530,7 @@ def _record_inputs(state: State, facts: object | None) -> None:
         return
     try:
         services.record_inputs(state, facts)
-    except OSError as error:
+    except (OSError, ReconcilerError) as error:  # a full disk: FileWriteError
         _log.warning(
             "cannot record input digests; file drift of these containers goes unseen",
             error=str(error),
@@ -609,19 +618,10 @@ def _faults(where: str) -> Iterator[None]:
     except ReconcilerError:
         raise
     except OSError as error:  # the system's fault, not a bug: say which file and why
-        raise ApplyError(f"{where}: {_describe(error)}") from error
+        raise ApplyError(f"{where}: {describe(error)}") from error
     except Exception as error:
         _log.error("internal error", where=where, error=repr(error))
         raise InternalError(error, traceback.format_exc()) from error
-
-
-def _describe(error: BaseException) -> str:
-    """An error in words: an OSError as its file(s) and the meaning of its errno (`/x: No
-    space left on device`), without Python's `[Errno 28]` dressing; any other as it says."""
-    if not isinstance(error, OSError) or not error.strerror:
-        return str(error)
-    paths = [str(name) for name in (error.filename, error.filename2) if name is not None]
-    return ": ".join([" -> ".join(paths), error.strerror] if paths else [error.strerror])
 
 
 @contextmanager
@@ -764,7 +764,7 @@ def _roll_back(
             facts = compose_file.STEP.observe(state, before, adapter)  # a projection: no I/O
             done += compose_file.roll_back(state, facts, written)
     except Exception as error:  # the images and services are still put back
-        done.append(f"rollback incomplete: {_describe(error)}")
+        done.append(f"rollback incomplete: {describe(error)}")
         _log.error("rollback failed", error=str(error))
     try:
         for change in made:
@@ -781,7 +781,7 @@ def _roll_back(
                 services.STEP.apply(plan_back.changes, state, facts_now, adapter)
                 done += [f"{c.action} {c.target} as before" for c in plan_back.changes]
     except Exception as error:
-        done.append(f"rollback incomplete: {_describe(error)}")
+        done.append(f"rollback incomplete: {describe(error)}")
         _log.error("rollback failed", error=str(error))
     for line in done:
         _log.warning("rolled back", what=line)

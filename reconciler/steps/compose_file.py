@@ -21,7 +21,7 @@ from reconciler.compose.edit import pin_images
 from reconciler.compose.yaml_set import ValueEdit, pin_environment, set_values
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.env_files import FileEdits, plan_file_edits
-from reconciler.errors import ApplyError
+from reconciler.errors import ApplyError, describe
 from reconciler.facts import ComposeFileFacts, Snapshot
 from reconciler.files import read_optional_bytes, write_atomic
 from reconciler.logs import get_logger
@@ -407,7 +407,7 @@ def _write_file(desired: DesiredFile, observed: ObservedFile, root: Path | None)
         except OSError as error:
             raise ApplyError(
                 f"{path}: cannot set its mode to {desired.mode:04o}: "
-                f"{error.strerror or error}; the file kept its previous mode"
+                f"{error.strerror or error}; it kept its previous mode"
             ) from None
         _log.info("file mode set", file=str(path), mode=f"{desired.mode:04o}")
 
@@ -433,8 +433,7 @@ def roll_back(state: State, before: ComposeFileFacts, changes: Iterable[Change])
         try:
             line = _restore(state, before, edits, path)
         except Exception as error:  # the next file is still restored
-            why = error.strerror if isinstance(error, OSError) and error.strerror else error
-            line = f"rollback incomplete: {shown} not restored: {why}"
+            line = f"rollback incomplete: {shown} not restored: {describe(error)}"
             _log.error("rollback of a file failed", file=str(path), error=str(error))
         if line is not None:
             done.append(line)
