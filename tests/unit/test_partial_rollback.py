@@ -17,14 +17,17 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import structlog
 
 import reconciler
 from reconciler import files as files_module
+from reconciler import reconcile
 from reconciler.cli import main
 from reconciler.errors import ApplyError
+from reconciler.facts import ServicesFacts
 from reconciler.files import FileWriteError
 from reconciler.plans import Change, Step
 from reconciler.reconcile import ApplyResult
@@ -418,3 +421,20 @@ def test_a_bug_whose_traceback_cannot_be_saved_is_still_reported(
         "error: internal error (a bug in reconciler): KeyError: 'no such thing'; "
         "traceback not saved: /tmp: No space left on device\n"
     ) in err
+
+
+def test_input_record_on_a_full_disk_only_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The converged run's input record failing to write (FileWriteError) warns, never fails."""
+
+    def full(*args: object) -> None:
+        raise FileWriteError(tmp_path / "record.json", "No space left on device")
+
+    monkeypatch.setattr("reconciler.steps.services.record_inputs", full)
+    state = reconciler.load_state(layout(tmp_path))
+    with structlog.testing.capture_logs() as logs:
+        reconcile._record_inputs(state, ServicesFacts(cast(Any, None)))
+    assert [(log["log_level"], log["event"]) for log in logs] == [
+        ("warning", "cannot record input digests; file drift of these containers goes unseen")
+    ]
