@@ -5,7 +5,9 @@ interpolated image's tag), and bring the state's other `files:` to what it decla
 `observe` takes the texts from the snapshot (`ComposeFileFacts`); `diff` is pure (texts in,
 changes out) using `reconciler.compose.edit`, `compose.yaml_set`, `reconciler.env_files` and
 `managed_files`; `apply` writes the new bytes atomically (temp file in the same directory,
-fsync, rename, mode kept or set as declared).
+fsync, rename, mode kept or set as declared), one file at a time, and when one fails says
+which changes the files before it made (`StepIncomplete`); `roll_back` puts back exactly the
+files a run wrote.
 """
 
 from __future__ import annotations
