@@ -146,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--rollback-on-failure",
         action="store_true",
-        help="on failure after the compose file or images changed, restore them and re-converge",
+        help="on failure, undo what the apply changed: files back to their previous bytes, "
+        "rebuilt tags to their previous images, services re-converged",
     )
     apply.add_argument(
         "--lock-timeout",

@@ -30,6 +30,7 @@ __all__ = [
     "StalePlanError",
     "StopRequested",
     "TransientDockerError",
+    "describe",
     "os_error_text",
 ]
 
@@ -187,3 +188,8 @@ def _file_name(name: object) -> str:
     if isinstance(name, (str, bytes, os.PathLike)):
         return os.fsdecode(name)
     return str(name)
+
+
+def describe(error: BaseException) -> str:
+    """An error in words: an OSError as `os_error_text` gives it, any other as it says."""
+    return os_error_text(error) if isinstance(error, OSError) else str(error)

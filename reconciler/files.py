@@ -18,7 +18,8 @@ results, records) through `write_atomic`. Both treat the path as hostile until c
   it keeps), so that on failure it removes exactly that file and nothing else.
 
 Refusals are `InputError` (exit 3); a write that fails midway (disk full, read-only) raises
-`FileWriteError` (exit 1) with the original file untouched.
+`FileWriteError` (exit 1) with the original file untouched (or, when only the directory's
+fsync after the rename failed, saying that the new bytes are in place).
 """
 
 from __future__ import annotations
@@ -70,12 +71,19 @@ _DEFAULT_MODE = 0o644
 
 
 class FileWriteError(ApplyError):
-    """A write failed midway (disk full, read-only file system): the target kept its old bytes."""
+    """A write failed midway (disk full, read-only file system): the target kept its old bytes;
+    or, `replaced`, only making the rename durable failed: the new bytes are in place."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path, reason: str, *, replaced: bool = False) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"{path}: cannot write: {reason}; the file kept its previous bytes")
+        self.replaced = replaced
+        outcome = (
+            "its new bytes are in place, but a crash could still lose them"
+            if replaced
+            else "the file kept its previous bytes"
+        )
+        super().__init__(f"{path}: cannot write: {reason}; {outcome}")
 
 
 _KINDS = (
@@ -304,6 +312,7 @@ def write_atomic(
             raise FileWriteError(path, _reason(error)) from None
     directory = Path(os.path.abspath(target)).parent
     temp: Path | None = None
+    replaced = False
     try:
         fd, temp = _create_temp(directory, Path(target).name)
         try:
@@ -317,10 +326,10 @@ def write_atomic(
         finally:
             os.close(fd)
         os.replace(temp, target)
-        temp = None
+        temp, replaced = None, True
         _fsync_directory(directory)
     except OSError as error:
-        raise FileWriteError(path, _reason(error)) from None
+        raise FileWriteError(path, _reason(error), replaced=replaced) from None
     finally:
         if temp is not None:
             # Exactly the file this call created, never a pattern.

@@ -38,10 +38,11 @@ from reconciler.errors import (
     ReconcilerError,
     StalePlanError,
     StopRequested,
+    describe,
     os_error_text,
 )
 from reconciler.facts import ServicesFacts, Snapshot
-from reconciler.files import FileWriteError, check_output, write_atomic
+from reconciler.files import check_output
 from reconciler.interrupt import StopToken
 from reconciler.lock import project_lock
 from reconciler.logs import get_logger
@@ -55,7 +56,7 @@ from reconciler.state import State, load_state
 from reconciler.state.engine import parse_engine
 from reconciler.steps import checks, compose_file, images, migrations, services
 from reconciler.steps.checks import CaseResult, CheckResult
-from reconciler.steps.contract import StepDefinition
+from reconciler.steps.contract import StepDefinition, StepIncomplete
 
 __all__ = [
     "MAX_LOCK_TIMEOUT",
@@ -117,6 +118,7 @@ class ApplyResult:
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds, and "total"
     comparison: Comparison | None = None  # with the baseline, when one was given
     started_at: float = 0.0  # wall clock (epoch s)
+    rollback_on_failure: bool = False  # asked for: a failure undoes what was applied
 
     @property
     def succeeded(self) -> bool:
@@ -308,9 +310,12 @@ def apply(
     One failure boundary: `InputError` (invalid input, raised before anything is changed) is
     the only exception this raises. Every other failure, from the lock being held or the
     first observation failing to an `OSError` or a bug inside a step, ends as a failed result
-    whose `error` says why (a bug: `InternalError`, with its traceback). With
-    `rollback_on_failure`, a failure after the compose file or images changed restores the
-    previous file bytes and images and re-converges the services that ran before.
+    whose `error` says why (a bug: `InternalError`, with its traceback). A step that fails
+    part-way reports exactly the changes it made as applied, the rest as failed. With
+    `rollback_on_failure`, a failure after anything was written or changed undoes exactly
+    that: each file written gets its previous bytes back (or is removed if it did not exist),
+    each rebuilt tag its previous image, and when the services step ran, the services are
+    re-converged as they were.
     `stop.request()` (the CLI's signal handlers call it) stops the run: see `StopToken`.
     `secrets`, when given, receives the secret values observed (for redacting output).
     `saved`: apply only if the fresh observation and plan match this saved plan (checked under
@@ -321,15 +326,33 @@ def apply(
         saved.check_target(state, steps)
     secrets = secrets or Secrets()
     adapter = adapter or make_adapter(state, stop=stop, secrets=secrets)
+    run: _Run | None = None
+    result: ApplyResult | None = None
     try:
-        with _project_lock(state, adapter, lock=lock, timeout=lock_timeout) as held:
+        # The boundary holds the lock too: taking and releasing it can fail like any file.
+        with (
+            _faults("apply"),
+            _project_lock(state, adapter, lock=lock, timeout=lock_timeout) as held,
+        ):
             run = _Run(state, adapter, baseline=baseline, held=held)
-            return _apply_locked(run, steps, rollback_on_failure, secrets, saved=saved)
+            result = _apply_locked(run, steps, rollback_on_failure, secrets, saved=saved)
     except InputError:
         raise
-    except ReconcilerError as error:  # the lock, or the first observation
+    except ReconcilerError as error:  # the lock, the first observation, or a bug
         _log.error("apply failed", error=str(error))
-        return ApplyResult(Plan(), error=error, calls=tuple(adapter.calls), started_at=time.time())
+        if result is not None:  # the run had ended: releasing the lock failed
+            return dataclasses.replace(result, error=result.error or error)
+        if run is not None and run.applied:  # what was changed is still reported
+            run.rollback_on_failure = rollback_on_failure
+            return run.result(error)
+        return ApplyResult(
+            Plan(),
+            error=error,
+            calls=tuple(adapter.calls),
+            started_at=time.time(),
+            rollback_on_failure=rollback_on_failure,
+        )
+    return result
 
 
 def _check_lock_timeout(seconds: float) -> None:
@@ -454,7 +477,7 @@ def _apply_locked(
             adapter.stop.check(f"step {step}")
             run.held()
             with _boundary(str(step)), run.timed(str(step)):
-                done = definition.apply(changes, state, facts[step], adapter)
+                done = _apply_step(run, definition, changes, facts[step])
             for change in done:
                 _log.info("changed", step=str(step), target=change.target, action=change.action)
             run.applied.extend(done)
@@ -463,9 +486,7 @@ def _apply_locked(
                 run.plan = the_plan
         except ReconcilerError as error:
             _log.error("step failed", step=str(step), error=str(error))
-            failed = _failed_changes(changes, error) if done is None else ()
-            if done is None:
-                run.applied.extend(c for c in changes if c not in failed)
+            failed = () if done is not None else run.step_failed(changes, error)
             return run.fail(error, failed, observed.snapshot, rollback_on_failure)
     try:
         with _boundary("verify"), run.timed("verify"):
@@ -489,6 +510,19 @@ def _apply_locked(
     return run.result()
 
 
+def _apply_step(
+    run: _Run, definition: StepDefinition[Any], changes: tuple[Change, ...], facts: object
+) -> tuple[Change, ...]:
+    """A step's apply; when it stops part-way, what it made is kept in `run.incomplete` and its
+    cause raised in its place, for the step's boundary to judge (an OSError, a bug)."""
+    try:
+        return definition.apply(changes, run.state, facts, run.adapter)
+    except StepIncomplete as partial:
+        run.incomplete = partial
+        partial.cause.__suppress_context__ = True  # its own story, not this handler's
+        raise partial.cause  # noqa: B904 - the cause itself is the step's error
+
+
 def _record_inputs(state: State, facts: object | None) -> None:
     """Record the converged containers' input digests (when services ran); a failure to write
     only warns (file drift then goes unseen for the containers not recorded, as for ones made
@@ -497,7 +531,7 @@ def _record_inputs(state: State, facts: object | None) -> None:
         return
     try:
         services.record_inputs(state, facts)
-    except (OSError, FileWriteError) as error:  # its directory, or the write (a full disk)
+    except (OSError, ReconcilerError) as error:  # a full disk: FileWriteError
         _log.warning(
             "cannot record input digests; file drift of these containers goes unseen",
             error=os_error_text(error) if isinstance(error, OSError) else str(error),
@@ -571,9 +605,17 @@ def _boundary(where: str) -> Iterator[None]:
     """
     started = time.monotonic()
     _log.debug("step started", step=where)
+    with _faults(where):
+        yield
+    _log.debug("step finished", step=where, seconds=round(time.monotonic() - started, 3))
+
+
+@contextmanager
+def _faults(where: str) -> Iterator[None]:
+    """The mapping of `_boundary`, with no phase logged: for the whole of an apply or a down
+    (the lock included), around the phases' own boundaries."""
     try:
         yield
-        _log.debug("step finished", step=where, seconds=round(time.monotonic() - started, 3))
     except ReconcilerError:
         raise
     except OSError as error:  # a full disk, a read-only file system: the file and its reason
@@ -623,6 +665,9 @@ class _Run:
     applied: list[Change] = field(default_factory=list)
     checks: tuple[CheckResult, ...] = ()
     rolled_back: tuple[str, ...] = ()
+    rollback_on_failure: bool = False
+    # the step that stopped part-way: what it made, and what it was making (may have landed)
+    incomplete: StepIncomplete | None = None
     final: Snapshot | None = None  # the last observation: sizes and images come from it
     held: Callable[[], None] = field(default=lambda: None)  # raises when the lock was lost
     timings: dict[str, float] = field(default_factory=dict)
@@ -659,6 +704,7 @@ class _Run:
             services=({name: config.image_of(name) for name in config.services} if config else {}),
             timings=timings,
             started_at=self.started_at,
+            rollback_on_failure=self.rollback_on_failure,
         )
         if self.baseline is None:
             return result
@@ -669,6 +715,18 @@ class _Run:
         """The comparison with the baseline as things stand (None without a baseline)."""
         return self.result().comparison
 
+    def step_failed(
+        self, changes: tuple[Change, ...], error: ReconcilerError
+    ) -> tuple[Change, ...]:
+        """A step's failed changes; the ones it made are added to `applied`: exactly those it
+        said when it stopped part-way, else all but those the error is about."""
+        if self.incomplete is not None:
+            self.applied.extend(self.incomplete.done)
+            return tuple(c for c in changes if c not in self.incomplete.done)
+        failed = _failed_changes(changes, error)
+        self.applied.extend(c for c in changes if c not in failed)
+        return failed
+
     def fail(
         self,
         error: ReconcilerError,
@@ -676,44 +734,55 @@ class _Run:
         before: Snapshot,
         rollback: bool,
     ) -> ApplyResult:
+        """The failed result; with `rollback`, after undoing whatever this run wrote or did
+        (its applied changes, and those a step was making when it stopped part-way)."""
+        self.rollback_on_failure = rollback
+        attempted = self.incomplete.attempted if self.incomplete is not None else ()
+        made = [*self.applied, *attempted]
         # Neither after a stop request, nor without the lock (lost with its connection).
-        if rollback and self.applied and not isinstance(error, StopRequested | LockLostError):
-            self.rolled_back = _roll_back(self.state, self.adapter, before, self.applied)
+        if rollback and made and not isinstance(error, StopRequested | LockLostError):
+            self.rolled_back = _roll_back(self.state, self.adapter, before, made, failed)
         return self.result(error, failed)
 
 
 def _roll_back(
-    state: State, adapter: DockerAdapter, before: Snapshot, applied: list[Change]
+    state: State,
+    adapter: DockerAdapter,
+    before: Snapshot,
+    made: list[Change],
+    failed: tuple[Change, ...],
 ) -> tuple[str, ...]:
-    """Restore the compose file bytes and images of `before`, then re-converge services."""
+    """Undo what `made` did, as `before` found things: each file the compose-file step wrote
+    back to its exact previous bytes (removed if it did not exist), each rebuilt tag back on
+    its previous image, then, when the services step ran, the services re-converged.
+
+    Each part is undone on its own: one that fails is said (`rollback incomplete: ...`) and
+    the others are still undone."""
     done: list[str] = []
+    written = [change for change in made if change.step is Step.COMPOSE_FILE]
     try:
-        if any(change.step is Step.COMPOSE_FILE for change in applied):
-            write_atomic(
-                before.compose_file,
-                before.compose_text.encode("utf-8"),
-                kind="compose file",
-                root=state.confine,
-            )
-            done.append(f"restored {state.shown(state.compose.file)} to its previous bytes")
-            done += compose_file.restore_files(state, before.env_texts)
-            for observed in before.files.values():
-                if compose_file.restore_file(observed, state.confine):
-                    what = "removed" if observed.data is None else "restored"
-                    done.append(f"{what} {state.shown(observed.path)} as it was")
-        for change in applied:
+        if written:
+            facts = compose_file.STEP.observe(state, before, adapter)  # a projection: no I/O
+            done += compose_file.roll_back(state, facts, written)
+    except Exception as error:  # the images and services are still put back
+        done.append(f"rollback incomplete: {describe(error)}")
+        _log.error("rollback failed", error=str(error))
+    try:
+        for change in made:
             old = before.images.get(change.key) if change.step is Step.IMAGES else None
             if old is not None and change.action in MAKES_IMAGE:
                 adapter.tag(old.id, change.key)
                 done.append(f"re-tagged {change.key} to its previous image {old.id[7:19]}")
-        snapshot = observe(state, adapter, (Step.SERVICES,), {})
-        facts = services.STEP.observe(state, snapshot, adapter)
-        plan_back = services.STEP.diff(state, facts, Plan())
-        if plan_back.changes:
-            services.STEP.apply(plan_back.changes, state, facts, adapter)
-            done += [f"{c.action} {c.target} as before" for c in plan_back.changes]
+        # Containers change only in the services step: if it never ran, none is to put back.
+        if any(change.step is Step.SERVICES for change in [*made, *failed]):
+            snapshot = observe(state, adapter, (Step.SERVICES,), {})
+            facts_now = services.STEP.observe(state, snapshot, adapter)
+            plan_back = services.STEP.diff(state, facts_now, Plan())
+            if plan_back.changes:
+                services.STEP.apply(plan_back.changes, state, facts_now, adapter)
+                done += [f"{c.action} {c.target} as before" for c in plan_back.changes]
     except Exception as error:
-        done.append(f"rollback incomplete: {error}")
+        done.append(f"rollback incomplete: {describe(error)}")
         _log.error("rollback failed", error=str(error))
     for line in done:
         _log.warning("rolled back", what=line)
@@ -748,9 +817,10 @@ def down(
     interpolates the file for `down` too: the state's secrets are read for it (and registered
     with `secrets`).
     """
-    adapter = adapter or make_adapter(state, secrets=secrets)
-    with _project_lock(state, adapter, lock=lock, timeout=lock_timeout), _boundary("down"):
-        adapter.down(volumes=volumes)
+    with _faults("down"):  # the lock inside it: a fault taking it is a clean failure too
+        adapter = adapter or make_adapter(state, secrets=secrets)
+        with _project_lock(state, adapter, lock=lock, timeout=lock_timeout), _boundary("down"):
+            adapter.down(volumes=volumes)
 
 
 def _failed_changes(changes: tuple[Change, ...], error: ReconcilerError) -> tuple[Change, ...]:

@@ -1,9 +1,10 @@
 """Reports of an apply: a Markdown handoff and JUnit XML, from an `ApplyResult`.
 
 Pure rendering; the CLI writes the files. The Markdown report has the outcome, a per-step
-timing line, the changes, the checks (with the cases of a host test script, and the log tail
-of the service involved when a check fails), image sizes, the comparison with a baseline, and
-any rollback. JUnit has one test case per change, per migration and per check, plus each case
+timing line, the changes (each done or FAILED), the checks (with the cases of a host test
+script, and the log tail of the service involved when a check fails), image sizes, the
+comparison with a baseline, and what a rollback put back (or that a failed apply's changes
+stay in place). JUnit has one test case per change, per migration and per check, plus each case
 of a host test script's own JUnit file, so a CI system sees one combined result.
 """
 
@@ -49,9 +50,19 @@ def markdown(name: str, result: ApplyResult) -> str:
             lines.append(_row(reference, f"{size / _MB:.0f} MB"))
     if result.comparison is not None:
         lines += ["", *_comparison_markdown(result.comparison)]
-    if result.rolled_back:
-        lines += ["", "## Rolled back", ""] + [f"- {line}" for line in result.rolled_back]
+    lines += _rollback_section(result)
     return "\n".join(lines) + "\n"
+
+
+def _rollback_section(result: ApplyResult) -> list[str]:
+    """What the rollback put back; or, when a failed apply had changed something and nothing
+    was put back, that its changes stay in place (a report must not leave that to guess)."""
+    if result.rolled_back:
+        return ["", "## Rolled back", "", *[f"- {line}" for line in result.rolled_back]]
+    if result.succeeded or not result.applied:
+        return []
+    hint = "" if result.rollback_on_failure else " (--rollback-on-failure undoes them on failure)"
+    return ["", "## Not rolled back", "", f"The changes marked done above stay applied{hint}."]
 
 
 def _timing_line(timings: dict[str, float]) -> str:

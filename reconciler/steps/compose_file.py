@@ -5,23 +5,27 @@ interpolated image's tag), and bring the state's other `files:` to what it decla
 `observe` takes the texts from the snapshot (`ComposeFileFacts`); `diff` is pure (texts in,
 changes out) using `reconciler.compose.edit`, `compose.yaml_set`, `reconciler.env_files` and
 `managed_files`; `apply` writes the new bytes atomically (temp file in the same directory,
-fsync, rename, mode kept or set as declared).
+fsync, rename, mode kept or set as declared), one file at a time, and when one fails says
+which changes the files before it made (`StepIncomplete`); `roll_back` puts back exactly the
+files a run wrote.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from reconciler.compose.edit import pin_images
 from reconciler.compose.yaml_set import ValueEdit, pin_environment, set_values
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.env_files import FileEdits, plan_file_edits
-from reconciler.errors import ApplyError
+from reconciler.errors import ApplyError, describe
 from reconciler.facts import ComposeFileFacts, Snapshot
-from reconciler.files import write_atomic
+from reconciler.files import read_optional_bytes, write_atomic
 from reconciler.logs import get_logger
 from reconciler.managed_files import (
     DesiredFile,
@@ -37,7 +41,7 @@ from reconciler.secrets import MASK, Secrets, TextFormat, looks_secret, text_for
 from reconciler.state import State
 from reconciler.state.model import FileSpec
 from reconciler.state.paths import YamlPath, format_path, parse_path
-from reconciler.steps.contract import StepDefinition
+from reconciler.steps.contract import StepDefinition, StepIncomplete
 
 __all__ = [
     "STEP",
@@ -47,7 +51,7 @@ __all__ = [
     "observe",
     "pinned_text",
     "restore_file",
-    "restore_files",
+    "roll_back",
     "unified_diff",
 ]
 
@@ -327,8 +331,14 @@ def _content_change(
 def apply(
     changes: tuple[Change, ...], state: State, facts: ComposeFileFacts, adapter: DockerAdapter
 ) -> tuple[Change, ...]:
-    """Write the pinned compose text and the edited dotenv files, refusing if any of them
-    changed since it was observed."""
+    """Write the edited dotenv files, the pinned compose text and the other managed files,
+    refusing (nothing written) if any of them changed since it was observed.
+
+    Each file is one atomic write, made in that order. When one fails, those before it stay
+    written: the step raises `StepIncomplete` with the changes they made (`done`) and those of
+    the failing write (`attempted`), for the run to report truly and, with
+    `--rollback-on-failure`, to undo exactly those files (`roll_back`).
+    """
     current = read_compose_text(facts.compose_file)
     if current != facts.compose_text:
         raise ApplyError(f"{facts.compose_file} changed while planning; nothing written, run again")
@@ -342,46 +352,140 @@ def apply(
     for name, observed in facts.files.items():
         if observe_file(Path(name), state.files[name], state.confine) != observed:
             raise ApplyError(f"{name} changed while planning; nothing written, run again")
-    new_text = pinned_text(state, facts)
-    root = state.confine
-    for path, text in edits.texts.items():
-        write_atomic(path, text.encode("utf-8"), kind="env file", root=root)
-        _log.info("env file written", file=str(path))
-    if new_text != current:
-        write_atomic(facts.compose_file, new_text.encode("utf-8"), kind="compose file", root=root)
-        _log.info("compose file written", file=str(facts.compose_file))
-    for name, observed in facts.files.items():
-        _write_file(Path(name), desired_file(state.files[name], observed), observed, root)
+    done: list[Change] = []
+    for path, write in _writes(state, facts, edits, current):
+        mine = tuple(change for change in changes if _file_of(change, facts) == path)
+        try:
+            write()
+        except Exception as error:  # any failure: the run must know what was written before
+            raise StepIncomplete(error, tuple(done), mine) from error
+        done += mine
     return changes
 
 
-def restore_files(state: State, before: dict[Path, str | None]) -> list[str]:
-    """Put back the dotenv files' observed bytes (a file that did not exist is removed);
-    what was restored, for the report."""
-    done = []
-    now = read_env_texts(state)
-    for path, text in before.items():
-        if now.get(path) == text:
-            continue
-        if text is None:
-            path.unlink(missing_ok=True)
-            done.append(f"removed {state.shown(path)}, which did not exist before")
-        else:
-            write_atomic(path, text.encode("utf-8"), kind="env file", root=state.confine)
-            done.append(f"restored {state.shown(path)} to its previous bytes")
-    return done
+def _writes(
+    state: State, facts: ComposeFileFacts, edits: FileEdits, current: str
+) -> list[tuple[Path, Callable[[], None]]]:
+    """The step's writes in order, one per file: each file's path and the call writing it.
+    Every new content is computed here, before the first write."""
+    root = state.confine
+    writes: list[tuple[Path, Callable[[], None]]] = []
+    for path, text in edits.texts.items():
+        writes.append((path, functools.partial(_write_env, path, text.encode("utf-8"), root)))
+    new_text = pinned_text(state, facts)
+    if new_text != current:
+        data = new_text.encode("utf-8")
+        writes.append((facts.compose_file, functools.partial(_write_compose, facts, data, root)))
+    for name, observed in facts.files.items():
+        desired = desired_file(state.files[name], observed)
+        writes.append((Path(name), functools.partial(_write_file, desired, observed, root)))
+    return writes
 
 
-def _write_file(
-    path: Path, desired: DesiredFile, observed: ObservedFile, root: Path | None
-) -> None:
+def _file_of(change: Change, facts: ComposeFileFacts) -> Path:
+    """The file a change of this step is made in: the one it `writes`, else the compose file."""
+    return Path(change.writes) if change.writes is not None else facts.compose_file
+
+
+def _write_env(path: Path, data: bytes, root: Path | None) -> None:
+    write_atomic(path, data, kind="env file", root=root)
+    _log.info("env file written", file=str(path))
+
+
+def _write_compose(facts: ComposeFileFacts, data: bytes, root: Path | None) -> None:
+    write_atomic(facts.compose_file, data, kind="compose file", root=root)
+    _log.info("compose file written", file=str(facts.compose_file))
+
+
+def _write_file(desired: DesiredFile, observed: ObservedFile, root: Path | None) -> None:
     """Write a managed file's declared bytes (atomically), or only set its mode."""
+    path = observed.path
     if observed.data != desired.data:
         write_atomic(path, desired.data, mode=desired.mode, root=root)
         _log.info("file written", file=str(path))
     elif desired.mode is not None and observed.mode != desired.mode:
-        os.chmod(path, desired.mode)
+        try:
+            os.chmod(path, desired.mode)
+        except OSError as error:
+            raise ApplyError(
+                f"{path}: cannot set its mode to {desired.mode:04o}: "
+                f"{error.strerror or error}; it kept its previous mode"
+            ) from None
         _log.info("file mode set", file=str(path), mode=f"{desired.mode:04o}")
+
+
+def roll_back(state: State, before: ComposeFileFacts, changes: Iterable[Change]) -> list[str]:
+    """Put back each file `changes` were made in (the compose file, env files, `files:`
+    targets) as `before` observed it, byte for byte and with its mode; a file that did not
+    exist is removed. Undone in the reverse order of the writes; what was done, for the report.
+
+    Only what this apply wrote is undone: a file holding its previous bytes is left alone, and
+    so is one holding neither those nor the bytes the step writes (someone changed it since;
+    said so). Each file is restored on its own: one that cannot be is reported
+    (`rollback incomplete: ...`) and the others still are.
+    """
+    touched = {_file_of(change, before) for change in changes}
+    edits = file_edits(state, before)
+    order: list[Path] = [*edits.texts, before.compose_file, *map(Path, before.files)]
+    done: list[str] = []
+    for path in reversed(order):
+        if path not in touched:
+            continue
+        shown = state.shown(path)
+        try:
+            line = _restore(state, before, edits, path)
+        except Exception as error:  # the next file is still restored
+            line = f"rollback incomplete: {shown} not restored: {describe(error)}"
+            _log.error("rollback of a file failed", file=str(path), error=str(error))
+        if line is not None:
+            done.append(line)
+    return done
+
+
+def _restore(state: State, before: ComposeFileFacts, edits: FileEdits, path: Path) -> str | None:
+    """Put one file back (see `roll_back`); the line saying what was done, None if nothing."""
+    managed = {Path(name): (name, observed) for name, observed in before.files.items()}
+    if path in managed:
+        name, observed = managed[path]
+        return _restore_managed(state, observed, state.files[name])
+    if path == before.compose_file:
+        old, new = before.compose_text, pinned_text(state, before)
+        return _restore_text(state, path, "compose file", old, new)
+    return _restore_text(state, path, "env file", before.env_texts.get(path), edits.texts.get(path))
+
+
+def _restore_managed(state: State, observed: ObservedFile, spec: FileSpec) -> str | None:
+    """Put a `files:` target back as observed: its bytes and mode, or removed."""
+    shown = state.shown(observed.path)
+    data, _ = read_managed(observed.path, state.confine)
+    if data not in (observed.data, desired_file(spec, observed).data):
+        return f"left {shown} as it is: it changed since this apply wrote it"
+    if not restore_file(observed, state.confine):
+        return None
+    if observed.data is None:
+        return f"removed {shown}, which did not exist before"
+    if data == observed.data:
+        return f"restored the mode of {shown} to {observed.mode or 0:04o}"
+    return f"restored {shown} to its previous bytes"
+
+
+def _restore_text(
+    state: State, path: Path, kind: str, old: str | None, new: str | None
+) -> str | None:
+    """Put the compose file or an env file back to the text `old` (None: remove it), if it
+    holds `new`, the text the step wrote."""
+    shown = state.shown(path)
+    now = read_optional_bytes(path, kind, root=state.confine)
+    previous = None if old is None else old.encode("utf-8")
+    if now == previous:
+        return None
+    if new is None or now != new.encode("utf-8"):
+        return f"left {shown} as it is: it changed since this apply wrote it"
+    if previous is None:
+        path.unlink(missing_ok=True)
+        return f"removed {shown}, which did not exist before"
+    write_atomic(path, previous, kind=kind, root=state.confine)
+    return f"restored {shown} to its previous bytes"
 
 
 def restore_file(observed: ObservedFile, root: Path | None) -> bool:

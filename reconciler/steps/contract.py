@@ -10,7 +10,9 @@ three functions:
   before; `earlier` is the plan of the steps before it (e.g. the images the services step will
   see rebuilt);
 - `apply(changes, state, facts, adapter)`: makes its planned changes and returns those it
-  really made.
+  really made. A step that can fail part-way (after some of its changes are made) raises
+  `StepIncomplete`, saying which it made and which it was making, so that the run reports
+  them truly and a rollback undoes exactly those.
 
 It exports them as `STEP = StepDefinition(Step.X, observe, diff, apply)`; `reconcile.STEPS`
 lists the steps in apply order and loops over them with no step-specific code.
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from reconciler.docker.adapter import DockerAdapter
+from reconciler.errors import ReconcilerError
 from reconciler.facts import Snapshot
 from reconciler.plans import Change, Plan, Step
 from reconciler.state import State
 
-__all__ = ["ApplyStep", "DiffStep", "ObserveStep", "StepDefinition"]
+__all__ = ["ApplyStep", "DiffStep", "ObserveStep", "StepDefinition", "StepIncomplete"]
 
 F = TypeVar("F")
 
@@ -44,3 +47,18 @@ class StepDefinition(Generic[F]):
     observe: ObserveStep[F]
     diff: DiffStep[F]
     apply: ApplyStep[F]
+
+
+class StepIncomplete(ReconcilerError):
+    """A step's apply stopped part-way: `cause` (any exception) stopped it after it made `done`
+    and while it was making `attempted` (which may or may not have taken effect: a rollback
+    checks). The reconcile loop unwraps it: `cause` is the run's error, `done` are applied, the
+    step's other changes failed."""
+
+    def __init__(
+        self, cause: Exception, done: tuple[Change, ...], attempted: tuple[Change, ...]
+    ) -> None:
+        self.cause = cause
+        self.done = done
+        self.attempted = attempted
+        super().__init__(str(cause))

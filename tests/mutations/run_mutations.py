@@ -74,8 +74,8 @@ MUTATIONS = (
     Mutation(
         "5 rollback disabled",
         "reconciler/reconcile.py",
-        "        if rollback and self.applied and",
-        "        if False and self.applied and",
+        "        if rollback and made and",
+        "        if False and made and",
     ),
     Mutation(
         "6 checks step lists nothing",

@@ -1,0 +1,441 @@
+"""A compose-file step that fails part-way, with no engine: what it wrote is reported as applied,
+the rest as failed, and `--rollback-on-failure` puts back exactly the files it wrote.
+
+The step writes the env files, then the compose file, then the other `files:` targets, each
+atomically. A `files:` target that cannot be written (its directory read-only, its disk full)
+is simulated by refusing `os.replace` for that one name, as `test_failure_boundary` does; the
+real read-only mount is in tests/e2e/test_partial_rollback.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import structlog
+
+import reconciler
+from reconciler import files as files_module
+from reconciler import reconcile
+from reconciler.cli import main
+from reconciler.errors import ApplyError
+from reconciler.facts import ServicesFacts
+from reconciler.files import FileWriteError
+from reconciler.plans import Change, Step
+from reconciler.reconcile import ApplyResult
+
+# Byte-for-byte matters: CRLF, a comment, no final newline.
+COMPOSE = b"services:\r\n  a:\r\n    image: a:1  # pinned by CI\r\n"
+DOTENV = b"# defaults\nLOG=info  # quiet\nOTHER=1"
+STATE = """\
+name: s
+compose:
+  file: c.yml
+services:
+  a:
+    image: a:2
+files:
+  .env:
+    set: {LOG: debug}
+  conf/app.conf:
+    content: "workers = 4\\n"
+"""
+ONLY = (Step.COMPOSE_FILE,)
+_REPLACE = os.replace
+
+
+def layout(tmp_path: Path, state: str = STATE) -> Path:
+    """The compose file, its .env and a state editing both and creating conf/app.conf."""
+    (tmp_path / "c.yml").write_bytes(COMPOSE)
+    (tmp_path / ".env").write_bytes(DOTENV)
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "s.yaml"
+    path.write_text(state)
+    return path
+
+
+def refusing(*names: str, before: Callable[[], None] = lambda: None) -> Callable[..., None]:
+    """os.replace failing as a read-only file system does for targets named `names` (`before`
+    runs first: what someone else does meanwhile); every other rename is made."""
+
+    def replace(source: str | Path, target: str | Path, **kwargs: object) -> None:
+        if Path(target).name in names:
+            before()
+            raise OSError(errno.EROFS, "Read-only file system", str(target))
+        _REPLACE(source, target)
+
+    return replace
+
+
+def apply_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, rollback: bool, name: str = "app.conf"
+) -> ApplyResult:
+    state = reconciler.load_state(layout(tmp_path))
+    monkeypatch.setattr(os, "replace", refusing(name))
+    return reconciler.apply(state, steps=ONLY, rollback_on_failure=rollback, lock=False)
+
+
+def targets(changes: tuple[Change, ...]) -> list[str]:
+    """The targets of some changes, in order."""
+    return [change.target for change in changes]
+
+
+def test_part_way_failure_rolls_back_exactly_the_files_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """.env and c.yml written, conf/app.conf refused: both come back byte for byte, reported."""
+    result = apply_refused(tmp_path, monkeypatch, rollback=True)
+    assert isinstance(result.error, FileWriteError)
+    assert str(result.error).startswith(f"{tmp_path / 'conf' / 'app.conf'}: cannot write: Read-")
+    assert targets(result.applied) == [".env:LOG", "c.yml:services.a.image"]
+    assert targets(result.failed) == ["conf/app.conf"]
+    assert result.rolled_back == (
+        "restored c.yml to its previous bytes",
+        "restored .env to its previous bytes",
+    )
+    assert (tmp_path / "c.yml").read_bytes() == COMPOSE
+    assert (tmp_path / ".env").read_bytes() == DOTENV
+    assert not (tmp_path / "conf" / "app.conf").exists()
+    assert result.counts == {"ok": 0, "changed": 2, "failed": 1}
+    assert result.calls == (), "no service ran: the rollback asks docker nothing"
+
+
+def test_without_rollback_the_written_files_keep_their_new_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the flag the two writes stay, and the result says they were applied."""
+    result = apply_refused(tmp_path, monkeypatch, rollback=False)
+    assert targets(result.applied) == [".env:LOG", "c.yml:services.a.image"]
+    assert targets(result.failed) == ["conf/app.conf"]
+    assert result.rolled_back == ()
+    assert (tmp_path / "c.yml").read_bytes() == COMPOSE.replace(b"a:1", b"a:2")
+    assert (tmp_path / ".env").read_bytes() == DOTENV.replace(b"info", b"debug")
+
+
+def run_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, dict[str, Any], str, str]:
+    """`apply --only compose-file --json --report` of the layout: code, JSON, report, stderr."""
+    report = tmp_path / "report.md"
+    argv = ["apply", str(tmp_path / "s.yaml"), "--only", "compose-file", "--json"]
+    code = main([*argv, "--report", str(report), *extra])
+    out, err = capsys.readouterr()
+    return code, json.loads(out), report.read_text(), err
+
+
+def test_cli_report_and_json_list_applied_failed_and_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --rollback-on-failure: exit 1, 2 done, 1 FAILED, 2 restored, in JSON and report."""
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "locks"))
+    layout(tmp_path)
+    monkeypatch.setattr(os, "replace", refusing("app.conf"))
+    code, data, report, err = run_cli(tmp_path, capsys, "--rollback-on-failure")
+    assert code == 1
+    assert "internal error" not in err
+    assert [c["target"] for c in data["changes"]] == [".env:LOG", "c.yml:services.a.image"]
+    [failed] = data["failed"]
+    assert failed["target"] == "conf/app.conf"
+    assert "Read-only file system" in failed["error"]
+    assert data["rolled_back"] == [
+        "restored c.yml to its previous bytes",
+        "restored .env to its previous bytes",
+    ]
+    assert data["summary"] == {"ok": 0, "changed": 2, "failed": 1}
+    assert "2 changed, 0 ok, 1 failed." in report
+    assert "| compose-file | edit | .env:LOG | LOG is info; state sets LOG=debug | done |" in report
+    assert "| c.yml:services.a.image | image is a:1; state pins a:2 | done |" in report
+    assert "| compose-file | create | conf/app.conf |" in report
+    assert report.count("| FAILED |") == 1
+    assert "## Rolled back\n\n- restored c.yml to its previous bytes\n" in report
+    assert "## Not rolled back" not in report
+    assert (tmp_path / "c.yml").read_bytes() == COMPOSE
+
+
+def test_cli_without_rollback_reports_that_the_done_changes_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the flag the report says what was done, what failed, and that it stays applied."""
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "locks"))
+    layout(tmp_path)
+    monkeypatch.setattr(os, "replace", refusing("app.conf"))
+    code, data, report, _ = run_cli(tmp_path, capsys)
+    assert code == 1
+    assert data["rolled_back"] == []
+    assert data["summary"] == {"ok": 0, "changed": 2, "failed": 1}
+    assert "2 changed, 0 ok, 1 failed." in report
+    assert report.count("| done |") == 2
+    assert report.count("| FAILED |") == 1
+    assert "## Rolled back" not in report
+    assert (
+        "## Not rolled back\n\nThe changes marked done above stay applied "
+        "(--rollback-on-failure undoes them on failure)." in report
+    )
+
+
+def test_failure_at_the_first_write_applies_and_restores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """.env refused first: nothing was written, every change failed, nothing to roll back."""
+    result = apply_refused(tmp_path, monkeypatch, rollback=True, name=".env")
+    assert result.applied == ()
+    assert targets(result.failed) == [
+        "c.yml:services.a.image",
+        ".env:LOG",
+        "conf/app.conf",
+    ]
+    assert result.rolled_back == ()
+    assert (tmp_path / "c.yml").read_bytes() == COMPOSE
+    assert (tmp_path / ".env").read_bytes() == DOTENV
+
+
+def test_new_files_are_removed_and_modes_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target that did not exist is removed; one rewritten with a new mode gets both back."""
+    state = STATE.replace(
+        "  conf/app.conf:",
+        "  conf/new.conf:\n    content: 'fresh\\n'\n"
+        "  conf/old.conf:\n    content: 'new\\n'\n    mode: '0600'\n"
+        "  conf/app.conf:",
+    )
+    path = layout(tmp_path, state)
+    old = tmp_path / "conf" / "old.conf"
+    old.write_bytes(b"old\r\n")
+    old.chmod(0o640)
+    monkeypatch.setattr(os, "replace", refusing("app.conf"))
+    result = reconciler.apply(
+        reconciler.load_state(path), steps=ONLY, rollback_on_failure=True, lock=False
+    )
+    assert targets(result.applied) == [
+        ".env:LOG",
+        "c.yml:services.a.image",
+        "conf/new.conf",
+        "conf/old.conf",
+        "conf/old.conf:mode",
+    ]
+    assert result.rolled_back == (
+        "restored conf/old.conf to its previous bytes",
+        "removed conf/new.conf, which did not exist before",
+        "restored c.yml to its previous bytes",
+        "restored .env to its previous bytes",
+    )
+    assert not (tmp_path / "conf" / "new.conf").exists()
+    assert old.read_bytes() == b"old\r\n"
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640
+
+
+def test_a_write_that_landed_before_failing_is_rolled_back_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename of conf/app.conf made, its directory's fsync failed: the file is removed."""
+    real = files_module._fsync_directory
+
+    def failing(directory: Path) -> None:
+        if directory.name == "conf":
+            raise OSError(errno.EIO, "Input/output error")
+        real(directory)
+
+    monkeypatch.setattr(files_module, "_fsync_directory", failing)
+    state = reconciler.load_state(layout(tmp_path))
+    result = reconciler.apply(state, steps=ONLY, rollback_on_failure=True, lock=False)
+    assert isinstance(result.error, FileWriteError)
+    assert str(result.error).endswith(
+        "cannot write: Input/output error; its new bytes are in place, but a crash could "
+        "still lose them"
+    )
+    assert targets(result.failed) == ["conf/app.conf"]
+    assert result.rolled_back[0] == "removed conf/app.conf, which did not exist before"
+    assert not (tmp_path / "conf" / "app.conf").exists()
+    assert (tmp_path / "c.yml").read_bytes() == COMPOSE
+
+
+def test_a_file_changed_since_it_was_written_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone edits .env while the step runs: the rollback keeps their bytes and says so."""
+    state = reconciler.load_state(layout(tmp_path))
+    theirs = b"LOG=warning\n"
+
+    def edit() -> None:
+        (tmp_path / ".env").write_bytes(theirs)
+
+    monkeypatch.setattr(os, "replace", refusing("app.conf", before=edit))
+    result = reconciler.apply(state, steps=ONLY, rollback_on_failure=True, lock=False)
+    assert result.rolled_back == (
+        "restored c.yml to its previous bytes",
+        "left .env as it is: it changed since this apply wrote it",
+    )
+    assert (tmp_path / ".env").read_bytes() == theirs
+
+
+def test_one_file_that_cannot_be_restored_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """c.yml cannot be put back (now read-only too): .env still is, and the report says both."""
+    state = reconciler.load_state(layout(tmp_path))
+    refused = {"app.conf"}
+
+    def replace(source: str | Path, target: str | Path, **kwargs: object) -> None:
+        if Path(target).name in refused:
+            refused.add("c.yml")  # from the first refusal on, the compose file's too
+            raise OSError(errno.EROFS, "Read-only file system", str(target))
+        _REPLACE(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    result = reconciler.apply(state, steps=ONLY, rollback_on_failure=True, lock=False)
+    assert result.rolled_back == (
+        f"rollback incomplete: c.yml not restored: {tmp_path / 'c.yml'}: cannot write: "
+        "Read-only file system; the file kept its previous bytes",
+        "restored .env to its previous bytes",
+    )
+    assert (tmp_path / ".env").read_bytes() == DOTENV
+
+
+def test_os_error_in_a_step_names_its_file_and_reason_not_errno(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare OSError inside the step is a clean ApplyError: `path: reason`, no `[Errno 13]`."""
+
+    def denied(path: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr("reconciler.steps.compose_file.write_atomic", denied)
+    state = reconciler.load_state(layout(tmp_path))
+    result = reconciler.apply(state, steps=ONLY, lock=False)
+    assert type(result.error) is ApplyError
+    assert str(result.error) == f"compose-file: {tmp_path / '.env'}: Permission denied"
+    assert result.applied == ()
+
+
+def test_mode_that_cannot_be_set_is_a_clean_failure_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chmod refused on a target holding its content: the failure names it and the mode."""
+    state_text = STATE.replace(
+        'content: "workers = 4\\n"', "content: \"workers = 4\\n\"\n    mode: '0600'"
+    )
+    path = layout(tmp_path, state_text)
+    target = tmp_path / "conf" / "app.conf"
+    target.write_bytes(b"workers = 4\n")
+    target.chmod(0o644)
+
+    def refuse(path: object, mode: int, **kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    result = reconciler.apply(
+        reconciler.load_state(path), steps=ONLY, rollback_on_failure=True, lock=False
+    )
+    assert str(result.error) == (
+        f"{target}: cannot set its mode to 0600: Operation not permitted; it kept its previous mode"
+    )
+    assert targets(result.failed) == ["conf/app.conf:mode"]
+    assert (tmp_path / "c.yml").read_bytes() == COMPOSE
+
+
+def test_unusable_lock_directory_still_writes_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """apply with a file where the lock directory should be: exit 1, report and JSON written."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(blocker / "locks"))
+    layout(tmp_path)
+    code, data, report, err = run_cli(tmp_path, capsys)
+    assert code == 1
+    assert data["error_kind"] == "LockError"
+    assert f"lock directory {blocker / 'locks'}: Not a directory" in err
+    assert "internal error" not in err
+    assert "# s: apply FAILED" in report
+    assert f"lock directory {blocker / 'locks'}: Not a directory" in report
+    assert (tmp_path / "c.yml").read_bytes() == COMPOSE
+
+
+def test_a_fault_releasing_the_lock_keeps_what_the_run_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flock(LOCK_UN) failing after a converged run: a clean failure that still lists the edit."""
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "locks"))
+    import fcntl  # noqa: PLC0415 - patched for this test only
+
+    real = fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_UN:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    path = layout(tmp_path, STATE.split("files:", maxsplit=1)[0])
+    result = reconciler.apply(reconciler.load_state(path), steps=ONLY)
+    assert type(result.error) is ApplyError
+    assert str(result.error) == "apply: Input/output error"
+    assert targets(result.applied) == ["c.yml:services.a.image"]
+
+
+def test_full_disk_under_stdout_is_noted_not_a_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan > /dev/full`: the plan's real exit code, the lost output noted once on stderr."""
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    layout(tmp_path)
+    monkeypatch.setattr("sys.stdout", Full())
+    code = main(["plan", str(tmp_path / "s.yaml"), "--only", "compose-file"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "No space left on device" in err
+    assert "internal error" not in err
+
+
+def test_a_bug_whose_traceback_cannot_be_saved_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full /tmp while reporting a bug: the bug's line says the traceback was not saved."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("no such thing")
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp")
+
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setattr("reconciler.steps.compose_file.write_atomic", broken)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_space)
+    layout(tmp_path)
+    code = main(["apply", str(tmp_path / "s.yaml"), "--only", "compose-file"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (
+        "error: internal error (a bug in reconciler): KeyError: 'no such thing'; "
+        "its traceback could not be saved: /tmp: No space left on device\n"
+    ) in err
+
+
+def test_input_record_on_a_full_disk_only_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The converged run's input record failing to write (FileWriteError) warns, never fails."""
+
+    def full(*args: object) -> None:
+        raise FileWriteError(tmp_path / "record.json", "No space left on device")
+
+    monkeypatch.setattr("reconciler.steps.services.record_inputs", full)
+    state = reconciler.load_state(layout(tmp_path))
+    with structlog.testing.capture_logs() as logs:
+        reconcile._record_inputs(state, ServicesFacts(cast(Any, None)))
+    assert [(log["log_level"], log["event"]) for log in logs] == [
+        ("warning", "cannot record input digests; file drift of these containers goes unseen")
+    ]
