@@ -189,7 +189,7 @@ def ensure_key(path: Path, size: int, *, what: str, loss: str, durable: bool = F
     key = read_key(path, size, what=what)
     if key is not None:
         return key
-    if os.path.lexists(path):
+    if os.path.isfile(path):  # of the wrong size (a directory or FIFO: its write warns)
         _log.warning(f"making a new {what}; {loss}", path=str(path))
     key = random.token_bytes(size)
     if durable:
@@ -213,10 +213,15 @@ def _bytes(path: Path, what: str, *, cap: int | None = None) -> bytes | None:
     except FileNotFoundError:
         return None
     except InputError as error:
-        _ignored(path, what, _described(error))
+        _ignored(path, what, _described(error), special=_special(path))
     except OSError as error:  # the reader turns OSErrors into InputErrors; belt and braces
         _ignored(path, what, error.strerror or str(error))
     return None
+
+
+def _special(path: Path) -> bool:
+    """True when something other than a regular file (or a link to one) is at `path`."""
+    return os.path.lexists(path) and not os.path.isfile(path)
 
 
 def _parse(raw: bytes, path: Path, model: type[R]) -> tuple[R | None, str]:
@@ -301,11 +306,10 @@ def _key(path: Path) -> str:
     return os.path.abspath(path)
 
 
-def _ignored(path: Path, what: str, problem: str) -> None:
-    _log.warning(
-        f"ignoring {what}: {problem}; treated as empty and rewritten at the next write",
-        path=str(path),
-    )
+def _ignored(path: Path, what: str, problem: str, *, special: bool = False) -> None:
+    # A special file is never written over (the writer replaces regular files only): say so.
+    then = "never written over: remove it" if special else "rewritten at the next write"
+    _log.warning(f"ignoring {what}: {problem}; treated as empty and {then}", path=str(path))
 
 
 def _described(error: InputError) -> str:
