@@ -58,6 +58,7 @@ def adapter(tmp_path: Path, project: str = "p") -> DockerAdapter:
 
 
 def test_a_model_seen_before_costs_no_call(tmp_path: Path, compose: Compose) -> None:
+    """A model hashed once is served from the record by the next run, with no docker call."""
     assert config_hashes(adapter(tmp_path), model("web:1")) == {"web": "h-web:1"}
     assert len(compose.calls) == 1
     again = adapter(tmp_path)  # another run
@@ -67,6 +68,7 @@ def test_a_model_seen_before_costs_no_call(tmp_path: Path, compose: Compose) -> 
 
 
 def test_another_model_is_asked_and_both_are_kept(tmp_path: Path, compose: Compose) -> None:
+    """Two models are both remembered: switching back costs no call."""
     config_hashes(adapter(tmp_path), model("web:1"))
     assert config_hashes(adapter(tmp_path), model("web:2")) == {"web": "h-web:2"}
     assert config_hashes(adapter(tmp_path), model("web:1")) == {"web": "h-web:1"}
@@ -74,6 +76,7 @@ def test_another_model_is_asked_and_both_are_kept(tmp_path: Path, compose: Compo
 
 
 def test_a_changed_compose_binary_is_asked_again(tmp_path: Path, compose: Compose) -> None:
+    """Another compose binary (size changed) is another key: asked again."""
     config_hashes(adapter(tmp_path), model("web:1"))
     plugin = tmp_path / "plugins" / "docker" / "cli-plugins" / "docker-compose"
     plugin.write_text("compose 2, another size")
@@ -82,6 +85,7 @@ def test_a_changed_compose_binary_is_asked_again(tmp_path: Path, compose: Compos
 
 
 def test_the_project_directory_is_part_of_the_key(tmp_path: Path, compose: Compose) -> None:
+    """The same model in another project directory is asked again."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     config_hashes(adapter(tmp_path / "a"), model("web:1"))
@@ -92,6 +96,7 @@ def test_the_project_directory_is_part_of_the_key(tmp_path: Path, compose: Compo
 def test_no_compose_binary_found_means_no_memory(
     tmp_path: Path, compose: Compose, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With no compose binary to digest, nothing is remembered and every call asks compose."""
     monkeypatch.setattr(adapter_module, "_PLUGIN_ROOTS", ())
     config_hashes(adapter(tmp_path), model("web:1"))
     config_hashes(adapter(tmp_path), model("web:1"))
@@ -100,6 +105,7 @@ def test_no_compose_binary_found_means_no_memory(
 
 
 def test_an_unreadable_file_is_asked_again_and_rewritten(tmp_path: Path, compose: Compose) -> None:
+    """A record that is not JSON is asked again and rewritten, versioned and 0600."""
     path = hashes_path("p")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{not json")
@@ -109,6 +115,7 @@ def test_an_unreadable_file_is_asked_again_and_rewritten(tmp_path: Path, compose
 
 
 def test_only_the_last_models_are_kept(tmp_path: Path, compose: Compose) -> None:
+    """Only the last 8 models are kept; an older one is asked again."""
     for tag in range(12):
         config_hashes(adapter(tmp_path), model(f"web:{tag}"))
     assert len(json.loads(hashes_path("p").read_text())["models"]) == 8
@@ -119,6 +126,7 @@ def test_only_the_last_models_are_kept(tmp_path: Path, compose: Compose) -> None
 
 
 def test_a_model_without_text_is_not_hashed(tmp_path: Path, compose: Compose) -> None:
+    """A model with no resolved text has no hashes and costs no call."""
     empty = ComposeConfig(project="p", services={}, resolved="")
     assert config_hashes(adapter(tmp_path), empty) == {}
     assert compose.calls == []
@@ -152,8 +160,7 @@ def poison(hashes: dict[str, str]) -> None:
 def test_a_remembered_hash_a_container_contradicts_is_asked_again_and_replaced(
     tmp_path: Path, compose: Compose
 ) -> None:
-    """A wrong cache entry: compose is asked once more, its answer replaces the entry (warned),
-    and the corrected entry serves the next plan with no call."""
+    """A wrong entry a container contradicts: compose asked once more, its answer replaces the entry (warned) and serves the next call."""
     config = web_model("web:1")
     config_hashes(adapter(tmp_path), config)
     poison({"web": "wrong"})
@@ -246,8 +253,7 @@ def hash_calls(log: Path) -> int:
 def test_a_wrong_cache_does_not_plan_a_recreate_compose_would_not_make(
     remembered_stack: tuple[Path, Path],
 ) -> None:
-    """Recorded labels contradict the cache: compose is asked once, the plan is empty, the cache
-    holds compose's hashes, and the next plan is back to 4 calls (the cache serves it)."""
+    """Recorded labels contradict a wrong cache: one compose call, empty plan, cache corrected, the next plan back to 4 calls."""
     state_file, log = remembered_stack
     state = load_state(state_file)
     plan = reconcile.plan(state)
@@ -264,8 +270,7 @@ def test_a_wrong_cache_does_not_plan_a_recreate_compose_would_not_make(
 def test_a_wrong_cache_does_not_fail_an_apply_forever(
     remembered_stack: tuple[Path, Path],
 ) -> None:
-    """The apply that used to recreate nothing and fail with "config hash differs" converges
-    with no change and no mutating call."""
+    """The apply that recreated nothing and failed with "config hash differs" forever converges with no mutating call."""
     state_file, log = remembered_stack
     result = reconcile.apply(load_state(state_file), lock=False)
     assert result.error is None, result.error

@@ -205,8 +205,7 @@ def test_a_record_over_its_cap_is_ignored(
 def test_a_special_file_in_a_records_place_warns_and_is_never_written(
     kind: Kind, special: str, tmp_path: Path
 ) -> None:
-    """A directory or FIFO where the record goes: warned when read (never blocking), and the
-    write warns and skips, leaving it as it is; the run keeps what it meant to write."""
+    """A directory or FIFO in a record's place: warned on read (never blocking), the write warns and skips, the run keeps its record in memory."""
     path = kind.path(tmp_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if special == "directory":
@@ -282,8 +281,7 @@ def test_a_key_of_the_wrong_size_is_replaced_with_a_warning(data: bytes, problem
 def test_a_special_file_in_the_keys_place_warns_and_the_key_lives_for_the_run(
     special: str,
 ) -> None:
-    """secrets.key a directory (or FIFO): every run warned, none failed; the run's new key serves
-    its own later reads (the verification), and nothing is written there."""
+    """secrets.key a directory or FIFO: warned, never fatal; the run's new key serves its own later reads, the next process has none."""
     secrets = SecretRecords("p")
     secrets.directory.mkdir(parents=True)
     if special == "directory":
@@ -346,8 +344,7 @@ def refuse_records(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_failed_write_leaves_no_temp_file_and_does_not_raise(
     tmpfile: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Disk full at the rename: a warning saying what is lost, the old bytes kept, no temp file
-    (anonymous or named) left behind, and the run's later reads see what it meant to write."""
+    """Disk full at the rename: warned with what is lost, old bytes kept, no temp file left, this run's later reads see the record."""
     if not tmpfile:
         monkeypatch.delattr(os, "O_TMPFILE", raising=False)
     path = record_path("p")
