@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
@@ -15,14 +16,17 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler import files, processes, records, saved_plan, wheelhouse
+from reconciler import files, processes, reconcile, records, saved_plan, wheelhouse
 from reconciler.docker.facts import ContainerFacts
 from reconciler.errors import PlanFileError, RecordError
 from reconciler.inputs import InputDigest, read_record, record_path, write_record
 from reconciler.interrupt import StopToken
+from reconciler.plans import Action
 from reconciler.processes import Finished
 from reconciler.secret_store import MACHINE, SecretRecords, machine_key, state_directory
+from reconciler.state import load_state
 from reconciler.state.model import WheelhouseSpec
+from tests.facts import fake_docker
 
 
 @pytest.fixture(autouse=True)
@@ -396,3 +400,102 @@ def test_a_record_rewritten_after_a_failure_is_read_from_disk_again(
     assert _write_inputs(path)
     assert records._UNWRITTEN == {}
     assert read_record(path) == {"c1": {"app.env": "d1"}}
+
+
+# --- a whole apply on recorded docker output ------------------------------------------------
+
+STACK = Path(fake_docker.__file__).parent / "mutfx_stack"
+TOKEN = "rc-records-token-4d1f"
+
+
+def secret_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """The mutfx stack with api reading secret API_TOKEN through a compose `secrets:` entry (which
+    compose's config hash does not cover), behind a docker replaying scenarios/converged/ plus a
+    `compose up`; returns the state file and the call log."""
+    directory = tmp_path / "stack"
+    shutil.copytree(STACK, directory)
+    scenario = tmp_path / "scenario"
+    shutil.copytree(fake_docker.SCENARIOS / "converged", scenario)
+    model_file = scenario / "01-compose-config-format.stdout"
+    model = json.loads(model_file.read_text())
+    model["services"]["api"]["secrets"] = [{"source": "token"}]
+    model["secrets"] = {"token": {"name": "mutfxrb_token", "environment": "API_TOKEN"}}
+    model_file.write_text(json.dumps(model, indent=2))
+    index = json.loads((scenario / "scenario.json").read_text())
+    index["calls"].append({"argv": "compose up *", "rc": 0, "stdout": None, "stderr": None})
+    (scenario / "scenario.json").write_text(json.dumps(index))
+    log = tmp_path / "fake-docker" / "calls.log"
+    bin_dir = tmp_path / "fake-docker" / "bin"
+    fake_docker.install(bin_dir, scenario, root=directory, log=log)
+    fake_docker.first_on_path(bin_dir, monkeypatch)
+    monkeypatch.setenv("RC_RECORDS_TOKEN", TOKEN)
+    # Outside the stack: the stack is the images' build context, which the state must not change.
+    state = tmp_path / "state.yaml"
+    state.write_text(
+        (directory / "state.yaml")
+        .read_text()
+        .replace("file: docker-compose.yml", "file: stack/docker-compose.yml")
+        + "secrets:\n  API_TOKEN: {env: RC_RECORDS_TOKEN}\n"
+    )
+    return state, log
+
+
+def test_a_full_state_directory_does_not_fail_an_apply_after_its_recreate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full when the secret records are written after `compose up`: warned, the apply converges, no temp file left."""
+    state_file, log = secret_stack(tmp_path, monkeypatch)
+    state = load_state(state_file)
+    (planned,) = reconcile.plan(state).changes
+    assert (planned.target, planned.action) == ("api", Action.RECREATE)
+    assert "no record of the value of secret API_TOKEN" in planned.reason
+    refuse_records(monkeypatch)
+    with capture_logs() as events:
+        result = reconcile.apply(state, lock=False)
+    assert result.error is None, result.error
+    assert [(c.target, c.action) for c in result.applied] == [("api", Action.RECREATE)]
+    assert [c.name for c in result.checks if c.passed] == [
+        "api answers healthy",
+        "image size mutfxrb-db:1",
+    ]
+    assert sum(call.startswith("compose up") for call in fake_docker.calls(log)) == 1
+    failed = [w["event"].split(";")[0] for w in warnings(events) if "error" in w]
+    assert failed == ["cannot write secret key", "cannot write secret records"]
+    leftovers = [p for p in state_directory().rglob("*") if p.is_file()]
+    assert leftovers == [], "nothing written, no temp file left"
+    assert TOKEN not in json.dumps([dict(e) for e in events])
+
+
+def test_secret_records_written_after_a_recreate_make_the_next_plan_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a writable state directory the same apply records the secret, and another process plans nothing."""
+    state_file, _ = secret_stack(tmp_path, monkeypatch)
+    state = load_state(state_file)
+    result = reconcile.apply(state, lock=False)
+    assert result.error is None, result.error
+    records._UNWRITTEN.clear()  # another process
+    assert reconcile.plan(load_state(state_file)).empty
+
+
+@pytest.mark.parametrize(
+    "damage", [b"null", b'{"version": 1, "containers": {"x": 1}}', "directory"]
+)
+def test_damaged_secret_records_mean_a_recreate_then_convergence(
+    damage: bytes | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """secrets.json damaged between applies: the next apply warns, recreates its user, and converges."""
+    state_file, _ = secret_stack(tmp_path, monkeypatch)
+    assert reconcile.apply(load_state(state_file), lock=False).error is None
+    records._UNWRITTEN.clear()  # another process
+    path = SecretRecords("mutfxrb").path
+    path.unlink()
+    if isinstance(damage, bytes):
+        path.write_bytes(damage)
+    else:
+        path.mkdir()
+    with capture_logs() as events:
+        result = reconcile.apply(load_state(state_file), lock=False)
+    assert result.error is None, result.error
+    assert [(c.target, c.action) for c in result.applied] == [("api", Action.RECREATE)]
+    assert any(w["path"] == str(path) for w in warnings(events))
