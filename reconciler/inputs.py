@@ -15,7 +15,9 @@ compose rather than through the plan). Why the user's state directory: beside th
 or the state it would sit in build contexts (`build: .` would rebuild on every record, and a
 `COPY .` would ship it), and the lock directory defaults to /tmp, which a reboot empties while
 containers outlive reboots. Records are keyed by project; container IDs are per engine, so a
-stale or foreign entry never matches and only leaves a container unknown.
+stale or foreign entry never matches and only leaves a container unknown. The record is read
+and written through `reconciler.records`: a damaged one is a warning and counts as none (every
+container unknown), and a write that fails is a warning, never a failed apply.
 
 A read-write bind mount of a directory is left out: the container writes there (a database's
 data directory), so a change there is no evidence of drift. Walks are capped (`MAX_ENTRIES`

@@ -19,7 +19,9 @@ does the work again or takes the container as its plan says (see each record's m
 
 Writes are atomic (`files.write_atomic`: 0600 unless told, the directory made 0700), and only
 when the bytes change. A write that fails (disk full, read-only, a directory in the record's
-place) never raises: it is a warning naming the file and what the loss costs. Records describe
+place) never raises: it is a warning naming the file and what the loss costs (the one exception:
+this machine's key for plan files, which must outlive the process, `ensure_key(durable=True)`,
+is `RecordError` when it cannot be stored). Records describe
 what mutations did (a container's record needs its new ID), so they are written after them, and
 a failure to write one never fails an apply whose services converged. The bytes that could not
 be written are kept in memory for the rest of the process (`_UNWRITTEN`), so that the same run's
@@ -59,6 +61,9 @@ __all__ = [
 _log = get_logger(__name__)
 _KIND = "record"  # the files module's kind: its cap, and how its messages name the file
 _LOCK = threading.Lock()
+# One key made at a time: fleet targets plan in threads, and two threads making this machine's
+# key at once would each digest plan files under a key the other then replaces.
+_MAKING_KEY = threading.Lock()
 # path -> bytes this process meant to write there but could not (see the module docstring)
 _UNWRITTEN: dict[str, bytes] = {}
 
@@ -186,6 +191,11 @@ def ensure_key(path: Path, size: int, *, what: str, loss: str, durable: bool = F
     keyed no longer matches). A key that cannot be stored is a warning and lives for this
     process only; with `durable` (a key whose use outlives the process) it is `RecordError`.
     """
+    with _MAKING_KEY:
+        return _ensure_key(path, size, what=what, loss=loss, durable=durable)
+
+
+def _ensure_key(path: Path, size: int, *, what: str, loss: str, durable: bool) -> bytes:
     key = read_key(path, size, what=what)
     if key is not None:
         return key

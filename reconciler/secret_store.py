@@ -15,7 +15,8 @@ interpolated `content:`: that reaches the container at creation only. For both, 
 keeps, per container, an HMAC-SHA256 of each secret it was created with, keyed with a random
 per-project key (files 0600 under `state_directory()`): never the value, and a hash nobody
 without the key can test guesses against. The plan compares them with the current values'
-HMACs to say which secret changed, and recreates a service whose unhashed secret changed.
+HMACs to say which secret changed, and recreates a service whose unhashed secret changed. Key
+and records go through `reconciler.records`: evidence, never authority (see `SecretRecords`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import re
 import shutil
 import stat
 from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,13 @@ def test_the_machine_key_is_never_kept_in_memory_only(tmp_path: Path) -> None:
     with pytest.raises(PlanFileError, match="cannot make this machine's key for plan files"):
         saved_plan._machine_key()
     assert records._UNWRITTEN == {}
+
+
+def test_threads_making_the_machine_key_at_once_all_get_the_one_kept() -> None:
+    """Fleet targets plan in threads: a key made by two at once would leave one's plan files stale."""
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: machine_key(), range(16)))
+    assert keys == {(state_directory() / MACHINE / "secrets.key").read_bytes()}
 
 
 def test_a_machine_key_of_the_wrong_size_is_replaced(tmp_path: Path) -> None:
