@@ -26,6 +26,7 @@ __all__ = [
     "PermanentDockerError",
     "PlanFileError",
     "ReconcilerError",
+    "RecordError",
     "RegistryError",
     "StalePlanError",
     "StopRequested",
@@ -157,6 +158,13 @@ class ConvergenceError(ReconcilerError):
 
 class PlanFileError(InputError):
     """A saved plan file that cannot be read or is not a valid plan file (exit 3)."""
+
+
+class RecordError(ReconcilerError):
+    """A record whose use outlives the run (this machine's key for plan files) cannot be kept.
+
+    Every other record only warns (`reconciler.records`): a run goes on without it.
+    """
 
 
 class StalePlanError(ReconcilerError):

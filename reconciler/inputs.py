@@ -15,7 +15,9 @@ compose rather than through the plan). Why the user's state directory: beside th
 or the state it would sit in build contexts (`build: .` would rebuild on every record, and a
 `COPY .` would ship it), and the lock directory defaults to /tmp, which a reboot empties while
 containers outlive reboots. Records are keyed by project; container IDs are per engine, so a
-stale or foreign entry never matches and only leaves a container unknown.
+stale or foreign entry never matches and only leaves a container unknown. The record is read
+and written through `reconciler.records`: a damaged one is a warning and counts as none (every
+container unknown), and a write that fails is a warning, never a failed apply.
 
 A read-write bind mount of a directory is left out: the container writes there (a database's
 data directory), so a change there is no evidence of drift. Walks are capped (`MAX_ENTRIES`
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -37,11 +38,12 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from reconciler import records
 from reconciler.compose.interpolate import InterpolationError, interpolate
 from reconciler.docker.facts import ContainerFacts, InputSource
 from reconciler.errors import InputError
-from reconciler.files import open_regular, read_bytes, write_atomic
-from reconciler.logs import get_logger
+from reconciler.files import open_regular
+from reconciler.records import InputsEntry, InputsRecord
 
 __all__ = [
     "MAX_BYTES",
@@ -57,12 +59,9 @@ __all__ = [
     "write_record",
 ]
 
-_log = get_logger(__name__)
-
 MAX_ENTRIES = 5000  # entries of a directory walk that are digested
 MAX_BYTES = 64 * 1024 * 1024  # content hashed per input; later files count by size and mtime
 _CHUNK = 1 << 20
-_RECORD_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -218,12 +217,8 @@ def env_file_sources(
 
 def record_directory() -> Path:
     """Where records live: $RECONCILER_STATE_DIR, else $XDG_STATE_HOME/reconciler, else
-    ~/.local/state/reconciler."""
-    configured = os.environ.get("RECONCILER_STATE_DIR")
-    if configured:
-        return Path(configured)
-    xdg = os.environ.get("XDG_STATE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "reconciler"
+    ~/.local/state/reconciler (`records.directory`)."""
+    return records.directory()
 
 
 def record_path(project: str) -> Path:
@@ -232,22 +227,13 @@ def record_path(project: str) -> Path:
 
 
 def read_record(path: Path) -> dict[str, dict[str, str]]:
-    """container ID -> input label -> digest, as recorded (empty when none or unreadable)."""
-    try:
-        data = json.loads(read_bytes(path, "record"))
-    except FileNotFoundError:
+    """container ID -> input label -> digest, as recorded; empty when there is none, and when
+    it cannot be used (a warning, `reconciler.records`): every container is then unknown,
+    taken as current, and recorded at the next converged apply."""
+    record = records.load(path, InputsRecord)
+    if record is None:
         return {}
-    except (OSError, ValueError, InputError) as error:
-        _log.warning("input digest record unreadable; taking inputs as current", error=str(error))
-        return {}
-    containers = data.get("containers") if isinstance(data, dict) else None
-    if data.get("version") != _RECORD_VERSION or not isinstance(containers, dict):
-        return {}
-    return {
-        str(cid): {str(k): str(v) for k, v in (entry.get("inputs") or {}).items()}
-        for cid, entry in containers.items()
-        if isinstance(entry, dict)
-    }
+    return {cid: dict(entry.inputs) for cid, entry in record.containers.items()}
 
 
 def write_record(
@@ -256,22 +242,19 @@ def write_record(
     digests: Mapping[str, Mapping[str, InputDigest]],
 ) -> bool:
     """Record each container's current input digests (only containers with inputs); replace
-    the file atomically, and only when its content changes. Returns whether it was written."""
+    the file atomically, and only when its content changes. Returns whether it was written.
+
+    Never raises: a failed write is a warning (`records.save`), and the containers it left
+    out are unknown to the next run, as ones made by others are.
+    """
     entries = {
-        container.id: {
-            "service": container.service,
-            "inputs": {label: d.digest for label, d in sorted(digests[container.service].items())},
-        }
+        container.id: InputsEntry(
+            service=container.service,
+            inputs={label: d.digest for label, d in sorted(digests[container.service].items())},
+        )
         for container in sorted(containers, key=lambda c: c.id)
         if not container.oneoff and digests.get(container.service)
     }
-    text = json.dumps({"version": _RECORD_VERSION, "containers": entries}, indent=1) + "\n"
-    try:
-        if read_bytes(path, "record") == text.encode("utf-8"):
-            return False
-    except (OSError, InputError):
-        if not entries:
-            return False
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomic(path, text.encode("utf-8"), kind="record", mode=0o600)
-    return True
+    if not entries and not path.is_file():
+        return False  # nothing to record, and no record to empty
+    return records.save(path, InputsRecord(version=1, containers=entries))

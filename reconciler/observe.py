@@ -407,10 +407,10 @@ def observe(
     the compose model, containers (list, then one batched inspect) and one batched inspect
     of the images the file and state name; then, only when compose's model names further
     images (an interpolated `image:`, a Dockerfile's base), one more inspect; and only for a
-    model not seen before, compose's config hash of it (`reconciler.config_hashes`, which
-    remembers it). Besides, one registry
-    read per `pull: digest` image present locally (and a `docker login` per registry with
-    credentials), concurrent with the compose reads.
+    model not seen before, or one whose remembered hashes a container's label contradicts,
+    compose's config hash of it (`reconciler.config_hashes`, which remembers it). Besides, one
+    registry read per `pull: digest` image present locally (and a `docker login` per registry
+    with credentials), concurrent with the compose reads.
     """
     path = state.compose.file
     text = read_compose_text(path, state.confine)
@@ -473,7 +473,7 @@ def observe(
         containers = tuple(containers_read.result())
         observed_at = time.time()
         config = _with_env_files(state, config, text, env_texts, secret_values)
-        hashes = config_hashes(adapter, config)
+        hashes = config_hashes(adapter, config, containers)
         swarm_services, swarm_tasks = swarm_read.result() if swarm_read is not None else ((), ())
         return dataclasses.replace(
             local,

@@ -60,7 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.facts import ContainerFacts, ImageFacts
-from reconciler.errors import InputError, Location, PlanFileError, StalePlanError
+from reconciler.errors import InputError, Location, PlanFileError, RecordError, StalePlanError
 from reconciler.facts import (
     ChecksFacts,
     ComposeFileFacts,
@@ -317,6 +317,8 @@ def _keyed(values: Iterable[str] = ()) -> Secrets:
 def _machine_key() -> bytes:
     try:
         return machine_key()
+    except RecordError as error:  # already names the key file and why it cannot be kept
+        raise PlanFileError(f"cannot make this machine's key for plan files: {error}") from None
     except OSError as error:
         where = Location(Path(error.filename)) if error.filename else None
         raise PlanFileError(

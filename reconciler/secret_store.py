@@ -15,26 +15,26 @@ interpolated `content:`: that reaches the container at creation only. For both, 
 keeps, per container, an HMAC-SHA256 of each secret it was created with, keyed with a random
 per-project key (files 0600 under `state_directory()`): never the value, and a hash nobody
 without the key can test guesses against. The plan compares them with the current values'
-HMACs to say which secret changed, and recreates a service whose unhashed secret changed.
+HMACs to say which secret changed, and recreates a service whose unhashed secret changed. Key
+and records go through `reconciler.records`: evidence, never authority (see `SecretRecords`).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import os
-import secrets as random
 import shutil
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from reconciler import processes
+from reconciler import processes, records
 from reconciler.errors import ApplyError, InputError
-from reconciler.files import open_regular, read_bytes, write_atomic
+from reconciler.files import open_regular, read_bytes
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
 from reconciler.processes import OnStop, ProcessTimeout
+from reconciler.records import SecretsRecord
 from reconciler.secrets import Secrets
 from reconciler.state import State
 
@@ -50,7 +50,11 @@ __all__ = [
 
 _log = get_logger(__name__)
 _KEY_BYTES = 32
-_RECORD_VERSION = 1
+_KEY = "secret key"
+_KEY_LOSS = (
+    "no secret record made under another key matches: the services using a secret that "
+    "compose's config hash does not cover are recreated"
+)
 # The records directory of this machine's own key: no compose project has this name (project
 # names start with a letter or a digit).
 MACHINE = "_machine"
@@ -227,25 +231,43 @@ def machine_key() -> bytes:
     """This machine's random key, made (0600, in a 0700 directory) when missing:
     `state_directory()/_machine/secrets.key`. Plan files digest text whose secret values are
     replaced by their keyed hash under it (`reconciler.saved_plan`), so a digest still changes
-    with a secret, but no guess can be tested against it off this machine."""
-    return SecretRecords(MACHINE).ensure_key()
+    with a secret, but no guess can be tested against it off this machine.
+
+    A key file of the wrong size is replaced with a warning: plan files saved under the old key
+    are then refused as stale, never applied wrongly. A key that cannot be stored (a directory
+    in its place, a full disk) is `RecordError`: a key living only in this process would make
+    every plan file it saved stale for any other process.
+    """
+    return records.ensure_key(
+        SecretRecords(MACHINE).key_path,
+        _KEY_BYTES,
+        what="this machine's key for plan files",
+        loss="plan files saved under another key are refused as stale",
+        durable=True,
+    )
 
 
 def state_directory() -> Path:
     """Where per-project keys and records live: $RECONCILER_STATE_DIR, else
-    $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler."""
-    configured = os.environ.get("RECONCILER_STATE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "reconciler"
+    $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler (`records.directory`)."""
+    return records.directory()
 
 
 class SecretRecords:
     """A project's HMAC key and, per container id, the HMACs of the secrets it was created with.
 
-    Both files are 0600 in a 0700 directory; the records are replaced atomically, so a plan
-    reading them beside an apply sees the old or the new records, never half of them.
+    Both files are 0600 in a 0700 directory, read and written through `reconciler.records`;
+    the records are replaced atomically, so a plan reading them beside an apply sees the old or
+    the new records, never half of them. They are evidence, never authority: an unusable
+    records file is a warning and counts as no records (each service whose secrets compose's
+    config hash does not cover is then recreated, for nothing says which value it has).
+
+    The key: one of the wrong size, or a directory in its place, is a warning; a plan then has
+    no key (no secret is compared), and the next apply that brings a user of a secret up makes
+    a new one. Regenerating rather than failing: the records made under the old key simply no
+    longer match, which the plan treats as changed secrets (a recreate), never as current. A
+    key that cannot be stored lives for the run (so that its verification sees the records it
+    just made); the next run has none again and says so.
     """
 
     def __init__(self, project: str, directory: Path | None = None) -> None:
@@ -254,52 +276,22 @@ class SecretRecords:
         self.path = self.directory / "secrets.json"
 
     def key(self) -> bytes | None:
-        """The project's key, or None when none was made yet (a plan never makes one)."""
-        try:
-            key = read_bytes(self.key_path, "record", cap=_KEY_BYTES)
-        except FileNotFoundError:
-            return None
-        return key if len(key) == _KEY_BYTES else None
+        """The project's key, or None when none was made yet (a plan never makes one) or it is
+        unusable (warned)."""
+        return records.read_key(self.key_path, _KEY_BYTES, what=_KEY)
 
     def ensure_key(self) -> bytes:
-        """The project's key, made (random, 0600) when missing."""
-        key = self.key()
-        if key is not None:
-            return key
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._write(self.key_path, random.token_bytes(_KEY_BYTES))
-        key = self.key()
-        assert key is not None, "just written"
-        return key
+        """The project's key, made (random, 0600) when missing or unusable (see the class)."""
+        return records.ensure_key(self.key_path, _KEY_BYTES, what=_KEY, loss=_KEY_LOSS)
 
     def read(self) -> dict[str, dict[str, str]]:
-        """container id -> secret name -> keyed hash; empty when there are none (or unreadable)."""
-        try:
-            data = json.loads(read_bytes(self.path, "record"))
-        except FileNotFoundError:
+        """container id -> secret name -> keyed hash; empty when there are none (or unusable)."""
+        record = records.load(self.path, SecretsRecord)
+        if record is None:
             return {}
-        except (OSError, ValueError, InputError) as error:
-            _log.warning(
-                "secret records unreadable; treated as none", path=str(self.path), error=str(error)
-            )
-            return {}
-        containers = data.get("containers") if isinstance(data, dict) else None
-        if not isinstance(containers, dict):
-            return {}
-        return {
-            str(cid): {str(k): str(v) for k, v in record.items()}
-            for cid, record in containers.items()
-            if isinstance(record, dict)
-        }
+        return {cid: dict(hashes) for cid, hashes in record.containers.items()}
 
-    def write(self, records: Mapping[str, Mapping[str, str]]) -> None:
-        """Replace the records with `records`."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = {
-            "version": _RECORD_VERSION,
-            "containers": {cid: dict(sorted(rec.items())) for cid, rec in sorted(records.items())},
-        }
-        self._write(self.path, (json.dumps(data, indent=1) + "\n").encode())
-
-    def _write(self, path: Path, content: bytes) -> None:
-        write_atomic(path, content, kind="record", mode=0o600)
+    def write(self, containers: Mapping[str, Mapping[str, str]]) -> bool:
+        """Replace the records with `containers`; whether written (a failure only warns)."""
+        data = {cid: dict(sorted(rec.items())) for cid, rec in sorted(containers.items())}
+        return records.save(self.path, SecretsRecord(version=1, containers=data))

@@ -8,15 +8,15 @@ download is retried next time.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
-from reconciler import processes
+from reconciler import processes, records
 from reconciler.errors import ApplyError, InputError, Location
-from reconciler.files import read_bytes, write_atomic
+from reconciler.files import read_bytes
 from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
+from reconciler.records import WheelhouseMarker
 from reconciler.state.model import WheelhouseSpec
 
 __all__ = ["MARKER", "download", "observed_digest", "wanted_digest"]
@@ -38,19 +38,19 @@ def wanted_digest(spec: WheelhouseSpec) -> str:
 
 
 def observed_digest(directory: Path) -> str | None:
-    """The digest recorded by the last complete download, if any."""
-    try:
-        data = json.loads(read_bytes(directory / MARKER, "record"))
-    except (OSError, ValueError, InputError):
-        return None
-    value = data.get("digest") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
+    """The digest recorded by the last complete download; None when there is none, and when
+    the marker cannot be used (a warning, `reconciler.records`): the wheels are downloaded
+    again and the marker rewritten."""
+    marker = records.load(directory / MARKER, WheelhouseMarker)
+    return None if marker is None else marker.digest
 
 
 def download(directory: Path, spec: WheelhouseSpec, stop: StopToken) -> None:
     """Download every requirement file's wheels into `directory`, then record the digest.
 
-    A stop request cuts a running download; the marker is not written, so it runs again.
+    A stop request cuts a running download; the marker is not written, so it runs again. A
+    marker that cannot be written only warns: the wheels are there, and the next run downloads
+    them again.
     """
     directory.mkdir(parents=True, exist_ok=True)
     for requirements in spec.requirements:
@@ -73,7 +73,4 @@ def download(directory: Path, spec: WheelhouseSpec, stop: StopToken) -> None:
             # Indented: the CLI shows a message's own lines only when they are (cli.printable).
             tail = "\n  ".join(done.stderr.strip().splitlines()[-5:])
             raise ApplyError(f"pip download for {requirements} failed ({done.ended}):\n  {tail}")
-    marker = directory / MARKER
-    write_atomic(
-        marker, (json.dumps({"digest": wanted_digest(spec)}) + "\n").encode(), kind="record"
-    )
+    records.save(directory / MARKER, WheelhouseMarker(digest=wanted_digest(spec)), mode=0o644)
