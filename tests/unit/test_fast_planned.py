@@ -4,12 +4,25 @@ key path; the values later steps read (image, build, scale, environment) take th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from reconciler.docker.facts import BuildConfig, ChangedValue, ComposeConfig, ServiceConfig
+import reconciler
+from reconciler.docker.facts import (
+    BuildConfig,
+    ChangedValue,
+    ComposeConfig,
+    ContainerFacts,
+    ImageFacts,
+    ServiceConfig,
+)
+from reconciler.interrupt import StopToken
 from reconciler.planned import planned_images, planned_model, referenced_variables
+from reconciler.plans import Action, Step
 from reconciler.state import State
 from reconciler.state.model import ComposeSpec, FileSpec
 
@@ -258,3 +271,74 @@ def test_an_alias_bomb_is_walked_once_per_node() -> None:
     compose = "\n".join(lines) + "\nservices:\n  app:\n    labels: *a9\n"
     edited = _plan(compose).services["app"].edited
     assert [value.where for value in edited] == ["labels" + ".0" * 10]
+
+
+HOMELAB = """\
+services:
+  backend:
+    image: ghcr.io/kpiteira/ktrdr-backend:${IMAGE_TAG:-latest}
+  mcp:
+    image: ghcr.io/kpiteira/ktrdr-backend:${IMAGE_TAG:-latest}
+    command: ["python", "-m", "mcp_server"]
+"""
+OLD, NEW = "ghcr.io/kpiteira/ktrdr-backend:latest", "ghcr.io/kpiteira/ktrdr-backend:abc123"
+
+
+@dataclass
+class _ObservedDocker:
+    """What the observation asks docker, answered as on the homelab before the edit: compose's
+    model names the old tag for both services, whose containers run it; only it is local."""
+
+    asked: list[set[str]] = field(default_factory=list)
+    swarm: bool = False
+    project_name: str = "homelab"
+    stop: StopToken = field(default_factory=StopToken)
+
+    def secret_values(self) -> dict[str, str]:
+        return {}
+
+    def resume_reads(self) -> None:
+        """Nothing to resume."""
+
+    def abandon_reads(self) -> None:
+        """Nothing in flight."""
+
+    def compose_config(self) -> ComposeConfig:
+        services = {name: ServiceConfig(name=name, image=OLD) for name in ("backend", "mcp")}
+        return ComposeConfig(project="homelab", services=services)
+
+    def containers(self) -> list[ContainerFacts]:
+        return [
+            ContainerFacts(
+                f"id-{name}", f"homelab-{name}-1", name, "running", None, 0, "h", "sha-old"
+            )
+            for name in ("backend", "mcp")
+        ]
+
+    def images(self, references: Iterable[str]) -> dict[str, ImageFacts]:
+        self.asked.append(set(references))
+        return {ref: ImageFacts(ref, "sha-old") for ref in self.asked[-1] if ref == OLD}
+
+
+def test_the_observation_hands_later_steps_the_edited_model(tmp_path: Path) -> None:
+    """Through observe: pinning backend pulls the NEW tag once (inspected in the first round,
+    no extra docker call), nothing for the old one, and recreates backend and mcp."""
+    (tmp_path / "compose.yml").write_text(HOMELAB)
+    (tmp_path / ".env.core").write_text("IMAGE_TAG=latest\n")
+    (tmp_path / "state.yaml").write_text(
+        "name: homelab\ncompose:\n  file: compose.yml\n  env_files: [.env.core]\n"
+        f"services:\n  backend: {{image: '{NEW}'}}\n"
+    )
+    docker = _ObservedDocker()
+    state = reconciler.load_state(tmp_path / "state.yaml")
+    plan = reconciler.plan(
+        state, steps=(Step.COMPOSE_FILE, Step.IMAGES, Step.SERVICES), adapter=cast(Any, docker)
+    )
+    assert [(c.step, c.target, c.action) for c in plan.changes] == [
+        (Step.COMPOSE_FILE, ".env.core:IMAGE_TAG", Action.EDIT),
+        (Step.IMAGES, NEW, Action.PULL),
+        (Step.SERVICES, "backend", Action.RECREATE),
+        (Step.SERVICES, "mcp", Action.RECREATE),
+    ]
+    assert "IMAGE_TAG" in plan.changes[3].reason
+    assert docker.asked == [{NEW}]  # one inspect, of the new tag only
