@@ -128,8 +128,8 @@ def plan_file_edits(
     """The dotenv edits that make the state's `files:` keys and interpolated pins true.
 
     `files` holds the text of every path of `dotenv_paths` (None: missing); `environment` the
-    process variables the compose file's images refer to. InputError when a file cannot be
-    read as dotenv, or an interpolated pin cannot be made by editing an env file.
+    process variables the compose file refers to (its images' at least). InputError when a
+    file cannot be read as dotenv, or an interpolated pin cannot be made by editing an env file.
     """
     parsed = {
         path: parse_dotenv(files.get(path) or "", source=path) for path in dotenv_paths(state)

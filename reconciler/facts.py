@@ -65,8 +65,11 @@ class Snapshot:
 
     compose_file: Path
     compose_text: str
+    # compose's model as the compose-file step's planned env-file edits leave it, when that
+    # step runs (`reconciler.planned`): the model later steps plan from; else as observed
     config: ComposeConfig | None = None
-    # service -> compose's config hash of its resolved model: what `up` writes in the label
+    # service -> compose's config hash of its resolved model (as observed, before any edit):
+    # what `up` writes in the label
     config_hashes: dict[str, str] = field(default_factory=dict)
     containers: tuple[ContainerFacts, ...] = ()
     sources: dict[str, ImageSource] = field(default_factory=dict)  # images needed, in make order
@@ -78,7 +81,7 @@ class Snapshot:
     pins: dict[str, str] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()  # secret values seen while observing: never shown
     # The env files compose reads and the state's dotenv `files:`, by path (None: missing), and
-    # the process variables the compose file's images refer to.
+    # the process variables the compose file's services and the env files refer to.
     env_texts: dict[Path, str | None] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     # the state's YAML and whole `files:` as found, by absolute path (read only when compose-file
@@ -96,9 +99,9 @@ class Snapshot:
 @dataclass(frozen=True)
 class ComposeFileFacts:
     """The compose-file step's facts: the exact texts of the compose file and of the dotenv files
-    it edits (env files, dotenv `files:`; None when missing), the process variables the images
-    refer to, the secrets to mask in diffs, and the other files the state manages beside it, by
-    absolute path."""
+    it edits (env files, dotenv `files:`; None when missing), the process variables the compose
+    and env files refer to, the secrets to mask in diffs, and the other files the state manages
+    beside it, by absolute path."""
 
     compose_file: Path
     compose_text: str

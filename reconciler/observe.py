@@ -44,6 +44,7 @@ from reconciler.facts import ImageSource, MigrationStatus, Snapshot
 from reconciler.files import decode_utf8, read_optional_bytes, read_text
 from reconciler.inputs import env_file_sources
 from reconciler.managed_files import ObservedFile, desired_file, observe_file
+from reconciler.planned import planned_images, planned_model, referenced_variables
 from reconciler.plans import Action, Change, Step
 from reconciler.rootfs import rootfs_digest
 from reconciler.secret_store import SecretRecords, keyed_hash
@@ -106,16 +107,13 @@ def read_env_texts(state: State) -> dict[Path, str | None]:
 def _observe_env_files(
     state: State, text: str, found: Secrets, *, check: bool
 ) -> tuple[dict[Path, str | None], dict[str, str]]:
-    """The dotenv files and the process variables the images use, checked: a file that is
-    not dotenv, or an interpolated pin that cannot be made, is an InputError here, before any
-    docker call (when `check`: the compose-file step runs). Secret-looking keys' values, found
-    and wanted, are registered."""
+    """The dotenv files and the process variables the compose and env files refer to,
+    checked: a file that is not dotenv, or an interpolated pin that cannot be made, is an
+    InputError here, before any docker call (when `check`: the compose-file step runs).
+    Secret-looking keys' values, found and wanted, are registered."""
     files = read_env_texts(state)
-    environment = {
-        name: os.environ[name]
-        for name in sorted(image_variables(text, source=state.compose.file))
-        if name in os.environ
-    }
+    names = image_variables(text, source=state.compose.file) | referenced_variables(text, files)
+    environment = {name: os.environ[name] for name in sorted(names) if name in os.environ}
     if check:
         plan_file_edits(state, text, files, environment)
     for path, content in files.items():
@@ -403,14 +401,17 @@ def observe(
     """The snapshot `steps` need: the file always, docker only for docker-backed steps.
 
     `pins` are the image pins in force (the state's, or none when compose-file is skipped).
+    With the compose-file step selected, the snapshot's model is compose's as that step's
+    env-file edits will leave it (`reconciler.planned`), and its image sources follow it.
     At most six docker calls, whatever the number of services, concurrent where independent:
     the compose model, containers (list, then one batched inspect) and one batched inspect
-    of the images the file and state name; then, only when compose's model names further
-    images (an interpolated `image:`, a Dockerfile's base), one more inspect; and only for a
-    model not seen before, or one whose remembered hashes a container's label contradicts,
-    compose's config hash of it (`reconciler.config_hashes`, which remembers it). Besides, one
-    registry read per `pull: digest` image present locally (and a `docker login` per registry
-    with credentials), concurrent with the compose reads.
+    of the images the file and state name (and those the compose-file step's env-file edits
+    make it name); then, only when compose's model names further images (an interpolated
+    `image:`, a Dockerfile's base), one more inspect; and only for a model not seen before, or
+    one whose remembered hashes a container's label contradicts, compose's config hash of it
+    (`reconciler.config_hashes`, which remembers it). Besides, one registry read per
+    `pull: digest` image present locally (and a `docker login` per registry with credentials),
+    concurrent with the compose reads.
     """
     path = state.compose.file
     text = read_compose_text(path, state.confine)
@@ -435,9 +436,14 @@ def observe(
     )
     if not DOCKER_STEPS.intersection(steps):
         return local
-    likely = likely_images(state, defined, pins)
     # The state's secrets, read once per run (the adapter keeps them): before any compose call.
     secret_values = adapter.secret_values()
+    editing = Step.COMPOSE_FILE in steps  # later steps plan from the model its edits leave
+    likely = likely_images(state, defined, pins)
+    if editing:
+        likely |= planned_images(
+            state, text, env_texts, environment=environment, secrets=secret_values
+        )
     found.update(secret_values.values())
     secret_hashes, secret_records = _secret_hashes(adapter.project_name, secret_values)
     followed = digest_policy(state)
@@ -453,6 +459,10 @@ def observe(
         # input is exit 3 at once even when the engine is unreachable (its reads abandoned).
         try:
             config = check_model(state, config_read.result(), defined, pins, adapter)
+            if editing:
+                config = planned_model(
+                    state, config, text, env_texts, environment=environment, secrets=secret_values
+                )
             sources = image_sources(state, config, pins)
             check_build_files(sources.values())
         except InputError:

@@ -12,6 +12,7 @@ from typing import Literal
 
 __all__ = [
     "BuildConfig",
+    "ChangedValue",
     "ComposeConfig",
     "ContainerFacts",
     "ImageFacts",
@@ -70,6 +71,16 @@ class InputSource:
 
 
 @dataclass(frozen=True)
+class ChangedValue:
+    """A value of a service that compose interpolates and that the env-file edits the
+    compose-file step plans will change (`reconciler.planned`)."""
+
+    where: str  # its key path in the service ("environment.MODE"), or "configs.NAME.content"
+    variables: tuple[str, ...]  # the variables whose new value changes it
+    hashed: bool = True  # compose's config hash covers it (not a top-level config or secret)
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """What compose's normalised model says about one service."""
 
@@ -92,6 +103,9 @@ class ServiceConfig:
     # file's own `deploy.update_config.failure_action` (None: not set)
     global_mode: bool = False
     failure_action: str | None = None
+    # The model as the compose-file step's planned env-file edits leave it differs from the
+    # one compose printed in these values (empty: the edits change nothing of this service).
+    edited: tuple[ChangedValue, ...] = ()
 
 
 @dataclass(frozen=True)

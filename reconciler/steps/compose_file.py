@@ -60,7 +60,7 @@ _log = get_logger(__name__)
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ComposeFileFacts:
     """The compose file's and the dotenv files' texts as observed, the process variables the
-    images use, the other managed files, and the secret values diffs must mask."""
+    files refer to, the other managed files, and the secret values diffs must mask."""
     return ComposeFileFacts(
         snapshot.compose_file,
         snapshot.compose_text,

@@ -8,8 +8,11 @@ the former, so a service with an env file would otherwise never converge. Beyond
 bind-mounted file or directory, an `env_file` or a `configs:` file whose content changed since
 the container was created (digests recorded per container, `reconciler.inputs`) is drift too,
 fixed by a forced recreate of that service alone; so is a service reading a file that the
-compose-file step rewrites in this run (`Change.writes`). `observe` projects compose's model, the
-hashes, containers and images from the snapshot, and reads the inputs' digests; `diff` is pure.
+compose-file step rewrites in this run (`Change.writes`). compose's model here is the one the
+compose-file step's env-file edits will leave (`reconciler.planned`): a service with a value
+those edits change (`ServiceConfig.edited`) is recreated in the same plan, naming the
+variables. `observe` projects compose's model, the hashes, containers and images from the
+snapshot, and reads the inputs' digests; `diff` is pure.
 `apply` runs `compose up` for just those services and polls batched inspects until each is
 healthy (or running, without a healthcheck) before its deadline.
 """
@@ -29,6 +32,7 @@ from reconciler.facts import Readiness, ServicesFacts, Snapshot, StackFacts
 from reconciler.inputs import read_record, record_path, service_digests, write_record
 from reconciler.logs import get_logger
 from reconciler.observe import activating, desired_images, pulls_always
+from reconciler.planned import edited_reason
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.secret_store import SecretRecords, keyed_hash
 from reconciler.state import State
@@ -98,9 +102,9 @@ def diff(state: State, facts: ServicesFacts | StackFacts, earlier: Plan) -> Plan
 
     A service whose pin (`facts.pins`) differs from the compose file's current image, or
     whose image the images step plans to (re)build or pull (in `earlier`; not a `pull: always`
-    pull, which may change nothing), or whose
-    environment the compose-file step edits, is certain to be recreated even though its
-    labels still match.
+    pull, which may change nothing), or whose environment the compose-file step edits, or
+    which interpolates a variable whose value that step's env-file edits change
+    (`ServiceConfig.edited`), is certain to be recreated even though its labels still match.
     """
     if isinstance(facts, StackFacts):
         return stack.diff(state, facts, earlier)
@@ -232,13 +236,18 @@ def _drift(  # noqa: PLR0911, PLR0912 - a decision table: one return per kind of
         return change(
             Action.RECREATE, f"image pin changes to {pinned[service]}", after=pinned[service]
         )
+    spec = facts.config.services.get(service)
+    if spec is not None and spec.edited:
+        # compose notices a value its config hash covers; only a forced recreate makes it read
+        # a config's or secret's new content, or a rewritten input
+        force = bool(rewritten) or all(not value.hashed for value in spec.edited)
+        return change(Action.RECREATE, edited_reason(spec.edited, reference), force=force)
     if reference in rebuilt:
         return change(Action.RECREATE, f"image {reference} will be (re)built or pulled")
     if service in reconfigured:
         return change(Action.RECREATE, "its environment pins change in the compose file")
     wanted_hash = facts.config_hashes.get(service)
     image = facts.images.get(reference)
-    spec = facts.config.services.get(service)
     changed = _changed_inputs(service, containers, facts)
     for container in containers:
         if not facts.config_current(container):

@@ -29,6 +29,7 @@ from reconciler.errors import ApplyError, DockerError, HealthTimeoutError
 from reconciler.facts import Readiness, Snapshot, StackFacts
 from reconciler.logs import get_logger
 from reconciler.observe import desired_images, pulls_always
+from reconciler.planned import edited_reason
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.waits import EngineSilence
@@ -135,6 +136,9 @@ def _drift(  # noqa: PLR0911 - a decision table: one return per kind of drift
     file_image = facts.config.services[name].image
     if name in facts.pins and file_image != facts.pins[name]:
         return update(f"image pin changes to {reference}", before=running, after=reference)
+    edited = facts.config.services[name].edited
+    if edited:  # the compose-file step's env-file edits change values the stack interpolates
+        return update(edited_reason(edited, reference), before=running, after=reference)
     if reference in rebuilt:
         return update(f"image {reference} will be (re)built or pulled")
     if name in reconfigured:

@@ -232,7 +232,7 @@ class Case(_Model):
         description="Texts of env files and dotenv `files:`; others are missing.",
     )
     environment: dict[str, str] = Field(
-        default_factory=dict, description="Process variables the compose file's images use."
+        default_factory=dict, description="Process variables the compose file refers to."
     )
     files: dict[str, FileFact] = Field(
         default_factory=dict, description="YAML and whole `files:` as found."

@@ -40,6 +40,7 @@ from reconciler.observe import (
     check_compose_services,
     image_sources,
 )
+from reconciler.planned import planned_model
 from reconciler.plans import Action, Plan, Step
 from reconciler.reconcile import diff
 from reconciler.state import State
@@ -157,16 +158,20 @@ def _observed(case: Case, state: State, steps: list[Step]) -> dict[Step, object]
     config = _config(case)
     pins = state.pins() if Step.COMPOSE_FILE in steps else {}
     text = _compose_text(case)
+    env_texts: dict[Path, str | None] = {Path(n): text for n, text in case.dotenv.items()}
     # As observe() does before anything else: the compose file defines the state's services,
-    # and, once compose's model is read, the active profiles enable them.
+    # and, once compose's model is read, the active profiles enable them; later steps then
+    # plan from the model as the compose-file step's edits leave it.
     check_compose_services(state, COMPOSE_FILE, text)
     if any(step in DOCKER_STEPS for step in steps):
         check_active_services(state, config)
+    if Step.COMPOSE_FILE in steps:
+        config = planned_model(state, config, text, env_texts, environment=case.environment)
     return {
         Step.COMPOSE_FILE: ComposeFileFacts(
             COMPOSE_FILE,
             text,
-            env_texts={Path(name): content for name, content in case.dotenv.items()},
+            env_texts=env_texts,
             environment=dict(case.environment),
             files={
                 name: ObservedFile(
