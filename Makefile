@@ -34,10 +34,10 @@ lint: $(STAMP)
 test: $(STAMP) engine lint
 	EDGES_EXEC=1 EDGES_EXAMPLES=1000 $(VENV)/bin/python -m pytest -rs --durations=15
 
-# Everything that needs no Docker engine (tests marked `docker` are left out), in under a
-# minute. tests/mutations/run_mutations.py checks that it catches six classic slips.
+# Everything that needs no Docker engine (tests marked `docker` are left out), on two
+# workers (pytest-xdist), in under a minute. tests/mutations/run_mutations.py checks that it catches six classic slips.
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "not docker" -p no:cacheprovider
+	$(VENV)/bin/python -m pytest -q -m "not docker" -p no:cacheprovider -n 2
 
 clean:
 	rm -rf $(VENV)
