@@ -32,6 +32,7 @@ __all__ = [
     "StopRequested",
     "TransientDockerError",
     "describe",
+    "os_error_reason",
     "os_error_text",
 ]
 
@@ -181,13 +182,18 @@ class StalePlanError(ReconcilerError):
 def os_error_text(error: OSError) -> str:
     """An `OSError` in words for a person: the file(s) it names, then the errno's meaning
     (`/srv/app/.env: No space left on device`), never Python's `[Errno 28] ...` form."""
+    reason = os_error_reason(error)
+    names = [_file_name(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def os_error_reason(error: OSError) -> str:
+    """The errno's meaning alone (`No space left on device`), for a message that names the file
+    itself."""
     reason = error.strerror
     if not reason and error.errno:
         reason = os.strerror(error.errno)
-    if not reason:
-        reason = str(error) or type(error).__name__
-    names = [_file_name(name) for name in (error.filename, error.filename2) if name is not None]
-    return f"{' -> '.join(names)}: {reason}" if names else reason
+    return reason or str(error) or type(error).__name__
 
 
 def _file_name(name: object) -> str:

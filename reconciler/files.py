@@ -32,7 +32,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from reconciler.errors import ApplyError, InputError, Location
+from reconciler.errors import ApplyError, InputError, Location, os_error_reason
 
 __all__ = [
     "CAPS",
@@ -107,7 +107,7 @@ def _reason(error: OSError) -> str:
         return "symlink loop (too many levels of symbolic links)"
     if error.errno == errno.ENAMETOOLONG:
         return "file name too long"
-    return error.strerror or str(error)
+    return os_error_reason(error)
 
 
 def _nul_free(path: Path, kind: str) -> None:

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.errors import LockError, LockHeldError
+from reconciler.errors import LockError, LockHeldError, os_error_reason
 from reconciler.logs import get_logger
 
 __all__ = [
@@ -139,7 +139,7 @@ def _open_lock_file(directory: Path, path: Path, *, strict: bool) -> int:
         _check_file(path, os.fstat(fd))
     except OSError as error:
         os.close(fd)
-        raise LockError(f"lock file {path}: {_reason(error)}") from error
+        raise LockError(f"lock file {path}: {os_error_reason(error)}") from error
     except LockError:
         os.close(fd)
         raise
@@ -161,7 +161,7 @@ def _open_directory(directory: Path, *, strict: bool) -> int:
         _check_directory(directory, info, strict=strict)
     except OSError as error:
         os.close(fd)
-        raise LockError(f"lock directory {directory}: {_reason(error)}") from error
+        raise LockError(f"lock directory {directory}: {os_error_reason(error)}") from error
     except LockError:
         os.close(fd)
         raise
@@ -175,7 +175,7 @@ def _make_directory(directory: Path) -> bool:
     except FileExistsError:
         return False  # whatever is there is checked once opened
     except OSError as error:
-        raise LockError(f"lock directory {directory}: {_reason(error)}") from error
+        raise LockError(f"lock directory {directory}: {os_error_reason(error)}") from error
     return True
 
 
@@ -221,11 +221,7 @@ def _open_reason(error: OSError, path: Path) -> str:
         return "is a symlink (never followed)"
     if error.errno == errno.ENOTDIR and mode is not None and not stat.S_ISDIR(mode):
         return "is not a directory"
-    return _reason(error)
-
-
-def _reason(error: OSError) -> str:
-    return error.strerror or str(error)
+    return os_error_reason(error)
 
 
 def _acquire(
@@ -253,7 +249,7 @@ def _acquire(
                 ) from None
             sleep(0.2)
         except OSError as error:  # not held elsewhere: flock itself failed (ENOLCK, say)
-            raise LockError(f"lock file {path}: {_reason(error)}") from error
+            raise LockError(f"lock file {path}: {os_error_reason(error)}") from error
 
 
 def _record_holder(fd: int, path: Path, project: str) -> None:
@@ -269,7 +265,9 @@ def _record_holder(fd: int, path: Path, project: str) -> None:
     try:
         _write(fd, json.dumps(holder))
     except OSError as error:  # a full disk, say
-        raise LockError(f"lock file {path}: cannot record the holder: {_reason(error)}") from error
+        raise LockError(
+            f"lock file {path}: cannot record the holder: {os_error_reason(error)}"
+        ) from error
 
 
 def _clear_holder(fd: int, path: Path) -> None:
@@ -278,7 +276,7 @@ def _clear_holder(fd: int, path: Path) -> None:
         _write(fd, "")
     except OSError as error:
         _log.warning(
-            "could not clear the lock's holder record", path=str(path), error=_reason(error)
+            "could not clear the lock's holder record", path=str(path), error=os_error_reason(error)
         )
 
 
@@ -287,7 +285,9 @@ def _read_holder(fd: int, path: Path) -> dict[str, object]:
         os.lseek(fd, 0, os.SEEK_SET)
         raw = os.read(fd, 4096)
     except OSError as error:
-        raise LockError(f"lock file {path}: cannot read the holder: {_reason(error)}") from error
+        raise LockError(
+            f"lock file {path}: cannot read the holder: {os_error_reason(error)}"
+        ) from error
     try:
         data = json.loads(raw) if raw.strip() else {}
     except ValueError:

@@ -534,7 +534,7 @@ def _record_inputs(state: State, facts: object | None) -> None:
     except (OSError, ReconcilerError) as error:  # a full disk: FileWriteError
         _log.warning(
             "cannot record input digests; file drift of these containers goes unseen",
-            error=os_error_text(error) if isinstance(error, OSError) else str(error),
+            error=describe(error),
         )
 
 

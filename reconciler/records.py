@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from reconciler.errors import InputError, ReconcilerError, RecordError
+from reconciler.errors import InputError, ReconcilerError, RecordError, os_error_reason
 from reconciler.files import FileWriteError, decode_utf8, read_bytes, write_atomic
 from reconciler.logs import get_logger
 
@@ -225,7 +225,7 @@ def _bytes(path: Path, what: str, *, cap: int | None = None) -> bytes | None:
     except InputError as error:
         _ignored(path, what, _described(error), special=_special(path))
     except OSError as error:  # the reader turns OSErrors into InputErrors; belt and braces
-        _ignored(path, what, error.strerror or str(error))
+        _ignored(path, what, os_error_reason(error))
     return None
 
 
@@ -300,7 +300,7 @@ def _attempt(path: Path, data: bytes, mode: int) -> str | None:
     except FileWriteError as error:  # disk full, read-only
         return error.reason
     except OSError as error:  # the directory cannot be made
-        return error.strerror or str(error)
+        return os_error_reason(error)
     except ReconcilerError as error:
         return str(error)
     _forget(path)
