@@ -27,7 +27,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reconciler.baseline import Comparison, RunRecord, load_record
     from reconciler.docker.adapter import DockerAdapter, DockerCall, ExecResult
     from reconciler.docker.retry import RetryPolicy
     from reconciler.errors import (
@@ -49,11 +48,10 @@ if TYPE_CHECKING:
         StopRequested,
         TransientDockerError,
     )
-    from reconciler.fleet import FleetPlan, FleetResult, apply_fleet, plan_fleet
-    from reconciler.fleet_file import Fleet, is_fleet_file, load_fleet
-    from reconciler.interrupt import StopToken
     from reconciler.plans import STEP_ORDER, Action, Change, InSync, Plan, Step
-    from reconciler.reconcile import (
+    from reconciler.reconcile.baseline import Comparison, RunRecord, load_record
+    from reconciler.reconcile.fleet import FleetPlan, FleetResult, apply_fleet, plan_fleet
+    from reconciler.reconcile.loop import (
         ApplyResult,
         apply,
         apply_plan,
@@ -63,16 +61,18 @@ if TYPE_CHECKING:
         save_plan,
         select_steps,
     )
-    from reconciler.saved_plan import SavedPlan, is_plan_file, load_plan
+    from reconciler.reconcile.saved_plan import SavedPlan, is_plan_file, load_plan
+    from reconciler.reconcile.validate import ValidationResult, validate
+    from reconciler.runtime.interrupt import StopToken
     from reconciler.state import State, load_state
+    from reconciler.state.fleet import Fleet, is_fleet_file, load_fleet
     from reconciler.steps.checks import CaseResult, CheckResult
-    from reconciler.validation import ValidationResult, validate
 
 _WHERE = {
-    "Comparison": "reconciler.baseline",
-    "RunRecord": "reconciler.baseline",
-    "load_record": "reconciler.baseline",
-    "compare_observed": "reconciler.reconcile",
+    "Comparison": "reconciler.reconcile.baseline",
+    "RunRecord": "reconciler.reconcile.baseline",
+    "load_record": "reconciler.reconcile.baseline",
+    "compare_observed": "reconciler.reconcile.loop",
     "CaseResult": "reconciler.steps.checks",
     "DockerAdapter": "reconciler.docker.adapter",
     "DockerCall": "reconciler.docker.adapter",
@@ -94,36 +94,36 @@ _WHERE = {
     "PlanFileError": "reconciler.errors",
     "StalePlanError": "reconciler.errors",
     "StopRequested": "reconciler.errors",
-    "StopToken": "reconciler.interrupt",
-    "Fleet": "reconciler.fleet_file",
-    "is_fleet_file": "reconciler.fleet_file",
-    "load_fleet": "reconciler.fleet_file",
-    "FleetPlan": "reconciler.fleet",
-    "FleetResult": "reconciler.fleet",
-    "apply_fleet": "reconciler.fleet",
-    "plan_fleet": "reconciler.fleet",
+    "StopToken": "reconciler.runtime.interrupt",
+    "Fleet": "reconciler.state.fleet",
+    "is_fleet_file": "reconciler.state.fleet",
+    "load_fleet": "reconciler.state.fleet",
+    "FleetPlan": "reconciler.reconcile.fleet",
+    "FleetResult": "reconciler.reconcile.fleet",
+    "apply_fleet": "reconciler.reconcile.fleet",
+    "plan_fleet": "reconciler.reconcile.fleet",
     "STEP_ORDER": "reconciler.plans",
     "Change": "reconciler.plans",
     "InSync": "reconciler.plans",
     "Plan": "reconciler.plans",
     "Step": "reconciler.plans",
     "Action": "reconciler.plans",
-    "ApplyResult": "reconciler.reconcile",
+    "ApplyResult": "reconciler.reconcile.loop",
     "CheckFailedError": "reconciler.errors",
-    "apply": "reconciler.reconcile",
-    "down": "reconciler.reconcile",
-    "plan": "reconciler.reconcile",
-    "select_steps": "reconciler.reconcile",
-    "save_plan": "reconciler.reconcile",
-    "apply_plan": "reconciler.reconcile",
-    "SavedPlan": "reconciler.saved_plan",
-    "is_plan_file": "reconciler.saved_plan",
-    "load_plan": "reconciler.saved_plan",
+    "apply": "reconciler.reconcile.loop",
+    "down": "reconciler.reconcile.loop",
+    "plan": "reconciler.reconcile.loop",
+    "select_steps": "reconciler.reconcile.loop",
+    "save_plan": "reconciler.reconcile.loop",
+    "apply_plan": "reconciler.reconcile.loop",
+    "SavedPlan": "reconciler.reconcile.saved_plan",
+    "is_plan_file": "reconciler.reconcile.saved_plan",
+    "load_plan": "reconciler.reconcile.saved_plan",
     "State": "reconciler.state",
     "load_state": "reconciler.state",
     "CheckResult": "reconciler.steps.checks",
-    "ValidationResult": "reconciler.validation",
-    "validate": "reconciler.validation",
+    "ValidationResult": "reconciler.reconcile.validate",
+    "validate": "reconciler.reconcile.validate",
 }
 
 __all__ = [

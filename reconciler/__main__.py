@@ -20,7 +20,7 @@ import gc  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from reconciler.interrupt import StopToken, install_handlers  # noqa: E402
+from reconciler.runtime.interrupt import StopToken, install_handlers  # noqa: E402
 
 stop = StopToken()
 install_handlers(stop)
@@ -39,7 +39,7 @@ gc.disable()
 _hidden = "rich" not in sys.modules
 if _hidden:
     sys.modules["rich"] = None  # type: ignore[assignment]
-from reconciler.cli import main  # noqa: E402 - after the handlers, on purpose
+from reconciler.cli.main import main  # noqa: E402 - after the handlers, on purpose
 
 if _hidden:
     del sys.modules["rich"]

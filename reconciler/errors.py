@@ -1,6 +1,6 @@
 """The one error hierarchy of reconciler.
 
-Every module raises one of these; the CLI (`reconciler.cli`) maps them to exit codes in one
+Every module raises one of these; the CLI (`reconciler.cli.main`) maps them to exit codes in one
 place. Errors that wrap a third-party exception keep it as `__cause__`.
 """
 
@@ -164,7 +164,7 @@ class PlanFileError(InputError):
 class RecordError(ReconcilerError):
     """A record whose use outlives the run (this machine's key for plan files) cannot be kept.
 
-    Every other record only warns (`reconciler.records`): a run goes on without it.
+    Every other record only warns (`reconciler.runtime.records`): a run goes on without it.
     """
 
 

@@ -96,7 +96,7 @@ def _fresh_logging() -> Iterator[None]:
 def _private_state_dirs(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Input-digest records (`reconciler.inputs`) go to a per-test directory, not ~/.local/state;
+    """Input-digest records (`reconciler.observe.inputs`) go to a per-test directory, not ~/.local/state;
     so do project locks: two test runs side by side (a CI clone and a working tree) used the
     same machine-wide lock directory, and one run's bad-input cases (all of project `case`)
     found the other's locks held and exited 1 instead of 3."""

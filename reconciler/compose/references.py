@@ -8,7 +8,7 @@ a variable of the same name (`- VAR`, `VAR:` with no value), what a same-file `e
 inherits, and the top-level `configs:` and `secrets:` entries the service uses (their
 content, file or `environment:` variable, which compose's config hash does not cover).
 Top-level networks and volumes are not followed: compose does not recreate a container
-when they change. Pure, over text; `reconciler.planned` uses it to tell which services an
+when they change. Pure, over text; `reconciler.observe.planned` uses it to tell which services an
 env-file edit changes, and how.
 """
 

@@ -26,7 +26,6 @@ from python_on_whales.components.container.models import ContainerInspectResult
 from python_on_whales.components.service.models import ServiceInspectResult
 from python_on_whales.components.task.models import TaskInspectResult
 
-from reconciler import processes
 from reconciler.docker.errors import classify, is_ssh_fault, killed
 from reconciler.docker.facts import (
     BuildConfig,
@@ -50,12 +49,13 @@ from reconciler.errors import (
     PermanentDockerError,
     RegistryError,
 )
-from reconciler.files import read_bytes
-from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
-from reconciler.processes import Background, Finished, OnStop, ProcessTimeout
-from reconciler.project import project_name
+from reconciler.runtime import processes
+from reconciler.runtime.files import read_bytes
+from reconciler.runtime.interrupt import StopToken
+from reconciler.runtime.processes import Background, Finished, OnStop, ProcessTimeout
 from reconciler.state.engine import Engine
+from reconciler.state.project import project_name
 
 __all__ = [
     "DockerAdapter",
@@ -88,7 +88,7 @@ class DockerCall:
 
     argv: tuple[str, ...]
     mutating: bool
-    # The engine lock's own calls (`reconciler.engine_lock`): its create changes the engine,
+    # The engine lock's own calls (`reconciler.locks.engine`): its create changes the engine,
     # never the project, so `mutating_calls` leaves them out.
     engine_lock: bool = False
 
@@ -330,7 +330,7 @@ class DockerAdapter:
 
     @property
     def project_name(self) -> str:
-        """The compose project name, by compose's own rules (`reconciler.project`)."""
+        """The compose project name, by compose's own rules (`reconciler.state.project`)."""
         return project_name(self.compose_file, self.project)
 
     def images(self, references: Iterable[str], *, local: bool = False) -> dict[str, ImageFacts]:
@@ -577,7 +577,7 @@ class DockerAdapter:
         argv += ["--volumes"] if volumes else []
         self._call(argv, mutating=True, timeout=_UP_TIMEOUT, compose=True)
 
-    # ---- the engine lock (reconciler.engine_lock) ------------------------------------------
+    # ---- the engine lock (reconciler.locks.engine) ------------------------------------------
 
     def engine_endpoint(self) -> str:
         """The URL of the engine the calls reach, as the docker CLI resolves it: the state's URL;
@@ -763,7 +763,7 @@ class DockerAdapter:
         stdin: str | None = None,
         engine_lock: bool = False,
     ) -> Finished:
-        """Run one docker CLI command through `reconciler.processes`, retrying what is safe.
+        """Run one docker CLI command through `reconciler.runtime.processes`, retrying what is safe.
 
         A `compose` call gets the state's secrets in its environment (compose interpolates
         the whole file for every command); `env` adds more variables; `stdin` is written to

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler.errors import DockerError, PermanentDockerError, TransientDockerError
-from reconciler.processes import exit_text
+from reconciler.runtime.processes import exit_text
 
 __all__ = [
     "SSH_PERMANENT_PATTERNS",

@@ -73,7 +73,7 @@ class InputSource:
 @dataclass(frozen=True)
 class ChangedValue:
     """A value of a service that compose interpolates and that the env-file edits the
-    compose-file step plans will change (`reconciler.planned`)."""
+    compose-file step plans will change (`reconciler.observe.planned`)."""
 
     where: str  # its key path in the service ("environment.MODE"), or "configs.NAME.content"
     variables: tuple[str, ...]  # the variables whose new value changes it

@@ -25,8 +25,8 @@ from tenacity import (
 )
 
 from reconciler.errors import TransientDockerError
-from reconciler.interrupt import StopToken
 from reconciler.logs import get_logger
+from reconciler.runtime.interrupt import StopToken
 
 __all__ = ["NOTHING_RAN_PATTERNS", "ReadAbandoned", "RetryPolicy", "nothing_ran", "retrying"]
 

@@ -32,7 +32,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.parser import RoundTripParser
 
 from reconciler.errors import InputError, Location
-from reconciler.files import decode_utf8, file_kind, read_text
+from reconciler.runtime.files import decode_utf8, file_kind, read_text
 from reconciler.state.model import EXTENSION_PREFIX, FileSpec, State, file_format
 from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
 from reconciler.state.paths import parse_path

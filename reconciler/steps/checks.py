@@ -24,17 +24,17 @@ from typing import Any
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ImageFacts
 from reconciler.errors import DockerError
-from reconciler.facts import ChecksFacts, Snapshot
 from reconciler.logs import get_logger
+from reconciler.observe.facts import ChecksFacts, Snapshot
 from reconciler.plans import Change, InSync, Plan, Step
-from reconciler.probes import Failed, NotYet
-from reconciler.probes import command as host_command
-from reconciler.probes import logs as service_logs
-from reconciler.probes.junit import CaseResult
-from reconciler.secrets import Secrets
+from reconciler.secrets.redact import Secrets
 from reconciler.state import State
 from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
 from reconciler.steps.contract import StepDefinition
+from reconciler.steps.probes import Failed, NotYet
+from reconciler.steps.probes import command as host_command
+from reconciler.steps.probes import logs as service_logs
+from reconciler.steps.probes.junit import CaseResult
 
 __all__ = [
     "STEP",

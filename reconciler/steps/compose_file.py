@@ -3,7 +3,7 @@ verified splices, keep the dotenv files the state names (`files:`, and the env f
 interpolated image's tag), and bring the state's other `files:` to what it declares.
 
 `observe` takes the texts from the snapshot (`ComposeFileFacts`); `diff` is pure (texts in,
-changes out) using `reconciler.compose.edit`, `compose.yaml_set`, `reconciler.env_files` and
+changes out) using `reconciler.compose.edit`, `compose.yaml_set`, `reconciler.observe.env_files` and
 `managed_files`; `apply` writes the new bytes atomically (temp file in the same directory,
 fsync, rename, mode kept or set as declared), one file at a time, and when one fails says
 which changes the files before it made (`StepIncomplete`); `roll_back` puts back exactly the
@@ -22,12 +22,11 @@ from pathlib import Path
 from reconciler.compose.edit import pin_images
 from reconciler.compose.yaml_set import ValueEdit, pin_environment, set_values
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.env_files import FileEdits, plan_file_edits
 from reconciler.errors import ApplyError, describe
-from reconciler.facts import ComposeFileFacts, Snapshot
-from reconciler.files import read_optional_bytes, write_atomic
 from reconciler.logs import get_logger
-from reconciler.managed_files import (
+from reconciler.observe.env_files import FileEdits, plan_file_edits
+from reconciler.observe.facts import ComposeFileFacts, Snapshot
+from reconciler.observe.managed_files import (
     DesiredFile,
     ObservedFile,
     desired_file,
@@ -35,9 +34,10 @@ from reconciler.managed_files import (
     observe_file,
     read_managed,
 )
-from reconciler.observe import read_compose_text, read_env_texts
+from reconciler.observe.snapshot import read_compose_text, read_env_texts
 from reconciler.plans import Action, Change, InSync, Plan, Step
-from reconciler.secrets import MASK, Secrets, TextFormat, looks_secret, text_format
+from reconciler.runtime.files import read_optional_bytes, write_atomic
+from reconciler.secrets.redact import MASK, Secrets, TextFormat, looks_secret, text_format
 from reconciler.state import State
 from reconciler.state.model import FileSpec
 from reconciler.state.paths import YamlPath, format_path, parse_path
@@ -509,7 +509,7 @@ def unified_diff(
 
     The lines are compared as they are (a changed secret is a changed line) but shown as
     `masks.mask_lines` masks each text, by meaning in its format `fmt` (see
-    `reconciler.secrets`): a JSON or flow-style YAML value is masked although its line has no
+    `reconciler.secrets.redact`): a JSON or flow-style YAML value is masked although its line has no
     `KEY: value` shape. The values found are registered with `masks`.
     """
     old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)

@@ -1,6 +1,6 @@
 """The one shape every step has, and how the reconcile loop sees it.
 
-A step module holds its own facts type `F` (a frozen dataclass in `reconciler.facts`) and
+A step module holds its own facts type `F` (a frozen dataclass in `reconciler.observe.facts`) and
 three functions:
 
 - `observe(state, snapshot, adapter) -> F`: projects the step's facts from the shared
@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ReconcilerError
-from reconciler.facts import Snapshot
+from reconciler.observe.facts import Snapshot
 from reconciler.plans import Change, Plan, Step
 from reconciler.state import State
 

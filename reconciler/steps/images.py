@@ -22,14 +22,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from reconciler import rootfs, wheelhouse
-from reconciler.build_context import DIGEST_LABEL
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts, registry_host
 from reconciler.errors import RegistryError
-from reconciler.facts import ImagesFacts, ImageSource, Snapshot
+from reconciler.images import rootfs, wheelhouse
+from reconciler.images.build_context import DIGEST_LABEL
 from reconciler.logs import get_logger
-from reconciler.observe import edited_files, pull_policy, wanted_digests
+from reconciler.observe.facts import ImagesFacts, ImageSource, Snapshot
+from reconciler.observe.snapshot import edited_files, pull_policy, wanted_digests
 from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition

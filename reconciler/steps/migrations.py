@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
-from reconciler.facts import MigrationsFacts, MigrationStatus, Snapshot
 from reconciler.logs import get_logger
-from reconciler.observe import migration_status, observe_migrations, tail
+from reconciler.observe.facts import MigrationsFacts, MigrationStatus, Snapshot
+from reconciler.observe.snapshot import migration_status, observe_migrations, tail
 from reconciler.plans import Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition

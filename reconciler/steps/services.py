@@ -6,10 +6,10 @@ points to, or unhealthy. The label is compared with both `config --hash` and com
 its resolved model (`ServicesFacts.config_current`): compose < 5.5.0 leaves `env_file` out of
 the former, so a service with an env file would otherwise never converge. Beyond compose: a
 bind-mounted file or directory, an `env_file` or a `configs:` file whose content changed since
-the container was created (digests recorded per container, `reconciler.inputs`) is drift too,
-fixed by a forced recreate of that service alone; so is a service reading a file that the
+the container was created (digests recorded per container, `reconciler.observe.inputs`) is drift
+too, fixed by a forced recreate of that service alone; so is a service reading a file that the
 compose-file step rewrites in this run (`Change.writes`). compose's model here is the one the
-compose-file step's env-file edits will leave (`reconciler.planned`): a service with a value
+compose-file step's env-file edits will leave (`reconciler.observe.planned`): a service with a value
 those edits change (`ServiceConfig.edited`) is recreated in the same plan, naming the
 variables. `observe` projects compose's model, the hashes, containers and images from the
 snapshot, and reads the inputs' digests; `diff` is pure.
@@ -28,13 +28,13 @@ from pathlib import Path
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, ServiceConfig
 from reconciler.errors import HealthTimeoutError, PermanentDockerError
-from reconciler.facts import Readiness, ServicesFacts, Snapshot, StackFacts
-from reconciler.inputs import read_record, record_path, service_digests, write_record
 from reconciler.logs import get_logger
-from reconciler.observe import activating, desired_images, pulls_always
-from reconciler.planned import edited_reason
+from reconciler.observe.facts import Readiness, ServicesFacts, Snapshot, StackFacts
+from reconciler.observe.inputs import read_record, record_path, service_digests, write_record
+from reconciler.observe.planned import edited_reason
+from reconciler.observe.snapshot import activating, desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
-from reconciler.secret_store import SecretRecords, keyed_hash
+from reconciler.secrets.store import SecretRecords, keyed_hash
 from reconciler.state import State
 from reconciler.steps import stack
 from reconciler.steps.contract import StepDefinition

@@ -22,14 +22,14 @@ import json
 import time
 from collections.abc import Callable, Collection, Mapping
 
-from reconciler.config_hashes import config_hashes
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import SwarmService, SwarmTask, normalize_reference
 from reconciler.errors import ApplyError, DockerError, HealthTimeoutError
-from reconciler.facts import Readiness, Snapshot, StackFacts
 from reconciler.logs import get_logger
-from reconciler.observe import desired_images, pulls_always
-from reconciler.planned import edited_reason
+from reconciler.observe.config_hashes import config_hashes
+from reconciler.observe.facts import Readiness, Snapshot, StackFacts
+from reconciler.observe.planned import edited_reason
+from reconciler.observe.snapshot import desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.state import State
 from reconciler.steps.waits import EngineSilence

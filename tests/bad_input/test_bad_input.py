@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 CORPUS: dict[str, Any] = YAML(typ="safe", pure=True).load(
     (Path(__file__).parent / "cases.yaml").read_text()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import reconciler
-from reconciler.reconcile import make_adapter
+from reconciler.reconcile.loop import make_adapter
 from tests.conftest import make_stack, remove_stack
 from tests.e2e.test_call_counts import down, write_fleet
 

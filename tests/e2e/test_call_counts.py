@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import reconciler
-from reconciler.reconcile import make_adapter
+from reconciler.reconcile.loop import make_adapter
 from tests.conftest import BUSYBOX, STACK
 
 pytestmark = pytest.mark.docker

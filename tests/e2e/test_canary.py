@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 import reconciler
-from reconciler import wheelhouse
-from reconciler.interrupt import StopToken
-from reconciler.reconcile import make_adapter
+from reconciler.images import wheelhouse
+from reconciler.reconcile.loop import make_adapter
+from reconciler.runtime.interrupt import StopToken
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.docker

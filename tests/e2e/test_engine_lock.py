@@ -1,4 +1,4 @@
-"""End to end: the apply lock held BY a remote engine (reconciler.engine_lock), over real ssh.
+"""End to end: the apply lock held BY a remote engine (reconciler.locks.engine), over real ssh.
 
 Applies are held open deterministically by a gate of the test's own: the state's migration
 (`apply: dd if=/gate/fifo`) blocks reading a FIFO baked into the stack's image until the test
@@ -29,8 +29,8 @@ import pytest
 from ruamel.yaml import YAML
 
 import reconciler
-from reconciler import reconcile
-from reconciler.engine_lock import LOCK_IMAGE, lock_container_name
+from reconciler.locks.engine import LOCK_IMAGE, lock_container_name
+from reconciler.reconcile import loop as reconcile
 from tests.conftest import RECONCILER, Stack, make_stack, remove_stack, run_cli
 from tests.e2e.sshd_front import SshdFront
 

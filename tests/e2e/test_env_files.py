@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import reconciler
-from reconciler.reconcile import make_adapter
+from reconciler.reconcile.loop import make_adapter
 from tests.conftest import Stack, run_cli
 from tests.e2e.test_idempotence import container_ids
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import reconciler
-from reconciler.build_context import DIGEST_LABEL
-from reconciler.rootfs import rootfs_digest
+from reconciler.images.build_context import DIGEST_LABEL
+from reconciler.images.rootfs import rootfs_digest
 from tests.conftest import BUSYBOX, run_cli
 
 pytestmark = pytest.mark.docker

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import reconciler
-from reconciler.reconcile import make_adapter
+from reconciler.reconcile.loop import make_adapter
 from reconciler.state import load_state
 from tests.conftest import BUSYBOX, REPO, run_cli
 

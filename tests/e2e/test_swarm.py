@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import reconciler
-from reconciler.reconcile import make_adapter
+from reconciler.reconcile.loop import make_adapter
 from tests.conftest import Stack, make_stack, run_cli
 
 pytestmark = pytest.mark.docker

@@ -3,7 +3,7 @@ group with a timeout (a hang is killed and reported) and memory and file-size li
 /dev/zero must not take the machine down with it).
 
 By default a child is forked from the test process, which has reconciler imported already, and
-calls `reconciler.cli.main` as `python -m reconciler` does (its own signal handlers, environment,
+calls `reconciler.cli.main.main` as `python -m reconciler` does (its own signal handlers, environment,
 directory and standard streams): about 0.3 s of interpreter start and imports saved per run, so
 the corpus fits the fast suite. `EDGES_EXEC=1` (set by `make test`) runs each case through a new
 `python -m reconciler` instead, exactly as a user does."""
@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.cli import main
-from reconciler.interrupt import StopToken, install_handlers
+from reconciler.cli.main import main
+from reconciler.runtime.interrupt import StopToken, install_handlers
 
 __all__ = ["HANG_BOUND_SECONDS", "TIMEOUT_SECONDS", "Outcome", "Run", "run_all"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.saved_plan import body_digest
+from reconciler.reconcile.saved_plan import body_digest
 from tests.edges.layout import Tree, expand, lay_out, snapshot
 from tests.edges.runner import HANG_BOUND_SECONDS, TIMEOUT_SECONDS, Outcome, Run, run_all
 

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 from tests.edges.layout import snapshot
 
 # 100 generated inputs in the fast suite (about 2 s); `make test` asks for 1000 (EDGES_EXAMPLES).

@@ -23,7 +23,7 @@ from reconciler.docker.facts import (
     SwarmTask,
 )
 from reconciler.errors import InputError, RegistryError
-from reconciler.facts import (
+from reconciler.observe.facts import (
     ChecksFacts,
     ComposeFileFacts,
     ImagesFacts,
@@ -32,17 +32,17 @@ from reconciler.facts import (
     ServicesFacts,
     StackFacts,
 )
-from reconciler.inputs import InputDigest
-from reconciler.managed_files import ObservedFile
-from reconciler.observe import (
+from reconciler.observe.inputs import InputDigest
+from reconciler.observe.managed_files import ObservedFile
+from reconciler.observe.planned import planned_model
+from reconciler.observe.snapshot import (
     DOCKER_STEPS,
     check_active_services,
     check_compose_services,
     image_sources,
 )
-from reconciler.planned import planned_model
 from reconciler.plans import Action, Plan, Step
-from reconciler.reconcile import diff
+from reconciler.reconcile.loop import diff
 from reconciler.state import State
 from reconciler.state.model import ComposeSpec, WheelhouseSpec
 from reconciler.steps.stack import CONFIG_HASH_LABEL, IMAGE_ID_LABEL

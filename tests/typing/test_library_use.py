@@ -61,10 +61,10 @@ def test_every_public_name_resolves() -> None:
 
 def test_plan_stays_the_function_after_submodule_imports() -> None:
     """Importing any submodule never replaces reconciler.plan (the function) by a module."""
-    for module in ("reconciler.plans", "reconciler.reconcile", "reconciler.steps.checks"):
+    for module in ("reconciler.plans", "reconciler.reconcile.loop", "reconciler.steps.checks"):
         importlib.import_module(module)
     assert callable(reconciler.plan)
-    assert reconciler.plan is sys.modules["reconciler.reconcile"].plan
+    assert reconciler.plan is sys.modules["reconciler.reconcile.loop"].plan
 
 
 def test_importing_the_package_is_light() -> None:

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from reconciler import reconcile
-from reconciler.cli import _error_text, _printable_values, main, printable
+from reconciler.cli.main import _error_text, _printable_values, main, printable
 from reconciler.docker.adapter import manifest_digest
 from reconciler.errors import HealthTimeoutError, InputError, PermanentDockerError, PlanFileError
-from reconciler.saved_plan import body_digest, is_plan_file, load_plan
-from reconciler.secrets import Secrets
+from reconciler.reconcile import loop as reconcile
+from reconciler.reconcile.saved_plan import body_digest, is_plan_file, load_plan
+from reconciler.secrets.redact import Secrets
 from reconciler.state import load_state
 from reconciler.state.engine import parse_engine
 from reconciler.state.model import valid_image_reference

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.build_context import context_digest
 from reconciler.docker.facts import BuildConfig
+from reconciler.images.build_context import context_digest
 
 
 def _context(root: Path) -> BuildConfig:

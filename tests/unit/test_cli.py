@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 
 def test_bad_arguments_exit_3(capsys: pytest.CaptureFixture[str]) -> None:

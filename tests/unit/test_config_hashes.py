@@ -1,5 +1,5 @@
 """compose's config hashes are asked once per model, then remembered under a digest of
-everything they depend on (`reconciler.config_hashes`); a remembered hash a container's label
+everything they depend on (`reconciler.observe.config_hashes`); a remembered hash a container's label
 contradicts is asked again, never trusted over compose."""
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler import processes, reconcile
-from reconciler.config_hashes import config_hashes, hashes_path
 from reconciler.docker import adapter as adapter_module
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, ServiceConfig
-from reconciler.processes import Finished
+from reconciler.observe.config_hashes import config_hashes, hashes_path
+from reconciler.reconcile import loop as reconcile
+from reconciler.runtime import processes
+from reconciler.runtime.processes import Finished
 from reconciler.state import load_state
 from tests.facts import fake_docker
 from tests.facts.fake_docker import compose_plugin

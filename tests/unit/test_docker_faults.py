@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import processes
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.errors import command_name
 from reconciler.docker.facts import BuildConfig, ComposeConfig
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import InputError, PermanentDockerError, StopRequested, TransientDockerError
-from reconciler.facts import ChecksFacts
-from reconciler.interrupt import StopToken
-from reconciler.processes import exit_text
+from reconciler.observe.facts import ChecksFacts
+from reconciler.runtime import processes
+from reconciler.runtime.interrupt import StopToken
+from reconciler.runtime.processes import exit_text
 from reconciler.state import State
 from reconciler.steps import checks
 from tests.facts.fake_docker import first_on_path

@@ -1,4 +1,4 @@
-"""The engine lock's logic (reconciler.engine_lock) on a fake engine, and the adapter's lock
+"""The engine lock's logic (reconciler.locks.engine) on a fake engine, and the adapter's lock
 calls on a fake docker CLI: held -> refused naming the holder; stale -> taken over; released on
 error; the create never retried."""
 
@@ -15,15 +15,7 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler import processes, reconcile
 from reconciler.docker.adapter import DockerAdapter, LockFacts, LockImageMissing, LockNameInUse
-from reconciler.engine_lock import (
-    LOCK_IMAGE,
-    STARTING_GRACE,
-    engine_lock,
-    is_remote,
-    lock_container_name,
-)
 from reconciler.errors import (
     ApplyError,
     LockHeldError,
@@ -32,7 +24,16 @@ from reconciler.errors import (
     StopRequested,
     TransientDockerError,
 )
-from reconciler.interrupt import StopToken
+from reconciler.locks.engine import (
+    LOCK_IMAGE,
+    STARTING_GRACE,
+    engine_lock,
+    is_remote,
+    lock_container_name,
+)
+from reconciler.reconcile import loop as reconcile
+from reconciler.runtime import processes
+from reconciler.runtime.interrupt import StopToken
 from reconciler.state.engine import parse_engine
 
 ENGINE = "ssh://deploy@core.example"

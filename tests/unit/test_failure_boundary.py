@@ -10,14 +10,14 @@ import pytest
 import structlog
 
 import reconciler
-from reconciler import reconcile
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.docker.facts import ComposeConfig
 from reconciler.errors import ApplyError, InternalError, os_error_text
-from reconciler.facts import ServicesFacts
-from reconciler.files import FileWriteError
-from reconciler.lock import project_lock
+from reconciler.locks.local import project_lock
+from reconciler.observe.facts import ServicesFacts
 from reconciler.plans import Step
+from reconciler.reconcile import loop as reconcile
+from reconciler.runtime.files import FileWriteError
 from reconciler.state import State
 
 
@@ -93,7 +93,7 @@ def test_held_lock_is_a_failed_result_not_an_exception(
     """A lock held by another apply comes back as a failed result (exit 1), like any failure."""
     monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "locks"))
     state = reconciler.load_state(write_pin(tmp_path))
-    with project_lock(reconciler.reconcile.lock_name(state)):
+    with project_lock(reconciler.reconcile.loop.lock_name(state)):
         result = reconciler.apply(state, steps=(Step.COMPOSE_FILE,))
     assert isinstance(result.error, reconciler.LockHeldError)
     assert result.error.exit_code == 1
@@ -150,7 +150,7 @@ def test_cli_names_the_file_of_an_os_error_that_reaches_it(
     def failing(*args: object, **kwargs: object) -> int:
         raise OSError(errno.EROFS, "Read-only file system", "/srv/reports/r.md")
 
-    monkeypatch.setattr("reconciler.cli._run", failing)
+    monkeypatch.setattr("reconciler.cli.main._run", failing)
     assert main(["apply", str(state), "--only", "compose-file"]) == 1
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
@@ -170,8 +170,8 @@ def test_a_bug_report_that_cannot_be_saved_still_reports_the_bug(
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", "/tmp/reconciler-bug-x.txt")
 
-    monkeypatch.setattr("reconciler.cli._run", broken)
-    monkeypatch.setattr("reconciler.cli.tempfile.NamedTemporaryFile", full)
+    monkeypatch.setattr("reconciler.cli.main._run", broken)
+    monkeypatch.setattr("reconciler.cli.main.tempfile.NamedTemporaryFile", full)
     assert main(["apply", str(state), "--only", "compose-file"]) == 1
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert line.startswith("error: internal error (a bug in reconciler): KeyError")

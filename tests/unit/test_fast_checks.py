@@ -17,7 +17,7 @@ import pytest
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts
-from reconciler.facts import ChecksFacts
+from reconciler.observe.facts import ChecksFacts
 from reconciler.plans import Plan, Step
 from reconciler.state import State, load_state
 from reconciler.steps import checks

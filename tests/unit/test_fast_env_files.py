@@ -8,7 +8,7 @@ from pathlib import Path
 
 import reconciler
 from reconciler.compose.dotenv import parse_dotenv
-from reconciler.env_files import env_file_values
+from reconciler.observe.env_files import env_file_values
 from reconciler.plans import Step
 
 COMPOSE = "services:\n  backend:\n    image: ghcr.io/kpiteira/ktrdr-backend:${IMAGE_TAG:-latest}\n"

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import processes
 from reconciler.docker.adapter import _parse_compose_config
 from reconciler.docker.facts import ContainerFacts, InputSource
-from reconciler.inputs import (
+from reconciler.observe.inputs import (
     InputDigest,
     env_file_sources,
     path_digest,
@@ -21,7 +20,8 @@ from reconciler.inputs import (
     service_digests,
     write_record,
 )
-from reconciler.interrupt import StopToken
+from reconciler.runtime import processes
+from reconciler.runtime.interrupt import StopToken
 
 
 def _tree(root: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The model as the compose-file step's env-file edits leave it (`reconciler.planned`), with no
+"""The model as the compose-file step's env-file edits leave it (`reconciler.observe.planned`), with no
 docker: every kind of value compose interpolates marks its service, with the variable and the
 key path; the values later steps read (image, build, scale, environment) take their new value."""
 
@@ -20,9 +20,9 @@ from reconciler.docker.facts import (
     ImageFacts,
     ServiceConfig,
 )
-from reconciler.interrupt import StopToken
-from reconciler.planned import planned_images, planned_model, referenced_variables
+from reconciler.observe.planned import planned_images, planned_model, referenced_variables
 from reconciler.plans import Action, Step
+from reconciler.runtime.interrupt import StopToken
 from reconciler.state import State
 from reconciler.state.model import ComposeSpec, FileSpec
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from reconciler import processes
 from reconciler.docker.adapter import DockerAdapter, _parse_compose_config
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, ServiceConfig
 from reconciler.errors import HealthTimeoutError, InputError
-from reconciler.observe import check_active_services
-from reconciler.processes import Finished
-from reconciler.reconcile import make_adapter
+from reconciler.observe.snapshot import check_active_services
+from reconciler.reconcile.loop import make_adapter
+from reconciler.runtime import processes
+from reconciler.runtime.processes import Finished
 from reconciler.state import State, load_state
 from reconciler.steps.services import ReadinessWatch, wait_until_ready
 from tests.facts.clock import FakeClock

@@ -16,7 +16,7 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter, _container_facts, _parse_compose_config
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError
-from reconciler.facts import ServicesFacts
+from reconciler.observe.facts import ServicesFacts
 from reconciler.plans import Plan
 from reconciler.state import State
 from reconciler.steps import services

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from reconciler.cli.report import junit_xml, markdown
 from reconciler.errors import ApplyError, CheckFailedError
 from reconciler.plans import Action, Change, InSync, Plan, Step
-from reconciler.reconcile import ApplyResult
-from reconciler.report import junit_xml, markdown
+from reconciler.reconcile.loop import ApplyResult
 from reconciler.steps.checks import CheckResult
 
 PASSING = CheckResult("API health is healthy", True, 'HTTP 200: {"status": "healthy"}', 0.4)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import reconcile
+from reconciler.cli.report import junit_xml
 from reconciler.errors import PermanentDockerError
 from reconciler.plans import Step
-from reconciler.reconcile import ApplyResult
-from reconciler.report import junit_xml
+from reconciler.reconcile import loop as reconcile
+from reconciler.reconcile.loop import ApplyResult
 from reconciler.state import load_state
 from tests.facts import fake_docker
 

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 import reconciler
-from reconciler import reconcile
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.errors import PlanFileError, StalePlanError
-from reconciler.facts import Snapshot
+from reconciler.observe.facts import Snapshot
 from reconciler.plans import STEP_ORDER, Step
-from reconciler.saved_plan import (
+from reconciler.reconcile import loop as reconcile
+from reconciler.reconcile.saved_plan import (
     FORMAT,
     VERSION,
     body_digest,

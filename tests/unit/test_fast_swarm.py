@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import pytest
 
-from reconciler import processes
 from reconciler.docker.adapter import DockerAdapter, _swarm_service, _swarm_task
 from reconciler.docker.facts import (
     ComposeConfig,
@@ -22,9 +21,10 @@ from reconciler.docker.facts import (
     SwarmTask,
 )
 from reconciler.errors import HealthTimeoutError
-from reconciler.facts import StackFacts
-from reconciler.interrupt import StopToken
+from reconciler.observe.facts import StackFacts
 from reconciler.plans import Action, Change, Step
+from reconciler.runtime import processes
+from reconciler.runtime.interrupt import StopToken
 from reconciler.state import State
 from reconciler.state.model import ComposeSpec, RegistrySpec, SecretSpec
 from reconciler.steps import stack

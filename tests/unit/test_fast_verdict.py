@@ -14,22 +14,22 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.baseline import CheckRecord, ImageRecord, RunRecord, compare, load_record
-from reconciler.cli import main
+from reconciler.cli.main import main
+from reconciler.cli.report import junit_xml, markdown
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, PublishedPort, ServiceConfig
 from reconciler.errors import InputError
-from reconciler.facts import ChecksFacts
-from reconciler.fleet_file import is_fleet_file, load_fleet
+from reconciler.observe.facts import ChecksFacts
 from reconciler.plans import Plan
-from reconciler.probes.junit import read_cases
-from reconciler.reconcile import ApplyResult
-from reconciler.report import junit_xml, markdown
-from reconciler.schema import fleet_schema, state_schema
-from reconciler.secrets import Secrets
+from reconciler.reconcile.baseline import CheckRecord, ImageRecord, RunRecord, compare, load_record
+from reconciler.reconcile.loop import ApplyResult
+from reconciler.secrets.redact import Secrets
 from reconciler.state import State, load_state
+from reconciler.state.fleet import is_fleet_file, load_fleet
 from reconciler.state.model import CompareSpec
+from reconciler.state.schema import fleet_schema, state_schema
 from reconciler.steps import checks
+from reconciler.steps.probes.junit import read_cases
 from tests.conftest import REPO
 from tests.facts.clock import FakeClock
 

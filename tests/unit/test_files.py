@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import InputError
-from reconciler.files import (
+from reconciler.runtime.files import (
     FileWriteError,
     check_output,
     read_bytes,

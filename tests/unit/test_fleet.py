@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 import reconciler
-from reconciler import reconcile
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.errors import InputError, LockHeldError
-from reconciler.fleet import FleetResult, TargetResult, apply_fleet, plan_fleet
-from reconciler.fleet_file import is_fleet_file, load_fleet
-from reconciler.interrupt import StopToken
-from reconciler.lock import project_lock
+from reconciler.locks.local import project_lock
 from reconciler.plans import Plan, Step
-from reconciler.reconcile import ApplyResult, lock_name
+from reconciler.reconcile import loop as reconcile
+from reconciler.reconcile.fleet import FleetResult, TargetResult, apply_fleet, plan_fleet
+from reconciler.reconcile.loop import ApplyResult, lock_name
+from reconciler.runtime.interrupt import StopToken
+from reconciler.state.fleet import is_fleet_file, load_fleet
 
 COMPOSE_ONLY = (Step.COMPOSE_FILE,)
 

@@ -19,13 +19,14 @@ import pytest
 import structlog
 from rich.console import Console
 
-from reconciler import cli, processes
+from reconciler.cli import main as cli
+from reconciler.cli.live import LiveView, Progress, make_console, plan_text
 from reconciler.errors import StopRequested
-from reconciler.interrupt import StopToken
-from reconciler.live import LiveView, Progress, make_console, plan_text
-from reconciler.lock import project_lock
+from reconciler.locks.local import project_lock
 from reconciler.logs import get_logger
-from reconciler.secrets import RedactingStream, Secrets
+from reconciler.runtime import processes
+from reconciler.runtime.interrupt import StopToken
+from reconciler.secrets.redact import RedactingStream, Secrets
 from tests.terminal import Terminal
 
 

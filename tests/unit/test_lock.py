@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler.cli import main
-from reconciler.lock import LockHeldError, project_lock
+from reconciler.cli.main import main
+from reconciler.locks.local import LockHeldError, project_lock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from reconciler.lock import project_lock
+from reconciler.locks.local import project_lock
 with project_lock(sys.argv[1], directory=Path(sys.argv[2])):
     print("held", flush=True)
     time.sleep(float(sys.argv[3]))

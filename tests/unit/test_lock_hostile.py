@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import reconciler
-from reconciler.cli import _exit_code, main
-from reconciler.engine_lock import lock_container_name
+from reconciler.cli.main import _exit_code, main
 from reconciler.errors import LockError
-from reconciler.lock import lock_directory, lock_file_name, project_lock
+from reconciler.locks.engine import lock_container_name
+from reconciler.locks.local import lock_directory, lock_file_name, project_lock
 from reconciler.plans import Step
 
 VICTIM_BYTES = b"precious bytes of another file\n"

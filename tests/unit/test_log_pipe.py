@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
-from reconciler.secrets import RedactingStream, Secrets
+from reconciler.cli.main import main
+from reconciler.secrets.redact import RedactingStream, Secrets
 from tests.conftest import RECONCILER
 
 COMPOSE = "services:\n  a:\n    image: 'a:1'\n"

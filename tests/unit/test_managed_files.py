@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.errors import ApplyError
-from reconciler.observe import observe
+from reconciler.observe.snapshot import observe
 from reconciler.plans import Plan, Step
-from reconciler.reconcile import make_adapter
+from reconciler.reconcile.loop import make_adapter
 from reconciler.state import load_state
 from reconciler.steps import compose_file
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import reconcile
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.errors import StalePlanError
 from reconciler.plans import Change, Step
-from reconciler.saved_plan import load_plan
-from reconciler.secrets import RedactingStream, Secrets
+from reconciler.reconcile import loop as reconcile
+from reconciler.reconcile.saved_plan import load_plan
+from reconciler.secrets.redact import RedactingStream, Secrets
 from reconciler.state import load_state
 from reconciler.steps.compose_file import unified_diff
 from tests.facts import fake_docker

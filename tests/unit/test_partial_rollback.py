@@ -23,14 +23,14 @@ import pytest
 import structlog
 
 import reconciler
-from reconciler import files as files_module
-from reconciler import reconcile
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.errors import ApplyError
-from reconciler.facts import ServicesFacts
-from reconciler.files import FileWriteError
+from reconciler.observe.facts import ServicesFacts
 from reconciler.plans import Change, Step
-from reconciler.reconcile import ApplyResult
+from reconciler.reconcile import loop as reconcile
+from reconciler.reconcile.loop import ApplyResult
+from reconciler.runtime import files as files_module
+from reconciler.runtime.files import FileWriteError
 
 # Byte-for-byte matters: CRLF, a comment, no final newline.
 COMPOSE = b"services:\r\n  a:\r\n    image: a:1  # pinned by CI\r\n"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import processes
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import DockerError, StopRequested
-from reconciler.interrupt import StopToken
+from reconciler.runtime import processes
+from reconciler.runtime.interrupt import StopToken
 from reconciler.state.engine import parse_engine
 
 SIZE = 5 * 2**20 + 123

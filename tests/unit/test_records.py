@@ -1,4 +1,4 @@
-"""Records are evidence, never authority (`reconciler.records`): every bad shape of every record
+"""Records are evidence, never authority (`reconciler.runtime.records`): every bad shape of every record
 is a warning naming the file, read as none and rewritten; a failed write never raises."""
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler import files, processes, reconcile, records, saved_plan, wheelhouse
 from reconciler.docker.facts import ContainerFacts
 from reconciler.errors import PlanFileError, RecordError
-from reconciler.inputs import InputDigest, read_record, record_path, write_record
-from reconciler.interrupt import StopToken
+from reconciler.images import wheelhouse
+from reconciler.observe.inputs import InputDigest, read_record, record_path, write_record
 from reconciler.plans import Action
-from reconciler.processes import Finished
-from reconciler.secret_store import MACHINE, SecretRecords, machine_key, state_directory
+from reconciler.reconcile import loop as reconcile
+from reconciler.reconcile import saved_plan
+from reconciler.runtime import files, processes, records
+from reconciler.runtime.interrupt import StopToken
+from reconciler.runtime.processes import Finished
+from reconciler.secrets.store import MACHINE, SecretRecords, machine_key, state_directory
 from reconciler.state import load_state
 from reconciler.state.model import WheelhouseSpec
 from tests.facts import fake_docker

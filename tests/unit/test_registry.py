@@ -14,7 +14,7 @@ from reconciler.docker.adapter import DockerAdapter, manifest_digest
 from reconciler.docker.facts import RegistryLogin, registry_host, repository
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import PermanentDockerError, RegistryError
-from reconciler.observe import read_remote_digest
+from reconciler.observe.snapshot import read_remote_digest
 from tests.facts.fake_docker import first_on_path
 
 FACTS = Path(__file__).resolve().parent.parent / "facts"

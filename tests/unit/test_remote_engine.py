@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import processes, reconcile
-from reconciler.cli import _with_engine
+from reconciler.cli.main import _with_engine
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.errors import classify, redact_keys
 from reconciler.docker.facts import (
@@ -22,11 +21,13 @@ from reconciler.docker.facts import (
     ServiceConfig,
 )
 from reconciler.errors import InputError, TransientDockerError
-from reconciler.probes import command as host_command
+from reconciler.reconcile import loop as reconcile
+from reconciler.runtime import processes
 from reconciler.state import load_state
 from reconciler.state.engine import Engine, parse_engine
 from reconciler.state.model import CommandSpec, HttpRequestSpec, PollSpec
 from reconciler.steps import checks
+from reconciler.steps.probes import command as host_command
 from tests.facts.fake_docker import compose_plugin
 
 URL = "ssh://root@127.0.0.1:18522"

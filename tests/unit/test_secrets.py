@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from reconciler.facts import ComposeFileFacts
+from reconciler.observe.facts import ComposeFileFacts
 from reconciler.plans import Plan
-from reconciler.secrets import RedactingStream, Secrets
+from reconciler.secrets.redact import RedactingStream, Secrets
 from reconciler.state import State
 from reconciler.steps import compose_file
 

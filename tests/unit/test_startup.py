@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from docker.utils.build import exclude_paths as docker_py_exclude_paths
 
-from reconciler.dockerignore import exclude_paths
+from reconciler.images.dockerignore import exclude_paths
 
 # docker-py's HTTP client, which the CLI never uses: importing it cost about 0.1 s per run.
 _NOT_AT_START = ("docker", "requests", "urllib3", "charset_normalizer", "rich")
@@ -27,7 +27,7 @@ def _imported_after(code: str) -> set[str]:
 def test_cli_start_up_imports_no_http_client() -> None:
     # What `python -m reconciler` imports before it runs a command (rich hidden as __main__ does).
     modules = _imported_after(
-        "sys.modules['rich'] = None\nimport reconciler.cli\ndel sys.modules['rich']"
+        "sys.modules['rich'] = None\nimport reconciler.cli.main\ndel sys.modules['rich']"
     )
     assert "python_on_whales" in modules  # the probe does see the start-up imports
     assert not modules.intersection(_NOT_AT_START)
@@ -36,7 +36,7 @@ def test_cli_start_up_imports_no_http_client() -> None:
 def test_matcher_loads_without_docker_py_package(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("a")
     code = (
-        "import sys\nfrom pathlib import Path\nfrom reconciler.dockerignore import exclude_paths\n"
+        "import sys\nfrom pathlib import Path\nfrom reconciler.images.dockerignore import exclude_paths\n"
         f"print(sorted(exclude_paths({str(tmp_path)!r}, [])))\n"
     )
     modules = _imported_after(code)

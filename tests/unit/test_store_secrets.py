@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.docker.adapter import DockerAdapter, _parse_compose_config
 from reconciler.docker.facts import BuildConfig
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import ApplyError, InputError
-from reconciler.secret_store import SecretRecords, SecretStore, keyed_hash
-from reconciler.secrets import MASK, Secrets
+from reconciler.secrets.redact import MASK, Secrets
+from reconciler.secrets.store import SecretRecords, SecretStore, keyed_hash
 from reconciler.state import State, load_state
 from tests.facts.fake_docker import first_on_path
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 import reconciler
-from reconciler import reconcile
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.errors import InputError
+from reconciler.reconcile import loop as reconcile
+from reconciler.reconcile.validate import ValidationResult, validate
 from reconciler.state import load_state
-from reconciler.validation import ValidationResult, validate
 
 COMPOSE = """\
 services:

@@ -10,12 +10,12 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 from reconciler.errors import InputError
-from reconciler.fleet_file import load_fleet
-from reconciler.schema import fleet_schema, state_schema
 from reconciler.state import load_state
+from reconciler.state.fleet import load_fleet
 from reconciler.state.load import yaml_key_position
+from reconciler.state.schema import fleet_schema, state_schema
 
 COMPOSE = "services:\n  db:\n    image: db:1\n  web:\n    image: web:1\n"
 
