@@ -326,16 +326,14 @@ def test_a_streamed_child_is_still_cut_by_a_stop() -> None:
         seen.append(line)
         stop.request(signal.SIGINT)
 
-    started = time.monotonic()
     with pytest.raises(StopRequested):
         processes.run(
-            ["sh", "-c", "echo started; sleep 30"],
+            ["sh", "-c", "echo started; sleep 30; echo finished"],
             stop=stop,
             on_stop=processes.OnStop.CUT,
             on_line=on_line,
         )
-    assert seen == ["started"]
-    assert time.monotonic() - started < 10
+    assert seen == ["started"], "the child ran to its end"
 
 
 # ---- the CLI on a pseudo-terminal (no docker: an apply of the compose-file step only) ----------

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -42,10 +41,9 @@ def test_second_holder_fails_at_once_naming_the_holder(tmp_path: Path) -> None:
     """With timeout 0 the second apply fails immediately; the message names pid, host and start."""
     holder = hold("shop", tmp_path, 30)
     try:
-        started = time.monotonic()
         with pytest.raises(LockHeldError) as caught, project_lock("shop", directory=tmp_path):
             pass
-        assert time.monotonic() - started < 5
+        assert holder.poll() is None, "refused only once the holder let go: it waited"
         message = str(caught.value)
         assert f"pid {holder.pid} on {socket.gethostname()} since 20" in message
         assert caught.value.exit_code == 1

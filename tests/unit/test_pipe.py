@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -46,15 +45,14 @@ def test_a_failing_source_is_reported() -> None:
 
 
 def test_a_stop_cuts_both_and_leaves_no_child(tmp_path: Path) -> None:
+    """A stop ends a pipe whose source never ends (`cat /dev/zero`): both sides are gone."""
     pids = tmp_path / "pids"
     source = ["sh", "-c", f"echo $$ >> {pids}; exec cat /dev/zero"]
     sink = ["sh", "-c", f"echo $$ >> {pids}; exec cat >/dev/null"]
     stop = StopToken()
     threading.Timer(0.5, stop.request).start()
-    started = time.monotonic()
     with pytest.raises(StopRequested):
         processes.pipe(source, sink, stop=stop, on_bytes=lambda _: None)
-    assert time.monotonic() - started < 10
     for pid in pids.read_text().split():
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
