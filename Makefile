@@ -8,7 +8,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 STATE ?= states/canary.yaml
 
-.PHONY: apply plan test test-fast lint engine clean
+.PHONY: apply plan test test-fast lint docs engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The generated parts of docs/ (CLI and state-file references); a test fails when they are stale.
+docs: $(STAMP)
+	$(VENV)/bin/python -m reconciler.cli.reference docs
 
 test: $(STAMP) engine lint
 	EDGES_EXEC=1 EDGES_EXAMPLES=1000 $(VENV)/bin/python -m pytest -rs --durations=15

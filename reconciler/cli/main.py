@@ -58,7 +58,7 @@ from reconciler.steps.probes.junit import CaseResult
 if TYPE_CHECKING:
     from reconciler.cli.live import LiveView
 
-__all__ = ["main", "printable"]
+__all__ = ["build_parser", "main", "printable"]
 
 DEFAULT_STATE = Path("states/canary.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_INPUT = 0, 1, 2, 3
@@ -72,7 +72,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"{self.prog}: error: {printable(message)}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser; `reconciler.cli.reference` renders it into docs/cli.md."""
     parser = _Parser(
         prog="python -m reconciler",
         description="Keep a Docker Compose environment in its declared state.",
@@ -220,7 +221,7 @@ def main(argv: Sequence[str] | None = None, *, stop: StopToken | None = None) ->
     out, err = RedactingStream(stdout, secrets), RedactingStream(stderr, secrets)
     sys.stdout, sys.stderr = out, err
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
     except BaseException:  # --help, a usage error (SystemExit): printed, through the wrappers
         out.flush()
         err.flush()

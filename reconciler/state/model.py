@@ -180,17 +180,28 @@ class BuildSpec(_Strict):
     dockerfile: Path | None = Field(
         default=None, strict=False, description="Dockerfile (default: context/Dockerfile)."
     )
-    args: dict[str, str] = Field(default_factory=dict)
-    target: str | None = None
+    args: dict[str, str] = Field(
+        default_factory=dict,
+        description="Build args (name -> value), part of the image's input digest; a secret's "
+        "value is passed as `--build-arg NAME` with the value in buildx's environment.",
+    )
+    target: str | None = Field(
+        default=None, description="The Dockerfile stage to build (`--target`)."
+    )
 
 
 class RootfsSpec(_Strict):
     """A Debian base image made with debootstrap and `docker import` (no registry needed)."""
 
-    suite: str = Field(default="bookworm", pattern=r"^[a-z]+$")
-    variant: str = Field(default="minbase", pattern=r"^[a-z]+$")
+    suite: str = Field(
+        default="bookworm", pattern=r"^[a-z]+$", description="The Debian release to bootstrap."
+    )
+    variant: str = Field(
+        default="minbase", pattern=r"^[a-z]+$", description="debootstrap's `--variant`."
+    )
     include: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]*$")]] = Field(
-        default_factory=list
+        default_factory=list,
+        description="Debian packages installed into the base image (debootstrap's `--include`).",
     )
     mirror: str | None = Field(
         default=None, description="Debian mirror URI; the machine's own apt mirror when absent."
@@ -204,9 +215,24 @@ class ImageSpec(_Strict):
     """A declared image: how it is made (build or rootfs, or pulled), its pull policy and its
     size budget."""
 
-    build: BuildSpec | None = None
-    rootfs: RootfsSpec | None = None
-    size_budget_mb: float | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False)
+    build: BuildSpec | None = Field(
+        default=None,
+        description="Build the image; rebuilt when the digest of its inputs (the context "
+        "filtered by .dockerignore, the Dockerfile, build args, target and any declared base "
+        "image it builds FROM) differs from its `io.reconciler.context-digest` label.",
+    )
+    rootfs: RootfsSpec | None = Field(
+        default=None,
+        description="Make the image with debootstrap and `docker import`; remade only when "
+        "its spec changes.",
+    )
+    size_budget_mb: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="The image's size budget in MB, checked after every apply like a check.",
+    )
     pull: PullPolicy = Field(
         default="missing",
         description="For an image nothing builds: `missing` pulls it only when absent; "
@@ -234,7 +260,9 @@ _REGISTRY_HOST = rf"^{_DOMAIN}$"
 class RegistrySpec(_Strict):
     """Credentials for one registry: `docker login` before its first pull or digest read."""
 
-    username: str = Field(min_length=1, pattern=r"^\S+$")
+    username: str = Field(
+        min_length=1, pattern=r"^\S+$", description="The user `docker login` logs in as."
+    )
     password_secret: EnvName = Field(
         description="The name of an entry of the state's `secrets:` holding the password "
         "(passed to `docker login --password-stdin`, never in argv)."
@@ -244,24 +272,36 @@ class RegistrySpec(_Strict):
 class WheelhouseSpec(_Strict):
     """A directory of wheels downloaded on the host, for offline `pip install --no-index`."""
 
-    requirements: list[Annotated[Path, Field(strict=False)]] = Field(min_length=1)
+    requirements: list[Annotated[Path, Field(strict=False)]] = Field(
+        min_length=1,
+        description="Requirement files (relative to the state file) whose wheels `pip "
+        "download` fetches; downloaded again only when they change.",
+    )
 
 
 class AlembicSpec(_Strict):
     """Alembic in the service: `current` vs `heads` decides; `upgrade head` applies."""
 
-    command: Argv = Field(default_factory=lambda: ["python", "-m", "alembic"])
+    command: Argv = Field(
+        default_factory=lambda: ["python", "-m", "alembic"],
+        description="How alembic is run inside the service (argv).",
+    )
 
 
 class MigrationSpec(_Strict):
     """Migrations run inside a running service: alembic, or any tool via check/apply argv."""
 
-    name: str = Field(min_length=1)
-    service: str = Field(pattern=_SERVICE_NAME)
-    alembic: AlembicSpec | None = None
+    name: str = Field(min_length=1, description="The migration set's name, in plans and reports.")
+    service: str = Field(
+        pattern=_SERVICE_NAME, description="The compose service the migrations run in."
+    )
+    alembic: AlembicSpec | None = Field(
+        default=None,
+        description="Use alembic: `current` against `heads` decides, `upgrade head` applies.",
+    )
     check: Argv | None = Field(default=None, description="Exit 0 when up to date.")
     apply: Argv | None = Field(default=None, description="Brings the schema up to date.")
-    timeout: Seconds = 300.0
+    timeout: Seconds = Field(default=300.0, description="Seconds each command may run.")
 
     @model_validator(mode="after")
     def _alembic_or_commands(self) -> MigrationSpec:
@@ -275,14 +315,28 @@ class MigrationSpec(_Strict):
 class HttpRequestSpec(_Strict):
     """One HTTP request and what its answer must be."""
 
-    url: str = Field(pattern=r"^https?://")
-    method: str = Field(default="GET", pattern=r"^(GET|POST|PUT|PATCH|DELETE|HEAD)$")
-    json_body: dict[str, object] | None = Field(default=None, alias="json")
-    expect_status: int | None = Field(default=200, ge=100, le=599)
+    url: str = Field(
+        pattern=r"^https?://",
+        description="The URL; `{engine_host}` is the engine's host (127.0.0.1 for a local "
+        "engine), `{name}` a value captured by an earlier check.",
+    )
+    method: str = Field(
+        default="GET",
+        pattern=r"^(GET|POST|PUT|PATCH|DELETE|HEAD)$",
+        description="The HTTP method.",
+    )
+    json_body: dict[str, object] | None = Field(
+        default=None, alias="json", description="A JSON body to send."
+    )
+    expect_status: int | None = Field(
+        default=200, ge=100, le=599, description="The status the answer must have."
+    )
     expect_json: dict[str, object] | None = Field(
         default=None, description="Subset the JSON answer must contain."
     )
-    expect_items: ItemsExpectation | None = None
+    expect_items: ItemsExpectation | None = Field(
+        default=None, description="For a JSON list answer: its size and items it must hold."
+    )
     capture: dict[str, str] = Field(
         default_factory=dict,
         description="name -> dotted path in the JSON answer, for {name} in later URLs.",
@@ -292,16 +346,25 @@ class HttpRequestSpec(_Strict):
 class ItemsExpectation(_Strict):
     """For a JSON list answer: how many items, and items that must be among them."""
 
-    min: int = Field(default=0, ge=0, le=1_000_000)
-    having: list[dict[str, object]] = Field(default_factory=list)
+    min: int = Field(default=0, ge=0, le=1_000_000, description="The fewest items wanted.")
+    having: list[dict[str, object]] = Field(
+        default_factory=list,
+        description="Subsets that items of the list must contain, each matched by some item.",
+    )
 
 
 class PollSpec(_Strict):
     """Poll a URL until a field reaches a value; fail early on others."""
 
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(
+        pattern=r"^https?://",
+        description="The URL polled until the check's deadline (`{name}` from `capture`).",
+    )
     until: dict[str, object] = Field(min_length=1, description="dotted path -> wanted value")
-    fail_if: dict[str, list[object]] = Field(default_factory=dict)
+    fail_if: dict[str, list[object]] = Field(
+        default_factory=dict,
+        description="dotted path -> values that fail the check at once when reached.",
+    )
 
 
 def _exit_code(value: int | str) -> int | str:
@@ -314,8 +377,8 @@ def _exit_code(value: int | str) -> int | str:
 class ExecSpec(_Strict):
     """A command run in a running service; its exit code (and output) decide."""
 
-    service: str = Field(pattern=_SERVICE_NAME)
-    command: Argv
+    service: str = Field(pattern=_SERVICE_NAME, description="The service to exec in.")
+    command: Argv = Field(description="The command (argv, no shell).")
     expect_exit: Annotated[int | Literal["nonzero"], AfterValidator(_exit_code)] = Field(
         default=0, description="The exit code wanted (0-255), or `nonzero`."
     )
@@ -336,7 +399,7 @@ Regex = Annotated[str, Field(min_length=1), AfterValidator(_valid_regex)]
 class LogsSpec(_Strict):
     """A service's log, read from docker: lines that must not appear, and lines that must."""
 
-    service: str = Field(pattern=_SERVICE_NAME)
+    service: str = Field(pattern=_SERVICE_NAME, description="The service whose log is read.")
     must_not_match: list[Regex] = Field(
         default_factory=list, description="Fails at the first line matching any of these."
     )
@@ -364,13 +427,15 @@ class CommandSpec(_Strict):
     RECONCILER_URL_<SERVICE> per service publishing a port, plus `env`.
     """
 
-    argv: Argv
+    argv: Argv = Field(description="The program and its arguments (never through a shell).")
     cwd: Path | None = Field(
         default=None,
         strict=False,
         description="Working directory, relative to the state file (default: its directory).",
     )
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(
+        default_factory=dict, description="Variables added to the program's environment."
+    )
     timeout: Seconds | None = Field(
         default=None, description="Seconds the program may run (default: the check's deadline)."
     )
@@ -386,13 +451,19 @@ class CheckSpec(_Strict):
     """A functional check with a deadline: an HTTP request (optionally polled), an exec in a
     service, a service's log, or a command run on the host."""
 
-    name: str = Field(min_length=1)
-    deadline: Seconds = 60.0
-    http: HttpRequestSpec | None = None
-    poll: PollSpec | None = None
-    exec: ExecSpec | None = None
-    logs: LogsSpec | None = None
-    command: CommandSpec | None = None
+    name: str = Field(min_length=1, description="The check's name, in reports and JUnit.")
+    deadline: Seconds = Field(
+        default=60.0, description="Seconds to retry the check until it passes."
+    )
+    http: HttpRequestSpec | None = Field(default=None, description="An HTTP request.")
+    poll: PollSpec | None = Field(
+        default=None, description="After `http`: poll a URL until a field reaches a value."
+    )
+    exec: ExecSpec | None = Field(default=None, description="A command run in a service.")
+    logs: LogsSpec | None = Field(default=None, description="A service's log.")
+    command: CommandSpec | None = Field(
+        default=None, description="A program run on the host, such as a team's test script."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> CheckSpec:
@@ -496,7 +567,10 @@ class FileSpec(_Strict):
         strict=False,
         description="A file (relative to the state file) whose bytes the file must hold.",
     )
-    mode: FileMode | None = None
+    mode: FileMode | None = Field(
+        default=None,
+        description="Octal permission bits, quoted ('0644'), planned as their own change.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_manage(self) -> FileSpec:
@@ -549,16 +623,22 @@ class State(_Strict):
 
     model_config = ConfigDict(json_schema_extra=EXTENSIONS_SCHEMA)
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The state's name, in reports and saved results.",
+    )
     engine: Annotated[str, AfterValidator(_valid_engine)] | None = Field(
         default=None,
         description="The Docker engine every docker call of a run targets: a docker context "
         "name, or a host URL (ssh://user@host[:port], tcp://host:port, unix:///path). The CLI's "
         "--engine overrides it; with neither, DOCKER_HOST / DOCKER_CONTEXT apply as for docker.",
     )
-    compose: ComposeSpec
+    compose: ComposeSpec = Field(description="The compose file and project the state governs.")
     services: dict[Annotated[str, Field(pattern=_SERVICE_NAME)], ServiceSpec] = Field(
-        default_factory=dict
+        default_factory=dict,
+        description="Compose service name -> what the state pins in it and how long it may "
+        "take to become healthy.",
     )
     images: dict[Annotated[str, AfterValidator(valid_image_reference)], ImageSpec] = Field(
         default_factory=dict, description="Images reconciler makes, by reference."
@@ -567,8 +647,13 @@ class State(_Strict):
         default_factory=dict,
         description="Wheel directories (relative paths) to fill with pip download.",
     )
-    migrations: list[MigrationSpec] = Field(default_factory=list)
-    checks: list[CheckSpec] = Field(default_factory=list)
+    migrations: list[MigrationSpec] = Field(
+        default_factory=list, description="Migration sets, brought to head after the services."
+    )
+    checks: list[CheckSpec] = Field(
+        default_factory=list,
+        description="Functional checks run after every apply, each retried until its deadline.",
+    )
     compare: CompareSpec | None = Field(
         default=None, description="Requirements on the comparison with a baseline result."
     )
