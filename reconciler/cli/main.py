@@ -53,7 +53,7 @@ from reconciler.state import State, load_state
 from reconciler.state.engine import parse_engine
 from reconciler.state.fleet import Fleet, is_fleet_file, load_fleet
 from reconciler.state.schema import fleet_schema, state_schema
-from reconciler.steps.probes.junit import CaseResult
+from reconciler.steps.registry import CaseResult
 
 if TYPE_CHECKING:
     from reconciler.cli.live import LiveView

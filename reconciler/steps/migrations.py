@@ -9,18 +9,28 @@ shell.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
 from reconciler.logs import get_logger
-from reconciler.observe.facts import MigrationsFacts, MigrationStatus, Snapshot
+from reconciler.observe.facts import MigrationStatus, Snapshot
 from reconciler.observe.snapshot import migration_status, observe_migrations, tail
 from reconciler.plans import Action, Change, InSync, Plan, Step
+from reconciler.secrets.redact import Secrets
 from reconciler.state import State
-from reconciler.steps.contract import StepDefinition
+from reconciler.steps.contract import StepDefinition, plain
 
-__all__ = ["STEP", "apply", "diff", "observe"]
+__all__ = ["STEP", "MigrationsFacts", "apply", "diff", "fingerprint", "observe"]
 
 _log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MigrationsFacts:
+    """The migrations step's facts: each declared migration set's status, by name."""
+
+    statuses: dict[str, MigrationStatus] = field(default_factory=dict)
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> MigrationsFacts:
@@ -75,4 +85,11 @@ def apply(
     return tuple(done)
 
 
-STEP = StepDefinition(Step.MIGRATIONS, observe, diff, apply)
+def fingerprint(state: State, facts: MigrationsFacts, secrets: Secrets) -> dict[str, object]:
+    """By migration set: its status (at head or not, and what was observed)."""
+    return {name: plain(status, secrets) for name, status in facts.statuses.items()}
+
+
+STEP = StepDefinition(
+    step=Step.MIGRATIONS, observe=observe, diff=diff, fingerprint=fingerprint, apply=apply
+)
