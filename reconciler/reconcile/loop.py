@@ -43,7 +43,7 @@ from reconciler.errors import (
 )
 from reconciler.locks.engine import engine_lock, is_remote
 from reconciler.locks.local import project_lock
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import Snapshot
 from reconciler.observe.snapshot import observe, pulls_always
 from reconciler.plans import MAKES_IMAGE, Change, Plan, Step
@@ -335,7 +335,7 @@ def apply(
     except InputError:
         raise
     except ReconcilerError as error:  # the lock, the first observation, or a bug
-        _log.error("apply failed", error=str(error))
+        _log.error(ProgressEvent.APPLY_FAILED, error=str(error))
         if result is not None:  # the run had ended: releasing the lock failed
             return dataclasses.replace(result, error=result.error or error)
         if run is not None and run.applied:  # what was changed is still reported
@@ -425,7 +425,7 @@ def apply_plan(
     try:
         saved.check_state_file()  # before parsing it: a state edited since is stale, not bad
     except StalePlanError as error:
-        _log.error("apply failed", error=str(error))
+        _log.error(ProgressEvent.APPLY_FAILED, error=str(error))
         return ApplyResult(Plan(), error=error)
     state = load_state(saved.state_path)
     return apply(
@@ -457,11 +457,13 @@ def _apply_locked(
         the_plan = diff(state, observed.facts, steps)
         _check_saved(saved, state, observed, the_plan)
     # For a live view: the plan before anything runs, in the plan-JSON shape.
-    _log.debug("plan", changes=[c.to_dict() for c in the_plan.changes], ok=len(the_plan.ok))
+    _log.debug(
+        ProgressEvent.PLAN, changes=[c.to_dict() for c in the_plan.changes], ok=len(the_plan.ok)
+    )
     run.plan = the_plan
     run.final = observed.snapshot
     if the_plan.empty:
-        _log.info("in sync; nothing to do", ok=len(the_plan.ok))
+        _log.info(ProgressEvent.IN_SYNC, ok=len(the_plan.ok))
     facts = observed.facts
     for definition in registry.steps_for(state):
         step = definition.step
@@ -475,13 +477,18 @@ def _apply_locked(
             with _boundary(str(step)), run.timed(str(step)):
                 done = _apply_step(run, definition, changes, facts[step])
             for change in done:
-                _log.info("changed", step=str(step), target=change.target, action=change.action)
+                _log.info(
+                    ProgressEvent.CHANGED,
+                    step=str(step),
+                    target=change.target,
+                    action=change.action,
+                )
             run.applied.extend(done)
             if any(pulls_always(state, change) for change in done):
                 the_plan, facts = _replan_after(step, the_plan, run, steps)
                 run.plan = the_plan
         except ReconcilerError as error:
-            _log.error("step failed", step=str(step), error=str(error))
+            _log.error(ProgressEvent.STEP_FAILED, step=str(step), error=str(error))
             failed = () if done is not None else run.step_failed(changes, error)
             return run.fail(error, failed, observed.snapshot, rollback_on_failure)
     try:
@@ -496,7 +503,7 @@ def _apply_locked(
         still = ConvergenceError("still differs after apply:\n  " + "\n  ".join(lines), lines)
         return run.fail(still, remaining.changes, observed.snapshot, rollback_on_failure)
     if run.applied:
-        _log.info("converged", changed=len(run.applied))
+        _log.info(ProgressEvent.CONVERGED, changed=len(run.applied))
     _converged(state, final.facts)
     verdict = _verdict(run, steps, final.snapshot, secrets)
     if isinstance(verdict, StopRequested):
@@ -596,10 +603,12 @@ def _boundary(where: str) -> Iterator[None]:
     end are logged at debug (`step started`, `step finished`) for a live view.
     """
     started = time.monotonic()
-    _log.debug("step started", step=where)
+    _log.debug(ProgressEvent.STEP_STARTED, step=where)
     with _faults(where):
         yield
-    _log.debug("step finished", step=where, seconds=round(time.monotonic() - started, 3))
+    _log.debug(
+        ProgressEvent.STEP_FINISHED, step=where, seconds=round(time.monotonic() - started, 3)
+    )
 
 
 @contextmanager

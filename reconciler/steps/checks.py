@@ -24,7 +24,7 @@ from typing import Any
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, ImageFacts
 from reconciler.errors import DockerError
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import Snapshot
 from reconciler.plans import InSync, Plan, Step
 from reconciler.secrets.redact import Secrets
@@ -129,7 +129,13 @@ def run(
 def _logged(result: CheckResult) -> CheckResult:
     """Log a result as it lands (the CLI's live view shows it then)."""
     log = _log.info if result.passed else _log.error
-    log("check", name=result.name, passed=result.passed, detail=result.detail, kind=result.kind)
+    log(
+        ProgressEvent.CHECK,
+        name=result.name,
+        passed=result.passed,
+        detail=result.detail,
+        kind=result.kind,
+    )
     return result
 
 

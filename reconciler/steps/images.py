@@ -28,7 +28,7 @@ from reconciler.docker.facts import ImageFacts, RemoteDigest, registry_host
 from reconciler.errors import RegistryError
 from reconciler.images import rootfs, wheelhouse
 from reconciler.images.build_context import DIGEST_LABEL
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import ImageSource, Snapshot
 from reconciler.observe.snapshot import edited_files, pull_policy, wanted_digests
 from reconciler.plans import Action, Change, InSync, Plan, Step
@@ -215,15 +215,17 @@ def apply(
         adapter.stop.check(f"{change.action} {reference}")
         labels = {DIGEST_LABEL: digests[reference]} if reference in digests else {}
         if change.action is Action.PULL:
-            _log.info("pulling image", image=reference)
+            _log.info(ProgressEvent.PULLING_IMAGE, image=reference)
             adapter.pull(reference)
         elif change.action is Action.TRANSFER:
             _transfer(reference, facts.local[reference].size, adapter)
         elif source.rootfs is not None:
-            _log.info("making base image", image=reference)
+            _log.info(ProgressEvent.MAKING_BASE_IMAGE, image=reference)
             rootfs.build_rootfs_image(reference, source.rootfs, labels, adapter)
         elif source.build is not None:
-            _log.info("building image", image=reference, context=str(source.build.context))
+            _log.info(
+                ProgressEvent.BUILDING_IMAGE, image=reference, context=str(source.build.context)
+            )
             adapter.build(reference, source.build, labels)
     return changes
 
@@ -243,14 +245,16 @@ def _transfer(reference: str, size: int, adapter: DockerAdapter) -> None:
         if now - said[0] >= _PROGRESS_EVERY:
             said[0] = now
             _log.info(
-                "transferring image",
+                ProgressEvent.TRANSFERRING_IMAGE,
                 image=reference,
                 sent_mib=round(sent / 2**20, 1),
                 of_mib=round(total / 2**20, 1),
                 percent=min(100, round(100 * sent / total)),
             )
 
-    _log.info("transferring image", image=reference, of_mib=round(total / 2**20, 1), percent=0)
+    _log.info(
+        ProgressEvent.TRANSFERRING_IMAGE, image=reference, of_mib=round(total / 2**20, 1), percent=0
+    )
     started = time.monotonic()
     adapter.transfer(reference, progress)
     _log.info("transferred image", image=reference, seconds=round(time.monotonic() - started, 1))

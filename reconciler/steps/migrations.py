@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import MigrationStatus, Snapshot
 from reconciler.observe.snapshot import migration_status, observe_migrations, tail
 from reconciler.plans import Action, Change, InSync, Plan, Step
@@ -68,7 +68,9 @@ def apply(
         if before.up_to_date:
             _log.info("migrations already at head", migration=spec.name, detail=before.detail)
             continue
-        _log.info("upgrading", migration=spec.name, service=spec.service, detail=before.detail)
+        _log.info(
+            ProgressEvent.UPGRADING, migration=spec.name, service=spec.service, detail=before.detail
+        )
         argv = [*spec.alembic.command, "upgrade", "head"] if spec.alembic else spec.apply
         assert argv is not None, "validated: apply is set when alembic is not"
         result = adapter.exec(spec.service, argv, mutating=True, timeout=spec.timeout)

@@ -29,7 +29,7 @@ from pathlib import Path
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, ImageFacts, ServiceConfig
 from reconciler.errors import HealthTimeoutError, PermanentDockerError, ReconcilerError, describe
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import Snapshot
 from reconciler.observe.inputs import (
     InputDigest,
@@ -443,10 +443,10 @@ def apply(
     try:
         adapter.stop.check("compose up")
         if normal:
-            _log.info("compose up", services=normal)
+            _log.info(ProgressEvent.COMPOSE_UP, services=normal)
             adapter.up(normal)
         if force:
-            _log.info("compose up --force-recreate", services=force)
+            _log.info(ProgressEvent.COMPOSE_UP_FORCED, services=force)
             adapter.up(force, force_recreate=True)
     except PermanentDockerError as error:
         # compose fails `up` itself when a dependency never gets healthy; show why, as a wait would.
@@ -624,7 +624,7 @@ def wait_until_ready(
             if seen.get(name) != item.summary:
                 seen[name] = item.summary
                 _log.debug(
-                    "service health",
+                    ProgressEvent.SERVICE_HEALTH,
                     service=name,
                     state=item.summary,
                     ready=item.ready,
@@ -632,13 +632,15 @@ def wait_until_ready(
                 )
         pending = [r for r in status.values() if not r.ready]
         if not pending:
-            _log.info("all services ready", seconds=round(now - started, 2))
+            _log.info(ProgressEvent.ALL_SERVICES_READY, seconds=round(now - started, 2))
             return containers
         failing = [r for r in pending if r.failed or now >= deadlines[r.service]]
         if failing and not engine.ask_again(deadlines[r.service] for r in failing):
             late = any(now >= deadlines[r.service] for r in failing)
             raise _health_error(failing, containers, adapter, engine.headline(late=late))
-        _log.debug("waiting for services", pending={r.service: r.summary for r in pending})
+        _log.debug(
+            ProgressEvent.WAITING_FOR_SERVICES, pending={r.service: r.summary for r in pending}
+        )
         adapter.stop.check("services became ready")
         sleep(delay)
         delay = min(delay * 1.5, 1.0)

@@ -32,7 +32,7 @@ from reconciler.docker.facts import (
     normalize_reference,
 )
 from reconciler.errors import ApplyError, DockerError, HealthTimeoutError
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.config_hashes import config_hashes
 from reconciler.observe.facts import Snapshot
 from reconciler.observe.planned import edited_reason
@@ -347,7 +347,9 @@ def wait_for_stack(
         for name, item in status.items():
             if seen.get(name) != item.summary:
                 seen[name] = item.summary
-                _log.debug("service health", service=name, state=item.summary, ready=item.ready)
+                _log.debug(
+                    ProgressEvent.SERVICE_HEALTH, service=name, state=item.summary, ready=item.ready
+                )
         for name, service in services.items():
             if name not in updated or name in rolled_back:
                 continue
