@@ -66,14 +66,14 @@ if TYPE_CHECKING:
     from reconciler.runtime.interrupt import StopToken
     from reconciler.state import State, load_state
     from reconciler.state.fleet import Fleet, is_fleet_file, load_fleet
-    from reconciler.steps.checks import CaseResult, CheckResult
+    from reconciler.steps.registry import CaseResult, CheckResult
 
 _WHERE = {
     "Comparison": "reconciler.reconcile.baseline",
     "RunRecord": "reconciler.reconcile.baseline",
     "load_record": "reconciler.reconcile.baseline",
     "compare_observed": "reconciler.reconcile.loop",
-    "CaseResult": "reconciler.steps.checks",
+    "CaseResult": "reconciler.steps.registry",
     "DockerAdapter": "reconciler.docker.adapter",
     "DockerCall": "reconciler.docker.adapter",
     "ExecResult": "reconciler.docker.adapter",
@@ -121,7 +121,7 @@ _WHERE = {
     "load_plan": "reconciler.reconcile.saved_plan",
     "State": "reconciler.state",
     "load_state": "reconciler.state",
-    "CheckResult": "reconciler.steps.checks",
+    "CheckResult": "reconciler.steps.registry",
     "ValidationResult": "reconciler.reconcile.validate",
     "validate": "reconciler.reconcile.validate",
 }

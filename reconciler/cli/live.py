@@ -1,8 +1,9 @@
 """Live progress of `apply` on a terminal (CLI only): a rich `Live` view fed by structlog events.
 
-The library never prints: it reports progress as structlog events (`plan`, `step started`,
-`step finished`, `building image`, `build output`, `compose up`, `compose output`, `service
-health`, `check`, ...). On a TTY the CLI puts `LiveView.feed` and `LiveView.emit` in
+The library never prints: it reports progress as structlog events, typed as
+`reconciler.logs.ProgressEvent` (`plan`, `step started`, `step finished`, `building image`,
+`build output`, `compose up`, `compose output`, `service health`, `check`, ...): the view keys
+on those members, never on strings. On a TTY the CLI puts `LiveView.feed` and `LiveView.emit` in
 structlog's chain and lets every level through: `feed` hands each event, debug included, to
 the view's model (`Progress`), then drops what the log level would have dropped; `emit` prints
 what is left (warnings and errors always, everything with `--verbose`) above the view instead of
@@ -28,6 +29,8 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from reconciler.logs import ProgressEvent
+
 __all__ = ["LiveView", "Progress", "make_console", "plan_text"]
 
 Status = Literal["pending", "running", "done", "failed"]
@@ -38,10 +41,10 @@ _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exception": 40}
 _LEVELS |= {"critical": 50, "fatal": 50}
 _STEP_OF = {
-    "building image": "images",
-    "making base image": "images",
-    "pulling image": "images",
-    "transferring image": "images",
+    ProgressEvent.BUILDING_IMAGE: "images",
+    ProgressEvent.MAKING_BASE_IMAGE: "images",
+    ProgressEvent.PULLING_IMAGE: "images",
+    ProgressEvent.TRANSFERRING_IMAGE: "images",
 }
 _ACTION_STYLE = {
     "create": "green",
@@ -128,8 +131,8 @@ class Progress:
 
     def feed(self, event: Mapping[str, Any]) -> None:
         """Update the model from one structlog event dict; unknown events are ignored."""
-        name = str(event.get("event", ""))
-        handler = _HANDLERS.get(name)
+        name = _progress_event(event)
+        handler = _HANDLERS.get(name) if name is not None else None
         if handler is None:
             return
         with self._lock, contextlib.suppress(LookupError, TypeError, ValueError, AttributeError):
@@ -197,13 +200,14 @@ class Progress:
         self._count(self._phase(step))  # a step logs its changes once it is done
 
     def _on_image(self, event: Mapping[str, Any], now: float) -> None:
-        step = _STEP_OF[str(event["event"])]
+        kind = ProgressEvent(str(event["event"]))
+        step = _STEP_OF[kind]
         image = str(event.get("image"))
         for other in self.targets.get(step, {}).values():
             if other.status == "running" and other.name != image:
                 other.end(now)  # a step makes its images one after the other
         self._target(step, image).start(now)
-        self._phase(step).note = f"{event['event'].split()[0]} {image}"
+        self._phase(step).note = f"{kind.split()[0]} {image}"
 
     def _on_build_output(self, event: Mapping[str, Any], now: float) -> None:
         lines = self.build_lines.setdefault(str(event.get("image")), deque(maxlen=_BUILD_LINES))
@@ -242,16 +246,16 @@ class Progress:
         self._phase("checks").note = f"{len(self.checks)} done"
 
     def _on_note(self, event: Mapping[str, Any], now: float) -> None:
-        text = str(event["event"])
-        if text == "upgrading":
+        kind = ProgressEvent(str(event["event"]))
+        if kind is ProgressEvent.UPGRADING:
             self._phase("migrations").note = f"upgrading {event.get('migration')}"
-        elif text == "downloading wheels":
+        elif kind is ProgressEvent.DOWNLOADING_WHEELS:
             self._phase("images").note = f"downloading wheels into {event.get('into')}"
-        elif text == "in sync; nothing to do":
+        elif kind is ProgressEvent.IN_SYNC:
             self.outcome = "in sync: nothing to do"
-        elif text == "converged":
+        elif kind is ProgressEvent.CONVERGED:
             self.outcome = f"converged ({event.get('changed')} changed)"
-        elif text == "apply failed":
+        elif kind is ProgressEvent.APPLY_FAILED:
             self.outcome = f"failed: {_first_line(event.get('error'))}"
 
     def finish(self) -> None:
@@ -369,30 +373,38 @@ def _first_line(value: object) -> str:
     return lines[0] if lines else ""
 
 
+def _progress_event(event: Mapping[str, Any]) -> ProgressEvent | None:
+    """The progress event a structlog event dict is, if it is one."""
+    try:
+        return ProgressEvent(str(event.get("event", "")))
+    except ValueError:
+        return None
+
+
 _Handler = Callable[[Progress, Mapping[str, Any], float], None]
-_HANDLERS: dict[str, _Handler] = {
-    "plan": Progress._on_plan,
-    "step started": Progress._on_step_started,
-    "waiting for the lock": Progress._on_lock_wait,
-    "step finished": Progress._on_step_finished,
-    "step failed": Progress._on_step_failed,
-    "changed": Progress._on_changed,
-    "building image": Progress._on_image,
-    "making base image": Progress._on_image,
-    "pulling image": Progress._on_image,
-    "build output": Progress._on_build_output,
-    "compose up": Progress._on_compose_up,
-    "compose up --force-recreate": Progress._on_compose_up,
-    "compose output": Progress._on_compose_output,
-    "service health": Progress._on_service_health,
-    "waiting for services": Progress._on_waiting,
-    "all services ready": Progress._on_all_ready,
-    "check": Progress._on_check,
-    "upgrading": Progress._on_note,
-    "downloading wheels": Progress._on_note,
-    "in sync; nothing to do": Progress._on_note,
-    "converged": Progress._on_note,
-    "apply failed": Progress._on_note,
+_HANDLERS: dict[ProgressEvent, _Handler] = {
+    ProgressEvent.PLAN: Progress._on_plan,
+    ProgressEvent.STEP_STARTED: Progress._on_step_started,
+    ProgressEvent.LOCK_WAIT: Progress._on_lock_wait,
+    ProgressEvent.STEP_FINISHED: Progress._on_step_finished,
+    ProgressEvent.STEP_FAILED: Progress._on_step_failed,
+    ProgressEvent.CHANGED: Progress._on_changed,
+    ProgressEvent.BUILDING_IMAGE: Progress._on_image,
+    ProgressEvent.MAKING_BASE_IMAGE: Progress._on_image,
+    ProgressEvent.PULLING_IMAGE: Progress._on_image,
+    ProgressEvent.BUILD_OUTPUT: Progress._on_build_output,
+    ProgressEvent.COMPOSE_UP: Progress._on_compose_up,
+    ProgressEvent.COMPOSE_UP_FORCED: Progress._on_compose_up,
+    ProgressEvent.COMPOSE_OUTPUT: Progress._on_compose_output,
+    ProgressEvent.SERVICE_HEALTH: Progress._on_service_health,
+    ProgressEvent.WAITING_FOR_SERVICES: Progress._on_waiting,
+    ProgressEvent.ALL_SERVICES_READY: Progress._on_all_ready,
+    ProgressEvent.CHECK: Progress._on_check,
+    ProgressEvent.UPGRADING: Progress._on_note,
+    ProgressEvent.DOWNLOADING_WHEELS: Progress._on_note,
+    ProgressEvent.IN_SYNC: Progress._on_note,
+    ProgressEvent.CONVERGED: Progress._on_note,
+    ProgressEvent.APPLY_FAILED: Progress._on_note,
 }
 
 
@@ -491,7 +503,7 @@ class LiveView:
         """
         try:
             self.progress.feed(event_dict)
-            if event_dict.get("event") == "plan" and self.active:
+            if _progress_event(event_dict) is ProgressEvent.PLAN and self.active:
                 redact = self.progress.redact
                 changes = [
                     {key: redact(value) if isinstance(value, str) else value for key, value in c}

@@ -53,7 +53,7 @@ from reconciler.state import State, load_state
 from reconciler.state.engine import parse_engine
 from reconciler.state.fleet import Fleet, is_fleet_file, load_fleet
 from reconciler.state.schema import fleet_schema, state_schema
-from reconciler.steps.probes.junit import CaseResult
+from reconciler.steps.registry import CaseResult
 
 if TYPE_CHECKING:
     from reconciler.cli.live import LiveView
@@ -793,12 +793,11 @@ def _case_name(case: CaseResult) -> str:
 
 
 def _print_plan(the_plan: Plan, out: TextIO) -> None:
-    for step in Step:
-        for change in the_plan.for_step(step):
-            print(_change_line(change), file=out)
-            if change.diff:
-                # A diff shows file content: each line escaped, the CLI's newline after it.
-                out.write("".join(f"    {printable(line)}\n" for line in _lines(change.diff)))
+    for change in the_plan.changes:  # in apply order, as the steps planned them
+        print(_change_line(change), file=out)
+        if change.diff:
+            # A diff shows file content: each line escaped, the CLI's newline after it.
+            out.write("".join(f"    {printable(line)}\n" for line in _lines(change.diff)))
 
 
 def _change_line(change: Change) -> str:

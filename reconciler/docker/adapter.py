@@ -49,7 +49,7 @@ from reconciler.errors import (
     PermanentDockerError,
     RegistryError,
 )
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.runtime import processes
 from reconciler.runtime.files import read_bytes
 from reconciler.runtime.interrupt import StopToken
@@ -488,7 +488,7 @@ class DockerAdapter:
         argv.append(str(build.context))
 
         def output(line: str) -> None:  # the build's progress as it comes, for a live view
-            _log.debug("build output", image=reference, line=line)
+            _log.debug(ProgressEvent.BUILD_OUTPUT, image=reference, line=line)
 
         self._call(
             argv, mutating=True, timeout=None, on_stop=OnStop.CUT, on_line=output, env=env or None
@@ -933,7 +933,7 @@ def manifest_digest(output: str, reference: str) -> str:
 
 def _compose_output(line: str) -> None:
     """compose's progress lines (container created, waiting, healthy, started), for a live view."""
-    _log.debug("compose output", line=line)
+    _log.debug(ProgressEvent.COMPOSE_OUTPUT, line=line)
 
 
 def _short(argv: Sequence[str], limit: int = 300) -> str:

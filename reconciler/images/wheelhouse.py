@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from reconciler.errors import ApplyError, InputError, Location
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.runtime import processes, records
 from reconciler.runtime.files import read_bytes
 from reconciler.runtime.interrupt import StopToken
@@ -67,7 +67,9 @@ def download(directory: Path, spec: WheelhouseSpec, stop: StopToken) -> None:
             "--requirement",
             str(requirements),
         ]
-        _log.info("downloading wheels", requirements=str(requirements), into=str(directory))
+        _log.info(
+            ProgressEvent.DOWNLOADING_WHEELS, requirements=str(requirements), into=str(directory)
+        )
         done = processes.run(argv, stop=stop, on_stop=processes.OnStop.CUT, what="pip download")
         if done.returncode != 0:
             # Indented: the CLI shows a message's own lines only when they are (cli.printable).

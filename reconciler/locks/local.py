@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.errors import LockError, LockHeldError, os_error_reason
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 
 __all__ = [
     "LockError",
@@ -236,7 +236,7 @@ def _acquire(
         except BlockingIOError:
             if not told and timeout:  # a long wait, for a live view
                 told = True
-                _log.debug("waiting for the lock", project=project, timeout=timeout)
+                _log.debug(ProgressEvent.LOCK_WAIT, project=project, timeout=timeout)
             if time.monotonic() >= deadline:
                 holder = _read_holder(fd, path) or {}
                 who = (

@@ -2,7 +2,9 @@
 
 One batched snapshot (`observe.observe`) is taken, then each selected step's `observe` projects
 its own facts from it, concurrently; the loop then calls each step's `diff` and `apply` in
-order, with no step-specific code (`steps.contract`).
+order, with no step-specific code (`steps.contract`): the steps come from the one list,
+`steps.registry` (per mode: the stack step in place of services in Swarm mode). Then verify:
+a fresh observation must plan nothing more, and each step's verify phase runs (the checks).
 
 This is the library's front door (`reconciler.plan`, `reconciler.apply`, `reconciler.down`);
 the CLI is a thin shell over it. Nothing here prints; progress goes to structlog.
@@ -41,10 +43,10 @@ from reconciler.errors import (
 )
 from reconciler.locks.engine import engine_lock, is_remote
 from reconciler.locks.local import project_lock
-from reconciler.logs import get_logger
-from reconciler.observe.facts import ServicesFacts, Snapshot
+from reconciler.logs import ProgressEvent, get_logger
+from reconciler.observe.facts import Snapshot
 from reconciler.observe.snapshot import observe, pulls_always
-from reconciler.plans import MAKES_IMAGE, STEP_ORDER, Change, Plan, Step, selected
+from reconciler.plans import MAKES_IMAGE, Change, Plan, Step
 from reconciler.reconcile.baseline import Comparison, ImageRecord, RunRecord, compare
 from reconciler.reconcile.saved_plan import PLAN_FILE, SavedPlan, load_plan, make
 from reconciler.runtime.files import check_output
@@ -54,13 +56,17 @@ from reconciler.secrets.store import SecretStore
 from reconciler.state import State, load_state
 from reconciler.state.engine import parse_engine
 from reconciler.state.project import project_name
-from reconciler.steps import checks, compose_file, images, migrations, services
-from reconciler.steps.checks import CaseResult, CheckResult
-from reconciler.steps.contract import StepDefinition, StepIncomplete
+from reconciler.steps import registry
+from reconciler.steps.registry import (
+    CaseResult,
+    CheckResult,
+    StepDefinition,
+    StepIncomplete,
+    VerifyContext,
+)
 
 __all__ = [
     "MAX_LOCK_TIMEOUT",
-    "STEPS",
     "ApplyResult",
     "CheckFailedError",
     "Observation",
@@ -78,19 +84,7 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
-_IMPLEMENTED = STEP_ORDER
 MAX_LOCK_TIMEOUT = 86400.0  # a day: a longer wait for another apply is a mistake
-
-# The steps, in apply order: adding one is a module with a `STEP` and a line here. Each is
-# generic over its own facts type; the loop hands a step only the facts its `observe` returned.
-STEPS: tuple[StepDefinition[Any], ...] = (
-    compose_file.STEP,
-    images.STEP,
-    services.STEP,
-    migrations.STEP,
-    checks.STEP,
-)
-assert tuple(definition.step for definition in STEPS) == STEP_ORDER
 
 
 @dataclass(frozen=True)
@@ -209,12 +203,12 @@ def _case_dict(case: CaseResult) -> dict[str, Any]:
 
 def select_steps(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[Step, ...]:
     """Steps to run, in apply order, from `--only` and `--skip` names."""
-    names = {str(step) for step in Step}
+    names = registry.names()
     only, skip = list(only), list(skip)
     for name in [*only, *skip]:
         if name not in names:
-            raise InputError(f"unknown step {name!r}; steps are: {', '.join(names_in_order())}")
-    chosen = tuple(step for step in selected(only, skip) if step in _IMPLEMENTED)
+            raise InputError(f"unknown step {name!r}; steps are: {', '.join(names)}")
+    chosen = registry.select(only, skip)
     if not chosen:
         # Running no step would "succeed" having checked nothing: a selection mistake.
         raise InputError(
@@ -226,7 +220,7 @@ def select_steps(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[St
 
 def names_in_order() -> list[str]:
     """Step names in apply order."""
-    return [str(step) for step in STEP_ORDER]
+    return registry.names()
 
 
 def lock_name(state: State) -> str:
@@ -270,7 +264,7 @@ def make_adapter(
 def plan(
     state: State,
     *,
-    steps: Collection[Step] = _IMPLEMENTED,
+    steps: Collection[Step] | None = None,
     adapter: DockerAdapter | None = None,
     secrets: Secrets | None = None,
 ) -> Plan:
@@ -281,6 +275,7 @@ def plan(
     Raises `InputError` for invalid input and another `ReconcilerError` when observing fails
     (an unexpected exception becomes `InternalError`).
     """
+    steps = registry.order() if steps is None else steps
     adapter = adapter or make_adapter(state, secrets=secrets)
     with _boundary("observe"):
         observation = _observe(state, adapter, steps)
@@ -292,7 +287,7 @@ def plan(
 def apply(
     state: State,
     *,
-    steps: Collection[Step] = _IMPLEMENTED,
+    steps: Collection[Step] | None = None,
     adapter: DockerAdapter | None = None,
     rollback_on_failure: bool = False,
     stop: StopToken | None = None,
@@ -322,6 +317,7 @@ def apply(
     the lock; else a failed result with `StalePlanError`); see `apply_plan`.
     """
     _check_lock_timeout(lock_timeout)
+    steps = registry.order() if steps is None else steps
     if saved is not None:
         saved.check_target(state, steps)
     secrets = secrets or Secrets()
@@ -339,7 +335,7 @@ def apply(
     except InputError:
         raise
     except ReconcilerError as error:  # the lock, the first observation, or a bug
-        _log.error("apply failed", error=str(error))
+        _log.error(ProgressEvent.APPLY_FAILED, error=str(error))
         if result is not None:  # the run had ended: releasing the lock failed
             return dataclasses.replace(result, error=result.error or error)
         if run is not None and run.applied:  # what was changed is still reported
@@ -429,7 +425,7 @@ def apply_plan(
     try:
         saved.check_state_file()  # before parsing it: a state edited since is stale, not bad
     except StalePlanError as error:
-        _log.error("apply failed", error=str(error))
+        _log.error(ProgressEvent.APPLY_FAILED, error=str(error))
         return ApplyResult(Plan(), error=error)
     state = load_state(saved.state_path)
     return apply(
@@ -461,13 +457,15 @@ def _apply_locked(
         the_plan = diff(state, observed.facts, steps)
         _check_saved(saved, state, observed, the_plan)
     # For a live view: the plan before anything runs, in the plan-JSON shape.
-    _log.debug("plan", changes=[c.to_dict() for c in the_plan.changes], ok=len(the_plan.ok))
+    _log.debug(
+        ProgressEvent.PLAN, changes=[c.to_dict() for c in the_plan.changes], ok=len(the_plan.ok)
+    )
     run.plan = the_plan
     run.final = observed.snapshot
     if the_plan.empty:
-        _log.info("in sync; nothing to do", ok=len(the_plan.ok))
+        _log.info(ProgressEvent.IN_SYNC, ok=len(the_plan.ok))
     facts = observed.facts
-    for definition in STEPS:
+    for definition in registry.steps_for(state):
         step = definition.step
         changes = the_plan.for_step(step)
         if not changes:
@@ -479,13 +477,18 @@ def _apply_locked(
             with _boundary(str(step)), run.timed(str(step)):
                 done = _apply_step(run, definition, changes, facts[step])
             for change in done:
-                _log.info("changed", step=str(step), target=change.target, action=change.action)
+                _log.info(
+                    ProgressEvent.CHANGED,
+                    step=str(step),
+                    target=change.target,
+                    action=change.action,
+                )
             run.applied.extend(done)
             if any(pulls_always(state, change) for change in done):
                 the_plan, facts = _replan_after(step, the_plan, run, steps)
                 run.plan = the_plan
         except ReconcilerError as error:
-            _log.error("step failed", step=str(step), error=str(error))
+            _log.error(ProgressEvent.STEP_FAILED, step=str(step), error=str(error))
             failed = () if done is not None else run.step_failed(changes, error)
             return run.fail(error, failed, observed.snapshot, rollback_on_failure)
     try:
@@ -500,8 +503,8 @@ def _apply_locked(
         still = ConvergenceError("still differs after apply:\n  " + "\n  ".join(lines), lines)
         return run.fail(still, remaining.changes, observed.snapshot, rollback_on_failure)
     if run.applied:
-        _log.info("converged", changed=len(run.applied))
-    _record_inputs(state, final.facts.get(Step.SERVICES))
+        _log.info(ProgressEvent.CONVERGED, changed=len(run.applied))
+    _converged(state, final.facts)
     verdict = _verdict(run, steps, final.snapshot, secrets)
     if isinstance(verdict, StopRequested):
         return run.result(verdict)
@@ -515,6 +518,8 @@ def _apply_step(
 ) -> tuple[Change, ...]:
     """A step's apply; when it stops part-way, what it made is kept in `run.incomplete` and its
     cause raised in its place, for the step's boundary to judge (an OSError, a bug)."""
+    if definition.apply is None:  # a step without apply plans no change: its diff is wrong
+        raise TypeError(f"step {definition.step} has no apply, yet planned {len(changes)} changes")
     try:
         return definition.apply(changes, run.state, facts, run.adapter)
     except StepIncomplete as partial:
@@ -523,19 +528,12 @@ def _apply_step(
         raise partial.cause  # noqa: B904 - the cause itself is the step's error
 
 
-def _record_inputs(state: State, facts: object | None) -> None:
-    """Record the converged containers' input digests (when services ran); a failure to write
-    only warns (file drift then goes unseen for the containers not recorded, as for ones made
-    by others)."""
-    if not isinstance(facts, ServicesFacts):  # not observed, or a stack (no compose labels)
-        return
-    try:
-        services.record_inputs(state, facts)
-    except (OSError, ReconcilerError) as error:  # a full disk: FileWriteError
-        _log.warning(
-            "cannot record input digests; file drift of these containers goes unseen",
-            error=describe(error),
-        )
+def _converged(state: State, facts: Mapping[Step, object]) -> None:
+    """Tell each step with a `converged` hook its final facts (the services step records the
+    containers' input digests), when it was observed."""
+    for definition in registry.steps_for(state):
+        if definition.converged is not None and definition.step in facts:
+            definition.converged(state, facts[definition.step])
 
 
 def _replan_after(
@@ -543,7 +541,8 @@ def _replan_after(
 ) -> tuple[Plan, Mapping[Step, object]]:
     """The plan for the steps after `step`, from a fresh observation: a `pull: always` pull may
     or may not have moved its tag, so whether its users are recreated is known only now."""
-    later = set(STEP_ORDER[STEP_ORDER.index(step) + 1 :])
+    order = registry.order()
+    later = set(order[order.index(step) + 1 :])
     with _boundary("observe"), run.timed("observe"):
         again = _observe(run.state, run.adapter, steps)
         fresh = diff(run.state, again.facts, steps)
@@ -566,24 +565,24 @@ def _unconverged(state: State, remaining: Plan) -> Plan:
 def _verdict(
     run: _Run, steps: Collection[Step], snapshot: Snapshot, secrets: Secrets
 ) -> ReconcilerError | None:
-    """Run the checks, then compare with the baseline: the error that fails the apply, if any."""
-    if Step.CHECKS in steps:
+    """Run each selected step's verify phase (the checks), then compare with the baseline:
+    the error that fails the apply, if any."""
+    context = VerifyContext(apply_started=run.started_at, secrets=secrets)
+    for definition in registry.steps_for(run.state):
+        if definition.verify is None or definition.step not in steps:
+            continue
+        name = str(definition.step)
         try:
-            run.adapter.stop.check("checks")
-            with _boundary("checks"), run.timed("checks"):
-                run.checks = checks.run(
-                    run.state,
-                    run.adapter,
-                    checks.STEP.observe(run.state, snapshot, run.adapter),
-                    apply_started=run.started_at,
-                    secrets=secrets,
-                )
+            run.adapter.stop.check(name)
+            with _boundary(name), run.timed(name):
+                facts = definition.observe(run.state, snapshot, run.adapter)
+                run.checks += definition.verify(run.state, facts, run.adapter, context)
         except ReconcilerError as error:
             return error
-        failing = [result for result in run.checks if not result.passed]
-        if failing:
-            names = ", ".join(f"{r.name} ({r.detail})" for r in failing)
-            return CheckFailedError(f"checks failed: {names}")
+    failing = [result for result in run.checks if not result.passed]
+    if failing:
+        names = ", ".join(f"{r.name} ({r.detail})" for r in failing)
+        return CheckFailedError(f"checks failed: {names}")
     comparison = run.compared()
     if comparison is not None and comparison.unmet:
         return CheckFailedError("baseline comparison: " + "; ".join(comparison.unmet))
@@ -604,10 +603,12 @@ def _boundary(where: str) -> Iterator[None]:
     end are logged at debug (`step started`, `step finished`) for a live view.
     """
     started = time.monotonic()
-    _log.debug("step started", step=where)
+    _log.debug(ProgressEvent.STEP_STARTED, step=where)
     with _faults(where):
         yield
-    _log.debug("step finished", step=where, seconds=round(time.monotonic() - started, 3))
+    _log.debug(
+        ProgressEvent.STEP_FINISHED, step=where, seconds=round(time.monotonic() - started, 3)
+    )
 
 
 @contextmanager
@@ -759,14 +760,16 @@ def _roll_back(
     Each part is undone on its own: one that fails is said (`rollback incomplete: ...`) and
     the others are still undone."""
     done: list[str] = []
-    written = [change for change in made if change.step is Step.COMPOSE_FILE]
-    try:
-        if written:
-            facts = compose_file.STEP.observe(state, before, adapter)  # a projection: no I/O
-            done += compose_file.roll_back(state, facts, written)
-    except Exception as error:  # the images and services are still put back
-        done.append(f"rollback incomplete: {describe(error)}")
-        _log.error("rollback failed", error=str(error))
+    definitions = {definition.step: definition for definition in registry.steps_for(state)}
+    for definition in definitions.values():  # the compose-file step's `roll_back`: the files
+        mine = tuple(change for change in made if change.step == definition.step)
+        try:
+            if definition.roll_back is not None and mine:
+                facts = definition.observe(state, before, adapter)  # a projection: no I/O
+                done += definition.roll_back(state, facts, mine)
+        except Exception as error:  # the images and services are still put back
+            done.append(f"rollback incomplete: {describe(error)}")
+            _log.error("rollback failed", error=str(error))
     try:
         for change in made:
             old = before.images.get(change.key) if change.step is Step.IMAGES else None
@@ -775,11 +778,12 @@ def _roll_back(
                 done.append(f"re-tagged {change.key} to its previous image {old.id[7:19]}")
         # Containers change only in the services step: if it never ran, none is to put back.
         if any(change.step is Step.SERVICES for change in [*made, *failed]):
+            services = definitions[Step.SERVICES]  # the stack step in Swarm mode
             snapshot = observe(state, adapter, (Step.SERVICES,), {})
-            facts_now = services.STEP.observe(state, snapshot, adapter)
-            plan_back = services.STEP.diff(state, facts_now, Plan())
-            if plan_back.changes:
-                services.STEP.apply(plan_back.changes, state, facts_now, adapter)
+            facts_now = services.observe(state, snapshot, adapter)
+            plan_back = services.diff(state, facts_now, Plan())
+            if plan_back.changes and services.apply is not None:
+                services.apply(plan_back.changes, state, facts_now, adapter)
                 done += [f"{c.action} {c.target} as before" for c in plan_back.changes]
     except Exception as error:
         done.append(f"rollback incomplete: {describe(error)}")
@@ -844,7 +848,7 @@ def _observe(state: State, adapter: DockerAdapter, steps: Collection[Step]) -> O
     per service; a step that was not selected is not observed.
     """
     snapshot = observe(state, adapter, steps, _pins(state, steps))
-    chosen = [definition for definition in STEPS if definition.step in steps]
+    chosen = [definition for definition in registry.steps_for(state) if definition.step in steps]
     with ThreadPoolExecutor(max(len(chosen), 1), thread_name_prefix="observe-step") as pool:
         reads = [
             (definition.step, pool.submit(definition.observe, state, snapshot, adapter))
@@ -854,16 +858,14 @@ def _observe(state: State, adapter: DockerAdapter, steps: Collection[Step]) -> O
     return Observation(snapshot, facts)
 
 
-def diff(
-    state: State, facts: Mapping[Step, object], steps: Collection[Step] = _IMPLEMENTED
-) -> Plan:
+def diff(state: State, facts: Mapping[Step, object], steps: Collection[Step] | None = None) -> Plan:
     """Pure: the changes that take the observed `facts` (by step) to `state`, for `steps`.
 
     In apply order; each step's diff sees the plan of the steps before it (the services step
     recreates what the images step rebuilds).
     """
     result = Plan()
-    for definition in STEPS:
-        if definition.step in steps:
+    for definition in registry.steps_for(state):
+        if steps is None or definition.step in steps:
             result += definition.diff(state, facts[definition.step], result)
     return result

@@ -51,31 +51,23 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reconciler.docker.facts import ContainerFacts, ImageFacts
 from reconciler.errors import InputError, Location, PlanFileError, RecordError, StalePlanError
-from reconciler.images.build_context import DIGEST_LABEL
 from reconciler.logs import get_logger
-from reconciler.observe.facts import (
-    ChecksFacts,
-    ComposeFileFacts,
-    ImagesFacts,
-    MigrationsFacts,
-    ServicesFacts,
-    Snapshot,
-)
-from reconciler.observe.managed_files import hidden_because
-from reconciler.plans import Action, Plan, Step, selected
+from reconciler.observe.facts import Snapshot
+from reconciler.plans import Action, Plan, Step
 from reconciler.runtime.files import decode_utf8, read_bytes, write_atomic
-from reconciler.secrets.redact import Secrets, TextFormat, looks_secret, text_format
+from reconciler.secrets.redact import Secrets, TextFormat, text_format
 from reconciler.secrets.store import keyed_hash, machine_key
 from reconciler.state import State
+from reconciler.steps import registry
+from reconciler.steps.contract import masked_text
 
 __all__ = [
     "FORMAT",
@@ -111,10 +103,6 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-# Fields that change with no change to the environment (the wall clock, health-check output)
-# or that hold secrets: never part of a fingerprint.
-_VOLATILE = frozenset({"observed_at", "last_health_output", "secrets"})
-
 _log = get_logger(__name__)
 
 
@@ -260,7 +248,7 @@ def make(
         state_path=state.source,
         state_given=str(given) if given is not None else state.shown(state.source),
         state_name=state.name,
-        steps=tuple(step for step in Step if step in steps),
+        steps=registry.in_order(steps),
         plan=plan_dict(plan, Secrets(snapshot.secrets)),
         fingerprints=fingerprints(state, snapshot, facts),
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -293,7 +281,11 @@ def fingerprints(state: State, snapshot: Snapshot, facts: Mapping[Step, object])
     by its keyed hash), targets under their masked names."""
     secrets = _keyed(snapshot.secrets)
     files = _file_fingerprints(state, snapshot, secrets)
-    targets = {step: _targets(state, item, secrets) for step, item in facts.items()}
+    definitions = {definition.step: definition for definition in registry.steps_for(state)}
+    # each step's own split of its facts by target (`StepDefinition.fingerprint`)
+    targets = {
+        step: definitions[step].fingerprint(state, item, secrets) for step, item in facts.items()
+    }
     shown = Secrets(secrets.values)  # what the texts revealed too, masked as ***
     return Fingerprints(
         files=tuple(replace(file, path=shown.redact(file.path)) for file in files),
@@ -346,14 +338,8 @@ def _digest(material: object) -> str:
     return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def _masked_text(raw: bytes, secrets: Secrets, fmt: TextFormat | None) -> str:
-    """A file's text with secret values masked by meaning in its format `fmt`, and every
-    registered one (any bytes, decoded losslessly)."""
-    return secrets.mask_text(raw.decode("utf-8", "surrogateescape"), fmt)
-
-
 def _text_digest(raw: bytes, secrets: Secrets, fmt: TextFormat | None) -> str:
-    return _digest(_masked_text(raw, secrets, fmt))
+    return _digest(masked_text(raw, secrets, fmt))
 
 
 def _read_digest(
@@ -405,160 +391,6 @@ def _file_fingerprints(
         for kind, path in sorted(others, key=lambda item: (item[0], str(item[1])))
     ]
     return tuple(files)
-
-
-def _plain(value: Any, secrets: Secrets) -> Any:  # noqa: PLR0911 - one return per kind
-    """JSON-able form of facts, every string masked, volatile fields left out."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _plain(getattr(value, f.name), secrets)
-            for f in fields(value)
-            if f.name not in _VOLATILE
-        }
-    if isinstance(value, BaseModel):
-        return _plain(value.model_dump(mode="json"), secrets)
-    if isinstance(value, Mapping):
-        return {
-            secrets.redact(str(key)): secrets.mask_value(item)
-            if isinstance(item, str) and looks_secret(str(key))
-            else _plain(item, secrets)
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [_plain(item, secrets) for item in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(json.dumps(_plain(item, secrets), sort_keys=True) for item in value)
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    return secrets.redact(str(value))
-
-
-def _targets(state: State, facts: object, secrets: Secrets) -> dict[str, object]:
-    """A step's facts split by target (what its plan rows name), as maskable plain data."""
-    if isinstance(facts, ComposeFileFacts):
-        text = facts.compose_text.encode("utf-8", "surrogateescape")
-        targets: dict[str, object] = {
-            state.shown(facts.compose_file): _masked_text(text, secrets, "yaml")
-        }
-        for path, content in facts.env_texts.items():
-            targets[state.shown(path)] = (
-                None
-                if content is None
-                else _masked_text(content.encode("utf-8"), secrets, "dotenv")
-            )
-        targets["environment"] = _plain(facts.environment, secrets)
-        for name, observed in facts.files.items():
-            spec = state.files.get(name)
-            hidden = spec is not None and hidden_because(observed.path, spec, observed.data)
-            fmt = text_format(observed.path)
-            # A secret file's bytes are never hashed: only whether it exists, and its mode.
-            content = (
-                None
-                if observed.data is None or hidden
-                else _masked_text(observed.data, secrets, fmt)
-            )
-            targets[state.shown(observed.path)] = {
-                "exists": observed.data is not None,
-                "content": content,
-                "mode": observed.mode,
-                "source": None
-                if observed.source_data is None or hidden
-                else _masked_text(observed.source_data, secrets, fmt),
-            }
-        return targets
-    if isinstance(facts, ImagesFacts):
-        return _image_targets(state, facts, secrets)
-    if isinstance(facts, ServicesFacts):
-        return _service_targets(facts, secrets)
-    if isinstance(facts, MigrationsFacts):
-        return {name: _plain(status, secrets) for name, status in facts.statuses.items()}
-    if isinstance(facts, ChecksFacts):
-        return {ref: {"id": image.id, "size": image.size} for ref, image in facts.images.items()}
-    return {"*": _plain(facts, secrets)}  # a step this module does not know yet: all in one
-
-
-def _image(image: ImageFacts | None, wanted: str | None, secrets: Secrets) -> object:
-    if image is None:
-        return None
-    labels = {key: value for key, value in image.labels.items() if key != DIGEST_LABEL}
-    return {
-        "id": image.id,
-        "size": image.size,
-        "labels": _plain(labels, secrets),
-        # The input digest covers build args (maybe secret): only whether it matches is kept.
-        "inputs_current": None if wanted is None else image.labels.get(DIGEST_LABEL) == wanted,
-        "repo_digests": list(image.repo_digests),
-    }
-
-
-def _image_targets(state: State, facts: ImagesFacts, secrets: Secrets) -> dict[str, object]:
-    targets: dict[str, object] = {}
-    for reference, source in facts.sources.items():
-        target = {
-            "source": _plain(source, secrets),
-            "image": _image(
-                facts.images.get(reference), facts.context_digests.get(reference), secrets
-            ),
-        }
-        remote = facts.remote.get(reference)
-        if remote is not None:  # `pull: digest`: what the tag pointed to in the registry
-            target["registry"] = _plain(remote, secrets)
-        targets[reference] = target
-    for directory, (wanted, have) in facts.wheelhouses.items():
-        targets[f"wheelhouse {state.shown(Path(directory))}"] = {
-            "downloaded": have is not None,
-            "in_sync": have == wanted,
-        }
-    return targets
-
-
-def _container(container: ContainerFacts, facts: ServicesFacts) -> object:
-    return {
-        "id": container.id,
-        "name": container.name,
-        "status": container.status,
-        "health": container.health,
-        "exit_code": container.exit_code,
-        "image_id": container.image_id,
-        "oneoff": container.oneoff,
-        "restart_count": container.restart_count,
-        "started_at": container.started_at,
-        "restart_policy": container.restart_policy,
-        # compose's config hash covers the environment (maybe secret): only the match is kept.
-        "config_current": facts.config_current(container),
-        "inputs_changed": facts.changed_inputs(container),
-        "inputs_recorded": container.id in facts.recorded,
-    }
-
-
-def _service_targets(facts: ServicesFacts, secrets: Secrets) -> dict[str, object]:
-    config = facts.config
-    by_service: dict[str, list[ContainerFacts]] = {}
-    for container in facts.containers:
-        by_service.setdefault(container.service, []).append(container)
-    targets: dict[str, object] = {}
-    for service in sorted({*config.services, *by_service}):
-        spec = config.services.get(service)
-        reference = facts.pins.get(service) or (config.image_of(service) if spec else None)
-        image = facts.images.get(reference) if reference else None
-        wanted_hash = facts.config_hashes.get(service)
-        targets[service] = {
-            "config": _plain(spec, secrets),
-            "pin": _plain(facts.pins.get(service), secrets),  # a tag may hold a secret
-            "image": _plain(reference, secrets),
-            "image_id": image.id if image is not None else None,
-            "has_config_hash": wanted_hash is not None,
-            # plain sha256 of files that may hold secrets (an env file): kept keyed only
-            "inputs": {
-                label: secrets.mask_value(digest.digest)
-                for label, digest in facts.inputs.get(service, {}).items()
-            },
-            "containers": sorted(
-                (_container(c, facts) for c in by_service.get(service, [])),
-                key=lambda item: json.dumps(item, sort_keys=True),
-            ),
-        }
-    return targets
 
 
 # --- comparison -----------------------------------------------------------------------------
@@ -810,7 +642,7 @@ def _check_consistent(model: _PlanFile, source: Path) -> None:
     def refuse(message: str, key: str) -> PlanFileError:
         return PlanFileError(f"invalid plan file: {message}", Location(source, key=key))
 
-    names = [str(step) for step in Step]
+    names = registry.names()
     for key, listed in (
         ("steps", model.steps),
         ("selection.only", model.selection.only),
@@ -819,7 +651,7 @@ def _check_consistent(model: _PlanFile, source: Path) -> None:
         unknown = [name for name in listed if name not in names]
         if unknown:
             raise refuse(f"unknown step {unknown[0]!r}", key)
-    chosen = [str(step) for step in selected(model.selection.only, model.selection.skip)]
+    chosen = [str(step) for step in registry.select(model.selection.only, model.selection.skip)]
     if not chosen or model.steps != chosen:
         raise refuse(
             f"the steps [{', '.join(model.steps)}] are not those its selection chooses "
@@ -880,7 +712,7 @@ def _from_model(model: _PlanFile, plan: Mapping[str, Any], source: Path) -> Save
         state_path=Path(model.state.path),
         state_given=model.state.given,
         state_name=model.state.name,
-        steps=tuple(Step(name) for name in model.steps),
+        steps=tuple(registry.step_named(name) for name in model.steps),
         plan=plan,
         fingerprints=Fingerprints(
             files=tuple(

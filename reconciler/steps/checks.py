@@ -18,34 +18,40 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import ComposeConfig, ImageFacts
+from reconciler.docker.facts import ComposeConfig, ContainerFacts, ImageFacts
 from reconciler.errors import DockerError
-from reconciler.logs import get_logger
-from reconciler.observe.facts import ChecksFacts, Snapshot
-from reconciler.plans import Change, InSync, Plan, Step
+from reconciler.logs import ProgressEvent, get_logger
+from reconciler.observe.facts import Snapshot
+from reconciler.plans import InSync, Plan, Step
 from reconciler.secrets.redact import Secrets
 from reconciler.state import State
 from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
-from reconciler.steps.contract import StepDefinition
+from reconciler.steps.contract import (
+    CaseResult,
+    CheckResult,
+    StepDefinition,
+    VerifyContext,
+)
 from reconciler.steps.probes import Failed, NotYet
 from reconciler.steps.probes import command as host_command
 from reconciler.steps.probes import logs as service_logs
-from reconciler.steps.probes.junit import CaseResult
 
 __all__ = [
     "STEP",
     "CaseResult",
     "CheckResult",
-    "apply",
+    "ChecksFacts",
     "diff",
+    "fingerprint",
     "matches",
     "observe",
     "run",
     "size_results",
+    "verify",
 ]
 
 _log = get_logger(__name__)
@@ -56,21 +62,13 @@ ENGINE_HOST = "{engine_host}"
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """One check's outcome, for the summary and the reports.
+class ChecksFacts:
+    """The checks step's facts: the images whose size budgets it measures, the containers whose
+    logs it reads, and compose's model (the URLs a host command is given)."""
 
-    `kind` is http, exec, logs, command or size; `service` the service it is about, if any
-    (the reports show its log tail when the check fails); `cases` a command's JUnit cases.
-    """
-
-    name: str
-    passed: bool
-    detail: str
-    seconds: float
-    kind: str = ""
-    service: str | None = None
-    cases: tuple[CaseResult, ...] = ()
-    log_tail: str = ""  # the service's last log lines, when the check failed
+    images: dict[str, ImageFacts] = field(default_factory=dict)
+    containers: tuple[ContainerFacts, ...] = ()
+    config: ComposeConfig | None = None
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ChecksFacts:
@@ -89,11 +87,16 @@ def diff(state: State, facts: ChecksFacts, earlier: Plan) -> Plan:
     return Plan((), tuple(rows))
 
 
-def apply(
-    changes: tuple[Change, ...], state: State, facts: ChecksFacts, adapter: DockerAdapter
-) -> tuple[Change, ...]:
-    """Checks plan no change; they run after the environment converged (`run`)."""
-    return ()
+def fingerprint(state: State, facts: ChecksFacts, secrets: Secrets) -> dict[str, object]:
+    """By image reference: the ID and size its size budget is measured on."""
+    return {ref: {"id": image.id, "size": image.size} for ref, image in facts.images.items()}
+
+
+def verify(
+    state: State, facts: ChecksFacts, adapter: DockerAdapter, context: VerifyContext
+) -> tuple[CheckResult, ...]:
+    """The verify phase (`steps.contract`): every check, once the environment converged."""
+    return run(state, adapter, facts, apply_started=context.apply_started, secrets=context.secrets)
 
 
 def run(
@@ -126,7 +129,13 @@ def run(
 def _logged(result: CheckResult) -> CheckResult:
     """Log a result as it lands (the CLI's live view shows it then)."""
     log = _log.info if result.passed else _log.error
-    log("check", name=result.name, passed=result.passed, detail=result.detail, kind=result.kind)
+    log(
+        ProgressEvent.CHECK,
+        name=result.name,
+        passed=result.passed,
+        detail=result.detail,
+        kind=result.kind,
+    )
     return result
 
 
@@ -396,4 +405,8 @@ def _short(body: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-STEP = StepDefinition(Step.CHECKS, observe, diff, apply)
+# Checks plan no change (no `apply`): they are this step's verify phase, run after the
+# environment converged.
+STEP = StepDefinition(
+    step=Step.CHECKS, observe=observe, diff=diff, fingerprint=fingerprint, apply=None, verify=verify
+)

@@ -17,6 +17,7 @@ import difflib
 import functools
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.compose.edit import pin_images
@@ -25,7 +26,7 @@ from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError, describe
 from reconciler.logs import get_logger
 from reconciler.observe.env_files import FileEdits, plan_file_edits
-from reconciler.observe.facts import ComposeFileFacts, Snapshot
+from reconciler.observe.facts import Snapshot
 from reconciler.observe.managed_files import (
     DesiredFile,
     ObservedFile,
@@ -41,13 +42,15 @@ from reconciler.secrets.redact import MASK, Secrets, TextFormat, looks_secret, t
 from reconciler.state import State
 from reconciler.state.model import FileSpec
 from reconciler.state.paths import YamlPath, format_path, parse_path
-from reconciler.steps.contract import StepDefinition, StepIncomplete
+from reconciler.steps.contract import StepDefinition, StepIncomplete, masked_text, plain
 
 __all__ = [
     "STEP",
+    "ComposeFileFacts",
     "apply",
     "diff",
     "file_edits",
+    "fingerprint",
     "observe",
     "pinned_text",
     "restore_file",
@@ -56,6 +59,21 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ComposeFileFacts:
+    """The compose-file step's facts: the exact texts of the compose file and of the dotenv files
+    it edits (env files, dotenv `files:`; None when missing), the process variables the compose
+    and env files refer to, the secrets to mask in diffs, and the other files the state manages
+    beside it, by absolute path."""
+
+    compose_file: Path
+    compose_text: str
+    secrets: frozenset[str] = frozenset()
+    env_texts: dict[Path, str | None] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    files: dict[str, ObservedFile] = field(default_factory=dict)
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ComposeFileFacts:
@@ -553,4 +571,42 @@ def _reason(before: str | None, after: str, how: str) -> str:
     return f"image is {before}; state pins {after}{detail}"
 
 
-STEP = StepDefinition(Step.COMPOSE_FILE, observe, diff, apply)
+def fingerprint(state: State, facts: ComposeFileFacts, secrets: Secrets) -> dict[str, object]:
+    """By target: the compose file's and each dotenv file's masked text, the process
+    variables, and each managed file (whether it exists, its mode, its masked content unless
+    it is a secret's: a secret file's bytes are never hashed)."""
+    text = facts.compose_text.encode("utf-8", "surrogateescape")
+    targets: dict[str, object] = {
+        state.shown(facts.compose_file): masked_text(text, secrets, "yaml")
+    }
+    for path, content in facts.env_texts.items():
+        targets[state.shown(path)] = (
+            None if content is None else masked_text(content.encode("utf-8"), secrets, "dotenv")
+        )
+    targets["environment"] = plain(facts.environment, secrets)
+    for name, observed in facts.files.items():
+        spec = state.files.get(name)
+        hidden = spec is not None and hidden_because(observed.path, spec, observed.data)
+        fmt = text_format(observed.path)
+        content = (
+            None if observed.data is None or hidden else masked_text(observed.data, secrets, fmt)
+        )
+        targets[state.shown(observed.path)] = {
+            "exists": observed.data is not None,
+            "content": content,
+            "mode": observed.mode,
+            "source": None
+            if observed.source_data is None or hidden
+            else masked_text(observed.source_data, secrets, fmt),
+        }
+    return targets
+
+
+STEP = StepDefinition(
+    step=Step.COMPOSE_FILE,
+    observe=observe,
+    diff=diff,
+    fingerprint=fingerprint,
+    apply=apply,
+    roll_back=roll_back,
+)

@@ -20,25 +20,44 @@ debootstrapped again; `observe` asks the local engine for those only (one call).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import ImageFacts, registry_host
+from reconciler.docker.facts import ImageFacts, RemoteDigest, registry_host
 from reconciler.errors import RegistryError
 from reconciler.images import rootfs, wheelhouse
 from reconciler.images.build_context import DIGEST_LABEL
-from reconciler.logs import get_logger
-from reconciler.observe.facts import ImagesFacts, ImageSource, Snapshot
+from reconciler.logs import ProgressEvent, get_logger
+from reconciler.observe.facts import ImageSource, Snapshot
 from reconciler.observe.snapshot import edited_files, pull_policy, wanted_digests
 from reconciler.plans import Action, Change, InSync, Plan, Step
+from reconciler.secrets.redact import Secrets
 from reconciler.state import State
-from reconciler.steps.contract import StepDefinition
+from reconciler.steps.contract import StepDefinition, plain
 
-__all__ = ["STEP", "apply", "diff", "observe"]
+__all__ = ["STEP", "ImagesFacts", "apply", "diff", "fingerprint", "observe"]
 
 _log = get_logger(__name__)
 WHEELHOUSE = "wheelhouse:"
 _PROGRESS_EVERY = 2.0  # seconds between two progress lines of a transfer
+
+
+@dataclass(frozen=True)
+class ImagesFacts:
+    """The images step's facts: what each needed image is made from, and what exists."""
+
+    compose_file: Path  # build paths in the compose file resolve against it
+    sources: dict[str, ImageSource] = field(default_factory=dict)  # in make order
+    images: dict[str, ImageFacts] = field(default_factory=dict)
+    context_digests: dict[str, str] = field(default_factory=dict)  # the digest each must carry
+    # directory -> (digest its requirement files ask for, digest its marker records)
+    wheelhouses: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # `pull: digest` images present locally: the registry's digest for their tag (or the error)
+    remote: dict[str, RemoteDigest] = field(default_factory=dict)
+    # base images (`rootfs:`) the target engine lacks or has stale, as the local engine has
+    # them, when the run targets another engine: copied rather than made again
+    local: dict[str, ImageFacts] = field(default_factory=dict)
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ImagesFacts:
@@ -196,15 +215,17 @@ def apply(
         adapter.stop.check(f"{change.action} {reference}")
         labels = {DIGEST_LABEL: digests[reference]} if reference in digests else {}
         if change.action is Action.PULL:
-            _log.info("pulling image", image=reference)
+            _log.info(ProgressEvent.PULLING_IMAGE, image=reference)
             adapter.pull(reference)
         elif change.action is Action.TRANSFER:
             _transfer(reference, facts.local[reference].size, adapter)
         elif source.rootfs is not None:
-            _log.info("making base image", image=reference)
+            _log.info(ProgressEvent.MAKING_BASE_IMAGE, image=reference)
             rootfs.build_rootfs_image(reference, source.rootfs, labels, adapter)
         elif source.build is not None:
-            _log.info("building image", image=reference, context=str(source.build.context))
+            _log.info(
+                ProgressEvent.BUILDING_IMAGE, image=reference, context=str(source.build.context)
+            )
             adapter.build(reference, source.build, labels)
     return changes
 
@@ -224,14 +245,16 @@ def _transfer(reference: str, size: int, adapter: DockerAdapter) -> None:
         if now - said[0] >= _PROGRESS_EVERY:
             said[0] = now
             _log.info(
-                "transferring image",
+                ProgressEvent.TRANSFERRING_IMAGE,
                 image=reference,
                 sent_mib=round(sent / 2**20, 1),
                 of_mib=round(total / 2**20, 1),
                 percent=min(100, round(100 * sent / total)),
             )
 
-    _log.info("transferring image", image=reference, of_mib=round(total / 2**20, 1), percent=0)
+    _log.info(
+        ProgressEvent.TRANSFERRING_IMAGE, image=reference, of_mib=round(total / 2**20, 1), percent=0
+    )
     started = time.monotonic()
     adapter.transfer(reference, progress)
     _log.info("transferred image", image=reference, seconds=round(time.monotonic() - started, 1))
@@ -251,4 +274,44 @@ def _short(digest: str) -> str:
     return f"{algorithm}:{value[:12]}"
 
 
-STEP = StepDefinition(Step.IMAGES, observe, diff, apply)
+def fingerprint(state: State, facts: ImagesFacts, secrets: Secrets) -> dict[str, object]:
+    """By image reference: what it is made from, the image found (whether its input label
+    matches, not the digest: it covers build args), and the registry's digest for a `pull:
+    digest` one; by wheelhouse: whether it is downloaded and in sync."""
+    targets: dict[str, object] = {}
+    for reference, source in facts.sources.items():
+        target = {
+            "source": plain(source, secrets),
+            "image": _fingerprint_image(
+                facts.images.get(reference), facts.context_digests.get(reference), secrets
+            ),
+        }
+        remote = facts.remote.get(reference)
+        if remote is not None:  # `pull: digest`: what the tag pointed to in the registry
+            target["registry"] = plain(remote, secrets)
+        targets[reference] = target
+    for directory, (wanted, have) in facts.wheelhouses.items():
+        targets[f"wheelhouse {state.shown(Path(directory))}"] = {
+            "downloaded": have is not None,
+            "in_sync": have == wanted,
+        }
+    return targets
+
+
+def _fingerprint_image(image: ImageFacts | None, wanted: str | None, secrets: Secrets) -> object:
+    if image is None:
+        return None
+    labels = {key: value for key, value in image.labels.items() if key != DIGEST_LABEL}
+    return {
+        "id": image.id,
+        "size": image.size,
+        "labels": plain(labels, secrets),
+        # The input digest covers build args (maybe secret): only whether it matches is kept.
+        "inputs_current": None if wanted is None else image.labels.get(DIGEST_LABEL) == wanted,
+        "repo_digests": list(image.repo_digests),
+    }
+
+
+STEP = StepDefinition(
+    step=Step.IMAGES, observe=observe, diff=diff, fingerprint=fingerprint, apply=apply
+)

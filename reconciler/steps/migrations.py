@@ -9,18 +9,28 @@ shell.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.errors import ApplyError
-from reconciler.logs import get_logger
-from reconciler.observe.facts import MigrationsFacts, MigrationStatus, Snapshot
+from reconciler.logs import ProgressEvent, get_logger
+from reconciler.observe.facts import MigrationStatus, Snapshot
 from reconciler.observe.snapshot import migration_status, observe_migrations, tail
 from reconciler.plans import Action, Change, InSync, Plan, Step
+from reconciler.secrets.redact import Secrets
 from reconciler.state import State
-from reconciler.steps.contract import StepDefinition
+from reconciler.steps.contract import StepDefinition, plain
 
-__all__ = ["STEP", "apply", "diff", "observe"]
+__all__ = ["STEP", "MigrationsFacts", "apply", "diff", "fingerprint", "observe"]
 
 _log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MigrationsFacts:
+    """The migrations step's facts: each declared migration set's status, by name."""
+
+    statuses: dict[str, MigrationStatus] = field(default_factory=dict)
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> MigrationsFacts:
@@ -58,7 +68,9 @@ def apply(
         if before.up_to_date:
             _log.info("migrations already at head", migration=spec.name, detail=before.detail)
             continue
-        _log.info("upgrading", migration=spec.name, service=spec.service, detail=before.detail)
+        _log.info(
+            ProgressEvent.UPGRADING, migration=spec.name, service=spec.service, detail=before.detail
+        )
         argv = [*spec.alembic.command, "upgrade", "head"] if spec.alembic else spec.apply
         assert argv is not None, "validated: apply is set when alembic is not"
         result = adapter.exec(spec.service, argv, mutating=True, timeout=spec.timeout)
@@ -75,4 +87,11 @@ def apply(
     return tuple(done)
 
 
-STEP = StepDefinition(Step.MIGRATIONS, observe, diff, apply)
+def fingerprint(state: State, facts: MigrationsFacts, secrets: Secrets) -> dict[str, object]:
+    """By migration set: its status (at head or not, and what was observed)."""
+    return {name: plain(status, secrets) for name, status in facts.statuses.items()}
+
+
+STEP = StepDefinition(
+    step=Step.MIGRATIONS, observe=observe, diff=diff, fingerprint=fingerprint, apply=apply
+)

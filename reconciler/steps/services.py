@@ -19,6 +19,7 @@ healthy (or running, without a healthcheck) before its deadline.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -26,19 +27,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import ComposeConfig, ContainerFacts, ServiceConfig
-from reconciler.errors import HealthTimeoutError, PermanentDockerError
-from reconciler.logs import get_logger
-from reconciler.observe.facts import Readiness, ServicesFacts, Snapshot, StackFacts
-from reconciler.observe.inputs import read_record, record_path, service_digests, write_record
+from reconciler.docker.facts import ComposeConfig, ContainerFacts, ImageFacts, ServiceConfig
+from reconciler.errors import HealthTimeoutError, PermanentDockerError, ReconcilerError, describe
+from reconciler.logs import ProgressEvent, get_logger
+from reconciler.observe.facts import Snapshot
+from reconciler.observe.inputs import (
+    InputDigest,
+    read_record,
+    record_path,
+    service_digests,
+    write_record,
+)
 from reconciler.observe.planned import edited_reason
 from reconciler.observe.snapshot import activating, desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
+from reconciler.secrets.redact import Secrets
 from reconciler.secrets.store import SecretRecords, keyed_hash
 from reconciler.state import State
-from reconciler.steps import stack
-from reconciler.steps.contract import StepDefinition
-from reconciler.steps.waits import EngineSilence
+from reconciler.steps.contract import StepDefinition, plain
+from reconciler.steps.waits import EngineSilence, Readiness
 
 __all__ = [
     "RESTARTED_STABLE_FOR",
@@ -46,8 +53,10 @@ __all__ = [
     "STEP",
     "Readiness",
     "ReadinessWatch",
+    "ServicesFacts",
     "apply",
     "diff",
+    "fingerprint",
     "observe",
     "readiness",
     "record_inputs",
@@ -61,13 +70,48 @@ _UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START, Action.SC
 _LIVE = frozenset({"running", "restarting", "paused", "created"})
 
 
-def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ServicesFacts | StackFacts:
-    """In swarm mode, the stack's facts (`steps.stack`). Otherwise compose's model, config
-    hashes, containers, images and pins, as the snapshot has them; and this step's own reads:
-    the digests of each service's inputs (bind mounts, env files, file configs) and those
-    recorded for each container at the last converged apply."""
-    if state.compose.mode == "swarm":
-        return stack.observe(state, snapshot, adapter)
+@dataclass(frozen=True)
+class ServicesFacts:
+    """The services step's facts: compose's model and hashes, the containers, the images, and
+    the digests of the files compose does not hash (now, and as recorded per container)."""
+
+    config: ComposeConfig
+    config_hashes: dict[str, str] = field(default_factory=dict)
+    containers: tuple[ContainerFacts, ...] = ()
+    images: dict[str, ImageFacts] = field(default_factory=dict)
+    observed_at: float | None = None  # wall clock (epoch s) when containers were listed
+    pins: dict[str, str] = field(default_factory=dict)  # image pins in force
+    secret_hashes: dict[str, str] = field(default_factory=dict)  # secret name -> keyed hash now
+    # container id -> secret name -> keyed hash of the value it was created with
+    secret_records: dict[str, dict[str, str]] = field(default_factory=dict)
+    inputs: dict[str, dict[str, InputDigest]] = field(default_factory=dict)  # service -> label
+    recorded: dict[str, dict[str, str]] = field(default_factory=dict)  # container id -> label
+
+    def config_current(self, container: ContainerFacts) -> bool:
+        """The container's config-hash label is compose's hash of the current model (of its
+        resolved model, env files merged: what `up` labels with on any compose version); a
+        container made from another configuration has another hash."""
+        wanted = self.config_hashes.get(container.service)
+        return wanted is None or container.config_hash == wanted
+
+    def changed_inputs(self, container: ContainerFacts) -> list[str]:
+        """Labels of the inputs whose digest differs from the one recorded for this container
+        (none when it has no record: made by someone else, it is taken as current)."""
+        recorded = self.recorded.get(container.id)
+        if recorded is None:
+            return []
+        current = self.inputs.get(container.service, {})
+        return [
+            label
+            for label, digest in current.items()
+            if label in recorded and recorded[label] != digest.digest
+        ]
+
+
+def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> ServicesFacts:
+    """compose's model, config hashes, containers, images and pins, as the snapshot has them;
+    and this step's own reads: the digests of each service's inputs (bind mounts, env files,
+    file configs) and those recorded for each container at the last converged apply."""
     config = snapshot.config
     assert config is not None, "the snapshot asks docker when services is selected"
     compose_file = state.compose.file
@@ -91,14 +135,22 @@ def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> Service
 
 def record_inputs(state: State, facts: ServicesFacts) -> None:
     """Record the current input digests of the containers `facts` saw (after a converged
-    apply), so that a later change of one of those files is drift."""
+    apply), so that a later change of one of those files is drift. A failure to write only
+    warns (file drift then goes unseen for the containers not recorded, as for ones made by
+    others)."""
     path = record_path(facts.config.project)
-    if write_record(path, facts.containers, facts.inputs):
-        _log.debug("input digests recorded", path=str(path))
+    try:
+        if write_record(path, facts.containers, facts.inputs):
+            _log.debug("input digests recorded", path=str(path))
+    except (OSError, ReconcilerError) as error:  # a full disk: FileWriteError
+        _log.warning(
+            "cannot record input digests; file drift of these containers goes unseen",
+            error=describe(error),
+        )
 
 
-def diff(state: State, facts: ServicesFacts | StackFacts, earlier: Plan) -> Plan:
-    """One change per drifted service (in swarm mode, per `steps.stack.diff`).
+def diff(state: State, facts: ServicesFacts, earlier: Plan) -> Plan:
+    """One change per drifted service.
 
     A service whose pin (`facts.pins`) differs from the compose file's current image, or
     whose image the images step plans to (re)build or pull (in `earlier`; not a `pull: always`
@@ -106,8 +158,6 @@ def diff(state: State, facts: ServicesFacts | StackFacts, earlier: Plan) -> Plan
     which interpolates a variable whose value that step's env-file edits change
     (`ServiceConfig.edited`), is certain to be recreated even though its labels still match.
     """
-    if isinstance(facts, StackFacts):
-        return stack.diff(state, facts, earlier)
     config = facts.config
     pins = facts.pins
     # A `pull: always` pull may bring the same image again: its users are recreated only when
@@ -377,13 +427,10 @@ def _recently_restarted(container: ContainerFacts, observed_at: float | None) ->
 def apply(
     changes: tuple[Change, ...],
     state: State,
-    facts: ServicesFacts | StackFacts,
+    facts: ServicesFacts,
     adapter: DockerAdapter,
 ) -> tuple[Change, ...]:
-    """`compose up` the drifted services (force-recreating unhealthy ones), then wait for all;
-    in swarm mode, `stack deploy` and wait (`steps.stack.apply`)."""
-    if isinstance(facts, StackFacts):
-        return stack.apply(changes, state, facts, adapter)
+    """`compose up` the drifted services (force-recreating unhealthy ones), then wait for all."""
     config = facts.config
     force = [c.key for c in changes if c.force]
     normal = [c.key for c in changes if c.action in _UP_ACTIONS and not c.force]
@@ -396,10 +443,10 @@ def apply(
     try:
         adapter.stop.check("compose up")
         if normal:
-            _log.info("compose up", services=normal)
+            _log.info(ProgressEvent.COMPOSE_UP, services=normal)
             adapter.up(normal)
         if force:
-            _log.info("compose up --force-recreate", services=force)
+            _log.info(ProgressEvent.COMPOSE_UP_FORCED, services=force)
             adapter.up(force, force_recreate=True)
     except PermanentDockerError as error:
         # compose fails `up` itself when a dependency never gets healthy; show why, as a wait would.
@@ -577,7 +624,7 @@ def wait_until_ready(
             if seen.get(name) != item.summary:
                 seen[name] = item.summary
                 _log.debug(
-                    "service health",
+                    ProgressEvent.SERVICE_HEALTH,
                     service=name,
                     state=item.summary,
                     ready=item.ready,
@@ -585,13 +632,15 @@ def wait_until_ready(
                 )
         pending = [r for r in status.values() if not r.ready]
         if not pending:
-            _log.info("all services ready", seconds=round(now - started, 2))
+            _log.info(ProgressEvent.ALL_SERVICES_READY, seconds=round(now - started, 2))
             return containers
         failing = [r for r in pending if r.failed or now >= deadlines[r.service]]
         if failing and not engine.ask_again(deadlines[r.service] for r in failing):
             late = any(now >= deadlines[r.service] for r in failing)
             raise _health_error(failing, containers, adapter, engine.headline(late=late))
-        _log.debug("waiting for services", pending={r.service: r.summary for r in pending})
+        _log.debug(
+            ProgressEvent.WAITING_FOR_SERVICES, pending={r.service: r.summary for r in pending}
+        )
         adapter.stop.check("services became ready")
         sleep(delay)
         delay = min(delay * 1.5, 1.0)
@@ -660,4 +709,63 @@ def _describe(container: ContainerFacts) -> str:
     return f"{container.status}, {container.health}" if container.health else container.status
 
 
-STEP = StepDefinition(Step.SERVICES, observe, diff, apply)
+def fingerprint(state: State, facts: ServicesFacts, secrets: Secrets) -> dict[str, object]:
+    """By service: its model, pin and image, whether compose has a config hash for it, its
+    inputs' keyed digests, and its containers (state, health, image, restarts; whether the
+    config hash and inputs match, not the digests: they may cover secrets)."""
+    config = facts.config
+    by_service: dict[str, list[ContainerFacts]] = {}
+    for container in facts.containers:
+        by_service.setdefault(container.service, []).append(container)
+    targets: dict[str, object] = {}
+    for service in sorted({*config.services, *by_service}):
+        spec = config.services.get(service)
+        reference = facts.pins.get(service) or (config.image_of(service) if spec else None)
+        image = facts.images.get(reference) if reference else None
+        wanted_hash = facts.config_hashes.get(service)
+        targets[service] = {
+            "config": plain(spec, secrets),
+            "pin": plain(facts.pins.get(service), secrets),  # a tag may hold a secret
+            "image": plain(reference, secrets),
+            "image_id": image.id if image is not None else None,
+            "has_config_hash": wanted_hash is not None,
+            # plain sha256 of files that may hold secrets (an env file): kept keyed only
+            "inputs": {
+                label: secrets.mask_value(digest.digest)
+                for label, digest in facts.inputs.get(service, {}).items()
+            },
+            "containers": sorted(
+                (_fingerprint_container(c, facts) for c in by_service.get(service, [])),
+                key=lambda item: json.dumps(item, sort_keys=True),
+            ),
+        }
+    return targets
+
+
+def _fingerprint_container(container: ContainerFacts, facts: ServicesFacts) -> object:
+    return {
+        "id": container.id,
+        "name": container.name,
+        "status": container.status,
+        "health": container.health,
+        "exit_code": container.exit_code,
+        "image_id": container.image_id,
+        "oneoff": container.oneoff,
+        "restart_count": container.restart_count,
+        "started_at": container.started_at,
+        "restart_policy": container.restart_policy,
+        # compose's config hash covers the environment (maybe secret): only the match is kept.
+        "config_current": facts.config_current(container),
+        "inputs_changed": facts.changed_inputs(container),
+        "inputs_recorded": container.id in facts.recorded,
+    }
+
+
+STEP = StepDefinition(
+    step=Step.SERVICES,
+    observe=observe,
+    diff=diff,
+    fingerprint=fingerprint,
+    apply=apply,
+    converged=record_inputs,
+)

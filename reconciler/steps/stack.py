@@ -21,25 +21,37 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 
 from reconciler.docker.adapter import DockerAdapter
-from reconciler.docker.facts import SwarmService, SwarmTask, normalize_reference
+from reconciler.docker.facts import (
+    ComposeConfig,
+    ImageFacts,
+    SwarmService,
+    SwarmTask,
+    normalize_reference,
+)
 from reconciler.errors import ApplyError, DockerError, HealthTimeoutError
-from reconciler.logs import get_logger
+from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.config_hashes import config_hashes
-from reconciler.observe.facts import Readiness, Snapshot, StackFacts
+from reconciler.observe.facts import Snapshot
 from reconciler.observe.planned import edited_reason
 from reconciler.observe.snapshot import desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
+from reconciler.secrets.redact import Secrets
 from reconciler.state import State
-from reconciler.steps.waits import EngineSilence
+from reconciler.steps.contract import StepDefinition, plain
+from reconciler.steps.waits import EngineSilence, Readiness
 
 __all__ = [
     "CONFIG_HASH_LABEL",
     "IMAGE_ID_LABEL",
+    "STEP",
+    "StackFacts",
     "SwarmRollbackError",
     "apply",
     "diff",
+    "fingerprint",
     "observe",
     "overlay",
     "service_readiness",
@@ -63,6 +75,29 @@ class SwarmRollbackError(ApplyError):
     def __init__(self, message: str, rolled_back: dict[str, float]) -> None:
         super().__init__(message)
         self.rolled_back = rolled_back  # service -> seconds the rollback took
+
+
+@dataclass(frozen=True)
+class StackFacts:
+    """The stack step's facts (the services step's in swarm mode): compose's model and config
+    hashes (what the stack must run), the stack's services and tasks as Swarm has them, and
+    the images."""
+
+    config: ComposeConfig
+    config_hashes: dict[str, str] = field(default_factory=dict)
+    services: dict[str, SwarmService] = field(default_factory=dict)  # by compose service name
+    tasks: tuple[SwarmTask, ...] = ()
+    images: dict[str, ImageFacts] = field(default_factory=dict)
+    pins: dict[str, str] = field(default_factory=dict)  # image pins in force
+    prune: bool = False  # `compose.prune`: services of the stack the file dropped are removed
+
+    def current_tasks(self, service: str) -> list[SwarmTask]:
+        """The tasks Swarm wants running for `service` (desired state running), newest first."""
+        found = self.services.get(service)
+        if found is None:
+            return []
+        tasks = [t for t in self.tasks if t.service_id == found.id and t.desired_state == "running"]
+        return sorted(tasks, key=lambda task: task.timestamp, reverse=True)
 
 
 def observe(state: State, snapshot: Snapshot, adapter: DockerAdapter) -> StackFacts:
@@ -312,7 +347,9 @@ def wait_for_stack(
         for name, item in status.items():
             if seen.get(name) != item.summary:
                 seen[name] = item.summary
-                _log.debug("service health", service=name, state=item.summary, ready=item.ready)
+                _log.debug(
+                    ProgressEvent.SERVICE_HEALTH, service=name, state=item.summary, ready=item.ready
+                )
         for name, service in services.items():
             if name not in updated or name in rolled_back:
                 continue
@@ -399,3 +436,14 @@ def _health_error(
         diagnostics[item.service] = "\n".join(lines)
     names = ", ".join(f"{item.service} ({item.summary})" for item in failing)
     return HealthTimeoutError(f"{headline}: {names}", diagnostics)
+
+
+def fingerprint(state: State, facts: StackFacts, secrets: Secrets) -> dict[str, object]:
+    """The whole stack as one target, `*` (as plan files have named it since version 2)."""
+    return {"*": plain(facts, secrets)}
+
+
+# The services step in Swarm mode: `steps.registry` lists it in place of `services.STEP`.
+STEP = StepDefinition(
+    step=Step.SERVICES, observe=observe, diff=diff, fingerprint=fingerprint, apply=apply
+)

@@ -19,10 +19,22 @@ from typing import TypeVar
 
 from reconciler.logs import get_logger
 
-__all__ = ["SILENT", "EngineSilence"]
+__all__ = ["SILENT", "EngineSilence", "Readiness"]
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Where one service stands while waiting (a compose service's containers, or a stack
+    service's tasks): ready, failed for good, or neither yet, and why, for people."""
+
+    service: str
+    ready: bool
+    failed: bool
+    summary: str
+
 
 # A sample answers in well under a second; one that takes this long waited for the engine.
 SILENT = 5.0

@@ -23,15 +23,7 @@ from reconciler.docker.facts import (
     SwarmTask,
 )
 from reconciler.errors import InputError, RegistryError
-from reconciler.observe.facts import (
-    ChecksFacts,
-    ComposeFileFacts,
-    ImagesFacts,
-    MigrationsFacts,
-    MigrationStatus,
-    ServicesFacts,
-    StackFacts,
-)
+from reconciler.observe.facts import MigrationStatus
 from reconciler.observe.inputs import InputDigest
 from reconciler.observe.managed_files import ObservedFile
 from reconciler.observe.planned import planned_model
@@ -45,7 +37,12 @@ from reconciler.plans import Action, Plan, Step
 from reconciler.reconcile.loop import diff
 from reconciler.state import State
 from reconciler.state.model import ComposeSpec, WheelhouseSpec
-from reconciler.steps.stack import CONFIG_HASH_LABEL, IMAGE_ID_LABEL
+from reconciler.steps.checks import ChecksFacts
+from reconciler.steps.compose_file import ComposeFileFacts
+from reconciler.steps.images import ImagesFacts
+from reconciler.steps.migrations import MigrationsFacts
+from reconciler.steps.services import ServicesFacts
+from reconciler.steps.stack import CONFIG_HASH_LABEL, IMAGE_ID_LABEL, StackFacts
 from tests.planner.case_schema import Case, CaseError, load_case, parse_case
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.yaml"))

@@ -15,12 +15,12 @@ from reconciler.docker.errors import command_name
 from reconciler.docker.facts import BuildConfig, ComposeConfig
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import InputError, PermanentDockerError, StopRequested, TransientDockerError
-from reconciler.observe.facts import ChecksFacts
 from reconciler.runtime import processes
 from reconciler.runtime.interrupt import StopToken
 from reconciler.runtime.processes import exit_text
 from reconciler.state import State
 from reconciler.steps import checks
+from reconciler.steps.checks import ChecksFacts
 from tests.facts.fake_docker import first_on_path
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.02, jitter=0.0)

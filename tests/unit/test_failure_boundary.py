@@ -14,11 +14,11 @@ from reconciler.cli.main import main
 from reconciler.docker.facts import ComposeConfig
 from reconciler.errors import ApplyError, InternalError, os_error_text
 from reconciler.locks.local import project_lock
-from reconciler.observe.facts import ServicesFacts
 from reconciler.plans import Step
-from reconciler.reconcile import loop as reconcile
 from reconciler.runtime.files import FileWriteError
 from reconciler.state import State
+from reconciler.steps import services
+from reconciler.steps.services import ServicesFacts
 
 
 def write_pin(tmp_path: Path) -> Path:
@@ -195,10 +195,10 @@ def test_a_record_that_cannot_be_written_only_warns(
     def failing(*args: object, **kwargs: object) -> None:
         raise error
 
-    monkeypatch.setattr("reconciler.steps.services.record_inputs", failing)
+    monkeypatch.setattr("reconciler.steps.services.write_record", failing)
     facts = ServicesFacts(config=ComposeConfig("p", {}), config_hashes={}, containers=())
     with structlog.testing.capture_logs() as logs:
-        reconcile._record_inputs(
+        services.record_inputs(
             State.model_validate({"name": "s", "compose": {"file": "c.yml"}}), facts
         )
     (warning,) = logs

@@ -17,11 +17,10 @@ import pytest
 
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts
-from reconciler.observe.facts import ChecksFacts
 from reconciler.plans import Plan, Step
 from reconciler.state import State, load_state
 from reconciler.steps import checks
-from reconciler.steps.checks import matches
+from reconciler.steps.checks import ChecksFacts, matches
 from tests.facts import fake_docker
 from tests.facts.clock import FakeClock
 

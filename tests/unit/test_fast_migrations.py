@@ -14,11 +14,12 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ContainerFacts
 from reconciler.errors import ApplyError
-from reconciler.observe.facts import MigrationsFacts, MigrationStatus, Snapshot
+from reconciler.observe.facts import MigrationStatus, Snapshot
 from reconciler.observe.snapshot import observe_migrations
 from reconciler.plans import Action, Change, Plan, Step
 from reconciler.state import State
 from reconciler.steps import migrations
+from reconciler.steps.migrations import MigrationsFacts
 from tests.facts import fake_docker
 
 NAME = "ktrdr-schema"

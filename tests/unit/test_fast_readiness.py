@@ -16,11 +16,16 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter, _container_facts, _parse_compose_config
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
 from reconciler.errors import HealthTimeoutError
-from reconciler.observe.facts import ServicesFacts
 from reconciler.plans import Plan
 from reconciler.state import State
 from reconciler.steps import services
-from reconciler.steps.services import STABLE_FOR, Readiness, ReadinessWatch, readiness
+from reconciler.steps.services import (
+    STABLE_FOR,
+    Readiness,
+    ReadinessWatch,
+    ServicesFacts,
+    readiness,
+)
 from tests.facts import fake_docker
 from tests.facts.clock import FakeClock
 

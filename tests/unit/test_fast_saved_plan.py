@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from reconciler.reconcile.saved_plan import (
     load_plan,
 )
 from reconciler.state import load_state
+from reconciler.steps import registry
+from reconciler.steps.contract import plain as plain_data
 from tests.facts import fake_docker
 
 STACK = Path(fake_docker.__file__).parent / "mutfx_stack"
@@ -464,17 +466,26 @@ def test_library_exports() -> None:
 
 @dataclass(frozen=True)
 class _FutureFacts:
-    """Facts of a step saved_plan does not know yet (another branch's), with a volatile field."""
+    """Facts of a step digested whole (as the stack step's are), with a volatile field."""
 
     status: str
     environment: dict[str, str] = field(default_factory=dict)
     observed_at: float = 0.0
 
 
-def test_facts_of_an_unknown_step_are_fingerprinted_whole_without_volatile_fields(
+def test_facts_fingerprinted_whole_leave_out_volatile_fields(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A new facts type is digested whole: its wall clock ignored, its secrets keyed-masked first."""
+    """Facts digested whole (`contract.plain`): the wall clock ignored, secrets keyed-masked first."""
+    whole = [
+        replace(
+            definition, fingerprint=lambda state, facts, secrets: {"*": plain_data(facts, secrets)}
+        )
+        if definition.step is Step.CHECKS
+        else definition
+        for definition in registry.STEPS
+    ]
+    monkeypatch.setattr(registry, "STEPS", tuple(whole))
     state = load_state(write_state(tmp_path))
     snapshot = Snapshot(
         compose_file=state.compose.file, compose_text="", secrets=frozenset({"hunter2-x"})

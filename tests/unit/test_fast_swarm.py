@@ -21,7 +21,6 @@ from reconciler.docker.facts import (
     SwarmTask,
 )
 from reconciler.errors import HealthTimeoutError
-from reconciler.observe.facts import StackFacts
 from reconciler.plans import Action, Change, Step
 from reconciler.runtime import processes
 from reconciler.runtime.interrupt import StopToken
@@ -31,6 +30,7 @@ from reconciler.steps import stack
 from reconciler.steps.stack import (
     CONFIG_HASH_LABEL,
     IMAGE_ID_LABEL,
+    StackFacts,
     SwarmRollbackError,
     service_readiness,
     wait_for_stack,

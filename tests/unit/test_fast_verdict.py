@@ -19,7 +19,6 @@ from reconciler.cli.report import junit_xml, markdown
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, PublishedPort, ServiceConfig
 from reconciler.errors import InputError
-from reconciler.observe.facts import ChecksFacts
 from reconciler.plans import Plan
 from reconciler.reconcile.baseline import CheckRecord, ImageRecord, RunRecord, compare, load_record
 from reconciler.reconcile.loop import ApplyResult
@@ -29,6 +28,7 @@ from reconciler.state.fleet import is_fleet_file, load_fleet
 from reconciler.state.model import CompareSpec
 from reconciler.state.schema import fleet_schema, state_schema
 from reconciler.steps import checks
+from reconciler.steps.checks import ChecksFacts
 from reconciler.steps.probes.junit import read_cases
 from tests.conftest import REPO
 from tests.facts.clock import FakeClock

@@ -17,20 +17,21 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import structlog
 
 import reconciler
 from reconciler.cli.main import main
+from reconciler.docker.facts import ComposeConfig
 from reconciler.errors import ApplyError
-from reconciler.observe.facts import ServicesFacts
 from reconciler.plans import Change, Step
-from reconciler.reconcile import loop as reconcile
 from reconciler.reconcile.loop import ApplyResult
 from reconciler.runtime import files as files_module
 from reconciler.runtime.files import FileWriteError
+from reconciler.steps import services
+from reconciler.steps.services import ServicesFacts
 
 # Byte-for-byte matters: CRLF, a comment, no final newline.
 COMPOSE = b"services:\r\n  a:\r\n    image: a:1  # pinned by CI\r\n"
@@ -432,10 +433,10 @@ def test_input_record_on_a_full_disk_only_warns(
     def full(*args: object) -> None:
         raise FileWriteError(tmp_path / "record.json", "No space left on device")
 
-    monkeypatch.setattr("reconciler.steps.services.record_inputs", full)
+    monkeypatch.setattr("reconciler.steps.services.write_record", full)
     state = reconciler.load_state(layout(tmp_path))
     with structlog.testing.capture_logs() as logs:
-        reconcile._record_inputs(state, ServicesFacts(cast(Any, None)))
+        services.record_inputs(state, ServicesFacts(ComposeConfig("p", {})))
     assert [(log["log_level"], log["event"]) for log in logs] == [
         ("warning", "cannot record input digests; file drift of these containers goes unseen")
     ]

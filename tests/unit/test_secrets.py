@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from reconciler.observe.facts import ComposeFileFacts
 from reconciler.plans import Plan
 from reconciler.secrets.redact import RedactingStream, Secrets
 from reconciler.state import State
 from reconciler.steps import compose_file
+from reconciler.steps.compose_file import ComposeFileFacts
 
 
 def test_secret_looking_keys_and_url_passwords_are_masked() -> None:

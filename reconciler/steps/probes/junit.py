@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import InputError
 from reconciler.runtime.files import read_bytes
+from reconciler.steps.contract import CaseResult
 
 __all__ = ["CaseResult", "JUnitError", "read_cases"]
 
 _MAX_BYTES = 20_000_000
 _OUTCOMES = ("failure", "error", "skipped")
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    """One test case of a command's JUnit file: passed, failed or skipped, with why."""
-
-    classname: str
-    name: str
-    outcome: str  # "passed", "failure", "error" or "skipped"
-    detail: str = ""
-    seconds: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        """True unless the case failed or errored (a skipped case does not fail the check)."""
-        return self.outcome in {"passed", "skipped"}
 
 
 class JUnitError(Exception):
