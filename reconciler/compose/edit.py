@@ -143,6 +143,10 @@ def analyse(text: str, source: Path) -> Services:
     one: empty, not a mapping, duplicate keys, no or a bad `services` mapping, a `<<` merge or
     a non-string name under `services`. Run it inside `yaml_doc.depth_guard`."""
     doc = parse(text, source, _WHAT)
+
+    def refused(message: str, node: Node, key: str | None = "services") -> InputError:
+        return InputError(message, doc.location(source, node.start, key))
+
     root = doc.root
     if root is None:
         raise InputError(
@@ -150,39 +154,25 @@ def analyse(text: str, source: Path) -> Services:
             Location(file=source),
         )
     if root.kind != MAP:
-        raise InputError(
-            "the top level of a compose file must be a mapping", doc.location(source, root.start)
-        )
+        raise refused("the top level of a compose file must be a mapping", root, None)
     check_duplicates(root, doc, source, "compose refuses duplicate keys")
     found = next(((k, v) for k, v in root.pairs() if is_key(k, "services")), None)
     if found is None:
-        raise InputError(
-            "the compose file has no top-level 'services' mapping", doc.location(source, root.start)
-        )
+        raise refused("the compose file has no top-level 'services' mapping", root, None)
     key, value = found
     services = deref(value)
     if is_null(services):
-        raise InputError(
-            "'services' is empty; expected a mapping of service names",
-            doc.location(source, key.start, "services"),
-        )
+        raise refused("'services' is empty; expected a mapping of service names", key)
     if services.kind != MAP:
-        raise InputError(
-            "'services' must be a mapping of service names to definitions",
-            doc.location(source, value.start, "services"),
-        )
+        raise refused("'services' must be a mapping of service names to definitions", value)
     entries: list[tuple[str, Node, Node]] = []
     for name_node, body in services.pairs():
         if is_merge_key(name_node):
-            raise InputError(
-                "a '<<' merge directly under 'services' is not supported",
-                doc.location(source, name_node.start, "services.<<"),
+            raise refused(
+                "a '<<' merge directly under 'services' is not supported", name_node, "services.<<"
             )
         if name_node.kind != SCALAR:
-            raise InputError(
-                "service names must be plain strings",
-                doc.location(source, name_node.start, "services"),
-            )
+            raise refused("service names must be plain strings", name_node)
         entries.append((name_node.value, name_node, body))
     return Services(doc, key, entries)
 
