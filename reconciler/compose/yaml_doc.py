@@ -9,14 +9,15 @@ kept: comments, quoting, indentation, line endings, anchors. Why a splice over e
 not a load/dump round trip: DESIGN.md section 7.
 
 This module holds what both editors use:
-- parsing: `parse` (libyaml when installed, else the pure parser), `compose`, `event_streams`,
-  `depth_guard` and `MAX_DEPTH` against hostile nesting;
+- parsing: `parse` into a `Doc` of `Node`s (libyaml when installed, else `pure_yaml`),
+  `compose`, `event_streams`, and `depth_guard`, `MAX_DEPTH` and `TooDeep` against hostile
+  nesting;
 - reading the tree: `deref`, `is_null`, `is_key`, `is_merge_key`, `merge_sources`,
-  `loads_as_str`, `node_at`, `check_duplicates`;
+  `loads_as_str`, `node_at`, `key_path`, `check_duplicates`;
 - writing: `render` and `plain_problem` (a value in a quoting style that loads back exactly),
-  `properties`, `content_end`, `line_start`, `line_break_after`, `default_eol`, and the
-  splices themselves: `Splice`, `scalar_splice`, `lines_after`, `apply_splices`;
-- verification: `must_still_parse`, `node_data`, `differences`, `changes_besides`.
+  `properties`, `content_end`, `line_start`, `default_eol`, and the splices themselves:
+  `Splice`, `scalar_splice`, `lines_after`, `apply_splices`;
+- verification: `must_still_parse`, `node_data`, `changes_besides`.
 
 Pure text in, text out; nothing here reads or writes files.
 """
@@ -53,7 +54,6 @@ from reconciler.errors import InputError, Location
 
 __all__ = [
     "ALIAS",
-    "EOL",
     "LIBYAML_PARSER",
     "MAP",
     "MAX_DEPTH",
@@ -78,7 +78,6 @@ __all__ = [
     "is_merge_key",
     "is_null",
     "key_path",
-    "line_break_after",
     "line_start",
     "lines_after",
     "loads_as_str",
@@ -116,7 +115,7 @@ MAX_DEPTH = 100
 STR_TAG = "tag:yaml.org,2002:str"
 _NULL_VALUES = frozenset({"", "~", "null", "Null", "NULL"})
 # A line break of any of the three kinds a file may use.
-EOL = re.compile(r"\r\n|\r|\n")
+_EOL = re.compile(r"\r\n|\r|\n")
 _LINE_END = "\n\0\r\x85\u2028\u2029"  # what ruamel's scanner takes for a line end
 # Characters a single-quoted or plain scalar cannot carry unchanged (line breaks fold, the
 # rest is not printable in YAML); such values are written double-quoted with escapes.
@@ -216,7 +215,7 @@ class Doc:
     def line_col(self, index: int) -> tuple[int, int]:
         """1-based line and column of a character offset (a leading BOM takes no column)."""
         if self._starts is None:
-            self._starts = [0, *(m.end() for m in EOL.finditer(self.text))]
+            self._starts = [0, *(m.end() for m in _EOL.finditer(self.text))]
         row = bisect_right(self._starts, index) - 1
         column = index - self._starts[row] + 1
         if row == 0 and index > 0 and self.text.startswith("\ufeff"):
@@ -638,9 +637,9 @@ def properties(text: str, node: Node) -> tuple[int, int]:
     return props_end, index
 
 
-def line_break_after(text: str, index: int) -> tuple[int, str] | None:
+def _line_break_after(text: str, index: int) -> tuple[int, str] | None:
     """Offset just past the first line break at or after `index`, and that break."""
-    match = EOL.search(text, index)
+    match = _EOL.search(text, index)
     return None if match is None else (match.end(), match.group())
 
 
@@ -656,7 +655,7 @@ def content_end(text: str, node: Node) -> int:
 
 def default_eol(text: str) -> str:
     """The text's first line break, the one new lines use ("\\n" when it has none)."""
-    match = EOL.search(text)
+    match = _EOL.search(text)
     return match.group() if match else "\n"
 
 
@@ -715,7 +714,7 @@ def scalar_splice(
     if value.style in ("|", ">"):
         header = re.compile(r"[|>][-+0-9]*").match(text, start)
         assert header is not None
-        header_end = EOL.search(text, header.end())
+        header_end = _EOL.search(text, header.end())
         rest_end = header_end.start() if header_end else len(text)
         rendered, note = write(None, False)
         note = "; ".join(filter(None, ["block scalar replaced by a one-line value", note]))
@@ -728,7 +727,7 @@ def scalar_splice(
 def lines_after(text: str, index: int, lines: Sequence[str]) -> Splice:
     """The splice adding `lines` after the line holding `index`, each ended by the text's own
     line break; after a last line that has none, one goes before them instead."""
-    found = line_break_after(text, index)
+    found = _line_break_after(text, index)
     if found is None:
         eol = default_eol(text)
         return Splice(len(text), len(text), "".join(eol + line for line in lines))
