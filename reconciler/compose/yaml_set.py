@@ -1,10 +1,10 @@
 """Set scalar values at mapping paths of any YAML file, and compose environment entries.
 
-The same editor as `edit.py`, reached by a path instead of a service's image: its event tree
-with exact offsets, its renderer and its re-parse check. Each value is one splice into the
-original text (a replaced scalar, or new lines in the file's own indentation, line ending and
-quoting); the result is parsed again and must mean exactly the old data with only that path
-changed. Pure text in, text out: the compose-file step decides and writes.
+The same engine as `edit.py` (`yaml_doc`), reached by a path instead of a service's image:
+its event tree with exact offsets, its renderer and its re-parse check. Each value is one
+splice into the original text (a replaced scalar, or new lines in the file's own indentation,
+line ending and quoting); the result is parsed again and must mean exactly the old data with
+only that path changed. Pure text in, text out: the compose-file step decides and writes.
 """
 
 from __future__ import annotations
@@ -19,33 +19,38 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.nodes import ScalarNode
 
-from reconciler.compose.edit import (
-    _ALIAS,
-    _EOL,
-    _MAP,
-    _RESOLVERS,
-    _SCALAR,
-    _SEQ,
-    _STR_TAG,
-    _analyse,
-    _check_duplicates,
-    _content_end,
-    _data,
-    _default_eol,
-    _depth_guard,
-    _deref,
-    _differences,
-    _Doc,
-    _is_key,
-    _is_null,
-    _line_break_after,
-    _loads_as_str,
-    _merge_sources,
-    _Node,
-    _parse,
-    _plain_problem,
-    _properties,
-    _render,
+from reconciler.compose.edit import analyse
+from reconciler.compose.yaml_doc import (
+    ALIAS,
+    MAP,
+    RESOLVERS,
+    SCALAR,
+    SEQ,
+    STR_TAG,
+    Doc,
+    Node,
+    Splice,
+    apply_splices,
+    changes_besides,
+    check_duplicates,
+    content_end,
+    default_eol,
+    depth_guard,
+    deref,
+    is_key,
+    is_null,
+    line_start,
+    lines_after,
+    loads_as_str,
+    merge_sources,
+    must_still_parse,
+    node_at,
+    node_data,
+    parse,
+    plain_problem,
+    properties,
+    render,
+    scalar_splice,
 )
 from reconciler.errors import InputError, Location
 from reconciler.state.paths import INTERPOLATION as _INTERPOLATION
@@ -95,16 +100,16 @@ _CONSTRUCTOR = YAML(typ="safe", pure=True).constructor
 _NOT_A_SCALAR = object()
 
 
-def _loaded(node: _Node) -> object:
+def _loaded(node: Node) -> object:
     """What a scalar loads as under YAML 1.2 (a private marker for anything else)."""
-    node = _deref(node)
-    if node.kind != _SCALAR:
+    node = deref(node)
+    if node.kind != SCALAR:
         return _NOT_A_SCALAR
     if node.style is not None and node.tag is None:
         return node.value
     tag = node.tag
     if tag is None:
-        tag = str(_RESOLVERS[1][0].resolve(ScalarNode, node.value, (True, False)))
+        tag = str(RESOLVERS[1][0].resolve(ScalarNode, node.value, (True, False)))
     if not tag.startswith("tag:yaml.org,2002:"):
         return _NOT_A_SCALAR
     try:
@@ -113,7 +118,7 @@ def _loaded(node: _Node) -> object:
         return _NOT_A_SCALAR
 
 
-def _same(node: _Node, value: Scalar) -> bool:
+def _same(node: Node, value: Scalar) -> bool:
     loaded = _loaded(node)
     return type(loaded) is type(value) and loaded == value
 
@@ -132,7 +137,7 @@ def _written(value: Scalar) -> str:
 
 def _rendered(value: Scalar, style: str | None, *, in_flow: bool) -> tuple[str, str]:
     if isinstance(value, str):
-        return _render(value, style, in_flow=in_flow)
+        return render(value, style, in_flow=in_flow)
     return _written(value), ""
 
 
@@ -140,9 +145,9 @@ def _shown(value: Scalar) -> str:
     return value if isinstance(value, str) else _written(value)
 
 
-def _before(node: _Node) -> str | None:
-    target = _deref(node)
-    if target.kind != _SCALAR or _is_null(target):
+def _before(node: Node) -> str | None:
+    target = deref(node)
+    if target.kind != SCALAR or is_null(target):
         return None
     return target.value
 
@@ -150,31 +155,20 @@ def _before(node: _Node) -> str | None:
 # --- the editor --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Splice:
-    start: int
-    end: int
-    new: str
-
-
-def _line_start(text: str, index: int) -> int:
-    return max(text.rfind("\n", 0, index), text.rfind("\r", 0, index)) + 1
-
-
-def _indent_step(doc: _Doc) -> int:
+def _indent_step(doc: Doc) -> int:
     """How far the file indents a block mapping nested in another (2 when it never does)."""
     text = doc.text
     stack = [doc.root] if doc.root is not None else []
     while stack:
         node = stack.pop()
-        if node.kind != _MAP or node.flow or not node.items:
+        if node.kind != MAP or node.flow or not node.items:
             continue
-        outer = node.items[0].start - _line_start(text, node.items[0].start)
+        outer = node.items[0].start - line_start(text, node.items[0].start)
         for _key, value in node.pairs():
-            if value.kind == _MAP and not value.flow and value.items:
+            if value.kind == MAP and not value.flow and value.items:
                 first = value.items[0].start
-                inner = first - _line_start(text, first)
-                if inner > outer and not text[_line_start(text, first) : first].strip(" "):
+                inner = first - line_start(text, first)
+                if inner > outer and not text[line_start(text, first) : first].strip(" "):
                     return inner - outer
             stack.append(value)
     return 2
@@ -187,13 +181,13 @@ class _Editor:
         self.text = text
         self.source = source
         self.what = what
-        self.doc = _parse(text, source, what)
+        self.doc = parse(text, source, what)
         root = self.doc.root
-        if root is None or _is_null(root):
+        if root is None or is_null(root):
             raise InputError(f"the {what} is empty; there is no mapping to set keys in", self.at(0))
-        if root.kind != _MAP:
+        if root.kind != MAP:
             raise InputError(f"the top level of the {what} must be a mapping", self.at(root.start))
-        _check_duplicates(root, self.doc, source, _DUPLICATES)
+        check_duplicates(root, self.doc, source, _DUPLICATES)
         self.root = root
 
     def at(self, index: int, key: str | None = None) -> Location:
@@ -202,13 +196,13 @@ class _Editor:
     def error(self, message: str, index: int, path: YamlPath) -> InputError:
         return InputError(message, self.at(index, format_path(path) or None))
 
-    def lookup(self, mapping: _Node, key: str) -> tuple[_Node, _Node] | None:
+    def lookup(self, mapping: Node, key: str) -> tuple[Node, Node] | None:
         for key_node, value in mapping.pairs():
-            if _is_key(key_node, key):
+            if is_key(key_node, key):
                 return key_node, value
         return None
 
-    def check_shared(self, node: _Node, path: YamlPath) -> None:
+    def check_shared(self, node: Node, path: YamlPath) -> None:
         """Refuse to edit through an anchored node that aliases elsewhere also use."""
         if node.anchor is not None and node.users:
             lines = ", ".join(str(self.doc.line_col(user.start)[0]) for user in node.users)
@@ -220,10 +214,10 @@ class _Editor:
                 path,
             )
 
-    def container(self, node: _Node, path: YamlPath) -> _Node:
+    def container(self, node: Node, path: YamlPath) -> Node:
         """The mapping at `path` (node is its value), or a located refusal saying what it is."""
         where = format_path(path)
-        if node.kind == _ALIAS:
+        if node.kind == ALIAS:
             raise self.error(
                 f"{where} is an alias (*{node.value}); editing through it would change the "
                 "anchored mapping it refers to",
@@ -231,14 +225,14 @@ class _Editor:
                 path,
             )
         self.check_shared(node, path)
-        if node.kind == _SEQ:
+        if node.kind == SEQ:
             raise self.error(
                 f"the path goes through a sequence at {where}; only mapping keys can be set",
                 node.start,
                 path,
             )
-        if node.kind == _SCALAR:
-            what = "empty (null)" if _is_null(node) else "a scalar"
+        if node.kind == SCALAR:
+            what = "empty (null)" if is_null(node) else "a scalar"
             raise self.error(
                 f"{where} is {what}, not a mapping; the path cannot go through it",
                 node.start,
@@ -246,7 +240,7 @@ class _Editor:
             )
         return node
 
-    def check_ambiguous(self, mapping: _Node, path: YamlPath, depth: int) -> None:
+    def check_ambiguous(self, mapping: Node, path: YamlPath, depth: int) -> None:
         """Refuse a dotted path that could also mean a key holding dots at this level."""
         for end in range(depth + 2, len(path) + 1):
             parts = path[depth:end]
@@ -263,7 +257,7 @@ class _Editor:
                     path[:depth],
                 )
 
-    def walk(self, path: YamlPath) -> tuple[_Node, int, tuple[_Node, _Node] | None]:
+    def walk(self, path: YamlPath) -> tuple[Node, int, tuple[Node, Node] | None]:
         """(deepest mapping reached, how many keys of `path` it consumed, the final key and
         value when all exist)."""
         mapping = self.container(self.root, ())
@@ -278,11 +272,11 @@ class _Editor:
             mapping = self.container(found[1], path[: depth + 1])
         raise AssertionError("unreachable: an empty path")
 
-    def check_merged(self, mapping: _Node, path: YamlPath, depth: int) -> None:
+    def check_merged(self, mapping: Node, path: YamlPath, depth: int) -> None:
         """A missing intermediate key that a `<<` merge provides cannot be edited in place."""
         if depth == len(path) - 1:
             return  # the final key: an own key overrides the merged one
-        for merge_key, merged in _merge_sources(mapping):
+        for merge_key, merged in merge_sources(mapping):
             if self.lookup(merged, path[depth]) is not None:
                 raise self.error(
                     f"{format_path(path[: depth + 1])} comes from a '<<' merge; editing it "
@@ -292,60 +286,45 @@ class _Editor:
                     path[: depth + 1],
                 )
 
-    def replace(self, key: _Node, value: _Node, new: Scalar, path: YamlPath) -> _Splice:
+    def replace(self, key: Node, value: Node, new: Scalar, path: YamlPath) -> Splice:
         """The splice writing `new` over an existing scalar value, in its own quoting style."""
-        target = _deref(value)
-        if target.kind != _SCALAR:
-            kind = "a mapping" if target.kind == _MAP else "a sequence"
+        target = deref(value)
+        if target.kind != SCALAR:
+            kind = "a mapping" if target.kind == MAP else "a sequence"
             raise self.error(
                 f"{format_path(path)} is {kind}; only scalar values can be set",
                 value.start,
                 path,
             )
-        text = self.text
-        if value.kind == _ALIAS:  # the alias token becomes the value; its anchor stays
-            style = target.style if target.style in ("'", '"') else None
-            rendered, _ = _rendered(new, style, in_flow=value.in_flow)
-            return _Splice(value.start, value.end, rendered)
-        self.check_shared(value, path)
-        if value.tag is not None and not (value.tag == _STR_TAG and isinstance(new, str)):
-            raise self.error(
-                f"{format_path(path)} has an explicit tag {value.tag}; set it by hand",
-                value.start,
-                path,
-            )
-        props_end, start = _properties(text, value)
-        if value.style is None and value.value == "" and start >= value.end:
-            at = props_end if props_end >= 0 else text.index(":", _content_end(text, key)) + 1
-            rendered, _ = _rendered(new, None, in_flow=value.in_flow)
-            return _Splice(at, at, " " + rendered)
-        if value.style in ("|", ">"):
-            header = re.compile(r"[|>][-+0-9]*").match(text, start)
-            assert header is not None
-            header_end = _EOL.search(text, header.end())
-            rest_end = header_end.start() if header_end else len(text)
-            rendered, _ = _rendered(new, None, in_flow=False)
-            end = max(rest_end, _content_end(text, value))
-            return _Splice(start, end, rendered + text[header.end() : rest_end])
-        rendered, _ = _rendered(new, value.style, in_flow=value.in_flow)
-        return _Splice(start, value.end, rendered)
+        if value.kind != ALIAS:  # an alias token becomes the value; its anchor stays
+            self.check_shared(value, path)
+            if value.tag is not None and not (value.tag == STR_TAG and isinstance(new, str)):
+                raise self.error(
+                    f"{format_path(path)} has an explicit tag {value.tag}; set it by hand",
+                    value.start,
+                    path,
+                )
+        splice, _ = scalar_splice(
+            self.text, key, value, lambda style, in_flow: _rendered(new, style, in_flow=in_flow)
+        )
+        return splice
 
-    def sibling_style(self, mapping: _Node) -> str | None:
+    def sibling_style(self, mapping: Node) -> str | None:
         """The quote style of the mapping's last scalar value, for a new value to follow."""
         for _key, value in reversed(list(mapping.pairs())):
-            if value.kind == _SCALAR and not _is_null(value):
+            if value.kind == SCALAR and not is_null(value):
                 return value.style if value.style in ("'", '"') else None
         return None
 
     def insert(
-        self, mapping: _Node, tail: YamlPath, value: Callable[[bool], str], path: YamlPath
-    ) -> _Splice:
+        self, mapping: Node, tail: YamlPath, value: Callable[[bool], str], path: YamlPath
+    ) -> Splice:
         """The splice adding `tail` (missing keys, then the value) to `mapping`; `value(in_flow)`
         renders the value for a flow or a block context."""
         text = self.text
         if mapping.flow:
             entry = _flow_entry(tail, value(True))
-            _, brace = _properties(text, mapping)
+            _, brace = properties(text, mapping)
             if text[brace] != "{":
                 raise self.error("cannot find the '{' of this mapping", mapping.start, path)
             at = brace + 1
@@ -353,12 +332,11 @@ class _Editor:
             while blank < mapping.end and text[blank] == " ":
                 blank += 1
             if not mapping.items:
-                return _Splice(blank, blank, entry + (" " if blank > at else ""))
+                return Splice(blank, blank, entry + (" " if blank > at else ""))
             last = mapping.items[-1]
-            return _Splice(last.end, last.end, f", {entry}")
+            return Splice(last.end, last.end, f", {entry}")
         first = mapping.items[0]
-        line_start = _line_start(text, first.start)
-        indent = text[line_start : first.start]
+        indent = text[line_start(text, first.start) : first.start]
         if indent.strip(" "):
             raise self.error(
                 "cannot tell this mapping's indentation (its first key does not start its "
@@ -367,20 +345,14 @@ class _Editor:
                 path,
             )
         step = " " * _indent_step(self.doc)
-        eol = _default_eol(text)
         lines = _block_lines(tail, value(False), indent, step)
-        after = _content_end(text, mapping)
-        found = _line_break_after(text, after)
-        if found is None:
-            return _Splice(len(text), len(text), "".join(eol + line for line in lines))
-        at, eol = found
-        return _Splice(at, at, "".join(line + eol for line in lines))
+        return lines_after(text, content_end(text, mapping), lines)
 
 
 def _key_text(key: str, *, in_flow: bool) -> str:
-    rendered, _ = _render(key, None, in_flow=in_flow)
+    rendered, _ = render(key, None, in_flow=in_flow)
     if rendered == key and (":" in key or "#" in key):
-        return _render(key, "'", in_flow=in_flow)[0]
+        return render(key, "'", in_flow=in_flow)[0]
     return rendered
 
 
@@ -408,24 +380,7 @@ def _scalar_value(new: Scalar, style: str | None) -> Callable[[bool], str]:
     return lambda in_flow: _rendered(new, style, in_flow=in_flow)[0]
 
 
-def _splice(text: str, splice: _Splice) -> str:
-    return text[: splice.start] + splice.new + text[splice.end :]
-
-
 # --- verification ------------------------------------------------------------------------------
-
-
-def _node_at(root: _Node, path: YamlPath) -> _Node | None:
-    node = root
-    for key in path:
-        node = _deref(node)
-        if node.kind != _MAP:
-            return None
-        found = next((v for k, v in node.pairs() if _is_key(k, key)), None)
-        if found is None:
-            return None
-        node = found
-    return node
 
 
 def _cut(data: Any, path: YamlPath) -> YamlPath:
@@ -438,47 +393,28 @@ def _cut(data: Any, path: YamlPath) -> YamlPath:
     return path
 
 
-def _without(data: Any, path: YamlPath) -> Any:
-    """`data` with the value at `path` removed (when it is there)."""
-    node = data
-    for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(path[-1], None)
-    return data
-
-
 def _verify(  # noqa: PLR0917 - one private caller shape, all positional
-    old: _Doc,
+    old: Doc,
     new_text: str,
     path: YamlPath,
     source: Path,
     what: str,
-    loads_as_wanted: Callable[[_Node], bool],
+    loads_as_wanted: Callable[[Node], bool],
 ) -> None:
     """The edited text must parse, mean the old data except at `path`, and hold the new value."""
-    try:
-        new = _parse(new_text, source, what)
-    except InputError as exc:
-        raise InputError(
-            f"internal error: the edited file no longer parses ({exc}); nothing was changed",
-            Location(file=source),
-        ) from exc
+    with must_still_parse(source):
+        new = parse(new_text, source, what)
     assert old.root is not None
-    node = _node_at(new.root, path) if new.root is not None else None
-    if node is None or not loads_as_wanted(_deref(node)):
+    node = node_at(new.root, path) if new.root is not None else None
+    if node is None or not loads_as_wanted(deref(node)):
         raise InputError(
             f"internal error: {format_path(path)} would not load as the intended value; "
             "nothing was changed",
             Location(file=source, key=format_path(path)),
         )
     assert new.root is not None
-    want = _data(old.root, set())
-    cut = _cut(want, path)
-    want = _without(want, cut)
-    got = _without(_data(new.root, set()), cut)
-    wrong: list[str] = []
-    _differences(want, got, "", wrong)
+    want = node_data(old.root)
+    wrong = changes_besides(want, node_data(new.root), [_cut(want, path)])
     if wrong:
         raise InputError(
             f"setting {format_path(path)} would also change {', '.join(wrong)} (shared through "
@@ -487,10 +423,10 @@ def _verify(  # noqa: PLR0917 - one private caller shape, all positional
         )
 
 
-def _verify_scalar(new: Scalar) -> Callable[[_Node], bool]:
-    def check(node: _Node) -> bool:
-        if isinstance(new, str) and node.style is None and node.kind == _SCALAR:
-            return _loads_as_str(node) == new and not _plain_problem(new, in_flow=node.in_flow)
+def _verify_scalar(new: Scalar) -> Callable[[Node], bool]:
+    def check(node: Node) -> bool:
+        if isinstance(new, str) and node.style is None and node.kind == SCALAR:
+            return loads_as_str(node) == new and not plain_problem(new, in_flow=node.in_flow)
         return _same(node, new)
 
     return check
@@ -509,7 +445,7 @@ def set_values(
     anchor, an ambiguous dotted path and duplicate keys are refused with InputError naming the
     file, line and column. The result is re-parsed and checked after every value.
     """
-    with _depth_guard(text, source, what):
+    with depth_guard(text, source, what):
         edits: list[ValueEdit] = []
         same: list[YamlPath] = []
         for path, new in values.items():
@@ -519,7 +455,7 @@ def set_values(
                 same.append(path)
                 continue
             splice, value_edit = edit
-            new_text = _splice(text, splice)
+            new_text = apply_splices(text, [splice], source)
             _verify(editor.doc, new_text, path, source, what, _verify_scalar(new))
             text = new_text
             edits.append(value_edit)
@@ -530,24 +466,24 @@ def _set_one(
     editor: _Editor,
     path: YamlPath,
     new: Scalar,
-    check_before: Callable[[_Node, YamlPath], None] | None = None,
-    same: Callable[[_Node], bool] | None = None,
-) -> tuple[_Splice, ValueEdit] | None:
+    check_before: Callable[[Node, YamlPath], None] | None = None,
+    same: Callable[[Node], bool] | None = None,
+) -> tuple[Splice, ValueEdit] | None:
     mapping, depth, found = editor.walk(path)
     after = _shown(new)
     if found is not None:
         key, value = found
-        target = _deref(value)
+        target = deref(value)
         if check_before is not None:
             check_before(target, path)
-        if target.kind == _SCALAR and (same or (lambda node: _same(node, new)))(target):
+        if target.kind == SCALAR and (same or (lambda node: _same(node, new)))(target):
             return None
         splice = editor.replace(key, value, new, path)
         return splice, ValueEdit(path, _before(value), after, "replaced")
     tail = path[depth:]
     style = editor.sibling_style(mapping)
     splice = editor.insert(mapping, tail, _scalar_value(new, style), path)
-    merged = any(editor.lookup(m, path[-1]) for _k, m in _merge_sources(mapping))
+    merged = any(editor.lookup(m, path[-1]) for _k, m in merge_sources(mapping))
     note = "overrides the value merged in with '<<'" if merged and len(tail) == 1 else ""
     how = "inserted" if len(tail) == 1 else "created"
     if len(tail) > 1:
@@ -558,9 +494,9 @@ def _set_one(
 # --- compose environment -----------------------------------------------------------------------
 
 
-def _check_not_interpolated(editor: _Editor) -> Callable[[_Node, YamlPath], None]:
-    def check(node: _Node, path: YamlPath) -> None:
-        if node.kind == _SCALAR and _INTERPOLATION.search(node.value):
+def _check_not_interpolated(editor: _Editor) -> Callable[[Node, YamlPath], None]:
+    def check(node: Node, path: YamlPath) -> None:
+        if node.kind == SCALAR and _INTERPOLATION.search(node.value):
             raise editor.error(
                 f"{format_path(path)} is interpolated by compose ({node.value!r}); "
                 "reconciler does not pin interpolated values yet: set it where the variable "
@@ -572,9 +508,9 @@ def _check_not_interpolated(editor: _Editor) -> Callable[[_Node, YamlPath], None
     return check
 
 
-def _env_same(new: str) -> Callable[[_Node], bool]:
+def _env_same(new: str) -> Callable[[Node], bool]:
     # compose turns a number or any scalar into its text: `PORT: 8080` is "8080".
-    return lambda node: not _is_null(node) and node.value == new
+    return lambda node: not is_null(node) and node.value == new
 
 
 def pin_environment(text: str, pins: Mapping[str, Mapping[str, str]], *, source: Path) -> SetResult:
@@ -585,8 +521,8 @@ def pin_environment(text: str, pins: Mapping[str, Mapping[str, str]], *, source:
     and a missing section is created in the form the file's other services use (mapping when
     none has one). A value using compose interpolation (`${VAR}`, `$VAR`) is refused.
     """
-    with _depth_guard(text, source):
-        services = {name: body for name, _key, body in _analyse(text, source).entries}
+    with depth_guard(text, source, "compose file"):
+        services = {name: body for name, _key, body in analyse(text, source).entries}
         edits: list[ValueEdit] = []
         same: list[YamlPath] = []
         for service, values in pins.items():
@@ -609,12 +545,12 @@ def _pin_one(text: str, source: Path, path: YamlPath, new: str) -> tuple[str, Va
     what = "compose file"
     editor = _Editor(text, source, what)
     service = path[1]
-    body = _node_at(editor.root, path[:2])
+    body = node_at(editor.root, path[:2])
     assert body is not None
     editor.container(body, path[:2])
     env = editor.lookup(body, "environment")
     if env is None:
-        if any(editor.lookup(m, "environment") for _k, m in _merge_sources(body)):
+        if any(editor.lookup(m, "environment") for _k, m in merge_sources(body)):
             raise editor.error(
                 f"the environment of service {service!r} comes from a '<<' merge; give the "
                 "service its own environment section first",
@@ -626,12 +562,12 @@ def _pin_one(text: str, source: Path, path: YamlPath, new: str) -> tuple[str, Va
         else:
             splice = editor.insert(body, path[2:], _scalar_value(_env_value(new), None), path)
             edit = ValueEdit(path, None, new, "created", f"adds services.{service}.environment")
-        new_text = _splice(text, splice)
+        new_text = apply_splices(text, [splice], editor.source)
         _verify_env(editor, new_text, path, new)
         return new_text, edit
-    section = _deref(env[1])
-    if section.kind == _SEQ:
-        if env[1].kind == _ALIAS:
+    section = deref(env[1])
+    if section.kind == SEQ:
+        if env[1].kind == ALIAS:
             editor.container(env[1], path[:3])
         editor.check_shared(section, path[:3])
         result = _pin_list_item(editor, section, path, new)
@@ -639,9 +575,9 @@ def _pin_one(text: str, source: Path, path: YamlPath, new: str) -> tuple[str, Va
             return text, None
         splice, edit = result
     else:
-        existing = _node_at(editor.root, path)
+        existing = node_at(editor.root, path)
         quoted = (
-            _deref(existing).style in ("'", '"')
+            deref(existing).style in ("'", '"')
             if existing is not None
             else editor.sibling_style(section) is not None
         )
@@ -655,36 +591,36 @@ def _pin_one(text: str, source: Path, path: YamlPath, new: str) -> tuple[str, Va
         if found is None:
             return text, None
         splice, edit = found
-    new_text = _splice(text, splice)
+    new_text = apply_splices(text, [splice], source)
     _verify_env(editor, new_text, path, new)
     return new_text, edit
 
 
 def _prefers_list(editor: _Editor) -> bool:
-    services = _node_at(editor.root, ("services",))
+    services = node_at(editor.root, ("services",))
     assert services is not None
     forms = [0, 0]
-    for _name, node in _deref(services).pairs():
-        body = _deref(node)
-        if body.kind == _MAP:
+    for _name, node in deref(services).pairs():
+        body = deref(node)
+        if body.kind == MAP:
             env = editor.lookup(body, "environment")
-            if env is not None and _deref(env[1]).kind in (_MAP, _SEQ):
-                forms[_deref(env[1]).kind == _SEQ] += 1
+            if env is not None and deref(env[1]).kind in (MAP, SEQ):
+                forms[deref(env[1]).kind == SEQ] += 1
     return forms[1] > forms[0]
 
 
-def _entry_name(item: _Node) -> str:
+def _entry_name(item: Node) -> str:
     return item.value.split("=", 1)[0]
 
 
 def _pin_list_item(
-    editor: _Editor, section: _Node, path: YamlPath, new: str
-) -> tuple[_Splice, ValueEdit] | None:
+    editor: _Editor, section: Node, path: YamlPath, new: str
+) -> tuple[Splice, ValueEdit] | None:
     name = path[-1]
     matches = [
         item
         for item in section.items
-        if _deref(item).kind == _SCALAR and _entry_name(_deref(item)) == name
+        if deref(item).kind == SCALAR and _entry_name(deref(item)) == name
     ]
     if len(matches) > 1:
         line = editor.doc.line_col(matches[0].start)[0]
@@ -696,7 +632,7 @@ def _pin_list_item(
     entry = f"{name}={new}"
     if matches:
         item = matches[0]
-        if item.kind == _ALIAS:
+        if item.kind == ALIAS:
             raise editor.error(f"{format_path(path)} is an alias (*{item.value})", item.start, path)
         editor.check_shared(item, path)
         old = item.value.split("=", 1)[1] if "=" in item.value else None
@@ -706,49 +642,45 @@ def _pin_list_item(
             return None
         if item.tag is not None or item.style in ("|", ">"):
             raise editor.error(f"{format_path(path)} is not a plain list entry", item.start, path)
-        rendered, _ = _render(entry, item.style, in_flow=item.in_flow)
-        _, start = _properties(editor.text, item)
-        return _Splice(start, item.end, rendered), ValueEdit(path, old, new, "replaced")
-    style = next((item.style for item in reversed(section.items) if item.kind == _SCALAR), None)
+        rendered, _ = render(entry, item.style, in_flow=item.in_flow)
+        _, start = properties(editor.text, item)
+        return Splice(start, item.end, rendered), ValueEdit(path, old, new, "replaced")
+    style = next((item.style for item in reversed(section.items) if item.kind == SCALAR), None)
     style = style if style in ("'", '"') else None
-    rendered, _ = _render(entry, style, in_flow=section.flow)
+    rendered, _ = render(entry, style, in_flow=section.flow)
     text = editor.text
     edit = ValueEdit(path, None, new, "inserted")
     if section.flow:
         if section.items:
             last = section.items[-1]
-            return _Splice(last.end, last.end, f", {rendered}"), edit
-        _, bracket = _properties(text, section)
-        return _Splice(bracket + 1, bracket + 1, rendered), edit
+            return Splice(last.end, last.end, f", {rendered}"), edit
+        _, bracket = properties(text, section)
+        return Splice(bracket + 1, bracket + 1, rendered), edit
     if not section.items:
         raise editor.error("an empty block sequence cannot be edited", section.start, path)
     first = section.items[0]
-    prefix = text[_line_start(text, first.start) : first.start]
+    prefix = text[line_start(text, first.start) : first.start]
     if prefix.strip(" ") != "-" and not re.fullmatch(r" *- +", prefix):
         raise editor.error(
             "cannot tell this list's indentation (its first entry does not start its line)",
             first.start,
             path,
         )
-    found = _line_break_after(text, _content_end(text, section))
-    if found is None:
-        return _Splice(len(text), len(text), _default_eol(text) + prefix + rendered), edit
-    at, eol = found
-    return _Splice(at, at, prefix + rendered + eol), edit
+    return lines_after(text, content_end(text, section), [prefix + rendered]), edit
 
 
 def _insert_list_section(
-    editor: _Editor, body: _Node, path: YamlPath, new: str
-) -> tuple[_Splice, ValueEdit]:
+    editor: _Editor, body: Node, path: YamlPath, new: str
+) -> tuple[Splice, ValueEdit]:
     """An `environment:` list with one entry, in the dash indentation the file's lists use."""
     entry = f"{path[-1]}={new}"
     edit = ValueEdit(path, None, new, "created", f"adds services.{path[1]}.environment")
     if body.flow:
-        flow = _render(entry, None, in_flow=True)[0]
+        flow = render(entry, None, in_flow=True)[0]
         return editor.insert(body, ("environment",), lambda _f: f"[{flow}]", path), edit
-    indent = editor.text[_line_start(editor.text, body.items[0].start) : body.items[0].start]
-    block = _render(entry, None, in_flow=False)[0]
-    eol = _default_eol(editor.text)
+    indent = editor.text[line_start(editor.text, body.items[0].start) : body.items[0].start]
+    block = render(entry, None, in_flow=False)[0]
+    eol = default_eol(editor.text)
     # a value starting with a line break goes on the lines below its key (see _block_lines)
     value = f"{eol}{indent}{_list_dash(editor)}{block}"
     return editor.insert(body, ("environment",), lambda _f: value, path), edit
@@ -757,32 +689,32 @@ def _insert_list_section(
 def _list_dash(editor: _Editor) -> str:
     """What precedes an environment entry relative to its key: the first list's, or `  - `."""
     text = editor.text
-    services = _node_at(editor.root, ("services",))
+    services = node_at(editor.root, ("services",))
     assert services is not None
-    for _name, node in _deref(services).pairs():
-        body = _deref(node)
-        env = editor.lookup(body, "environment") if body.kind == _MAP else None
-        section = _deref(env[1]) if env is not None else None
-        if env is None or section is None or section.kind != _SEQ or section.flow:
+    for _name, node in deref(services).pairs():
+        body = deref(node)
+        env = editor.lookup(body, "environment") if body.kind == MAP else None
+        section = deref(env[1]) if env is not None else None
+        if env is None or section is None or section.kind != SEQ or section.flow:
             continue
         if section.items:
-            key_col = env[0].start - _line_start(text, env[0].start)
+            key_col = env[0].start - line_start(text, env[0].start)
             first = section.items[0].start
-            prefix = text[_line_start(text, first) : first]
+            prefix = text[line_start(text, first) : first]
             if re.fullmatch(r" *- +", prefix) and len(prefix) - len(prefix.lstrip()) >= key_col:
                 return prefix[key_col:]
     return " " * _indent_step(editor.doc) + "- "
 
 
 def _verify_env(editor: _Editor, new_text: str, path: YamlPath, new: str) -> None:
-    old_env = _node_at(editor.root, path[:3])
-    if old_env is not None and _deref(old_env).kind == _SEQ:
+    old_env = node_at(editor.root, path[:3])
+    if old_env is not None and deref(old_env).kind == SEQ:
         _verify_list(editor, new_text, path, new)
         return
-    new_doc = _parse(new_text, editor.source, "compose file")
-    section = _node_at(new_doc.root, path[:3]) if new_doc.root is not None else None
-    if section is not None and _deref(section).kind == _SEQ:  # a created list section
-        entries = [_loads_as_str(_deref(item)) for item in _deref(section).items]
+    new_doc = parse(new_text, editor.source, "compose file")
+    section = node_at(new_doc.root, path[:3]) if new_doc.root is not None else None
+    if section is not None and deref(section).kind == SEQ:  # a created list section
+        entries = [loads_as_str(deref(item)) for item in deref(section).items]
         if entries != [f"{path[-1]}={new}"]:
             raise InputError(
                 f"internal error: the new environment of {path[1]!r} would not load as "
@@ -800,9 +732,9 @@ def _env_value(new: str, *, quoted: bool = False) -> Scalar:
     return int(new) if _DECIMAL.fullmatch(new) and not quoted else new
 
 
-def _env_check(new: str) -> Callable[[_Node], bool]:
-    def check(node: _Node) -> bool:
-        if node.kind == _SCALAR and node.style is None and _DECIMAL.fullmatch(new):
+def _env_check(new: str) -> Callable[[Node], bool]:
+    def check(node: Node) -> bool:
+        if node.kind == SCALAR and node.style is None and _DECIMAL.fullmatch(new):
             return node.value == new
         return _verify_scalar(new)(node)
 
@@ -810,8 +742,8 @@ def _env_check(new: str) -> Callable[[_Node], bool]:
 
 
 def _verify_list(editor: _Editor, new_text: str, path: YamlPath, new: str) -> None:
-    old_section = _deref(_node_at(editor.root, path[:3]))  # type: ignore[arg-type]
-    old_entries = [_loads_as_str(_deref(item)) for item in old_section.items]
+    old_section = deref(node_at(editor.root, path[:3]))  # type: ignore[arg-type]
+    old_entries = [loads_as_str(deref(item)) for item in old_section.items]
     entry = f"{path[-1]}={new}"
     wanted = [
         entry if value is not None and value.split("=", 1)[0] == path[-1] else value
@@ -820,7 +752,7 @@ def _verify_list(editor: _Editor, new_text: str, path: YamlPath, new: str) -> No
     if entry not in wanted:
         wanted.append(entry)
 
-    def same_list(node: _Node) -> bool:
-        return node.kind == _SEQ and [_loads_as_str(_deref(i)) for i in node.items] == wanted
+    def same_list(node: Node) -> bool:
+        return node.kind == SEQ and [loads_as_str(deref(i)) for i in node.items] == wanted
 
     _verify(editor.doc, new_text, path[:3], editor.source, "compose file", same_list)

@@ -59,7 +59,7 @@ from ruamel.yaml.events import (
 )
 
 from reconciler.compose.dotenv import parse_dotenv
-from reconciler.compose.edit import event_streams
+from reconciler.compose.yaml_doc import event_streams
 from reconciler.errors import InputError
 
 __all__ = ["MASK", "RedactingStream", "Secrets", "TextFormat", "looks_secret", "text_format"]

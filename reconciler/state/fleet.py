@@ -26,13 +26,13 @@ from ruamel.yaml.comments import CommentedMap
 from reconciler.errors import InputError, Location
 from reconciler.state.engine import parse_engine
 from reconciler.state.load import (
-    _input_error,
-    _parse,
-    _position,
-    _read_text,
-    _to_plain,
     find_root,
     load_state,
+    node_position,
+    parse_document,
+    read_input_text,
+    to_plain,
+    validation_error,
     without_extensions,
 )
 from reconciler.state.model import EXTENSIONS_SCHEMA, State
@@ -143,10 +143,10 @@ def is_fleet_file(path: str | Path) -> bool:
     try:
         if not source.is_file():
             return False
-        text = _read_text(source)
+        text = read_input_text(source)
         if "fleet" not in text:  # most state files: no parse
             return False
-        return "fleet" in _parse(text, source)
+        return "fleet" in parse_document(text, source)
     except (InputError, OSError):
         return False
 
@@ -155,13 +155,13 @@ def load_fleet(path: str | Path) -> Fleet:
     """Load and validate the fleet file at `path` and every target's state; raise `InputError`
     (file:line:column and key) on any problem, before anything is changed."""
     source = Path(path)
-    text = _read_text(source, _KIND)
-    document = _parse(text, source, _KIND)
-    plain = without_extensions(_to_plain(document, source))
+    text = read_input_text(source, _KIND)
+    document = parse_document(text, source, _KIND)
+    plain = without_extensions(to_plain(document, source))
     try:
         spec = FleetSpec.model_validate(plain)
     except ValidationError as error:
-        raise _input_error(error, document, source, _known_keys()) from None
+        raise validation_error(error, document, source, _known_keys()) from None
     waves = _check_waves(spec, document, source)
     targets = {
         name: Target(name, _load_target(spec, name, target, document, source))
@@ -176,7 +176,7 @@ def _known_keys() -> tuple[str, ...]:
 
 
 def _where(document: CommentedMap, source: Path, loc: list[str | int], *, key: bool) -> Location:
-    line, column = _position(document, loc, key=key) or (None, None)
+    line, column = node_position(document, loc, key=key) or (None, None)
     return Location(source, line, column, ".".join(str(part) for part in loc))
 
 

@@ -43,6 +43,11 @@ __all__ = [
     "decode_utf8",
     "find_root",
     "load_state",
+    "node_position",
+    "parse_document",
+    "read_input_text",
+    "to_plain",
+    "validation_error",
     "without_extensions",
     "yaml_key_position",
 ]
@@ -65,14 +70,14 @@ _MAX_MERGED_KEYS = 10_000
 def load_state(path: str | Path) -> State:
     """Load and validate the state file at `path`; raise `InputError` on any problem."""
     source = Path(path)
-    text = _read_text(source)
+    text = read_input_text(source)
     try:
-        document = _parse(text, source)
-        plain = without_extensions(_to_plain(document, source))
+        document = parse_document(text, source)
+        plain = without_extensions(to_plain(document, source))
         try:
             state = State.model_validate(plain)
         except ValidationError as error:
-            raise _input_error(error, document, source) from None
+            raise validation_error(error, document, source) from None
         return _resolve_paths(state, document, source)
     except RecursionError:
         # A last resort: the depth limits below should make this unreachable.
@@ -100,7 +105,9 @@ def find_root(source: Path) -> Path:
     return directory
 
 
-def _read_text(source: Path, kind: str = "state file") -> str:
+def read_input_text(source: Path, kind: str = "state file") -> str:
+    """The file's text (UTF-8, as `runtime.files.read_text` reads it); a missing file is an
+    InputError saying "<kind> not found"."""
     try:
         return read_text(source, kind)
     except FileNotFoundError:
@@ -172,7 +179,10 @@ class _MergeLimitedConstructor(RoundTripConstructor):
         return merged
 
 
-def _parse(text: str, source: Path, kind: str = "state file") -> CommentedMap:
+def parse_document(text: str, source: Path, kind: str = "state file") -> CommentedMap:
+    """The round-trip YAML document of a state or fleet file (`kind` names it in messages):
+    duplicate keys, nesting past `_MAX_DEPTH`, too many merges or a top level that is not a
+    mapping are located InputErrors."""
     yaml = YAML(typ="rt")
     yaml.Parser = _DepthLimitedParser
     yaml.Constructor = _MergeLimitedConstructor
@@ -204,7 +214,7 @@ def _parse(text: str, source: Path, kind: str = "state file") -> CommentedMap:
     return document
 
 
-def _to_plain(document: CommentedMap, source: Path) -> dict[str, Any]:
+def to_plain(document: CommentedMap, source: Path) -> dict[str, Any]:
     """Copy ruamel's containers into plain ones, refusing alias-amplified documents.
 
     Aliases can also nest deeper than the text does (`a2: &a2 [*a1]`, and so on), so the depth
@@ -247,7 +257,7 @@ def without_extensions(plain: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in plain.items() if not key.startswith(EXTENSION_PREFIX)}
 
 
-def _position(
+def node_position(
     document: CommentedMap, loc: Sequence[int | str], *, key: bool
 ) -> tuple[int, int] | None:
     """1-based line and column of the node at `loc` (its key when `key`).
@@ -301,10 +311,10 @@ def yaml_key_position(text: str, loc: Sequence[int | str], *, source: Path) -> t
     such as a compose file a loader rejects. Best effort: (1, 1) when the state loader's own
     limits (merges, depth) refuse `text`, so that the other tool's error is the one shown."""
     try:
-        document = _parse(text, source)
+        document = parse_document(text, source)
     except InputError:
         return (1, 1)
-    return _position(document, loc, key=True) or (1, 1)
+    return node_position(document, loc, key=True) or (1, 1)
 
 
 @functools.cache
@@ -326,7 +336,7 @@ def _describe(error: ErrorDetails, known: Sequence[str]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _input_error(
+def validation_error(
     error: ValidationError,
     document: CommentedMap,
     source: Path,
@@ -339,7 +349,7 @@ def _input_error(
     for item in error.errors(include_url=False):
         loc = [part for part in item["loc"] if part != "[key]"]
         is_key = item["type"] == "extra_forbidden" or "[key]" in item["loc"]
-        line, column = _position(document, loc, key=is_key) or (None, None)
+        line, column = node_position(document, loc, key=is_key) or (None, None)
         key_path = ".".join(str(part) for part in loc) or "<top level>"
         lines.append((Location(source, line, column, key_path), _describe(item, known)))
     first_location, first_message = lines[0]
@@ -394,7 +404,7 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
         path: Path, loc: list[str | int], *, must: str | None = None, key: bool = False
     ) -> Path:
         """`path` against the state's directory, inside the root, existing as `must` says."""
-        line, column = _position(document, loc, key=key) or (None, None)
+        line, column = node_position(document, loc, key=key) or (None, None)
         location = Location(source, line, column, ".".join(str(part) for part in loc))
         try:
             return _checked(
@@ -486,7 +496,7 @@ def _check_environment(state: State, document: CommentedMap, source: Path) -> No
         for key, value in spec.environment.items():
             if _INTERPOLATION.search(value):
                 loc: list[str | int] = ["services", name, "environment", key]
-                line, column = _position(document, loc, key=False) or (None, None)
+                line, column = node_position(document, loc, key=False) or (None, None)
                 raise InputError(
                     f"the value {value!r} uses compose interpolation ($VAR or ${{VAR}}), which "
                     "environment pins do not support yet; write $$ for a literal $",
@@ -499,7 +509,7 @@ def _check_mode(state: State, document: CommentedMap, source: Path) -> None:
     files nor knows profiles; `prune` is a stack deploy option."""
 
     def where(loc: list[str | int]) -> Location:
-        line, column = _position(document, loc, key=True) or (None, None)
+        line, column = node_position(document, loc, key=True) or (None, None)
         return Location(source, line, column, ".".join(str(part) for part in loc))
 
     compose = state.compose
@@ -530,7 +540,7 @@ def _check_registries(state: State, document: CommentedMap, source: Path) -> Non
     tag to follow (a reference pinned by digest never moves)."""
 
     def where(loc: list[str | int], *, key: bool = False) -> Location:
-        line, column = _position(document, loc, key=key) or (None, None)
+        line, column = node_position(document, loc, key=key) or (None, None)
         return Location(source, line, column, ".".join(str(part) for part in loc))
 
     for host, spec in state.registries.items():
@@ -561,7 +571,7 @@ def _resolve_files(
     files: dict[str, FileSpec] = {}
     for name, spec in state.files.items():
         loc: list[str | int] = ["files", name]
-        line, column = _position(document, loc, key=True) or (None, None)
+        line, column = node_position(document, loc, key=True) or (None, None)
         location = Location(source, line, column, f"files.{name}")
         target = resolve(Path(name), loc, must="writable file", key=True)
         if target == compose_file:
@@ -588,7 +598,7 @@ def _resolve_files(
             try:
                 parse_path(dotted)
             except ValueError as error:
-                at = _position(document, [*loc, "set", dotted], key=True) or (None, None)
+                at = node_position(document, [*loc, "set", dotted], key=True) or (None, None)
                 where = Location(source, at[0], at[1], f"files.{name}.set.{dotted}")
                 raise InputError(str(error), where) from None
         if spec.source is not None:
@@ -620,7 +630,7 @@ def _check_dotenv_spec(  # noqa: PLR0917 - private, one call site
             location,
         )
     for key, value in (spec.values or {}).items():
-        at = _position(document, ["files", name, "set", key], key=True) or (None, None)
+        at = node_position(document, ["files", name, "set", key], key=True) or (None, None)
         where = Location(source, at[0], at[1], f"files.{name}.set.{key}")
         if not _DOTENV_KEY.fullmatch(key):
             raise InputError(f"{key!r} is not a dotenv variable name", where)

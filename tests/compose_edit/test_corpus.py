@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.compose import edit
+from reconciler.compose import yaml_doc
 from reconciler.compose.edit import pin_images
 from reconciler.errors import InputError
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES = sorted(path for path in CORPUS.iterdir() if path.is_dir())
 # Every case runs through each parser this machine has; libyaml is an optional wheel.
-PARSERS = ("libyaml", "pure") if edit._CParser is not None else ("pure",)
+PARSERS = ("libyaml", "pure") if yaml_doc.LIBYAML_PARSER is not None else ("pure",)
 
 
 def read_text(path: Path) -> str:
@@ -25,9 +25,9 @@ def read_text(path: Path) -> str:
 
 
 def parsers(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    libyaml = edit._CParser
+    libyaml = yaml_doc.LIBYAML_PARSER
     for parser in PARSERS:
-        monkeypatch.setattr(edit, "_CParser", libyaml if parser == "libyaml" else None)
+        monkeypatch.setattr(yaml_doc, "LIBYAML_PARSER", libyaml if parser == "libyaml" else None)
         yield parser
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.compose import edit
+from reconciler.compose import edit, yaml_doc
 from reconciler.compose.edit import ImageEdit, ServiceImage, pin_images, read_services
 from reconciler.errors import InputError
 
@@ -17,7 +17,7 @@ CORPUS = Path(__file__).parent / "corpus"
 CASES = sorted(path for path in CORPUS.iterdir() if path.is_dir())
 SOURCE = Path("/does/not/exist/compose.yml")  # never read: the module only names it in errors
 needs_libyaml = pytest.mark.skipif(
-    edit._CParser is None, reason="libyaml (ruamel.yaml.clib) is not installed"
+    yaml_doc.LIBYAML_PARSER is None, reason="libyaml (ruamel.yaml.clib) is not installed"
 )
 
 
@@ -38,7 +38,7 @@ def corpus_inputs() -> list[tuple[str, str]]:
     return inputs
 
 
-def tree(doc: edit._Doc) -> list[tuple[int, int, int, str]]:
+def tree(doc: yaml_doc.Doc) -> list[tuple[int, int, int, str]]:
     """Every node of a parsed document as (kind, start, end, value), in document order."""
     out: list[tuple[int, int, int, str]] = []
     stack = [doc.root] if doc.root is not None else []
@@ -117,12 +117,12 @@ def test_every_service_can_take_a_new_image_in_every_corpus_file() -> None:
 def test_pure_parser_counts_the_bom_and_libyaml_offsets_shifted_by_one_match() -> None:
     """libyaml's marks skip a leading BOM; the +1 offset makes them equal to the pure parser's."""
     body = read_text(CORPUS / "18-x-extension-anchors" / "input.yml")
-    with_bom = edit._compose(edit._pure_yaml().parse("\ufeff" + body), 0)
-    shifted = edit._compose(edit._pure_yaml().parse(body), 1)
+    with_bom = yaml_doc.compose(yaml_doc.pure_yaml().parse("\ufeff" + body), 0)
+    shifted = yaml_doc.compose(yaml_doc.pure_yaml().parse(body), 1)
     assert with_bom is not None
     assert shifted is not None
-    doc_bom = edit._Doc("\ufeff" + body, with_bom, "pure")
-    doc_shifted = edit._Doc("\ufeff" + body, shifted, "pure")
+    doc_bom = yaml_doc.Doc("\ufeff" + body, with_bom, "pure")
+    doc_shifted = yaml_doc.Doc("\ufeff" + body, shifted, "pure")
     assert tree(doc_bom) == tree(doc_shifted)
     assert tree(doc_bom)[1][1] == 1  # the first key starts after the BOM, at offset 1
 
@@ -131,10 +131,10 @@ def test_pure_parser_counts_the_bom_and_libyaml_offsets_shifted_by_one_match() -
 def test_libyaml_offsets_with_bom_match_the_pure_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a BOM, every node offset from the libyaml path equals the pure parser's offset."""
     text = "\ufeff" + read_text(CORPUS / "18-x-extension-anchors" / "input.yml")
-    fast = edit._parse(text, SOURCE)
+    fast = yaml_doc.parse(text, SOURCE)
     assert fast.parser == "libyaml"
-    monkeypatch.setattr(edit, "_CParser", None)
-    slow = edit._parse(text, SOURCE)
+    monkeypatch.setattr(yaml_doc, "LIBYAML_PARSER", None)
+    slow = yaml_doc.parse(text, SOURCE)
     assert slow.parser == "pure"
     assert tree(fast) == tree(slow)
     for _kind, start, end, value in tree(fast):
@@ -145,19 +145,19 @@ def test_libyaml_offsets_with_bom_match_the_pure_parser(monkeypatch: pytest.Monk
 def test_libyaml_rejection_falls_back_to_the_pure_parser() -> None:
     """`[8080:8080]` is an error for libyaml (YAML 1.1), so the pure parser takes over."""
     text = read_text(CORPUS / "21-flow-ports-libyaml-rejects" / "input.yml")
-    assert edit._parse(text, SOURCE).parser == "pure"
+    assert yaml_doc.parse(text, SOURCE).parser == "pure"
     quoted = text.replace("8080:8080, 8443:8443", "'8080:8080'").replace(
         "[./nginx.conf:/etc/nginx/nginx.conf:ro]", "['./nginx.conf:/etc/nginx/nginx.conf:ro']"
     )
-    assert edit._parse(quoted, SOURCE).parser == "libyaml"
+    assert yaml_doc.parse(quoted, SOURCE).parser == "libyaml"
 
 
 def test_pure_parser_alone_edits_the_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without libyaml, parsing uses the pure parser and still pins exactly."""
-    monkeypatch.setattr(edit, "_CParser", None)
+    monkeypatch.setattr(yaml_doc, "LIBYAML_PARSER", None)
     case = CORPUS / "21-flow-ports-libyaml-rejects"
     text = read_text(case / "input.yml")
-    assert edit._parse(text, SOURCE).parser == "pure"
+    assert yaml_doc.parse(text, SOURCE).parser == "pure"
     result = pin_images(text, json.loads(read_text(case / "pins.json")), source=SOURCE)
     assert result.text == read_text(case / "expected.yml")
 
@@ -175,13 +175,13 @@ def test_pure_parser_alone_edits_the_corpus(monkeypatch: pytest.MonkeyPatch) -> 
 )
 def test_pure_parser_accepts_tabs_that_separate(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     """A tab after content (or on a comment line) separates tokens, as in libyaml and compose."""
-    monkeypatch.setattr(edit, "_CParser", None)
-    assert edit._parse(text, SOURCE).root is not None
+    monkeypatch.setattr(yaml_doc, "LIBYAML_PARSER", None)
+    assert yaml_doc.parse(text, SOURCE).root is not None
 
 
 def test_pure_parser_still_rejects_tab_indentation(monkeypatch: pytest.MonkeyPatch) -> None:
     """A tab used as indentation stays a YAML error, reported with its line."""
-    monkeypatch.setattr(edit, "_CParser", None)
+    monkeypatch.setattr(yaml_doc, "LIBYAML_PARSER", None)
     with pytest.raises(InputError, match="invalid YAML") as raised:
         read_services("services:\n  web:\n\timage: x\n", source=SOURCE)
     assert raised.value.location is not None
@@ -234,7 +234,7 @@ AWKWARD = [
 @pytest.mark.parametrize("value", AWKWARD)
 def test_plain_values_get_quoted_when_they_would_not_load_as_that_string(value: str) -> None:
     """A value that is not a safe plain scalar is single-quoted and loads back exactly."""
-    rendered, note = edit._render(value, None, in_flow=False)
+    rendered, note = yaml_doc.render(value, None, in_flow=False)
     assert rendered.startswith("'")
     assert note.startswith("single-quoted: ")
     for version in ((1, 1), (1, 2)):
@@ -246,14 +246,14 @@ def test_plain_values_get_quoted_when_they_would_not_load_as_that_string(value: 
 )
 def test_ordinary_image_references_stay_plain(value: str) -> None:
     """Image references that load as themselves under YAML 1.1 and 1.2 stay unquoted."""
-    assert edit._render(value, None, in_flow=False) == (value, "")
+    assert yaml_doc.render(value, None, in_flow=False) == (value, "")
     for version in ((1, 1), (1, 2)):
         assert load(f"image: {value}\n", version) == {"image": value}
 
 
 def test_plain_values_with_colons_are_quoted_inside_flow_collections() -> None:
     """Inside `{...}` a ':' is quoted, since YAML 1.1 parsers reject it in flow plain scalars."""
-    rendered, note = edit._render("nginx:1.27", None, in_flow=True)
+    rendered, note = yaml_doc.render("nginx:1.27", None, in_flow=True)
     assert rendered == "'nginx:1.27'"
     assert "flow collection" in note
 
@@ -270,7 +270,7 @@ def test_plain_values_with_colons_are_quoted_inside_flow_collections() -> None:
 )
 def test_quoted_styles_escape_exactly(value: str, style: str, rendered: str) -> None:
     """Single quotes double `'`; double quotes escape `\\`, `"` and control characters."""
-    assert edit._render(value, style, in_flow=False)[0] == rendered
+    assert yaml_doc.render(value, style, in_flow=False)[0] == rendered
     for version in ((1, 1), (1, 2)):
         assert load(f"image: {rendered}\n", version) == {"image": value}
 
@@ -347,7 +347,7 @@ def test_value_that_only_loads_as_a_string_under_yaml_1_2_is_requoted() -> None:
 
 def test_verification_refuses_a_wrong_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
     """If a rendering bug produced a value that loads differently, InputError, not bad text."""
-    monkeypatch.setattr(edit, "_render", lambda value, style, *, in_flow: ("yes", ""))
+    monkeypatch.setattr(edit, "render", lambda value, style, *, in_flow: ("yes", ""))
     with pytest.raises(InputError, match="internal error"):
         pin_images("services:\n  web:\n    image: app\n", {"web": "yes"}, source=SOURCE)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.compose import edit
+from reconciler.compose import yaml_doc
 from reconciler.compose.edit import pin_images, read_services
 from reconciler.errors import InputError
 from reconciler.state import load, load_state
@@ -30,8 +30,8 @@ ENTRY_POINTS: dict[str, Callable[[str], object]] = {
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each compose test runs with libyaml (when installed) and with the pure parser alone."""
     if request.param == "pure":
-        monkeypatch.setattr(edit, "_CParser", None)
-    elif edit._CParser is None:
+        monkeypatch.setattr(yaml_doc, "LIBYAML_PARSER", None)
+    elif yaml_doc.LIBYAML_PARSER is None:
         pytest.skip("libyaml (ruamel.yaml.clib) is not installed")
     return str(request.param)
 
@@ -143,9 +143,9 @@ def test_compose_nesting_past_the_limit_stops_reading_events_early(
 ) -> None:
     """The check runs on the event stream: each parse stops one level past the limit."""
     seen = 0
-    real_compose = edit._compose
+    real_compose = yaml_doc.compose
 
-    def counting(events: Iterable[Any], offset: int) -> edit._Node | None:
+    def counting(events: Iterable[Any], offset: int) -> yaml_doc.Node | None:
         """_compose, counting the events it reads."""
 
         def counted() -> Iterator[Any]:
@@ -157,7 +157,7 @@ def test_compose_nesting_past_the_limit_stops_reading_events_early(
 
         return real_compose(counted(), offset)
 
-    monkeypatch.setattr(edit, "_compose", counting)
+    monkeypatch.setattr(yaml_doc, "compose", counting)
     with pytest.raises(InputError, match="nesting deeper"):
         read_services(f"{SERVICES}x-deep: {flow_sequences(DEEP)}\n", source=SOURCE)
     assert seen < 3 * LIMIT  # libyaml, then the pure parser: about LIMIT events each
@@ -209,7 +209,7 @@ def test_compose_recursion_error_is_an_input_error(
     monkeypatch: pytest.MonkeyPatch, call: str, text: str
 ) -> None:
     """With the depth limit lifted, the RecursionError that follows still becomes InputError."""
-    monkeypatch.setattr(edit, "_MAX_DEPTH", 10**6)
+    monkeypatch.setattr(yaml_doc, "MAX_DEPTH", 10**6)
     with pytest.raises(InputError, match="recursion limit") as caught:
         ENTRY_POINTS[call](text)
     assert caught.value.location is not None

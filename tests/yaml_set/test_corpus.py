@@ -14,20 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.compose import edit
+from reconciler.compose import yaml_doc
 from reconciler.compose.yaml_set import SetResult, pin_environment, set_values
 from reconciler.errors import InputError
 from reconciler.state.paths import parse_path
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES = sorted(path for path in CORPUS.iterdir() if path.is_dir())
-PARSERS = ("libyaml", "pure") if edit._CParser is not None else ("pure",)
+PARSERS = ("libyaml", "pure") if yaml_doc.LIBYAML_PARSER is not None else ("pure",)
 
 
 def parsers(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    libyaml = edit._CParser
+    libyaml = yaml_doc.LIBYAML_PARSER
     for parser in PARSERS:
-        monkeypatch.setattr(edit, "_CParser", libyaml if parser == "libyaml" else None)
+        monkeypatch.setattr(yaml_doc, "LIBYAML_PARSER", libyaml if parser == "libyaml" else None)
         yield parser
 
 
