@@ -72,7 +72,7 @@ from reconciler.observe.facts import (
 )
 from reconciler.observe.managed_files import hidden_because
 from reconciler.plans import Action, Plan, Step, selected
-from reconciler.runtime.files import decode_utf8, read_bytes, write_atomic
+from reconciler.runtime.files import SHARED_FILE_MODE, decode_utf8, read_bytes, write_atomic
 from reconciler.secrets.redact import Secrets, TextFormat, looks_secret, text_format
 from reconciler.secrets.store import keyed_hash, machine_key
 from reconciler.state import State
@@ -193,7 +193,9 @@ class SavedPlan:
         `inputs` (the run's own input files); return it with `source`."""
         target = Path(path)
         text = json.dumps(self.to_dict(), indent=2) + "\n"
-        write_atomic(target, text.encode("utf-8"), kind=PLAN_FILE, mode=0o644, inputs=inputs)
+        write_atomic(
+            target, text.encode("utf-8"), kind=PLAN_FILE, mode=SHARED_FILE_MODE, inputs=inputs
+        )
         _log.info("plan saved", path=str(target), changes=len(self.plan.get("changes", ())))
         return replace(self, source=target)
 
