@@ -43,6 +43,7 @@ from pathlib import Path
 from reconciler.errors import LockError, LockHeldError, os_error_reason
 from reconciler.logs import get_logger
 from reconciler.runtime.files import PRIVATE_DIRECTORY_MODE, PRIVATE_FILE_MODE
+from reconciler.runtime.poll import Poll
 
 __all__ = [
     "LockError",
@@ -228,7 +229,7 @@ def _open_reason(error: OSError, path: Path) -> str:
 def _acquire(
     fd: int, path: Path, project: str, timeout: float, sleep: Callable[[float], None]
 ) -> None:
-    deadline = time.monotonic() + timeout
+    poll = Poll(timeout, delay=0.2, sleep=sleep)
     told = False
     while True:
         try:
@@ -238,7 +239,7 @@ def _acquire(
             if not told and timeout:  # a long wait, for a live view
                 told = True
                 _log.debug("waiting for the lock", project=project, timeout=timeout)
-            if time.monotonic() >= deadline:
+            if poll.expired():
                 holder = _read_holder(fd, path) or {}
                 who = (
                     f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
@@ -248,7 +249,7 @@ def _acquire(
                 raise LockHeldError(
                     f"another apply holds the lock of project {project!r}{waited}: {who} ({path})"
                 ) from None
-            sleep(0.2)
+            poll.wait()
         except OSError as error:  # not held elsewhere: flock itself failed (ENOLCK, say)
             raise LockError(f"lock file {path}: {os_error_reason(error)}") from error
 

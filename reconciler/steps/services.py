@@ -34,6 +34,7 @@ from reconciler.observe.inputs import read_record, record_path, service_digests,
 from reconciler.observe.planned import edited_reason
 from reconciler.observe.snapshot import activating, desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
+from reconciler.runtime.poll import Poll
 from reconciler.secrets.store import SecretRecords, keyed_hash
 from reconciler.state import State
 from reconciler.steps import stack
@@ -556,7 +557,8 @@ def wait_until_ready(
     of each service that is not ready. A stop request ends the wait at once.
     """
     sleep = sleep or adapter.stop.sleep
-    started = clock()
+    poll = Poll(None, delay=0.2, factor=1.5, most=1.0, clock=clock, sleep=sleep)
+    started = poll.started
     deadlines = {
         name: started
         + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
@@ -564,7 +566,6 @@ def wait_until_ready(
     }
     watch = ReadinessWatch()
     engine = EngineSilence(clock, started)
-    delay = 0.2
     seen: dict[str, str] = {}
     while True:
         containers = _containers_by_service(engine.sample(adapter.containers))
@@ -593,8 +594,7 @@ def wait_until_ready(
             raise _health_error(failing, containers, adapter, engine.headline(late=late))
         _log.debug("waiting for services", pending={r.service: r.summary for r in pending})
         adapter.stop.check("services became ready")
-        sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+        poll.wait()
 
 
 def _health_error(

@@ -31,6 +31,7 @@ from reconciler.observe.facts import Readiness, Snapshot, StackFacts
 from reconciler.observe.planned import edited_reason
 from reconciler.observe.snapshot import desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
+from reconciler.runtime.poll import Poll
 from reconciler.state import State
 from reconciler.steps.waits import EngineSilence
 
@@ -291,7 +292,8 @@ def wait_for_stack(
     `HealthTimeoutError`, carrying its tasks' errors and the log tail of its last container.
     """
     sleep = sleep or adapter.stop.sleep
-    started = clock()
+    poll = Poll(None, delay=0.25, factor=1.5, most=1.0, clock=clock, sleep=sleep)
+    started = poll.started
     deadlines = {
         name: started
         + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
@@ -302,7 +304,6 @@ def wait_for_stack(
     rolled_back: dict[str, float] = {}
     asked_rollback: set[str] = set()
     messages: dict[str, str] = {}
-    delay = 0.25
     seen: dict[str, str] = {}
     while True:
         services, tasks = engine.sample(lambda: _stack_sample(adapter))
@@ -367,8 +368,7 @@ def wait_for_stack(
             late = any(now >= deadlines[i.service] for i in failing)
             raise _health_error(failing, current, adapter, engine.headline(late=late))
         adapter.stop.check("stack services became ready")
-        sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+        poll.wait()
 
 
 def _stack_sample(adapter: DockerAdapter) -> tuple[dict[str, SwarmService], tuple[SwarmTask, ...]]:
