@@ -39,7 +39,7 @@ from reconciler.secrets.store import SecretRecords, keyed_hash
 from reconciler.state import State
 from reconciler.steps import stack
 from reconciler.steps.contract import StepDefinition
-from reconciler.steps.waits import EngineSilence
+from reconciler.steps.waits import EngineSilence, service_deadlines
 
 __all__ = [
     "RESTARTED_STABLE_FOR",
@@ -56,7 +56,6 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
-_DEFAULT_TIMEOUT = 120.0
 _UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START, Action.SCALE})
 # A container in one of these states is up, or will be by itself: scaling to 0 stops it.
 _LIVE = frozenset({"running", "restarting", "paused", "created"})
@@ -559,11 +558,7 @@ def wait_until_ready(
     sleep = sleep or adapter.stop.sleep
     poll = Poll(None, delay=0.2, factor=1.5, most=1.0, clock=clock, sleep=sleep)
     started = poll.started
-    deadlines = {
-        name: started
-        + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
-        for name in config.services
-    }
+    deadlines = service_deadlines(state, config.services, started)
     watch = ReadinessWatch()
     engine = EngineSilence(clock, started)
     seen: dict[str, str] = {}

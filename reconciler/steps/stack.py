@@ -33,7 +33,7 @@ from reconciler.observe.snapshot import desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.runtime.poll import Poll
 from reconciler.state import State
-from reconciler.steps.waits import EngineSilence
+from reconciler.steps.waits import EngineSilence, service_deadlines
 
 __all__ = [
     "CONFIG_HASH_LABEL",
@@ -51,7 +51,6 @@ _log = get_logger(__name__)
 
 CONFIG_HASH_LABEL = "io.reconciler.config-hash"
 IMAGE_ID_LABEL = "io.reconciler.image-id"
-_DEFAULT_TIMEOUT = 120.0
 _UPDATING = frozenset({"updating", "rollback_started"})
 _ROLLED_BACK = frozenset({"rollback_completed", "rollback_paused"})
 # Task states past which a task never runs again (Swarm starts a new one instead).
@@ -294,11 +293,7 @@ def wait_for_stack(
     sleep = sleep or adapter.stop.sleep
     poll = Poll(None, delay=0.25, factor=1.5, most=1.0, clock=clock, sleep=sleep)
     started = poll.started
-    deadlines = {
-        name: started
-        + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
-        for name in facts.config.services
-    }
+    deadlines = service_deadlines(state, facts.config.services, started)
     engine = EngineSilence(clock, started)
     rollback_seen: dict[str, float] = {}
     rolled_back: dict[str, float] = {}
