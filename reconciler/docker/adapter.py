@@ -29,10 +29,13 @@ from python_on_whales.components.task.models import TaskInspectResult
 
 from reconciler.docker import parse
 from reconciler.docker.errors import (
+    LockImageMissing,
+    LockNameInUse,
     classify,
     docker_failed,
     killed,
     last_line,
+    lock_start_error,
     only_missing_images,
 )
 from reconciler.docker.facts import (
@@ -653,17 +656,7 @@ class DockerAdapter:
             _log.debug("docker call", argv=_short(argv), held=True)
             return LockContainer(child, line.strip())
         child.terminate()
-        stderr = child.stderr()
-        lowered = stderr.lower()
-        if "conflict" in lowered and "is already in use" in lowered:
-            raise LockNameInUse(last_line(stderr), command=tuple(argv), output=stderr)
-        if "no such image" in lowered:
-            raise LockImageMissing(last_line(stderr), command=tuple(argv), output=stderr)
-        if child.returncode == 0:  # the container ended at once, saying nothing
-            raise PermanentDockerError(
-                f"the lock container {name} ended at once", command=tuple(argv), output=stderr
-            )
-        raise classify(argv, stderr)
+        raise lock_start_error(argv, name, child.returncode, child.stderr())
 
     def lock_inspect(self, name: str) -> LockFacts | None:
         """The container called `name` (its id, state and labels); None when there is none."""
@@ -865,14 +858,6 @@ def _compose_binary(plugin: Path | None) -> str | None:
     except OSError:
         return None
     return f"{plugin} {info.st_size} {info.st_mtime_ns}"
-
-
-class LockNameInUse(PermanentDockerError):
-    """The engine already has a container of the lock's name: the lock is held, or stale."""
-
-
-class LockImageMissing(PermanentDockerError):
-    """The engine lacks the lock's image (`--pull never`: nothing was created)."""
 
 
 @dataclass(frozen=True)

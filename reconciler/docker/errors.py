@@ -27,11 +27,14 @@ __all__ = [
     "SSH_PERMANENT_PATTERNS",
     "SSH_TRANSIENT_PATTERNS",
     "TRANSIENT_PATTERNS",
+    "LockImageMissing",
+    "LockNameInUse",
     "classify",
     "docker_failed",
     "is_ssh_fault",
     "killed",
     "last_line",
+    "lock_start_error",
     "only_missing_images",
     "redact_keys",
 ]
@@ -363,3 +366,28 @@ def last_line(text: str) -> str:
     """The last non-blank line of `text` (docker's reason is its last word), else all of it."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text.strip()
+
+
+class LockNameInUse(PermanentDockerError):
+    """The engine already has a container of the lock's name: the lock is held, or stale."""
+
+
+class LockImageMissing(PermanentDockerError):
+    """The engine lacks the lock's image (`--pull never`: nothing was created)."""
+
+
+def lock_start_error(
+    argv: Sequence[str], name: str, returncode: int | None, stderr: str
+) -> DockerError:
+    """The error for an engine-lock `docker run` that printed no id: the name in use, the
+    image missing, the container ended at once, else the classified fault."""
+    lowered = stderr.lower()
+    if "conflict" in lowered and "is already in use" in lowered:
+        return LockNameInUse(last_line(stderr), command=tuple(argv), output=stderr)
+    if "no such image" in lowered:
+        return LockImageMissing(last_line(stderr), command=tuple(argv), output=stderr)
+    if returncode == 0:  # the container ended at once, saying nothing
+        return PermanentDockerError(
+            f"the lock container {name} ended at once", command=tuple(argv), output=stderr
+        )
+    return classify(argv, stderr)
