@@ -4,8 +4,10 @@ Observation is batched: whatever the number of services, a full observation cost
 number of docker CLI calls (config, ps, inspect containers, inspect images; config --hash of
 the model when it is new).
 Every call is recorded in `DockerAdapter.calls` with whether it mutates anything, so callers
-and tests can count them. Faults are classified here (`errors.classify`) and transient ones
-retried with tenacity (`retry.py`).
+and tests can count them. Faults are classified by `errors` (`classify`; `docker_failed` tells
+docker's own failure from an exec'd command's exit), transient ones retried with tenacity
+(`retry.py`), and the output parsed into facts by `parse` (all but the inspect results read
+through python_on_whales' models, which stay here).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,21 +27,29 @@ from python_on_whales.components.container.models import ContainerInspectResult
 from python_on_whales.components.service.models import ServiceInspectResult
 from python_on_whales.components.task.models import TaskInspectResult
 
-from reconciler.docker.errors import classify, is_ssh_fault, killed
+from reconciler.docker import parse
+from reconciler.docker.errors import (
+    LockImageMissing,
+    LockNameInUse,
+    classify,
+    docker_failed,
+    killed,
+    last_line,
+    lock_start_error,
+    only_missing_images,
+)
 from reconciler.docker.facts import (
     BuildConfig,
     ComposeConfig,
     ContainerFacts,
     ImageFacts,
-    InputSource,
-    PublishedPort,
     RegistryLogin,
-    ServiceConfig,
     SwarmService,
     SwarmTask,
     normalize_reference,
     registry_host,
 )
+from reconciler.docker.parse import manifest_digest
 from reconciler.docker.retry import RetryPolicy, retrying
 from reconciler.errors import (
     DockerError,
@@ -163,10 +172,10 @@ class DockerAdapter:
             )
         except PermanentDockerError as error:
             raise InputError(
-                f"docker compose rejects the file: {_first_line(error.output or error.message)}",
+                f"docker compose rejects the file: {last_line(error.output or error.message)}",
                 Location(self.compose_file),
             ) from error
-        return _parse_compose_config(
+        return parse.compose_config(
             json.loads(out), out, self.secret_values(), profiles=self.profiles
         )
 
@@ -193,7 +202,7 @@ class DockerAdapter:
         All profiles are enabled so every service of the model is hashed. The model may hold
         secrets: it goes through stdin, never argv or logs.
         """
-        return _hash_lines(
+        return parse.hash_lines(
             self._call(
                 self._resolved_hash_argv(), mutating=False, compose=True, stdin=config.resolved
             ).stdout
@@ -257,7 +266,7 @@ class DockerAdapter:
         except PermanentDockerError as error:
             raise InputError(
                 "docker stack deploy rejects the compose file: "
-                + _first_line(error.output or error.message),
+                + last_line(error.output or error.message),
                 Location(self.compose_file),
             ) from error
 
@@ -647,17 +656,7 @@ class DockerAdapter:
             _log.debug("docker call", argv=_short(argv), held=True)
             return LockContainer(child, line.strip())
         child.terminate()
-        stderr = child.stderr()
-        lowered = stderr.lower()
-        if "conflict" in lowered and "is already in use" in lowered:
-            raise LockNameInUse(_first_line(stderr), command=tuple(argv), output=stderr)
-        if "no such image" in lowered:
-            raise LockImageMissing(_first_line(stderr), command=tuple(argv), output=stderr)
-        if child.returncode == 0:  # the container ended at once, saying nothing
-            raise PermanentDockerError(
-                f"the lock container {name} ended at once", command=tuple(argv), output=stderr
-            )
-        raise classify(argv, stderr)
+        raise lock_start_error(argv, name, child.returncode, child.stderr())
 
     def lock_inspect(self, name: str) -> LockFacts | None:
         """The container called `name` (its id, state and labels); None when there is none."""
@@ -816,9 +815,9 @@ class DockerAdapter:
                 return done
             if done.returncode < 0:  # the docker CLI itself was killed, whatever it printed
                 raise killed(argv, done.returncode, done.stderr, done.stdout)
-            if exec_in_container and not _docker_failed(done.returncode, done.stderr):
+            if exec_in_container and not docker_failed(done.returncode, done.stderr):
                 return done  # the command's own exit code, for the caller to judge
-            if allow_missing and _only_missing_images(done.stderr):
+            if allow_missing and only_missing_images(done.stderr):
                 return done
             raise classify(argv, done.stderr, done.stdout)
 
@@ -861,14 +860,6 @@ def _compose_binary(plugin: Path | None) -> str | None:
     return f"{plugin} {info.st_size} {info.st_mtime_ns}"
 
 
-class LockNameInUse(PermanentDockerError):
-    """The engine already has a container of the lock's name: the lock is held, or stale."""
-
-
-class LockImageMissing(PermanentDockerError):
-    """The engine lacks the lock's image (`--pull never`: nothing was created)."""
-
-
 @dataclass(frozen=True)
 class LockContainer:
     """A running engine-lock container, and the `docker run` child whose stdin keeps it so."""
@@ -902,35 +893,6 @@ def _current_context() -> str | None:
     return current if isinstance(current, str) and current else None
 
 
-def _hash_lines(out: str) -> dict[str, str]:
-    """`config --hash` output (`SERVICE HASH` per line) as service -> hash."""
-    hashes: dict[str, str] = {}
-    for line in out.splitlines():
-        name, _, digest = line.strip().rpartition(" ")
-        if name:
-            hashes[name] = digest
-    return hashes
-
-
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # fullmatch: `$` passes a final newline
-
-
-def manifest_digest(output: str, reference: str) -> str:
-    """The digest in `imagetools inspect --format '{{json .Manifest}}'` output (a descriptor:
-    mediaType, digest, size); a `PermanentDockerError` when the output is not one."""
-    try:
-        descriptor = json.loads(output)
-    except json.JSONDecodeError:
-        descriptor = None
-    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
-    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-        raise PermanentDockerError(
-            f"unexpected answer for the manifest of {reference}: {_first_line(output)[:200]!r}",
-            output=output,
-        )
-    return digest
-
-
 def _compose_output(line: str) -> None:
     """compose's progress lines (container created, waiting, healthy, started), for a live view."""
     _log.debug(ProgressEvent.COMPOSE_OUTPUT, line=line)
@@ -940,42 +902,6 @@ def _short(argv: Sequence[str], limit: int = 300) -> str:
     """A loggable form of a command: long argument lists are elided."""
     text = " ".join(argv)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _first_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text.strip()
-
-
-# Exit codes docker itself uses for "could not run the command" (as `docker run` documents),
-# and texts compose prints when the container is not there; anything else is the command's.
-_DOCKER_EXEC_CODES = frozenset({125, 126, 127})
-_EXEC_FAILURE_TEXTS = (
-    "is not running",
-    "no such service",
-    "no container found",
-    "error response from daemon",
-)
-
-
-def _docker_failed(code: int, stderr: str) -> bool:
-    """Did docker fail to run the command (rather than the command exiting nonzero)?
-
-    Judged on docker's own texts only: a migration whose output says "connection refused" is
-    the command's failure, not docker's.
-    """
-    lowered = stderr.lower()
-    if any(pattern in lowered for pattern in _DOCKER_UNREACHABLE) or is_ssh_fault(stderr):
-        return True
-    return code in _DOCKER_EXEC_CODES or any(text in lowered for text in _EXEC_FAILURE_TEXTS)
-
-
-_DOCKER_UNREACHABLE = ("cannot connect to the docker daemon", "error during connect")
-
-
-def _only_missing_images(stderr: str) -> bool:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    return bool(lines) and all("no such image" in line.lower() for line in lines)
 
 
 def _container_facts(item: dict[str, Any], stack: str | None = None) -> ContainerFacts:
@@ -1052,146 +978,3 @@ def _swarm_task(item: dict[str, Any]) -> SwarmTask:
         labels=dict((spec.labels if spec else None) or {}),
         timestamp=str(item.get("Status", {}).get("Timestamp") or ""),
     )
-
-
-def _uses(material: object, secrets: Mapping[str, str]) -> set[str]:
-    """The names of `secrets` whose value appears in `material` (compose's resolved JSON)."""
-    text = json.dumps(material, ensure_ascii=False)
-    return {
-        name
-        for name, value in secrets.items()
-        if value and json.dumps(value, ensure_ascii=False)[1:-1] in text
-    }
-
-
-def _unhashed_sources(model: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, set[str]]:
-    """("secrets"|"configs", entry) -> names of `secrets` that compose's top-level entry reads:
-    from the environment (`environment: NAME`) or interpolated into its `content`."""
-    found: dict[str, set[str]] = {}
-    for kind in ("secrets", "configs"):
-        for entry, spec in (model.get(kind) or {}).items():
-            if not isinstance(spec, dict):
-                continue
-            names = _uses({k: v for k, v in spec.items() if k != "environment"}, secrets)
-            if spec.get("environment") in secrets:
-                names.add(str(spec["environment"]))
-            if names:
-                found[f"{kind}/{entry}"] = names
-    return found
-
-
-def _service_secrets(
-    spec: dict[str, Any], secrets: Mapping[str, str], unhashed: Mapping[str, set[str]]
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The secrets a service's config hash covers (compose leaves `build` out of the hash), and
-    those it reaches only through unhashed compose secrets and configs."""
-    hashed = _uses({k: v for k, v in spec.items() if k != "build"}, secrets)
-    reached: set[str] = set()
-    for kind in ("secrets", "configs"):
-        for item in spec.get(kind) or []:
-            source = item.get("source") if isinstance(item, dict) else item
-            reached |= unhashed.get(f"{kind}/{source}", set())
-    return tuple(sorted(hashed)), tuple(sorted(reached - hashed))
-
-
-def _parse_compose_config(
-    model: dict[str, Any],
-    text: str = "",
-    secrets: Mapping[str, str] | None = None,
-    *,
-    profiles: Sequence[str] = (),
-) -> ComposeConfig:
-    project = str(model.get("name") or "")
-    secrets = secrets or {}
-    unhashed = _unhashed_sources(model, secrets) if secrets else {}
-    config_files = {
-        str(name): Path(str(spec["file"]))
-        for name, spec in (model.get("configs") or {}).items()
-        if isinstance(spec, dict) and spec.get("file")
-    }
-    services: dict[str, ServiceConfig] = {}
-    for name, spec in (model.get("services") or {}).items():
-        hashed, reached = _service_secrets(spec, secrets, unhashed) if secrets else ((), ())
-        build = spec.get("build")
-        build_config = None
-        if isinstance(build, dict):
-            context = Path(str(build.get("context", ".")))
-            dockerfile = Path(str(build.get("dockerfile") or "Dockerfile"))
-            build_config = BuildConfig(
-                context=context,
-                dockerfile=dockerfile if dockerfile.is_absolute() else context / dockerfile,
-                args={
-                    str(k): "" if v is None else str(v)
-                    for k, v in (build.get("args") or {}).items()
-                },
-                target=build.get("target"),
-            )
-        healthcheck = spec.get("healthcheck") or {}
-        depends_on = {
-            str(dep): str((cond or {}).get("condition", "service_started"))
-            for dep, cond in (spec.get("depends_on") or {}).items()
-        }
-        services[str(name)] = ServiceConfig(
-            name=str(name),
-            image=spec.get("image"),
-            build=build_config,
-            has_healthcheck=bool(healthcheck.get("test")) and not healthcheck.get("disable", False),
-            depends_on=depends_on,
-            environment={
-                str(k): "" if v is None else str(v)
-                for k, v in (spec.get("environment") or {}).items()
-            },
-            ports=_published_ports(spec.get("ports") or []),
-            secrets_hashed=hashed,
-            secrets_unhashed=reached,
-            inputs=_inputs(spec, config_files),
-            scale=_scale(spec),
-            profiles=tuple(str(profile) for profile in (spec.get("profiles") or ())),
-            global_mode=(spec.get("deploy") or {}).get("mode") == "global",
-            failure_action=((spec.get("deploy") or {}).get("update_config") or {}).get(
-                "failure_action"
-            ),
-        )
-    return ComposeConfig(
-        project=project, services=services, resolved=text, profiles=tuple(profiles)
-    )
-
-
-def _inputs(spec: dict[str, Any], config_files: dict[str, Path]) -> tuple[InputSource, ...]:
-    """The bind mounts' sources and the file-backed configs a service reads (compose's
-    normalised model lists env files only merged into `environment`: observe adds them)."""
-    found: list[InputSource] = []
-    for volume in spec.get("volumes") or []:
-        if isinstance(volume, dict) and volume.get("type") == "bind" and volume.get("source"):
-            read_only = bool(volume.get("read_only"))
-            found.append(InputSource("bind", Path(str(volume["source"])), read_only))
-    for config in spec.get("configs") or []:
-        name = str(config.get("source", "")) if isinstance(config, dict) else str(config)
-        if name in config_files:
-            found.append(InputSource("config", config_files[name]))
-    return tuple(found)
-
-
-def _scale(spec: dict[str, Any]) -> int:
-    """How many containers compose runs for a service: `scale`, else `deploy.replicas`, else 1.
-
-    compose refuses a file where both are set and differ, so either one is the answer.
-    """
-    scale = spec.get("scale")
-    if scale is None:
-        scale = (spec.get("deploy") or {}).get("replicas")
-    return 1 if scale is None else max(int(scale), 0)
-
-
-def _published_ports(ports: list[Any]) -> tuple[PublishedPort, ...]:
-    """The TCP ports compose publishes on the host (the first of a published range)."""
-    found = []
-    for port in ports:
-        if not isinstance(port, dict) or port.get("protocol", "tcp") != "tcp":
-            continue
-        published = str(port.get("published") or "").partition("-")[0]
-        if published.isdigit() and str(port.get("target", "")).isdigit():
-            found.append(
-                PublishedPort(int(port["target"]), int(published), str(port.get("host_ip") or ""))
-            )
-    return tuple(found)

@@ -1,4 +1,6 @@
-"""Sort docker CLI failures into transient (retry) and permanent (fail at once).
+"""Sort docker CLI failures into transient (retry) and permanent (fail at once), and tell
+docker's own failure to run a command from the command's exit (`docker_failed`): the one
+module for docker's fault texts.
 
 The patterns are the daemon's and CLI's own texts for faults that go away by themselves.
 
@@ -25,9 +27,15 @@ __all__ = [
     "SSH_PERMANENT_PATTERNS",
     "SSH_TRANSIENT_PATTERNS",
     "TRANSIENT_PATTERNS",
+    "LockImageMissing",
+    "LockNameInUse",
     "classify",
+    "docker_failed",
     "is_ssh_fault",
     "killed",
+    "last_line",
+    "lock_start_error",
+    "only_missing_images",
     "redact_keys",
 ]
 
@@ -322,3 +330,64 @@ def _kind(text: str) -> str:
         return text
     detail, sep, _ = rest.partition(": ")
     return f"{head}: {detail}" if sep else head
+
+
+# Exit codes docker itself uses for "could not run the command" (as `docker run` documents),
+# and texts compose prints when the container is not there; anything else is the command's.
+_DOCKER_EXEC_CODES = frozenset({125, 126, 127})
+_EXEC_FAILURE_TEXTS = (
+    "is not running",
+    "no such service",
+    "no container found",
+    "error response from daemon",
+)
+_DOCKER_UNREACHABLE = ("cannot connect to the docker daemon", "error during connect")
+
+
+def docker_failed(code: int, stderr: str) -> bool:
+    """Did docker fail to run the command (rather than the command exiting nonzero)?
+
+    Judged on docker's own texts only: a migration whose output says "connection refused" is
+    the command's failure, not docker's.
+    """
+    lowered = stderr.lower()
+    if any(pattern in lowered for pattern in _DOCKER_UNREACHABLE) or is_ssh_fault(stderr):
+        return True
+    return code in _DOCKER_EXEC_CODES or any(text in lowered for text in _EXEC_FAILURE_TEXTS)
+
+
+def only_missing_images(stderr: str) -> bool:
+    """True when every line of `stderr` says an image is missing (and nothing else failed)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return bool(lines) and all("no such image" in line.lower() for line in lines)
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of `text` (docker's reason is its last word), else all of it."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text.strip()
+
+
+class LockNameInUse(PermanentDockerError):
+    """The engine already has a container of the lock's name: the lock is held, or stale."""
+
+
+class LockImageMissing(PermanentDockerError):
+    """The engine lacks the lock's image (`--pull never`: nothing was created)."""
+
+
+def lock_start_error(
+    argv: Sequence[str], name: str, returncode: int | None, stderr: str
+) -> DockerError:
+    """The error for an engine-lock `docker run` that printed no id: the name in use, the
+    image missing, the container ended at once, else the classified fault."""
+    lowered = stderr.lower()
+    if "conflict" in lowered and "is already in use" in lowered:
+        return LockNameInUse(last_line(stderr), command=tuple(argv), output=stderr)
+    if "no such image" in lowered:
+        return LockImageMissing(last_line(stderr), command=tuple(argv), output=stderr)
+    if returncode == 0:  # the container ended at once, saying nothing
+        return PermanentDockerError(
+            f"the lock container {name} ended at once", command=tuple(argv), output=stderr
+        )
+    return classify(argv, stderr)

@@ -1,7 +1,7 @@
 """Content digest of an image's build inputs, stored on the image as a label.
 
-The digest covers every file docker would send (`.dockerignore` honoured through docker-py's
-port of moby's matcher, see `reconciler.images.dockerignore`), the Dockerfile, the build args and
+The digest covers every file docker would send (`.dockerignore` honoured as moby's pattern
+matcher does it, see `reconciler.images.dockerignore`), the Dockerfile, the build args and
 the target, so the images step rebuilds exactly when one of them changed. The files reconciler
 edits itself (the governed compose file, its env files, the state's `files:`) are left out even
 when they sit in the context: counting them would make every pin or key edit rebuild every
@@ -18,7 +18,12 @@ from pathlib import Path
 
 from reconciler.docker.facts import BuildConfig
 from reconciler.errors import InputError, Location
-from reconciler.images.dockerignore import exclude_paths
+from reconciler.images.dockerignore import (
+    DockerignoreError,
+    PatternMatcher,
+    exclude_paths,
+    read_patterns,
+)
 from reconciler.runtime.files import decode_utf8, open_regular, read_bytes, read_optional_bytes
 
 __all__ = ["DIGEST_LABEL", "context_digest", "ignore_patterns"]
@@ -77,7 +82,12 @@ def _file_digest(path: Path, info: os.stat_result) -> bytes:
 
 def _included_files(context: Path, dockerfile: Path) -> list[str]:
     patterns = ignore_patterns(context)
-    included = exclude_paths(str(context), patterns, dockerfile=_relative_to(dockerfile, context))
+    try:
+        included = exclude_paths(
+            str(context), patterns, dockerfile=_relative_to(dockerfile, context)
+        )
+    except DockerignoreError as error:  # the Dockerfile's own name is not a valid pattern
+        raise InputError(str(error), Location(dockerfile)) from None
     files = [
         name for name in included if not (context / name).is_dir() or (context / name).is_symlink()
     ]
@@ -85,16 +95,18 @@ def _included_files(context: Path, dockerfile: Path) -> list[str]:
 
 
 def ignore_patterns(context: Path) -> list[str]:
-    """The patterns of the context's `.dockerignore` (none when it has none)."""
+    """The patterns of the context's `.dockerignore`, read as docker reads them (none when it
+    has none); a pattern docker refuses is an InputError at the file."""
     ignore_file = context / ".dockerignore"
     raw = read_optional_bytes(ignore_file, ".dockerignore")
     if raw is None:
         return []
-    return [
-        line.strip()
-        for line in decode_utf8(raw, ignore_file).splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    patterns = read_patterns(decode_utf8(raw, ignore_file))
+    try:
+        PatternMatcher(patterns)
+    except DockerignoreError as error:
+        raise InputError(str(error), Location(ignore_file)) from None
+    return patterns
 
 
 def _relative_to(path: Path, directory: Path) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from reconciler.errors import ApplyError, InputError, Location
 from reconciler.logs import ProgressEvent, get_logger
 from reconciler.runtime import processes, records
-from reconciler.runtime.files import read_bytes
+from reconciler.runtime.files import SHARED_FILE_MODE, read_bytes
 from reconciler.runtime.interrupt import StopToken
 from reconciler.runtime.records import WheelhouseMarker
 from reconciler.state.model import WheelhouseSpec
@@ -75,4 +75,6 @@ def download(directory: Path, spec: WheelhouseSpec, stop: StopToken) -> None:
             # Indented: the CLI shows a message's own lines only when they are (cli.printable).
             tail = "\n  ".join(done.stderr.strip().splitlines()[-5:])
             raise ApplyError(f"pip download for {requirements} failed ({done.ended}):\n  {tail}")
-    records.save(directory / MARKER, WheelhouseMarker(digest=wanted_digest(spec)), mode=0o644)
+    records.save(
+        directory / MARKER, WheelhouseMarker(digest=wanted_digest(spec)), mode=SHARED_FILE_MODE
+    )

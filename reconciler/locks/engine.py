@@ -78,6 +78,7 @@ from reconciler.errors import (
 from reconciler.locks.local import hashed_name
 from reconciler.logs import get_logger
 from reconciler.runtime.interrupt import StopToken
+from reconciler.runtime.poll import Poll
 
 __all__ = [
     "LOCK_IMAGE",
@@ -204,7 +205,7 @@ def _acquire(
 ) -> _H:
     name = lock_container_name(project)
     labels = _holder_labels(project)
-    deadline = clock() + timeout
+    poll = Poll(timeout, delay=_POLL, clock=clock, sleep=sleep)
     imported = told = False
     created: str | None = None  # the id of a `created` container already given its grace
     while True:
@@ -223,11 +224,11 @@ def _acquire(
             return held
         found = docker.lock_inspect(name)
         if found is None or found.status == "removing":  # released meanwhile: try again
-            sleep(0.2)
+            poll.wait(0.2)
             continue
         if found.status == "created" and found.id != created:
             created = found.id  # maybe a holder between create and start: look again later
-            sleep(STARTING_GRACE)
+            poll.wait(STARTING_GRACE)
             continue
         if found.status in _STALE or found.status == "created":
             _log.warning(
@@ -240,7 +241,7 @@ def _acquire(
             )
             docker.lock_remove(found.id)
             continue
-        if clock() >= deadline:
+        if poll.expired():
             waited = f" after waiting {timeout:g} s" if timeout else ""
             raise LockHeldError(
                 f"another apply holds the lock of project {project!r} on engine "
@@ -249,7 +250,7 @@ def _acquire(
         if not told:
             told = True
             _log.info("waiting for the engine lock", project=project, holder=_holder(found))
-        sleep(_POLL)
+        poll.wait()
 
 
 def _release(docker: LockEngine[_H], held: _H, project: str, engine: str) -> None:

@@ -42,6 +42,8 @@ from pathlib import Path
 
 from reconciler.errors import LockError, LockHeldError, os_error_reason
 from reconciler.logs import ProgressEvent, get_logger
+from reconciler.runtime.files import PRIVATE_DIRECTORY_MODE, PRIVATE_FILE_MODE
+from reconciler.runtime.poll import Poll
 
 __all__ = [
     "LockError",
@@ -130,7 +132,7 @@ def _open_lock_file(directory: Path, path: Path, *, strict: bool) -> int:
     """The lock file's descriptor, opened inside the checked directory and checked itself."""
     dir_fd = _open_directory(directory, strict=strict)
     try:
-        fd = os.open(path.name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+        fd = os.open(path.name, _FILE_FLAGS, PRIVATE_FILE_MODE, dir_fd=dir_fd)
     except OSError as error:
         raise LockError(f"lock file {path}: {_open_reason(error, path)}") from error
     finally:
@@ -156,7 +158,7 @@ def _open_directory(directory: Path, *, strict: bool) -> int:
     try:
         info = os.fstat(fd)
         if created and info.st_uid == os.getuid():
-            os.fchmod(fd, 0o700)  # exactly 0700 whatever the umask left
+            os.fchmod(fd, PRIVATE_DIRECTORY_MODE)  # exactly 0700 whatever the umask left
             info = os.fstat(fd)
         _check_directory(directory, info, strict=strict)
     except OSError as error:
@@ -171,7 +173,7 @@ def _open_directory(directory: Path, *, strict: bool) -> int:
 def _make_directory(directory: Path) -> bool:
     """Create the directory (mode 0700, parents as needed); True when this call created it."""
     try:
-        directory.mkdir(mode=0o700, parents=True)
+        directory.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True)
     except FileExistsError:
         return False  # whatever is there is checked once opened
     except OSError as error:
@@ -227,7 +229,7 @@ def _open_reason(error: OSError, path: Path) -> str:
 def _acquire(
     fd: int, path: Path, project: str, timeout: float, sleep: Callable[[float], None]
 ) -> None:
-    deadline = time.monotonic() + timeout
+    poll = Poll(timeout, delay=0.2, sleep=sleep)
     told = False
     while True:
         try:
@@ -237,7 +239,7 @@ def _acquire(
             if not told and timeout:  # a long wait, for a live view
                 told = True
                 _log.debug(ProgressEvent.LOCK_WAIT, project=project, timeout=timeout)
-            if time.monotonic() >= deadline:
+            if poll.expired():
                 holder = _read_holder(fd, path) or {}
                 who = (
                     f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
@@ -247,7 +249,7 @@ def _acquire(
                 raise LockHeldError(
                     f"another apply holds the lock of project {project!r}{waited}: {who} ({path})"
                 ) from None
-            sleep(0.2)
+            poll.wait()
         except OSError as error:  # not held elsewhere: flock itself failed (ENOLCK, say)
             raise LockError(f"lock file {path}: {os_error_reason(error)}") from error
 

@@ -4,7 +4,7 @@ Compose recreates a container when its configuration or image changes, not when 
 a bind-mounted file or directory, an `env_file` or a `configs:` file changes. Each such input is
 digested here (a file by mode and content, a directory by a sorted walk of relative paths, modes
 and contents), and after each converged apply the digests are recorded per container ID in
-`inputs-<project>.json` under `record_directory()` (the user's state directory). A container
+`inputs-<project>.json` under `records.directory()` (the user's state directory). A container
 whose recorded digest of an input differs from the current one is drift; a container with no
 record (created by someone else: a new ID) is unknown, taken as current, and recorded at the
 next apply.
@@ -53,7 +53,6 @@ __all__ = [
     "input_label",
     "path_digest",
     "read_record",
-    "record_directory",
     "record_path",
     "service_digests",
     "write_record",
@@ -215,15 +214,9 @@ def env_file_sources(
     return found
 
 
-def record_directory() -> Path:
-    """Where records live: $RECONCILER_STATE_DIR, else $XDG_STATE_HOME/reconciler, else
-    ~/.local/state/reconciler (`records.directory`)."""
-    return records.directory()
-
-
 def record_path(project: str) -> Path:
     """Where the input digests of a project's containers are recorded."""
-    return record_directory() / f"inputs-{project}.json"
+    return records.directory() / f"inputs-{project}.json"
 
 
 def read_record(path: Path) -> dict[str, dict[str, str]]:

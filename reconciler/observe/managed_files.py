@@ -17,7 +17,12 @@ from pathlib import Path
 
 from reconciler.compose.yaml_set import SetResult, set_values
 from reconciler.errors import InputError, Location
-from reconciler.runtime.files import decode_utf8, read_bytes, read_optional_bytes
+from reconciler.runtime.files import (
+    SHARED_FILE_MODE,
+    decode_utf8,
+    read_bytes,
+    read_optional_bytes,
+)
 from reconciler.secrets.redact import looks_secret
 from reconciler.state.model import FileSpec, file_format
 from reconciler.state.paths import parse_path
@@ -31,7 +36,7 @@ __all__ = [
     "read_managed",
 ]
 
-_DEFAULT_MODE = 0o644
+_DEFAULT_MODE = SHARED_FILE_MODE
 # Names that say "key material" although no secret-looking word is in them.
 _SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".kdbx")
 _PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")

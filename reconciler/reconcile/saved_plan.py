@@ -62,7 +62,7 @@ from reconciler.errors import InputError, Location, PlanFileError, RecordError, 
 from reconciler.logs import get_logger
 from reconciler.observe.facts import Snapshot
 from reconciler.plans import Action, Plan, Step
-from reconciler.runtime.files import decode_utf8, read_bytes, write_atomic
+from reconciler.runtime.files import SHARED_FILE_MODE, decode_utf8, read_bytes, write_atomic
 from reconciler.secrets.redact import Secrets, TextFormat, text_format
 from reconciler.secrets.store import keyed_hash, machine_key
 from reconciler.state import State
@@ -181,7 +181,9 @@ class SavedPlan:
         `inputs` (the run's own input files); return it with `source`."""
         target = Path(path)
         text = json.dumps(self.to_dict(), indent=2) + "\n"
-        write_atomic(target, text.encode("utf-8"), kind=PLAN_FILE, mode=0o644, inputs=inputs)
+        write_atomic(
+            target, text.encode("utf-8"), kind=PLAN_FILE, mode=SHARED_FILE_MODE, inputs=inputs
+        )
         _log.info("plan saved", path=str(target), changes=len(self.plan.get("changes", ())))
         return replace(self, source=target)
 

@@ -36,6 +36,9 @@ from reconciler.errors import ApplyError, InputError, Location, os_error_reason
 
 __all__ = [
     "CAPS",
+    "PRIVATE_DIRECTORY_MODE",
+    "PRIVATE_FILE_MODE",
+    "SHARED_FILE_MODE",
     "FileWriteError",
     "check_inside",
     "check_output",
@@ -67,7 +70,13 @@ CAPS: dict[str, int] = {
     "record": 16 * _MB,
 }
 _DEFAULT_CAP = 16 * _MB
-_DEFAULT_MODE = 0o644
+
+# The file-mode policy, in one place. What reconciler keeps for itself (records, keys, lock
+# files) is the user's alone; a file it writes for the user keeps its mode, and a new one is
+# readable by all (plan files, reports, managed files without a `mode:`).
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIRECTORY_MODE = 0o700
+SHARED_FILE_MODE = 0o644
 
 
 class FileWriteError(ApplyError):
@@ -307,7 +316,7 @@ def write_atomic(
         try:
             mode = stat.S_IMODE(os.stat(target).st_mode)
         except FileNotFoundError:
-            mode = _DEFAULT_MODE
+            mode = SHARED_FILE_MODE
         except OSError as error:
             raise FileWriteError(path, _reason(error)) from None
     directory = Path(os.path.abspath(target)).parent

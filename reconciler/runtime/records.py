@@ -17,7 +17,8 @@ file (a directory, a FIFO: never opened blocking), over its cap, not UTF-8, not 
 a record only saves work or remembers what a container was made from, and without it the run
 does the work again or takes the container as its plan says (see each record's module).
 
-Writes are atomic (`files.write_atomic`: 0600 unless told, the directory made 0700), and only
+Writes are atomic (`files.write_atomic`: 0600 unless told, the directory made 0700: the
+file-mode policy, `files.PRIVATE_FILE_MODE` and `files.PRIVATE_DIRECTORY_MODE`), and only
 when the bytes change. A write that fails (disk full, read-only, a directory in the record's
 place) never raises: it is a warning naming the file and what the loss costs (the one exception:
 this machine's key for plan files, which must outlive the process, `ensure_key(durable=True)`,
@@ -42,7 +43,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconciler.errors import InputError, ReconcilerError, RecordError, os_error_reason
 from reconciler.logs import get_logger
-from reconciler.runtime.files import FileWriteError, decode_utf8, read_bytes, write_atomic
+from reconciler.runtime.files import (
+    PRIVATE_DIRECTORY_MODE,
+    PRIVATE_FILE_MODE,
+    FileWriteError,
+    decode_utf8,
+    read_bytes,
+    write_atomic,
+)
 
 __all__ = [
     "ConfigHashesRecord",
@@ -147,13 +155,16 @@ R = TypeVar("R", bound=Record)
 
 
 def directory() -> Path:
-    """Where records live: $RECONCILER_STATE_DIR, else $XDG_STATE_HOME/reconciler, else
-    ~/.local/state/reconciler."""
+    """Where records live, the one lookup of it: $RECONCILER_STATE_DIR, else the platform's
+    user state directory (`platformdirs`; on Linux $XDG_STATE_HOME/reconciler, else
+    ~/.local/state/reconciler)."""
     configured = os.environ.get("RECONCILER_STATE_DIR")
     if configured:
         return Path(configured)
-    xdg = os.environ.get("XDG_STATE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "reconciler"
+    # Imported here: a few ms that a run whose records live in $RECONCILER_STATE_DIR skips.
+    import platformdirs  # noqa: PLC0415
+
+    return Path(platformdirs.user_state_dir("reconciler", appauthor=False))
 
 
 def load(path: Path, model: type[R]) -> R | None:
@@ -167,7 +178,7 @@ def load(path: Path, model: type[R]) -> R | None:
     return record
 
 
-def save(path: Path, record: Record, *, mode: int = 0o600) -> bool:
+def save(path: Path, record: Record, *, mode: int = PRIVATE_FILE_MODE) -> bool:
     """Write `record` at `path` unless it already holds exactly those bytes; True if written.
 
     Never raises: a failed write is a warning saying what its loss costs (`Record.LOSS`).
@@ -203,11 +214,11 @@ def _ensure_key(path: Path, size: int, *, what: str, loss: str, durable: bool) -
         _log.warning(f"making a new {what}; {loss}", path=str(path))
     key = random.token_bytes(size)
     if durable:
-        problem = _attempt(path, key, 0o600)
+        problem = _attempt(path, key, PRIVATE_FILE_MODE)
         if problem is not None:
             raise RecordError(f"cannot keep {what} at {path}: {problem}")
     else:
-        _write(path, key, what, loss, 0o600)
+        _write(path, key, what, loss, PRIVATE_FILE_MODE)
     return key
 
 
@@ -293,7 +304,7 @@ def _holds(path: Path, data: bytes) -> bool:
 def _attempt(path: Path, data: bytes, mode: int) -> str | None:
     """Write `data` at `path` (its directory made 0700); None, or why it could not."""
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
         write_atomic(path, data, kind=_KIND, mode=mode)
     except InputError as error:  # not a regular file, a symlink: the caller names the path
         return error.message

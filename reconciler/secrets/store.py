@@ -13,7 +13,7 @@ changes with them and compose recreates the service by itself. What the hash doe
 a compose `secrets:`/`configs:` entry fed from the environment (`environment: NAME`) or from
 interpolated `content:`: that reaches the container at creation only. For both, `SecretRecords`
 keeps, per container, an HMAC-SHA256 of each secret it was created with, keyed with a random
-per-project key (files 0600 under `state_directory()`): never the value, and a hash nobody
+per-project key (files 0600 under `records.directory()`): never the value, and a hash nobody
 without the key can test guesses against. The plan compares them with the current values'
 HMACs to say which secret changed, and recreates a service whose unhashed secret changed. Key
 and records go through `reconciler.runtime.records`: evidence, never authority (see
@@ -46,7 +46,6 @@ __all__ = [
     "check_sources",
     "keyed_hash",
     "machine_key",
-    "state_directory",
 ]
 
 _log = get_logger(__name__)
@@ -230,7 +229,7 @@ def keyed_hash(key: bytes, name: str, value: str) -> str:
 
 def machine_key() -> bytes:
     """This machine's random key, made (0600, in a 0700 directory) when missing:
-    `state_directory()/_machine/secrets.key`. Plan files digest text whose secret values are
+    `records.directory()/_machine/secrets.key`. Plan files digest text whose secret values are
     replaced by their keyed hash under it (`reconciler.reconcile.saved_plan`), so a digest still
     changes with a secret, but no guess can be tested against it off this machine.
 
@@ -246,12 +245,6 @@ def machine_key() -> bytes:
         loss="plan files saved under another key are refused as stale",
         durable=True,
     )
-
-
-def state_directory() -> Path:
-    """Where per-project keys and records live: $RECONCILER_STATE_DIR, else
-    $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler (`records.directory`)."""
-    return records.directory()
 
 
 class SecretRecords:
@@ -272,7 +265,7 @@ class SecretRecords:
     """
 
     def __init__(self, project: str, directory: Path | None = None) -> None:
-        self.directory = (directory or state_directory()) / project
+        self.directory = (directory or records.directory()) / project
         self.key_path = self.directory / "secrets.key"
         self.path = self.directory / "secrets.json"
 

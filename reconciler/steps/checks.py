@@ -27,6 +27,7 @@ from reconciler.errors import DockerError
 from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import Snapshot
 from reconciler.plans import InSync, Plan, Step
+from reconciler.runtime.poll import Poll
 from reconciler.secrets.redact import Secrets
 from reconciler.state import State
 from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
@@ -222,22 +223,22 @@ def _run_one(
     kind, service = _kind(check, probe.facts.config)
     if check.command is not None:
         return _command(check, probe, kind, clock)
-    deadline = started + check.deadline
-    delay = 0.5
+    poll = Poll(
+        check.deadline, delay=0.5, factor=1.5, most=3.0, clock=clock, sleep=sleep, started=started
+    )
     detail = "not attempted"
     while True:
         try:
-            detail = _attempt(check, probe, deadline, clock, sleep)
+            detail = _attempt(check, probe, poll.deadline, clock, sleep)
             return CheckResult(check.name, True, detail, clock() - started, kind, service)
         except Failed as failure:
             return CheckResult(check.name, False, str(failure), clock() - started, kind, service)
         except (NotYet, DockerError) as attempt:
             detail = str(attempt)
-        if deadline - clock() <= delay:  # the next attempt would start after the deadline
+        if not poll.room():  # the next attempt would start after the deadline
             detail = f"{detail} (deadline {check.deadline:g} s)"
             return CheckResult(check.name, False, detail, clock() - started, kind, service)
-        sleep(delay)
-        delay = min(delay * 1.5, 3.0)
+        poll.wait()
 
 
 def _attempt(
@@ -325,20 +326,19 @@ def _poll(
     sleep: Callable[[float], None],
 ) -> str:
     url = poll.url.format(**{key: str(value) for key, value in captured.items()})
-    delay = 0.25
+    waiting = Poll.until(deadline, delay=0.25, factor=1.5, most=2.0, clock=clock, sleep=sleep)
     body: Any = None
-    while clock() < deadline:
-        _, body = _request("GET", url, None, deadline - clock())
+    while not waiting.expired():
+        _, body = _request("GET", url, None, waiting.left())
         for path, bad in poll.fail_if.items():
             if _path(body, path) in bad:
                 raise Failed(f"{path} = {_path(body, path)!r}: {_short(body)}")
         if all(_path(body, path) == want for path, want in poll.until.items()):
             shown = ", ".join(f"{path} = {want!r}" for path, want in poll.until.items())
             return f"{shown} after polling {url}"
-        if deadline - clock() <= delay:
+        if not waiting.room():
             break
-        sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+        waiting.wait()
     raise Failed(f"{url} never reached {poll.until}: last {_short(body)}")
 
 

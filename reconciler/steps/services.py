@@ -41,11 +41,12 @@ from reconciler.observe.inputs import (
 from reconciler.observe.planned import edited_reason
 from reconciler.observe.snapshot import activating, desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
+from reconciler.runtime.poll import Poll
 from reconciler.secrets.redact import Secrets
 from reconciler.secrets.store import SecretRecords, keyed_hash
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition, plain
-from reconciler.steps.waits import EngineSilence, Readiness
+from reconciler.steps.waits import EngineSilence, Readiness, service_deadlines
 
 __all__ = [
     "RESTARTED_STABLE_FOR",
@@ -64,7 +65,6 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
-_DEFAULT_TIMEOUT = 120.0
 _UP_ACTIONS = frozenset({Action.CREATE, Action.RECREATE, Action.START, Action.SCALE})
 # A container in one of these states is up, or will be by itself: scaling to 0 stops it.
 _LIVE = frozenset({"running", "restarting", "paused", "created"})
@@ -603,15 +603,11 @@ def wait_until_ready(
     of each service that is not ready. A stop request ends the wait at once.
     """
     sleep = sleep or adapter.stop.sleep
-    started = clock()
-    deadlines = {
-        name: started
-        + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
-        for name in config.services
-    }
+    poll = Poll(None, delay=0.2, factor=1.5, most=1.0, clock=clock, sleep=sleep)
+    started = poll.started
+    deadlines = service_deadlines(state, config.services, started)
     watch = ReadinessWatch()
     engine = EngineSilence(clock, started)
-    delay = 0.2
     seen: dict[str, str] = {}
     while True:
         containers = _containers_by_service(engine.sample(adapter.containers))
@@ -642,8 +638,7 @@ def wait_until_ready(
             ProgressEvent.WAITING_FOR_SERVICES, pending={r.service: r.summary for r in pending}
         )
         adapter.stop.check("services became ready")
-        sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+        poll.wait()
 
 
 def _health_error(

@@ -38,10 +38,11 @@ from reconciler.observe.facts import Snapshot
 from reconciler.observe.planned import edited_reason
 from reconciler.observe.snapshot import desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
+from reconciler.runtime.poll import Poll
 from reconciler.secrets.redact import Secrets
 from reconciler.state import State
 from reconciler.steps.contract import StepDefinition, plain
-from reconciler.steps.waits import EngineSilence, Readiness
+from reconciler.steps.waits import EngineSilence, Readiness, service_deadlines
 
 __all__ = [
     "CONFIG_HASH_LABEL",
@@ -62,7 +63,6 @@ _log = get_logger(__name__)
 
 CONFIG_HASH_LABEL = "io.reconciler.config-hash"
 IMAGE_ID_LABEL = "io.reconciler.image-id"
-_DEFAULT_TIMEOUT = 120.0
 _UPDATING = frozenset({"updating", "rollback_started"})
 _ROLLED_BACK = frozenset({"rollback_completed", "rollback_paused"})
 # Task states past which a task never runs again (Swarm starts a new one instead).
@@ -326,18 +326,14 @@ def wait_for_stack(
     `HealthTimeoutError`, carrying its tasks' errors and the log tail of its last container.
     """
     sleep = sleep or adapter.stop.sleep
-    started = clock()
-    deadlines = {
-        name: started
-        + (state.services[name].health_timeout if name in state.services else _DEFAULT_TIMEOUT)
-        for name in facts.config.services
-    }
+    poll = Poll(None, delay=0.25, factor=1.5, most=1.0, clock=clock, sleep=sleep)
+    started = poll.started
+    deadlines = service_deadlines(state, facts.config.services, started)
     engine = EngineSilence(clock, started)
     rollback_seen: dict[str, float] = {}
     rolled_back: dict[str, float] = {}
     asked_rollback: set[str] = set()
     messages: dict[str, str] = {}
-    delay = 0.25
     seen: dict[str, str] = {}
     while True:
         services, tasks = engine.sample(lambda: _stack_sample(adapter))
@@ -404,8 +400,7 @@ def wait_for_stack(
             late = any(now >= deadlines[i.service] for i in failing)
             raise _health_error(failing, current, adapter, engine.headline(late=late))
         adapter.stop.check("stack services became ready")
-        sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+        poll.wait()
 
 
 def _stack_sample(adapter: DockerAdapter) -> tuple[dict[str, SwarmService], tuple[SwarmTask, ...]]:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from reconciler.logs import get_logger
+from reconciler.state import State
 
-__all__ = ["SILENT", "EngineSilence", "Readiness"]
+__all__ = ["DEFAULT_TIMEOUT", "SILENT", "EngineSilence", "Readiness", "service_deadlines"]
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -38,6 +39,18 @@ class Readiness:
 
 # A sample answers in well under a second; one that takes this long waited for the engine.
 SILENT = 5.0
+# How long a service the state does not declare is waited for.
+DEFAULT_TIMEOUT = 120.0
+
+
+def service_deadlines(state: State, services: Iterable[str], started: float) -> dict[str, float]:
+    """Each service's deadline: `started` plus its `health_timeout` (`DEFAULT_TIMEOUT` for a
+    service the state does not declare)."""
+    return {
+        name: started
+        + (state.services[name].health_timeout if name in state.services else DEFAULT_TIMEOUT)
+        for name in services
+    }
 
 
 @dataclass

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.docker.adapter import _parse_compose_config
 from reconciler.docker.facts import ContainerFacts, InputSource
+from reconciler.docker.parse import compose_config as _parse_compose_config
 from reconciler.observe.inputs import (
     InputDigest,
     env_file_sources,

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from reconciler.docker.adapter import DockerAdapter, _parse_compose_config
+from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ComposeConfig, ContainerFacts, ServiceConfig
+from reconciler.docker.parse import compose_config as _parse_compose_config
 from reconciler.errors import HealthTimeoutError, InputError
 from reconciler.observe.snapshot import check_active_services
 from reconciler.reconcile.loop import make_adapter

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.docker.adapter import DockerAdapter, _container_facts, _parse_compose_config
+from reconciler.docker.adapter import DockerAdapter, _container_facts
 from reconciler.docker.facts import ComposeConfig, ContainerFacts
+from reconciler.docker.parse import compose_config as _parse_compose_config
 from reconciler.errors import HealthTimeoutError
 from reconciler.plans import Plan
 from reconciler.state import State

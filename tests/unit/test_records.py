@@ -27,7 +27,8 @@ from reconciler.reconcile import saved_plan
 from reconciler.runtime import files, processes, records
 from reconciler.runtime.interrupt import StopToken
 from reconciler.runtime.processes import Finished
-from reconciler.secrets.store import MACHINE, SecretRecords, machine_key, state_directory
+from reconciler.runtime.records import directory as state_directory
+from reconciler.secrets.store import MACHINE, SecretRecords, machine_key
 from reconciler.state import load_state
 from reconciler.state.model import WheelhouseSpec
 from tests.facts import fake_docker

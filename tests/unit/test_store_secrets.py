@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.docker.adapter import DockerAdapter, _parse_compose_config
+from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import BuildConfig
+from reconciler.docker.parse import compose_config as _parse_compose_config
 from reconciler.docker.retry import RetryPolicy
 from reconciler.errors import ApplyError, InputError
 from reconciler.secrets.redact import MASK, Secrets
