@@ -42,7 +42,6 @@ from reconciler.errors import (
 )
 from reconciler.plans import Change, Plan, Step
 from reconciler.reconcile import loop as reconcile
-from reconciler.reconcile.baseline import Comparison, load_record
 from reconciler.reconcile.fleet import FleetPlan, FleetResult, TargetResult, apply_fleet, plan_fleet
 from reconciler.reconcile.saved_plan import PLAN_FILE, SavedPlan, is_plan_file, load_plan
 from reconciler.reconcile.validate import validate
@@ -57,6 +56,7 @@ from reconciler.steps.registry import CaseResult
 
 if TYPE_CHECKING:
     from reconciler.cli.live import LiveView
+    from reconciler.reconcile.baseline import Comparison, RunRecord
 
 __all__ = ["build_parser", "main", "printable"]
 
@@ -349,7 +349,7 @@ def _run(
         )
         return EXIT_OK
     steps = _selected_steps(args)
-    baseline = load_record(args.baseline) if args.baseline is not None else None
+    baseline = _load_baseline(args.baseline)
     inputs = _inputs(args, state)
     _check_outputs(args, inputs)
     if args.command == "plan":
@@ -651,7 +651,7 @@ def _apply_plan_file(
         )
     _check_lock_timeout(args.lock_timeout)
     saved = load_plan(args.state)
-    baseline = load_record(args.baseline) if args.baseline is not None else None
+    baseline = _load_baseline(args.baseline)
     inputs = _inputs(args, _state_of(saved), saved.state_path)
     _check_outputs(args, inputs)
     if view is not None:
@@ -722,6 +722,15 @@ def _lost_output_markdown(lost: Sequence[tuple[str, RedactingStream]]) -> str:
             f"({_stream_reason(stream.lost)}); what the run printed there since was dropped."
         )
     return "\n".join(lines) + "\n"
+
+
+def _load_baseline(path: Path | None) -> RunRecord | None:
+    """The saved result given with `--baseline`; the verdict's module is imported only then."""
+    if path is None:
+        return None
+    from reconciler.reconcile.baseline import load_record  # noqa: PLC0415 - with --baseline only
+
+    return load_record(path)
 
 
 def _plan(state_plan: Plan, comparison: Comparison | None, *, as_json: bool) -> int:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from reconciler.plans import Step
-from reconciler.reconcile.baseline import Comparison
 from reconciler.reconcile.loop import ApplyResult
+
+if TYPE_CHECKING:
+    from reconciler.reconcile.baseline import Comparison
 
 __all__ = ["comparison_lines", "junit_xml", "markdown"]
 

@@ -15,17 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-from python_on_whales import DockerClient
-from python_on_whales.components.container.models import ContainerInspectResult
-from python_on_whales.components.service.models import ServiceInspectResult
-from python_on_whales.components.task.models import TaskInspectResult
 
 from reconciler.docker import parse
 from reconciler.docker.errors import (
@@ -136,15 +132,7 @@ class DockerAdapter:
     swarm: bool = False
 
     def __post_init__(self) -> None:
-        engine = self.engine or Engine()
-        self._client = DockerClient(
-            host=engine.host,
-            context=engine.context,
-            compose_files=[self.compose_file],
-            compose_project_name=self.project,
-            compose_env_files=list(self.env_files),
-            compose_profiles=list(self.profiles),
-        )
+        self._docker: str | None = None  # the docker CLI's path, found on the first call
         self._login_lock = threading.Lock()
         self._logged_in: set[str] = set()
         self._abandoned = threading.Event()
@@ -714,14 +702,33 @@ class DockerAdapter:
         calls are left out: see `DockerCall.engine_lock`)."""
         return [call for call in self.calls if call.mutating and not call.engine_lock]
 
+    # The argv prefixes are python_on_whales' (`ClientConfig.docker_cmd` and
+    # `.docker_compose_cmd` for the adapter's options; tests/unit/test_startup.py holds them
+    # equal), built here: importing python_on_whales costs about 0.08 s, and a plan needs none
+    # of it but these lists.
+
     def _docker_cmd(self) -> list[str]:
-        return [str(part) for part in self._client.client_config.docker_cmd]
+        engine = self.engine or Engine()
+        return [
+            *self._local_docker_cmd(),
+            *(["--context", engine.context] if engine.context is not None else []),
+            *(["--host", engine.host] if engine.host is not None else []),
+        ]
 
     def _local_docker_cmd(self) -> list[str]:
-        return [str(part) for part in DockerClient().client_config.docker_cmd]
+        if self._docker is None:
+            self._docker = _docker_path()
+        return [self._docker]
 
     def _compose_cmd(self) -> list[str]:
-        return [str(part) for part in self._client.client_config.docker_compose_cmd]
+        return [
+            *self._docker_cmd(),
+            "compose",
+            *("--file", str(self.compose_file)),
+            *(part for profile in self.profiles for part in ("--profile", profile)),
+            *(part for path in self.env_files for part in ("--env-file", str(path))),
+            *(["--project-name", self.project] if self.project is not None else []),
+        ]
 
     def _compose_base_cmd(self) -> list[str]:
         """compose with no options, for `config` alone: the compose plugin run by itself
@@ -833,6 +840,17 @@ class DockerAdapter:
         )
 
 
+def _docker_path() -> str:
+    """The docker CLI on PATH, as python_on_whales finds it; its `ClientNotFoundError` when
+    there is none."""
+    found = shutil.which("docker")
+    if found is None:
+        from python_on_whales import DockerClient  # noqa: PLC0415 - raises the error it always did
+
+        return str(DockerClient().client_config.docker_cmd[0])
+    return str(Path(found))
+
+
 def _compose_plugin() -> Path | None:
     """The compose CLI plugin the docker CLI runs: the first executable docker-compose where
     it looks (the user's plugin directory first); None when there is none, or when
@@ -906,38 +924,49 @@ def _short(argv: Sequence[str], limit: int = 300) -> str:
 
 def _container_facts(item: dict[str, Any], stack: str | None = None) -> ContainerFacts:
     """A container's facts; for a stack's task container (`stack`: the stack's name), its
-    service is the swarm service's name without the stack's prefix."""
-    parsed = ContainerInspectResult.model_validate(item)
-    labels = (parsed.config.labels if parsed.config else None) or {}
+    service is the swarm service's name without the stack's prefix.
+
+    Read from docker's JSON as it is, the fields python_on_whales' `ContainerInspectResult`
+    names (tests/unit/test_startup.py holds the two equal): its models are not imported on
+    a plan's path."""
+    labels: dict[str, str] = dict(_object(item.get("Config")).get("Labels") or {})
     if stack is not None:
         swarm_service = labels.get("com.docker.swarm.service.name", "")
         labels = {**labels, "com.docker.compose.service": swarm_service.removeprefix(f"{stack}_")}
         labels.pop("com.docker.compose.config-hash", None)
-    state = parsed.state
-    health = state.health if state else None
-    last_output = None
-    if health and health.log:
-        last_output = (health.log[-1].output or "").strip()
+    state = _object(item.get("State"))
+    health = _object(state.get("Health"))
+    log = health.get("Log") or []
+    last_output = (str(_object(log[-1]).get("Output") or "")).strip() if log else None
     return ContainerFacts(
-        id=parsed.id or "",
-        name=(parsed.name or "").lstrip("/"),
+        id=str(item.get("Id") or ""),
+        name=str(item.get("Name") or "").lstrip("/"),
         service=labels.get("com.docker.compose.service", ""),
-        status=(state.status if state else None) or "unknown",
-        health=(health.status if health else None) or None,
-        exit_code=(state.exit_code if state else None) or 0,
+        status=str(state.get("Status") or "unknown"),
+        health=str(health.get("Status") or "") or None,
+        exit_code=int(state.get("ExitCode") or 0),
         config_hash=labels.get("com.docker.compose.config-hash"),
-        image_id=labels.get("com.docker.compose.image") or parsed.image or "",
+        image_id=labels.get("com.docker.compose.image") or str(item.get("Image") or ""),
         oneoff=labels.get("com.docker.compose.oneoff", "False") == "True",
         last_health_output=last_output,
-        restart_count=parsed.restart_count or 0,
-        started_at=str(item.get("State", {}).get("StartedAt") or ""),
+        restart_count=int(item.get("RestartCount") or 0),
+        started_at=str(state.get("StartedAt") or ""),
         restart_policy=str(
             ((item.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""
         ),
     )
 
 
+def _object(value: object) -> dict[str, Any]:
+    """`value` when docker's JSON has an object there, else an empty one (null, absent)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _swarm_service(item: dict[str, Any], stack: str) -> SwarmService:
+    from python_on_whales.components.service.models import (  # noqa: PLC0415
+        ServiceInspectResult,
+    )
+
     parsed = ServiceInspectResult.model_validate(item)
     spec = parsed.spec
     template = spec.task_template if spec else None
@@ -960,6 +989,8 @@ def _swarm_service(item: dict[str, Any], stack: str) -> SwarmService:
 
 
 def _swarm_task(item: dict[str, Any]) -> SwarmTask:
+    from python_on_whales.components.task.models import TaskInspectResult  # noqa: PLC0415
+
     parsed = TaskInspectResult.model_validate(item)
     status = parsed.status
     container_status = status.container_status if status else None

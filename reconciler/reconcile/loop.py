@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.docker.adapter import DockerAdapter, DockerCall
 from reconciler.docker.facts import RegistryLogin
@@ -47,7 +47,6 @@ from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import Snapshot
 from reconciler.observe.snapshot import observe, pulls_always
 from reconciler.plans import MAKES_IMAGE, Change, Plan, Step
-from reconciler.reconcile.baseline import Comparison, ImageRecord, RunRecord, compare
 from reconciler.reconcile.saved_plan import PLAN_FILE, SavedPlan, load_plan, make
 from reconciler.runtime.files import check_output
 from reconciler.runtime.interrupt import StopToken
@@ -64,6 +63,9 @@ from reconciler.steps.registry import (
     StepIncomplete,
     VerifyContext,
 )
+
+if TYPE_CHECKING:  # the verdict's module is imported only by a run with a baseline
+    from reconciler.reconcile.baseline import Comparison, RunRecord
 
 __all__ = [
     "MAX_LOCK_TIMEOUT",
@@ -173,6 +175,8 @@ class ApplyResult:
 
     def record(self, state_name: str) -> RunRecord:
         """The result to save (`apply --save-result`) and to compare later runs with."""
+        from reconciler.reconcile.baseline import ImageRecord, RunRecord  # noqa: PLC0415
+
         data = self.to_dict()
         return RunRecord(
             state=state_name,
@@ -709,6 +713,8 @@ class _Run:
         )
         if self.baseline is None:
             return result
+        from reconciler.reconcile.baseline import compare  # noqa: PLC0415 - baseline runs only
+
         comparison = compare(self.baseline, result.record(self.state.name), self.state.compare)
         return dataclasses.replace(result, comparison=comparison)
 

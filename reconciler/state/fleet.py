@@ -50,7 +50,7 @@ def _valid_engine(text: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)  # on use
 
 
 TargetName = Annotated[str, Field(pattern=_NAME, max_length=100)]

@@ -1,7 +1,9 @@
 """Benchmark: `plan` on a converged stack against `docker compose up -d --wait`, same run.
 
-Prints medians and their ratio (baseline: compose's own no-op up on the same stack), and
-prints docker CLI calls per plan for 3 and 40 services.
+Prints medians and their ratio (baseline: compose's own no-op up on the same stack): the
+library's plan, the CLI's plan and no-op apply (start-up included: the target is at most 0.2 s
+for the CLI's plan), and a bare interpreter's start for scale; and prints docker CLI calls per
+plan for 3 and 40 services.
 Run: .venv/bin/python -m tests.benchmarks.bench_plan
 """
 
@@ -51,6 +53,10 @@ def main() -> None:
             cli = median_seconds(
                 lambda: run([sys.executable, "-m", "reconciler", "plan", str(stack.state_file)])
             )
+            cli_apply = median_seconds(
+                lambda: run([sys.executable, "-m", "reconciler", "apply", str(stack.state_file)])
+            )
+            bare = median_seconds(lambda: run([sys.executable, "-c", "pass"]))
         finally:
             remove_stack(stack)
         print(f"converged 3-service stack, median of {ROUNDS} runs each")
@@ -59,6 +65,11 @@ def main() -> None:
             f"  reconciler.plan() (library):           {library:.3f} s  ratio {library / baseline:.2f}"
         )
         print(f"  python -m reconciler plan (CLI):       {cli:.3f} s  ratio {cli / baseline:.2f}")
+        print(
+            f"  python -m reconciler apply (CLI, no-op):{cli_apply:.3f} s  "
+            f"ratio {cli_apply / baseline:.2f}"
+        )
+        print(f"  python -c pass (bare interpreter):     {bare:.3f} s  ratio {bare / baseline:.2f}")
 
         for count in (3, 40):
             project = f"rb{uuid.uuid4().hex[:8]}"
