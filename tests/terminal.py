@@ -141,6 +141,12 @@ class Terminal:
         times = [start, *(f.at for f in self.frames if start < f.at < end), end]
         return [later - earlier for earlier, later in itertools.pairwise(times)]
 
+    def shown_seconds(self, title: str, since: int = 0) -> list[float]:
+        """The seconds the live view's header `title  12.3 s` showed at each of its redraws, in
+        order (its own clock), from character `since` of `text` on."""
+        pattern = re.escape(title) + r" +(\d+\.\d) s"
+        return [float(seconds) for seconds in re.findall(pattern, self.text[since:])]
+
     def first_seen(self, needle: str) -> float:
         """When `needle` first appeared in the output (seconds since start)."""
         seen = b""

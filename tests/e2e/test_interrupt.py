@@ -2,8 +2,10 @@
 
 Each trial changes a file in the e2e stack's build context and starts an apply (three builds, a
 compose up recreating three services, health waits), sends the signal after a random delay, and reads from the JSON log where
-the signal landed. A signal that lands in a build or a wait must end the apply within 15 s; a
-compose up is allowed to finish first. Then a full apply must converge.
+the signal landed. A signal that lands in a build, a docker read or a wait cuts it at once: the
+command's end is never logged, the wait takes no further sample; a compose up is allowed to
+finish first. Once the apply acts on the stop, it starts nothing more. Then a full apply must
+converge.
 """
 
 from __future__ import annotations
@@ -23,7 +25,21 @@ from tests.conftest import RECONCILER, Stack, run_cli
 pytestmark = pytest.mark.docker
 
 TRIALS = 20
-CUT_WITHIN = 15.0
+# What the apply logs when it runs or ends a docker command, starts a step or a build, samples
+# health or changes something: none of it may follow the moment it acts on a stop.
+WORK = {
+    "docker call",
+    "step started",
+    "building image",
+    "compose up",
+    "compose up --force-recreate",
+    "service health",
+    "waiting for services",
+    "all services ready",
+    "changed",
+    "converged",
+}
+ACTED = {"stop requested; terminating", "stop requested; stopping"}
 
 
 def landed(stderr: str) -> str:
@@ -43,6 +59,19 @@ def landed(stderr: str) -> str:
                 return "wait"
             return "between"
     return "none"
+
+
+def work_after_the_stop(stderr: str) -> list[dict[str, object]]:
+    """The apply's JSON log events of `WORK` from the moment it acted on the stop (cut a command,
+    or stopped at a stop point) on: a cut command's own end (`docker call`) counts too."""
+    events: list[dict[str, object]] = []
+    for line in stderr.splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    acted = next((i for i, e in enumerate(events) if e.get("event") in ACTED), len(events))
+    return [e for e in events[acted:] if e.get("event") in WORK]
 
 
 def takes_over_signals(pid: int, timeout: float = 30.0) -> None:
@@ -72,7 +101,7 @@ def children_of(stack: Stack) -> list[str]:
 def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
     stack: Stack, signum: signal.Signals, code: int
 ) -> None:
-    """20 signals at random moments: exit 130/143 (within 15 s in a build or wait), then converge."""
+    """20 signals at random moments: exit 130/143, nothing run once stopped, then converge."""
     state: Path = stack.state_file
     context_file = stack.directory / "trial.txt"
     context_file.write_text("first\n")
@@ -84,12 +113,10 @@ def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
 
     rng = random.Random(f"{signum.name}-20261123")
     where: Counter[str] = Counter()
-    slowest = 0.0
-    exit_seconds: dict[str, float] = {}
     for trial in range(TRIALS):
         context_file.write_text(f"trial {trial}\n")
         apply = subprocess.Popen(
-            [*RECONCILER, "apply", str(state), "--log-format", "json"],
+            [*RECONCILER, "apply", str(state), "--log-format", "json", "--verbose"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -100,12 +127,9 @@ def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
         takes_over_signals(apply.pid)
         time.sleep(rng.uniform(0.0, switch_seconds))
         apply.send_signal(signum)
-        sent = time.monotonic()
         _, err = apply.communicate(timeout=300)
-        seconds = time.monotonic() - sent
         spot = landed(err)
         where[spot] += 1
-        exit_seconds[spot] = max(exit_seconds.get(spot, 0.0), seconds)
         if apply.returncode == 0 and spot == "none":
             where["finished-before"] += 1
             where["none"] -= 1
@@ -114,15 +138,13 @@ def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
             assert f"stopped by {signum.name}" in err
             assert "Traceback" not in err
         assert not children_of(stack), f"trial {trial}: orphans {children_of(stack)}"
-        if spot in {"build", "wait", "docker-read"}:
-            assert seconds < CUT_WITHIN, f"trial {trial}: {spot} took {seconds:.1f} s to stop"
-            slowest = max(slowest, seconds)
+        after = work_after_the_stop(err)
+        assert not after, f"trial {trial} ({spot}): went on after the stop: {after}"
         done = run_cli("apply", state)
         assert done.returncode == 0, f"trial {trial}: next apply failed:\n{done.stderr[-3000:]}"
     assert not list(stack.directory.glob(".docker-compose.yml.*.tmp"))
     print(
         f"\n{TRIALS} {signum.name} trials (switch {switch_seconds:.1f} s): "
-        f"{dict(sorted((+where).items()))}; slowest cut {slowest:.2f} s; longest exit per spot "
-        f"{ {spot: round(value, 2) for spot, value in sorted(exit_seconds.items())} }; "
-        "no orphans; every next apply converged"
+        f"{dict(sorted((+where).items()))}; nothing run once stopped; no orphans; every next "
+        "apply converged"
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,11 +165,29 @@ def containers(stack: Stack) -> dict[str, list[str]]:
     return {service: sorted(states) for service, states in sorted(found.items())}
 
 
-def apply_cli(stack: Stack, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    """`apply` through the CLI: its result and how long it took."""
-    started = time.monotonic()
-    done = run_cli("apply", stack.state_file, *args)
-    return done, time.monotonic() - started
+def apply_cli(
+    stack: Stack, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """`apply --verbose` through the CLI: its result and its JSON log events (the waits'
+    samples among them)."""
+    done = run_cli("apply", stack.state_file, "--verbose", *args)
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    return done, events
+
+
+def health_of(events: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
+    """The wait's `service health` events of `service`: each state it was seen in, in order."""
+    return [e for e in events if e["event"] == "service health" and e["service"] == service]
+
+
+def waited_for(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """service -> its state at each sample after which the wait slept because it was not ready."""
+    found: dict[str, list[str]] = {}
+    for event in events:
+        if event["event"] == "waiting for services":
+            for service, state in event["pending"].items():
+                found.setdefault(service, []).append(state)
+    return found
 
 
 def assert_no_mutating_call(stack: Stack) -> None:
@@ -218,16 +235,16 @@ def test_profiled_service_is_left_out_until_its_profile_is_on(profiled: Stack) -
     assert code == 2
     assert service_rows(plan["changes"]) == {"debugger": "create"}
     assert "profile scale-2 activates it" in service_rows(plan["ok"])["worker-extra"]
-    done, seconds = apply_cli(stack, "--verbose")
+    done, events = apply_cli(stack)
     assert done.returncode == 0, done.stderr
     assert containers(stack)["debugger"] == [HEALTHY], "apply returned before it was ready"
-    health = [json.loads(line) for line in done.stderr.splitlines()]
-    debugger = [
-        e for e in health if e.get("event") == "service health" and e["service"] == "debugger"
-    ]
+    debugger = health_of(events, "debugger")
     assert debugger[0]["ready"] is False, debugger  # waited while it was starting
     assert debugger[-1]["ready"] is True, debugger
-    assert seconds >= 2, seconds
+    # The wait slept for it while its health was starting, and ended only once it was ready.
+    assert "health: starting" in waited_for(events)["debugger"], waited_for(events)
+    ready = [e["event"] for e in events if e["event"] in {"service health", "all services ready"}]
+    assert ready[-1] == "all services ready", ready
 
     # 3. in sync, and a second apply says so.
     code, plan = plan_json(stack)
@@ -249,10 +266,10 @@ def test_profiled_service_is_left_out_until_its_profile_is_on(profiled: Stack) -
 
 
 def test_scale_zero_is_not_waited_for_and_scale_two_runs_two_ready(profiled: Stack) -> None:
-    """`deploy.replicas: 0` and `scale: 0` are neither started nor waited for (apply exits 0 well
-    before their health_timeout), `deploy.replicas: 2` runs two ready replicas; the next plan is
-    empty. A replica removed by hand, and a scaled-to-0 container started by hand, are each
-    planned and put right."""
+    """`deploy.replicas: 0` and `scale: 0` are neither started nor waited for (the health wait
+    finds them ready at its first sample), `deploy.replicas: 2` runs two ready replicas; the
+    next plan is empty. A replica removed by hand, and a scaled-to-0 container started by hand,
+    are each planned and put right."""
     stack = profiled
 
     # 1. plan: the scaled-to-0 services are in sync, with why.
@@ -263,11 +280,16 @@ def test_scale_zero_is_not_waited_for_and_scale_two_runs_two_ready(profiled: Sta
     assert ok["batch"] == "scaled to 0: not started"
     assert ok["cron"] == "scaled to 0: not started"
 
-    # 2. apply: exit 0, well within the scaled-to-0 services' health_timeout; two ready workers.
-    done, seconds = apply_cli(stack)
+    # 2. apply: exit 0, the scaled-to-0 services never waited for; two ready workers.
+    done, events = apply_cli(stack)
     assert done.returncode == 0, done.stderr
-    assert seconds < ZERO_TIMEOUT, seconds
     assert containers(stack) == {"api": [HEALTHY], "worker": [HEALTHY, HEALTHY]}
+    # Each wait sample found them ready as they are: the wait never slept for them.
+    for service in ("batch", "cron"):
+        assert [(e["state"], e["ready"]) for e in health_of(events, service)] == [
+            ("scaled to 0", True)
+        ]
+    assert {"batch", "cron"}.isdisjoint(waited_for(events)), waited_for(events)
 
     # 3. plan is empty and says why; a second apply changes nothing.
     code, plan = plan_json(stack)
@@ -303,9 +325,11 @@ def test_scale_zero_is_not_waited_for_and_scale_two_runs_two_ready(profiled: Sta
     assert [(c["target"], c["action"], c["reason"]) for c in plan["changes"]] == [
         ("batch", "scale", "scaled to 0: 1 running container will be stopped and removed")
     ]
-    done, seconds = apply_cli(stack)
+    done, events = apply_cli(stack)
     assert done.returncode == 0, done.stderr
-    assert seconds < ZERO_TIMEOUT, seconds
     assert "batch" not in containers(stack)
+    # compose up stopped and removed it; the wait then found it ready as it is, never waited.
+    assert [(e["state"], e["ready"]) for e in health_of(events, "batch")] == [("scaled to 0", True)]
+    assert "batch" not in waited_for(events), waited_for(events)
     code, plan = plan_json(stack)
     assert (code, plan["changes"]) == (0, [])

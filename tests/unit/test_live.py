@@ -5,12 +5,12 @@ that feeds it, redaction, and the CLI on a real pseudo-terminal (an apply that n
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
@@ -302,18 +302,30 @@ def test_a_secret_cut_at_the_terminal_edge_is_still_redacted() -> None:
     assert f"{'x' * 20} ***" in out.getvalue()
 
 
-def test_a_child_s_lines_are_passed_on_as_they_come() -> None:
+def test_a_child_s_lines_are_passed_on_as_they_come(tmp_path: Path) -> None:
     """processes.run(on_line=...): each line of stdout and stderr on arrival; output kept whole."""
-    seen: list[tuple[float, str]] = []
-    started = time.monotonic()
-    done = processes.run(
-        ["sh", "-c", "echo one; sleep 0.4; echo two >&2; sleep 0.4; echo three"],
-        stop=StopToken(),
-        on_stop=processes.OnStop.CUT,
-        on_line=lambda line: seen.append((time.monotonic() - started, line)),
+    seen: list[str] = []
+
+    def on_line(line: str) -> None:
+        seen.append(line)
+        (tmp_path / line).touch()
+
+    # The child writes its next line only once its last one was passed on (a file of that name).
+    script = (
+        f"echo one; until [ -e {tmp_path}/one ]; do sleep 0.05; done; echo two >&2; "
+        f"until [ -e {tmp_path}/two ]; do sleep 0.05; done; echo three"
     )
-    assert [line for _, line in seen] == ["one", "two", "three"]
-    assert seen[1][0] - seen[0][0] > 0.3, "the first line came before the child ended"
+    try:
+        done = processes.run(
+            ["sh", "-c", script],
+            stop=StopToken(),
+            on_stop=processes.OnStop.CUT,
+            on_line=on_line,
+            timeout=60,
+        )
+    except processes.ProcessTimeout:
+        pytest.fail(f"a line was held back until the child ended; passed on: {seen}")
+    assert seen == ["one", "two", "three"]
     assert (done.returncode, done.stdout, done.stderr) == (0, "one\nthree\n", "two\n")
 
 
@@ -394,6 +406,11 @@ def test_apply_on_a_terminal_shows_plan_then_view_then_recap(
     assert "image: a:2  # keep" in (tmp_path / "c.yml").read_text()
 
 
+def span(seconds: list[float]) -> float:
+    """From the first to the last of `seconds` (0 for fewer than two)."""
+    return seconds[-1] - seconds[0] if len(seconds) > 1 else 0.0
+
+
 def test_a_lock_wait_ticks_every_second_and_ctrl_c_restores_the_terminal(
     tmp_path: Path, lock_dir: dict[str, str]
 ) -> None:
@@ -404,9 +421,11 @@ def test_a_lock_wait_ticks_every_second_and_ctrl_c_restores_the_terminal(
         terminal = Terminal(apply_argv(state, "--lock-timeout", "60"), env=lock_dir)
         try:
             terminal.read_until(lambda t: "another apply holds it" in t.display(), 30)
-            waiting_from = terminal.frames[-1].at
-            terminal.read_until(lambda t: t.frames[-1].at - waiting_from > 3.0, 30)
-            assert max(terminal.gaps(waiting_from, terminal.frames[-1].at)) < 1.0
+            since = len(terminal.text)
+            # The view's own clock, as each redraw shows it: 3 s of the wait, no step of 1 s.
+            terminal.read_until(lambda t: span(t.shown_seconds("apply livetest", since)) > 3.0, 30)
+            shown = terminal.shown_seconds("apply livetest", since)
+            assert max(b - a for a, b in itertools.pairwise(shown)) < 1.0, shown
             terminal.interrupt(signal.SIGINT)
             code = terminal.wait(30)
         finally:
