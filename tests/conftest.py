@@ -18,7 +18,7 @@ import structlog
 from reconciler.docker.adapter import DockerCall
 
 REPO = Path(__file__).resolve().parent.parent
-STACK = Path(__file__).resolve().parent / "e2e" / "stack"
+STACK = Path(__file__).resolve().parent / "fixtures" / "stack"
 BUSYBOX = Path("/bin/busybox")
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import reconciler
-from tests.e2e.test_canary import copy_tree, down, ensure_wheelhouse
+from tests.reconcile.test_loop_canary import copy_tree, down, ensure_wheelhouse
 
 
 def timed(argv: list[str], cwd: Path) -> float:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import REMOTE_ENGINE_SCRIPT, make_stack, remove_stack, run_cli
-from tests.e2e.test_fleet import Pair, reset
+from tests.reconcile.test_fleet import Pair, reset
 
 
 def start_remote_engine() -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import reconciler
 from reconciler.reconcile.loop import make_adapter
 from tests.conftest import make_stack, remove_stack
-from tests.e2e.test_call_counts import down, write_fleet
+from tests.observe.test_snapshot import down, write_fleet
 
 ROUNDS = 7
 

@@ -1,0 +1,293 @@
+"""checks step with no engine: JSON matching, the plan's check rows, and runs on a fake clock.
+
+HTTP checks ask a real HTTP server on 127.0.0.1 that answers scripted bodies; exec checks go
+through the fake docker CLI replaying the mutfx stack's recorded `compose exec` output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.docker.adapter import DockerAdapter
+from reconciler.docker.facts import ImageFacts
+from reconciler.plans import Plan, Step
+from reconciler.state import State, load_state
+from reconciler.steps import checks
+from reconciler.steps.checks import ChecksFacts, matches
+from tests.conftest import REPO, Stack, run_cli
+from tests.facts import fake_docker
+from tests.facts.clock import FakeClock
+
+STACK = Path(fake_docker.__file__).parent / "mutfx_stack"
+
+
+def recorded_health() -> Any:
+    """What the mutfx stack's api answered its exec check (tests/facts/scenarios/converged/)."""
+    scenario = fake_docker.SCENARIOS / "converged"
+    index = json.loads((scenario / "scenario.json").read_text())
+    (call,) = [c for c in index["calls"] if c["argv"].startswith("compose exec -T api wget")]
+    return json.loads((scenario / call["stdout"]).read_text())
+
+
+HEALTHY = recorded_health()
+
+
+def test_matches_a_subset_of_the_answer() -> None:
+    """Every wanted key with an equal value matches, whatever else the answer holds."""
+    assert HEALTHY == {"role": "api", "status": "healthy"}
+    assert matches(HEALTHY, {"status": "healthy"})
+    assert matches(HEALTHY, {})
+    assert matches({"data": {"status": "completed", "id": 1}}, {"data": {"status": "completed"}})
+
+
+def test_matches_rejects_a_different_value() -> None:
+    """A wanted value that differs does not match, at the top or nested."""
+    assert not matches(HEALTHY, {"status": "unhealthy"})
+    assert not matches({"data": {"status": "running"}}, {"data": {"status": "completed"}})
+    assert not matches({"success": False}, {"success": True})
+    assert not matches([1, 2], [1, 2, 3])
+
+
+def test_matches_rejects_a_missing_key_or_a_non_mapping() -> None:
+    """A missing key, or a list or string where a mapping is wanted, does not match."""
+    assert not matches(HEALTHY, {"version": "1"})
+    assert not matches(["status", "healthy"], {"status": "healthy"})
+    assert not matches("healthy", {"status": "healthy"})
+
+
+def stack_state() -> State:
+    return load_state(STACK / "state.yaml")
+
+
+def test_plan_lists_each_check_and_size_budget_as_ok_rows() -> None:
+    """checks.diff changes nothing and lists every declared check and image budget."""
+    plan = checks.diff(stack_state(), ChecksFacts(), Plan())
+    assert plan.changes == ()
+    assert [(row.step, row.target, row.reason) for row in plan.ok] == [
+        (Step.CHECKS, "api answers healthy", "runs after apply converges"),
+        (Step.CHECKS, "image size mutfxrb-db:1", "budget 5 MB"),
+    ]
+
+
+Script = dict[str, list[tuple[int, Any]]]
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[str, Script]]:
+    """An HTTP server on 127.0.0.1 answering each path with its scripted (status, body) in turn."""
+    script: Script = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            answers = script.get(self.path) or [(404, {"detail": "Not Found"})]
+            status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = answer  # http.server calls do_<METHOD>
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", script
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def http_state(tmp_path: Path, *checks_spec: dict[str, Any]) -> State:
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text("services:\n  api:\n    image: mutfxrb-api:1\n")
+    return State.model_validate(
+        {"name": "mutfxrb", "compose": {"file": str(compose)}, "checks": list(checks_spec)}
+    )
+
+
+def run(state: State, clock: FakeClock) -> list[checks.CheckResult]:
+    adapter = DockerAdapter(state.compose.file)
+    return list(checks.run(state, adapter, ChecksFacts(), clock=clock, sleep=clock.sleep))
+
+
+def test_http_check_retries_until_the_json_matches(api: tuple[str, Script], tmp_path: Path) -> None:
+    """`starting` twice, then `healthy`: the check passes after two back-off sleeps (0.5, 0.75 s)."""
+    url, script = api
+    script["/health"] = [(200, {"status": "starting"})] * 2 + [(200, HEALTHY)]
+    spec = {
+        "name": "health",
+        "deadline": 30,
+        "http": {"url": f"{url}/health", "expect_json": {"status": "healthy"}},
+    }
+    clock = FakeClock(500.0)
+    (result,) = run(http_state(tmp_path, spec), clock)
+    assert result.passed, result.detail
+    assert clock.slept == pytest.approx([0.5, 0.75])
+    assert result.seconds == pytest.approx(1.25)
+
+
+def test_http_check_fails_at_its_deadline_when_the_json_never_matches(
+    api: tuple[str, Script], tmp_path: Path
+) -> None:
+    """An answer that never matches fails the check by its deadline, saying what was wanted."""
+    url, script = api
+    script["/health"] = [(200, {"role": "api", "status": "unhealthy"})]
+    spec = {
+        "name": "health",
+        "deadline": 5,
+        "http": {"url": f"{url}/health", "expect_json": {"status": "healthy"}},
+    }
+    clock = FakeClock(500.0)
+    (result,) = run(http_state(tmp_path, spec), clock)
+    assert not result.passed
+    assert "JSON does not match {'status': 'healthy'}" in result.detail
+    assert result.detail.endswith("(deadline 5 s)")
+    assert sum(clock.slept) <= 5
+    assert clock.slept, "it retried before giving up"
+
+
+def test_polled_operation_must_reach_its_status(api: tuple[str, Script], tmp_path: Path) -> None:
+    """A started operation is polled by its captured id until `completed`; `failed` ends it at once."""
+    url, script = api
+    script["/start"] = [(200, {"success": True, "operation_id": "op-1"})]
+    script["/operations/op-1"] = [
+        (200, {"data": {"status": "running"}}),
+        (200, {"data": {"status": "completed"}}),
+    ]
+    script["/operations/op-2"] = [(200, {"data": {"status": "failed"}})]
+
+    def check(name: str, start: str, operation: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "deadline": 60,
+            "http": {
+                "method": "POST",
+                "url": f"{url}{start}",
+                "json": {"strategy_name": "v3_minimal"},
+                "expect_json": {"success": True},
+                "capture": {"operation_id": "operation_id"},
+            },
+            "poll": {
+                "url": f"{url}/operations/{operation}",
+                "until": {"data.status": "completed"},
+                "fail_if": {"data.status": ["failed", "cancelled"]},
+            },
+        }
+
+    script["/start-2"] = [(200, {"success": True, "operation_id": "op-2"})]
+    clock = FakeClock(500.0)
+    state = http_state(
+        tmp_path,
+        check("completes", "/start", "{operation_id}"),
+        check("fails", "/start-2", "{operation_id}"),
+    )
+    completes, fails = run(state, clock)
+    assert completes.passed, completes.detail
+    assert completes.detail.startswith("data.status = 'completed' after polling")
+    assert not fails.passed
+    assert fails.detail.startswith("data.status = 'failed'")
+
+
+def test_http_check_rejects_a_non_matching_start_answer(
+    api: tuple[str, Script], tmp_path: Path
+) -> None:
+    """`success: false` from the start request fails the check, without polling anything."""
+    url, script = api
+    script["/start"] = [(200, {"success": False, "error": "unknown strategy"})]
+    spec = {
+        "name": "start",
+        "deadline": 2,
+        "http": {"method": "POST", "url": f"{url}/start", "expect_json": {"success": True}},
+    }
+    clock = FakeClock(500.0)
+    (result,) = run(http_state(tmp_path, spec), clock)
+    assert not result.passed
+    assert "unknown strategy" in result.detail
+
+
+def test_exec_check_and_size_budget_on_the_recorded_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack's exec check passes on its recorded output; the db image is within 5 MB."""
+    fake_docker.on_path("converged", tmp_path, monkeypatch, root=STACK)
+    state = stack_state()
+    adapter = DockerAdapter(state.compose.file, state.compose.project)
+    images = adapter.images(["mutfxrb-api:1", "mutfxrb-db:1"])
+    clock = FakeClock(500.0)
+    results = checks.run(state, adapter, ChecksFacts(images), clock=clock, sleep=clock.sleep)
+    assert [(r.name, r.passed) for r in results] == [
+        ("api answers healthy", True),
+        ("image size mutfxrb-db:1", True),
+    ]
+    assert results[0].detail == 'exit 0: {"role": "api", "status": "healthy"}'
+    assert clock.slept == []
+
+
+def test_image_over_its_size_budget_fails() -> None:
+    """An image larger than its budget, or missing, fails its size check."""
+    state = stack_state()
+    big = {"mutfxrb-db:1": ImageFacts("mutfxrb-db:1", "sha256:db", size=6_000_000)}
+    (over,) = checks.size_results(state, big)
+    assert (over.passed, over.detail) == (False, "6 MB of 5 MB budget")
+    (missing,) = checks.size_results(state, {})
+    assert (missing.passed, missing.detail) == (False, "image not found")
+
+
+# No shell anywhere: argv from the state reaches the command as literal arguments.
+
+
+METACHARACTERS = [
+    "$(touch /tmp/pwned-a)",
+    "`touch /tmp/pwned-b`",
+    ";",
+    "touch",
+    "/tmp/pwned-c",
+    "&&",
+    "|",
+    ">",
+    "/tmp/pwned-d",
+]
+
+
+def test_source_never_starts_a_shell() -> None:
+    """No module uses shell=True, os.system or os.popen."""
+    for path in (REPO / "reconciler").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"shell\s*=\s*True|os\.system\(|os\.popen\(", text), path
+
+
+@pytest.mark.docker
+def test_metacharacters_in_state_commands_stay_inert(stack: Stack) -> None:
+    """A check whose argv is full of shell syntax echoes it literally; nothing is created."""
+    argv = ", ".join(f"'{arg}'" for arg in ["echo", *METACHARACTERS])
+    stack.state_file.write_text(
+        stack.state_file.read_text()
+        + f"checks:\n  - name: inert\n    exec:\n      service: api\n      command: [{argv}]\n"
+        + "      expect_output: '$(touch /tmp/pwned-a) `touch /tmp/pwned-b` ; touch /tmp/pwned-c && | > /tmp/pwned-d'\n"
+    )
+    done = run_cli("apply", stack.state_file)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "check  PASS  inert" in done.stdout
+    listing = subprocess.run(
+        stack.compose_argv("exec", "-T", "api", "ls", "/tmp"),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert "pwned" not in listing
+    assert not list(Path("/tmp").glob("pwned-*"))
