@@ -200,6 +200,7 @@ def test_a_lock_wait_is_shown_then_taken(progress: Progress) -> None:
 
 
 def test_unknown_and_malformed_events_never_break_the_view(progress: Progress) -> None:
+    """An unknown event or one missing its fields leaves the live view drawing as before."""
     feed(progress, "something new", x=1)
     feed(progress, "changed")  # fields missing
     assert "apply demo" in shown(progress)

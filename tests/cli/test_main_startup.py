@@ -53,6 +53,7 @@ def _on_plan_path(modules: set[str]) -> set[str]:
 
 def test_cli_start_up_imports_no_http_client() -> None:
     # What `python -m reconciler` imports before it runs a command (rich hidden as __main__ does).
+    """Importing the CLI loads no HTTP client or other module kept off the start-up path."""
     modules = _imported_after(_HIDE_RICH)
     assert "pydantic" in modules  # the probe does see the start-up imports
     assert not modules.intersection(_NOT_AT_START)

@@ -54,6 +54,7 @@ DIGEST = "sha256:" + "a" * 64
     ],
 )
 def test_parse_engine(text: str, host: str | None, context: str | None, engine_host: str) -> None:
+    """Each accepted `engine:` text parses to its host, context and engine host."""
     engine = parse_engine(text)
     assert (engine.host, engine.context, engine.engine_host) == (host, context, engine_host)
 
@@ -74,11 +75,13 @@ def test_parse_engine(text: str, host: str | None, context: str | None, engine_h
     ],
 )
 def test_bad_engines_are_refused(text: str, fragment: str) -> None:
+    """An engine text of an unknown scheme or shape is refused with a message naming the fault."""
     with pytest.raises(ValueError, match=re.escape(fragment)):
         parse_engine(text)
 
 
 def test_a_password_in_the_url_is_never_repeated() -> None:
+    """An engine URL carrying a password is refused without the password in the message."""
     with pytest.raises(ValueError, match="carries a password") as raised:
         parse_engine("ssh://deploy:s3cr3t-pw@core.example")
     assert "s3cr3t-pw" not in str(raised.value)
@@ -243,6 +246,7 @@ def test_every_call_targets_the_engine(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Every docker and compose argv the adapter builds carries the engine's host or context."""
     engine, flag = target
     plugin = compose_plugin(tmp_path, monkeypatch, present=plugin_found)
     recorder = Recorder()
@@ -297,6 +301,7 @@ def _state(tmp_path: Path, engine: str | None) -> Path:
 
 
 def test_state_engine_reaches_the_adapter(tmp_path: Path) -> None:
+    """The state's `engine:` becomes the adapter's engine, engine host and `--host` flag."""
     adapter = reconcile.make_adapter(load_state(_state(tmp_path, "ssh://deploy@core.example")))
     assert adapter.engine == Engine(host="ssh://deploy@core.example")
     assert adapter.engine_host == "core.example"
@@ -304,6 +309,7 @@ def test_state_engine_reaches_the_adapter(tmp_path: Path) -> None:
 
 
 def test_cli_engine_overrides_the_state(tmp_path: Path) -> None:
+    """`--engine` replaces the state's engine and keeps its source; None keeps the state."""
     state = load_state(_state(tmp_path, "ssh://deploy@core.example"))
     overridden = _with_engine(state, "workers-b")
     assert reconcile.make_adapter(overridden).engine == Engine(context="workers-b")
@@ -312,6 +318,7 @@ def test_cli_engine_overrides_the_state(tmp_path: Path) -> None:
 
 
 def test_cli_engine_is_validated(tmp_path: Path) -> None:
+    """A bad `--engine` is an input error naming the option and the unknown scheme."""
     state = load_state(_state(tmp_path, None))
     with pytest.raises(InputError, match=r"--engine: unknown engine URL scheme 'https'"):
         _with_engine(state, "https://core.example")
@@ -321,6 +328,7 @@ def test_cli_engine_is_validated(tmp_path: Path) -> None:
 
 
 def test_engine_host_in_check_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`{engine_host}` in an HTTP check's request and poll URLs becomes the engine's host name."""
     asked: list[str] = []
 
     def request(method: str, url: str, body: Mapping[str, object] | None, left: float) -> Any:
@@ -357,6 +365,7 @@ SSH_ARGV = ["docker", "--host", URL, "info"]
     ],
 )
 def test_ssh_faults_are_classified(case: str, transient: bool, says: str) -> None:
+    """Each recorded ssh failure is classified transient or permanent with ssh's own reason."""
     stderr = (SSH_FACTS / f"ssh-{case}.stderr").read_text(encoding="utf-8")
     error = classify(SSH_ARGV, stderr)
     assert isinstance(error, TransientDockerError) is transient
@@ -366,6 +375,7 @@ def test_ssh_faults_are_classified(case: str, transient: bool, says: str) -> Non
 
 
 def test_ssh_faults_never_show_key_material() -> None:
+    """A changed host key's fingerprint and key material never reach the error shown."""
     stderr = (SSH_FACTS / "ssh-host-key-changed.stderr").read_text(encoding="utf-8")
     assert "SHA256:" in stderr  # ssh printed the offending key's fingerprint
     error = classify(SSH_ARGV, stderr)

@@ -258,6 +258,7 @@ def test_pull_digest_follows_a_moved_tag_and_recreates_exactly_its_users(
     make_project: Callable[[str], Project],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """`pull: digest` pulls, and a tag moved in the registry recreates exactly the services using it."""
     registry = start_registry(OPEN_PORT)
     project = make_project("open")
     ref = f"{registry.host}/{project.name}/app:1"
@@ -341,6 +342,7 @@ def test_pull_digest_follows_a_moved_tag_and_recreates_exactly_its_users(
 def test_registry_login_from_a_secret_then_pull_password_never_shown(
     start_registry: Callable[..., Registry], make_project: Callable[[str], Project]
 ) -> None:
+    """A registry password from `secrets:` logs in and pulls, and is in no output, report or JSON."""
     registry = start_registry(AUTH_PORT, user="tester")
     assert registry.password is not None
     project = make_project("auth")
@@ -395,6 +397,7 @@ def test_registry_login_from_a_secret_then_pull_password_never_shown(
 def test_pull_always_pulls_at_every_apply_and_recreates_only_when_the_image_changed(
     start_registry: Callable[..., Registry], make_project: Callable[[str], Project]
 ) -> None:
+    """`pull: always` pulls at every apply and recreates a service only when its image changed."""
     registry = start_registry(OPEN_PORT)
     project = make_project("always")
     ref = f"{registry.host}/{project.name}/app:1"
@@ -506,6 +509,7 @@ def test_manifest_digest_refuses_anything_else(output: str) -> None:
 def test_registry_host_and_repository_follow_dockers_rules(
     reference: str, host: str, repo: str | None
 ) -> None:
+    """Registry host and repository of a reference follow docker's rules (docker.io default, ports)."""
     assert registry_host(reference) == host
     assert repository(reference) == (repo or "registry.example.com/app")
 
@@ -560,6 +564,7 @@ def argv_lines(tmp_path: Path) -> list[str]:
 def test_login_once_per_run_before_the_first_registry_read_password_on_stdin_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Login happens once per run before the first registry read, the password on stdin only."""
     fake_docker(tmp_path, monkeypatch)
     docker = adapter(tmp_path)
     assert docker.remote_digest(f"{PROBE}:1") == MANIFEST
@@ -578,6 +583,7 @@ def test_login_once_per_run_before_the_first_registry_read_password_on_stdin_onl
 def test_no_login_for_a_registry_without_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A registry without credentials is read with no `docker login` and nothing on stdin."""
     fake_docker(tmp_path, monkeypatch)
     docker = adapter(tmp_path)
     assert docker.remote_digest("127.0.0.1:18402/rtest-reg-probe:1") == MANIFEST
@@ -588,6 +594,7 @@ def test_no_login_for_a_registry_without_credentials(
 def test_a_failed_login_is_a_registry_error_without_the_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A refused login is a registry error whose message never holds the password."""
     fake_docker(tmp_path, monkeypatch)
     wrong = "wrong-" + "c0ffee1234"
     docker = adapter(tmp_path, password=wrong)
@@ -620,6 +627,7 @@ def test_an_unreachable_registry_is_kept_as_the_fact_after_retries(
 def test_an_unreachable_registry_without_login_names_dockers_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An unreachable registry's digest read fails with docker's own reason."""
     fake_docker(tmp_path, monkeypatch)
     (tmp_path / "unreachable").touch()
     found = read_remote_digest(adapter(tmp_path), "127.0.0.1:18409/rtest-reg-probe:1")

@@ -20,6 +20,7 @@ def _context(root: Path) -> BuildConfig:
 
 
 def test_sent_files_count_and_edited_files_do_not(tmp_path: Path) -> None:
+    """Files docker sends change the context digest; files reconciler edits itself do not."""
     build = _context(tmp_path)
     compose = tmp_path / "docker-compose.yml"
     edited = [tmp_path / ".env.core", tmp_path / "prometheus.yml"]
@@ -40,6 +41,7 @@ def test_sent_files_count_and_edited_files_do_not(tmp_path: Path) -> None:
 
 
 def test_edited_files_outside_the_context_are_ignored(tmp_path: Path) -> None:
+    """An edited file outside the build context never changes its digest."""
     context = tmp_path / "ctx"
     context.mkdir()
     build = _context(context)

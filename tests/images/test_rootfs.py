@@ -67,6 +67,7 @@ def project(remote_engine: str, tmp_path: Path) -> Iterator[tuple[Path, str, str
 def test_a_base_image_is_copied_once_and_built_upon(
     project: tuple[Path, str, str], remote_engine: str, tmp_path: Path
 ) -> None:
+    """A local `rootfs:` base image is copied to the remote engine once, built upon, then left alone."""
     state_file, base, app = project
     state = reconciler.load_state(state_file)
     spec = state.images[base].rootfs

@@ -150,6 +150,7 @@ def hold(engine: FakeEngine, clock: Clock, timeout: float = 0.0) -> Any:
 
 
 def test_a_free_lock_is_taken_with_the_holder_in_its_labels_and_released() -> None:
+    """A free engine lock is taken with the holder in its labels and released afterwards."""
     engine, clock = FakeEngine(), Clock()
     with hold(engine, clock) as guard:
         assert engine.containers[NAME].status == "running"
@@ -169,6 +170,7 @@ def test_a_free_lock_is_taken_with_the_holder_in_its_labels_and_released() -> No
 
 
 def test_a_held_lock_is_refused_at_once_naming_the_holder() -> None:
+    """A lock held by another apply is refused at once, naming the holder and the engine."""
     engine = FakeEngine({NAME: LockFacts("theirs", "running", OTHER)})
     clock = Clock()
     with pytest.raises(LockHeldError) as refused, hold(engine, clock):
@@ -186,6 +188,7 @@ def test_a_held_lock_is_refused_at_once_naming_the_holder() -> None:
 
 
 def test_a_held_lock_is_waited_for_up_to_the_timeout() -> None:
+    """With a timeout, a held lock is waited for and taken once its holder leaves."""
     engine = FakeEngine({NAME: LockFacts("theirs", "running", OTHER)})
 
     def release() -> None:
@@ -199,6 +202,7 @@ def test_a_held_lock_is_waited_for_up_to_the_timeout() -> None:
 
 
 def test_a_lock_held_past_the_timeout_is_refused_saying_how_long_it_waited() -> None:
+    """A lock still held at the timeout is refused, saying how long it waited and who holds it."""
     engine = FakeEngine({NAME: LockFacts("theirs", "running", OTHER)})
     clock = Clock()
     with (
@@ -212,6 +216,7 @@ def test_a_lock_held_past_the_timeout_is_refused_saying_how_long_it_waited() -> 
 
 @pytest.mark.parametrize("status", ["exited", "dead"])
 def test_a_stale_lock_is_removed_by_id_and_taken_over_with_a_warning(status: str) -> None:
+    """A stale lock container is removed by its ID and taken over, with a warning."""
     engine = FakeEngine({NAME: LockFacts("theirs", status, OTHER)})
     with capture_logs() as logs, hold(engine, Clock()):
         assert engine.containers[NAME].id == "mine2"
@@ -224,6 +229,7 @@ def test_a_stale_lock_is_removed_by_id_and_taken_over_with_a_warning(status: str
 
 
 def test_a_created_lock_is_stale_only_if_still_created_after_the_grace() -> None:
+    """A lock container left `created` is stale only once the starting grace has passed."""
     engine = FakeEngine({NAME: LockFacts("theirs", "created", OTHER)})
     clock = Clock()
     with hold(engine, clock):
@@ -233,6 +239,7 @@ def test_a_created_lock_is_stale_only_if_still_created_after_the_grace() -> None
 
 
 def test_a_created_lock_that_starts_within_the_grace_is_held() -> None:
+    """A lock container that starts within the grace counts as held."""
     engine = FakeEngine({NAME: LockFacts("theirs", "created", OTHER)})
 
     def started() -> None:
@@ -245,6 +252,7 @@ def test_a_created_lock_that_starts_within_the_grace_is_held() -> None:
 
 
 def test_the_lock_is_released_when_the_block_fails() -> None:
+    """The engine lock is released when the block it guards raises."""
     engine = FakeEngine()
     with pytest.raises(RuntimeError, match="boom"), hold(engine, Clock()):
         raise RuntimeError("boom")
@@ -253,6 +261,7 @@ def test_the_lock_is_released_when_the_block_fails() -> None:
 
 
 def test_the_lock_is_released_on_a_stop_request() -> None:
+    """The engine lock is released when a stop request ends the block."""
     engine = FakeEngine()
     engine.stop.request(2)
     with pytest.raises(StopRequested), hold(engine, Clock()):
@@ -272,6 +281,7 @@ def test_a_create_that_may_have_started_is_never_retried() -> None:
 
 
 def test_a_stop_while_waiting_ends_the_wait() -> None:
+    """A stop request while waiting for a held lock ends the wait at once."""
     engine = FakeEngine({NAME: LockFacts("theirs", "running", OTHER)})
 
     def stopping(seconds: float) -> None:
@@ -288,6 +298,7 @@ def test_a_stop_while_waiting_ends_the_wait() -> None:
 def test_a_missing_image_is_imported_once_from_a_static_busybox(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A missing lock image is imported once from the static busybox found on PATH."""
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"not an ELF at all")
     monkeypatch.setattr("shutil.which", lambda name: str(busybox))
@@ -311,6 +322,7 @@ def test_a_dynamically_linked_busybox_is_refused(monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_lock_whose_container_ended_is_lost() -> None:
+    """A lock whose container ended (its connection dropped) is reported lost at the next check."""
     engine = FakeEngine()
     with hold(engine, Clock()) as guard:
         guard.check()
@@ -320,6 +332,7 @@ def test_a_lock_whose_container_ended_is_lost() -> None:
 
 
 def test_a_failed_release_only_warns() -> None:
+    """A release that fails only warns: the lock ends with its connection anyway."""
     engine = FakeEngine(release_error=TransientDockerError("ssh: connection refused"))
     with capture_logs() as logs, hold(engine, Clock()):
         pass
@@ -338,6 +351,7 @@ def test_a_failed_release_only_warns() -> None:
     ],
 )
 def test_which_engines_hold_the_lock(endpoint: str, remote: bool) -> None:
+    """Which engine endpoints count as remote and so hold the lock themselves."""
     assert is_remote(endpoint) is remote
 
 
@@ -367,6 +381,7 @@ class FakeAdapterEngine(FakeEngine):
 def test_a_remote_engine_gets_the_engine_lock(
     endpoint: str, engine: str | None, shown: str, tmp_path: Path
 ) -> None:
+    """A remote engine gets the engine lock, and the host-local lock key names the engine."""
     fake = FakeAdapterEngine(endpoint, engine)
     fake.containers[NAME] = LockFacts("theirs", "running", OTHER)
     # a state naming its engine: the host-local lock key names the engine too, the engine's
@@ -385,6 +400,7 @@ def test_a_remote_engine_gets_the_engine_lock(
 def test_a_local_engine_keeps_the_lock_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A local engine keeps the host-local lock file and starts no lock container."""
     monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "locks"))
     fake = FakeAdapterEngine("unix:///var/run/docker.sock", None)
     with reconcile._project_lock(_state(tmp_path), cast(DockerAdapter, fake), lock=True, timeout=0):
@@ -451,6 +467,7 @@ def _adapter(tmp_path: Path) -> DockerAdapter:
 def test_the_adapter_holds_the_lock_until_released(
     tmp_path: Path, docker_mode: Callable[[str], None]
 ) -> None:
+    """The adapter's lock container runs attached (`--interactive --rm`) until released, at no extra call."""
     docker_mode("held")
     adapter = _adapter(tmp_path)
     held = adapter.lock_start(NAME, LOCK_IMAGE, {"reconciler.lock.pid": "1"}, ["/busybox"])
@@ -479,6 +496,7 @@ def test_the_adapter_holds_the_lock_until_released(
 def test_the_adapter_tells_why_the_lock_was_not_taken(
     mode: str, error: type[Exception], tmp_path: Path, docker_mode: Callable[[str], None]
 ) -> None:
+    """The adapter tells why the lock was not taken (name in use, no image, ssh), never retrying."""
     docker_mode(mode)
     adapter = _adapter(tmp_path)
     with pytest.raises(error) as raised:
@@ -521,6 +539,8 @@ def test_a_connection_dropped_during_a_migration_is_the_engines_fault_not_retrie
 def test_a_command_printing_connection_refused_is_still_the_commands_own_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An exec whose command prints 'connection refused' is the command's failure, not the engine's."""
+
     def run(argv: Sequence[str], **_: Any) -> processes.Finished:
         return processes.Finished(tuple(argv), 1, "", "psql: connection refused\n", 0.1)
 
@@ -716,6 +736,7 @@ def lock_stack(remote_engine: str, tmp_path: Path) -> Iterator[Stack]:
 def test_a_second_apply_is_refused_by_the_engine_lock_naming_its_holder(
     remote_engine: str, lock_stack: Stack, tmp_path: Path
 ) -> None:
+    """Over real ssh, a second apply on the same engine is refused by the engine lock, naming the first."""
     url, stack = remote_engine, lock_stack
     first_env = env_with_lock_dir(tmp_path / "locks-first")
     second_env = env_with_lock_dir(tmp_path / "locks-second")
@@ -835,6 +856,7 @@ def front(remote_engine: str, tmp_path: Path) -> Iterator[SshdFront]:
 def test_a_connection_dropped_mid_apply_fails_cleanly_and_the_next_apply_converges(
     remote_engine: str, front: SshdFront, tmp_path: Path
 ) -> None:
+    """A connection dropped mid-apply loses the lock, fails cleanly, and the next apply converges."""
     url = remote_engine  # the test's own view of the engine, through the shared sshd
     stack = remote_stack(tmp_path / "b", front.url, _port(3))
     env = env_with_lock_dir(tmp_path / "locks-b", front.env())

@@ -80,6 +80,7 @@ def _container_image(container: str) -> str:
 
 @pytest.mark.docker
 def test_interpolated_pin_goes_through_the_env_file(stack: Stack) -> None:
+    """An interpolated image is pinned through its env file and the service is recreated on it."""
     _homelab(stack)
     compose_bytes = stack.compose_file.read_bytes()
     env_file = stack.directory / ".env.core"

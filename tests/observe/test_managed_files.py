@@ -134,6 +134,7 @@ def test_file_changed_while_planning_is_not_overwritten(project: Path) -> None:
 
 @pytest.mark.docker
 def test_environment_pins_and_files_converge(stack: Stack) -> None:
+    """Environment pins recreate their service and `files:` converge, the compose file untouched elsewhere."""
     done = run_cli("apply", stack.state_file)
     assert done.returncode == 0, done.stderr
     before = container_ids(stack)

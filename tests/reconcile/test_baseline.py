@@ -111,6 +111,7 @@ def test_log_lines_are_read_in_timestamp_order(tmp_path: Path) -> None:
 
 
 def test_case_sensitive_log_check_lets_a_differently_cased_line_pass(tmp_path: Path) -> None:
+    """A case-sensitive `must_not_match` check passes a line that differs from the pattern only in case."""
     spec = {
         "name": "c",
         "logs": {"service": "worker", "must_not_match": ["no module named"], "ignore_case": False},
@@ -131,6 +132,7 @@ def test_required_log_line_waits_until_it_appears(tmp_path: Path) -> None:
 
 
 def test_required_log_line_never_seen_fails_at_the_deadline(tmp_path: Path) -> None:
+    """A required log line never seen fails its check at the deadline."""
     spec = {
         "name": "c",
         "deadline": 5,
@@ -143,6 +145,7 @@ def test_required_log_line_never_seen_fails_at_the_deadline(tmp_path: Path) -> N
 
 
 def test_since_apply_reads_from_the_apply_start(tmp_path: Path) -> None:
+    """`since: apply` reads the logs from the apply's start only."""
     spec = {"name": "c", "logs": {"service": "worker", "must_match": ["x"], "since": "apply"}}
     adapter = RecordedLogs(tmp_path / "docker-compose.yml", ["2026-11-23T11:12:00.1Z x\n"])
     run_checks(state(tmp_path, spec), adapter, apply_started=1_795_000_000.25)
@@ -150,6 +153,7 @@ def test_since_apply_reads_from_the_apply_start(tmp_path: Path) -> None:
 
 
 def test_log_details_are_redacted(tmp_path: Path) -> None:
+    """Log lines shown in a check's details are redacted of secrets."""
     spec = {"name": "c", "logs": {"service": "worker", "must_not_match": ["registered"]}}
     secrets = Secrets(["backtest-worker-canary"])
     adapter = RecordedLogs(tmp_path / "docker-compose.yml")
@@ -191,6 +195,7 @@ def test_command_gets_the_canary_urls_and_its_argv_literally(tmp_path: Path) -> 
 
 
 def test_command_exiting_1_fails_with_its_output_tail(tmp_path: Path) -> None:
+    """A host command exiting 1 fails its check with the tail of its output."""
     script = "import sys\nfor i in range(40): print('line', i)\nsys.exit(1)\n"
     the_state = command_state(tmp_path, script)
     (result,) = run_checks(the_state, RecordedLogs(tmp_path / "docker-compose.yml"))
@@ -244,6 +249,7 @@ def test_a_stale_junit_file_does_not_count(tmp_path: Path) -> None:
 
 
 def test_command_timeout_and_missing_program(tmp_path: Path) -> None:
+    """A host command past its timeout, or whose program is missing, fails its check saying so."""
     the_state = command_state(tmp_path, "import time\ntime.sleep(30)\n", timeout=0.5)
     (result,) = run_checks(the_state, RecordedLogs(tmp_path / "docker-compose.yml"))
     assert not result.passed
@@ -254,6 +260,7 @@ def test_command_timeout_and_missing_program(tmp_path: Path) -> None:
 
 
 def test_junit_reader_rejects_what_is_not_junit(tmp_path: Path) -> None:
+    """The JUnit reader rejects files that are not JUnit XML with a clear reason."""
     path = tmp_path / "x.xml"
     path.write_text("<html/>")
     with pytest.raises(Exception, match="root element <html>"):
@@ -316,6 +323,7 @@ def test_sizes_compare_with_what_the_same_service_ran() -> None:
 
 
 def test_regressions_fixed_and_new_checks() -> None:
+    """The comparison against a baseline sorts checks into regressions, fixed and new."""
     now = split(
         checks=[
             CheckRecord(name="health", passed=True),
@@ -352,6 +360,7 @@ def test_size_reduction_requirement() -> None:
 
 
 def test_report_shows_the_comparison_timings_and_log_tail() -> None:
+    """The report shows the baseline comparison, the timings and the log tail."""
     failing = checks.CheckResult(
         "no torch errors", False, "log line matches 'torch'", 0.1, "logs", "backend", (), "tail!"
     )
@@ -373,6 +382,7 @@ def test_report_shows_the_comparison_timings_and_log_tail() -> None:
 
 
 def test_saved_result_round_trips_and_bad_files_are_input_errors(tmp_path: Path) -> None:
+    """A saved run record loads back equal, and a bad record file is an input error."""
     path = tmp_path / "result.json"
     path.write_text(split().to_json())
     assert load_record(path) == split()
@@ -417,6 +427,7 @@ def test_every_shipped_fleet_loads_and_validates_against_the_fleet_schema(path: 
 
 
 def test_the_example_fleet_is_shipped() -> None:
+    """The example fleet file ships and loads as a fleet."""
     assert REPO / "states" / "fleet.yaml" in fleet_files()
 
 
@@ -435,11 +446,13 @@ def test_fleet_schema_command_prints_the_committed_fleet_schema(
 
 @pytest.mark.parametrize("path", state_files(), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_shipped_state_validates_against_the_schema(path: Path) -> None:
+    """Every state file shipped in the repository validates against the published schema."""
     document = YAML(typ="safe", pure=True).load(path.read_text())
     jsonschema.validate(document, state_schema())
 
 
 def test_schema_rejects_a_misspelled_key_and_has_descriptions() -> None:
+    """The schema rejects a misspelled key and describes every property."""
     schema = state_schema()
     bad = {"name": "x", "compose": {"file": "c.yml"}, "checks": [{"name": "c", "log": {}}]}
     with pytest.raises(jsonschema.ValidationError):
@@ -487,6 +500,7 @@ def plant(stack: Stack, service: str, line: str) -> None:
 def test_planted_log_line_fails_its_check_and_a_failing_command_shows_its_tail(
     stack: Stack,
 ) -> None:
+    """On the real engine a planted log line fails its check and a failing command shows its tail."""
     done = run_cli("apply", stack.state_file)
     assert done.returncode == 0, done.stderr[-2000:]
     (stack.directory / "fail.py").write_text(

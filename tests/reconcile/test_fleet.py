@@ -95,6 +95,7 @@ def test_load_resolves_states_against_the_fleet_file_and_the_target_engine_wins(
 
 @pytest.mark.usefixtures("_locks")
 def test_select_keeps_the_waves_in_order_and_refuses_an_unknown_target(tmp_path: Path) -> None:
+    """Selecting targets keeps the waves in order and refuses an unknown target name."""
     path = write_fleet(tmp_path, ["a", "b", "c"], "[[a, b], [c]]")
     loaded = load_fleet(path)
     assert loaded.select(["c", "a"]).waves == (("a",), ("c",))
@@ -107,6 +108,7 @@ def test_select_keeps_the_waves_in_order_and_refuses_an_unknown_target(tmp_path:
 
 @pytest.mark.usefixtures("_locks")
 def test_is_fleet_file_by_its_top_level_key(tmp_path: Path) -> None:
+    """A file is a fleet file by its top-level `fleet:` key only."""
     path = write_fleet(tmp_path, ["a"])
     assert is_fleet_file(path)
     assert not is_fleet_file(tmp_path / "a.yaml")
@@ -177,6 +179,7 @@ def test_a_failed_wave_stops_the_fleet_and_later_waves_are_skipped(tmp_path: Pat
 def test_without_waves_targets_run_one_at_a_time_and_stop_at_the_first_failure(
     tmp_path: Path,
 ) -> None:
+    """Without waves, targets run one at a time and the first failure skips the rest."""
     path = write_fleet(tmp_path, ["a", "b", "c"])
     loaded = load_fleet(path)
     with project_lock(lock_name(loaded.targets["b"].state)):
@@ -205,6 +208,7 @@ def test_the_targets_of_a_wave_run_at_the_same_time(
 
 @pytest.mark.usefixtures("_locks")
 def test_a_stop_request_skips_what_has_not_started(tmp_path: Path) -> None:
+    """A stop request skips every target not yet started and exits 130."""
     path = write_fleet(tmp_path, ["a", "b"])
     stop = StopToken()
     stop.request(signal.SIGINT)
@@ -235,6 +239,7 @@ def test_exit_codes_over_the_fleet() -> None:
 
 @pytest.mark.usefixtures("_locks")
 def test_plan_fleet_exit_codes(tmp_path: Path) -> None:
+    """A fleet plan exits 2 when any target has changes and 0 when all are in sync."""
     path = write_fleet(tmp_path, ["a", "b"])
     write_target(tmp_path, "b", pin="a:1")
     plans = plan_fleet(load_fleet(path), steps=COMPOSE_ONLY)
@@ -256,6 +261,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str
 def test_cli_plan_apply_then_nothing_to_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Through the CLI a fleet plans, applies, then has nothing to do."""
     path = write_fleet(tmp_path, ["a", "b"], "[[a, b]]")
     code, out, _ = run(capsys, "plan", path, "--only", "compose-file")
     assert code == 2
@@ -281,6 +287,7 @@ def test_cli_plan_apply_then_nothing_to_do(
 def test_cli_json_has_one_entry_per_target_in_the_single_state_shape(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The fleet's `--json` has one entry per target, each in the single-state shape."""
     path = write_fleet(tmp_path, ["a", "b", "c"], "[[a, b], [c]]")
     code, out, _ = run(capsys, "plan", path, "--only", "compose-file", "--json")
     plan = json.loads(out)
@@ -319,6 +326,7 @@ def test_cli_json_has_one_entry_per_target_in_the_single_state_shape(
 def test_cli_target_limits_and_bad_options_exit_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`--target` limits the run to the named targets; bad options exit 3."""
     path = write_fleet(tmp_path, ["a", "b"])
     code, out, _ = run(capsys, "apply", path, "--only", "compose-file", "--target", "b")
     assert code == 0
@@ -404,6 +412,7 @@ def pair(remote_engine: str, tmp_path: Path) -> Iterator[Pair]:
 def test_a_fleet_of_two_engines_converges_in_one_apply_and_then_does_nothing(
     pair: Pair,
 ) -> None:
+    """A fleet on two engines converges in one apply, and the next apply changes nothing."""
     fleet_file = pair.write()
     done = run_cli("plan", fleet_file, "--json")
     assert done.returncode == 2, done.stderr
@@ -446,6 +455,7 @@ def test_a_fleet_of_two_engines_converges_in_one_apply_and_then_does_nothing(
 
 @pytest.mark.docker
 def test_a_failed_target_in_wave_1_stops_wave_2(pair: Pair) -> None:
+    """A target failing in wave 1 stops wave 2 from starting."""
     dockerfile = pair.local.directory / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + 'RUN ["/bin/busybox", "false"]\n')
     fleet_file = pair.write("[[local], [remote]]")

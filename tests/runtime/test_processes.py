@@ -19,6 +19,7 @@ SIZE = 5 * 2**20 + 123
 
 
 def test_every_byte_reaches_the_sink_and_is_counted() -> None:
+    """Every byte of the source reaches the sink and is counted."""
     counts: list[int] = []
     source = ["head", "-c", str(SIZE), "/dev/zero"]
     saved, loaded = processes.pipe(source, ["wc", "-c"], stop=StopToken(), on_bytes=counts.append)
@@ -29,6 +30,7 @@ def test_every_byte_reaches_the_sink_and_is_counted() -> None:
 
 
 def test_a_failing_sink_ends_the_pipe_with_its_code_and_message() -> None:
+    """A sink that fails ends the pipe with the sink's exit code and message."""
     source = ["head", "-c", str(SIZE), "/dev/zero"]
     sink = ["sh", "-c", "head -c 10 >/dev/null; echo refused >&2; exit 3"]
     _, loaded = processes.pipe(source, sink, stop=StopToken(), on_bytes=lambda _: None)
@@ -37,6 +39,7 @@ def test_a_failing_sink_ends_the_pipe_with_its_code_and_message() -> None:
 
 
 def test_a_failing_source_is_reported() -> None:
+    """A source that fails is reported with its exit code and message."""
     source = ["sh", "-c", "echo 'no such image' >&2; exit 1"]
     saved, loaded = processes.pipe(source, ["wc", "-c"], stop=StopToken(), on_bytes=lambda _: None)
     assert saved.returncode == 1
@@ -61,6 +64,7 @@ def test_a_stop_cuts_both_and_leaves_no_child(tmp_path: Path) -> None:
 def test_the_adapter_saves_locally_and_loads_on_the_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The adapter transfers an image by `docker save` locally piped into `docker load` on the target."""
     seen: list[tuple[list[str], list[str]]] = []
 
     def fake_pipe(
@@ -94,6 +98,7 @@ def test_the_adapter_saves_locally_and_loads_on_the_target(
     [(None, False), ("unix:///var/run/docker.sock", False), ("tcp://10.0.0.2:2376", True)],
 )
 def test_which_engines_get_copies(tmp_path: Path, engine: str | None, another: bool) -> None:
+    """Only an adapter aimed at an engine on another host (tcp, ssh) copies images over to it."""
     compose = tmp_path / "compose.yml"
     compose.write_text("services: {}\n")
     parsed = parse_engine(engine) if engine else None

@@ -47,6 +47,7 @@ def state_with(tmp_path: Path, secrets: str, *, files: dict[str, str] | None = N
 
 
 def test_env_source_reads_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `env:` secret source reads the named variable."""
     monkeypatch.setenv("RTSEC_FROM", VALUE)
     state = state_with(tmp_path, "  API_TOKEN: {env: RTSEC_FROM}\n")
     assert SecretStore(state).values() == {"API_TOKEN": VALUE}
@@ -55,6 +56,7 @@ def test_env_source_reads_the_variable(tmp_path: Path, monkeypatch: pytest.Monke
 def test_env_source_unset_names_the_variable_and_the_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An unset `env:` source is an input error naming the variable and the state's line."""
     monkeypatch.delenv("RTSEC_UNSET", raising=False)
     state = state_with(tmp_path, "  API_TOKEN: {env: RTSEC_UNSET}\n")
     with pytest.raises(InputError) as raised:
@@ -64,6 +66,7 @@ def test_env_source_unset_names_the_variable_and_the_line(
 
 
 def test_file_source_strips_one_trailing_newline(tmp_path: Path) -> None:
+    """A `file:` source strips one trailing newline and keeps everything else."""
     state = state_with(
         tmp_path,
         "  A: {file: a.txt}\n  B: {file: b.txt}\n  C: {file: c.txt}\n",
@@ -73,6 +76,7 @@ def test_file_source_strips_one_trailing_newline(tmp_path: Path) -> None:
 
 
 def test_file_source_unreadable_later_never_shows_content(tmp_path: Path) -> None:
+    """A `file:` source that is not UTF-8 or is gone fails without showing its content."""
     state = state_with(tmp_path, "  A: {file: a.txt}\n", files={"a.txt": VALUE})
     (tmp_path / "a.txt").write_bytes(VALUE.encode() + b"\xff\xfe")
     with pytest.raises(InputError, match="is not UTF-8 text") as raised:
@@ -84,6 +88,7 @@ def test_file_source_unreadable_later_never_shows_content(tmp_path: Path) -> Non
 
 
 def test_command_source_runs_once_per_run_and_registers_the_value(tmp_path: Path) -> None:
+    """A `command:` source runs once per run and registers its value for redaction."""
     script = f'#!/bin/sh\necho run >> "{tmp_path}/runs"\necho "$1-{VALUE}"\n'
     state = state_with(
         tmp_path, "  API_TOKEN: {command: [./get.sh, prefix]}\n", files={"get.sh": script}
@@ -97,6 +102,7 @@ def test_command_source_runs_once_per_run_and_registers_the_value(tmp_path: Path
 
 
 def test_failing_command_names_program_and_exit_code_never_its_output(tmp_path: Path) -> None:
+    """A failing `command:` source names its program and exit code, never its output."""
     script = f'#!/bin/sh\necho "{VALUE}"\necho "error near {VALUE}" >&2\nexit 7\n'
     state = state_with(
         tmp_path, "  API_TOKEN: {command: [./get.sh, x]}\n", files={"get.sh": script}
@@ -112,6 +118,7 @@ def test_failing_command_names_program_and_exit_code_never_its_output(tmp_path: 
 
 
 def test_command_timeout_is_an_error_and_the_program_is_stopped(tmp_path: Path) -> None:
+    """A `command:` source past its timeout is an error and its program is stopped."""
     finished = tmp_path / "finished"
     script = f'#!/bin/sh\necho "{VALUE}"\nsleep 30\ntouch "{finished}"\n'
     state = state_with(
@@ -126,12 +133,14 @@ def test_command_timeout_is_an_error_and_the_program_is_stopped(tmp_path: Path) 
 
 
 def test_command_printing_nothing_is_an_error(tmp_path: Path) -> None:
+    """A `command:` source that prints nothing is an error."""
     state = state_with(tmp_path, "  API_TOKEN: {command: ['true']}\n")
     with pytest.raises(ApplyError, match="printed nothing"):
         SecretStore(state).values()
 
 
 def test_keyed_hash_depends_on_key_name_and_value() -> None:
+    """The keyed hash depends on the key, the name and the value, and never shows the value."""
     key, other = b"k" * 32, b"o" * 32
     digest = keyed_hash(key, "API_TOKEN", VALUE)
     assert digest.startswith("hmac-sha256:")
@@ -143,6 +152,7 @@ def test_keyed_hash_depends_on_key_name_and_value() -> None:
 
 
 def test_records_key_is_private_and_made_only_on_demand(tmp_path: Path) -> None:
+    """The secret records' key is private to its user and made only when first needed."""
     records = SecretRecords("proj", tmp_path / "state")
     assert records.key() is None
     assert records.read() == {}
@@ -216,6 +226,7 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_secrets_reach_compose_calls_through_the_environment_only(
     tmp_path: Path, fake_docker: Path
 ) -> None:
+    """Secrets reach compose calls through the environment only, never through argv."""
     compose = tmp_path / "compose.yml"
     compose.write_text("services: {}\n")
     adapter = DockerAdapter(compose, "p", retry=FAST, secrets=lambda: {"API_TOKEN": VALUE})
@@ -238,6 +249,7 @@ def test_secrets_reach_compose_calls_through_the_environment_only(
 
 
 def test_a_build_arg_holding_a_secret_is_passed_by_name(tmp_path: Path, fake_docker: Path) -> None:
+    """A build arg holding a secret is passed by name, its value through the environment."""
     compose = tmp_path / "compose.yml"
     compose.write_text("services: {}\n")
     adapter = DockerAdapter(compose, "p", retry=FAST, secrets=lambda: {"NPM_TOKEN": VALUE})
@@ -407,6 +419,7 @@ def changes(stdout: str) -> list[dict[str, Any]]:
 def test_secret_from_a_command_converges_drifts_by_keyed_hash_and_is_never_written(
     project: Project,
 ) -> None:
+    """A secret from a command converges, drifts by its keyed hash, and is never written anywhere."""
     first, second = (f"tok-{kind}-{uuid.uuid4().hex[:16]}" for kind in ("first", "second"))
     project.set_token(first)
     outputs: list[str] = []

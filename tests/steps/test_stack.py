@@ -52,6 +52,7 @@ def recorded(name: str) -> list[dict[str, Any]]:
 
 
 def test_recorded_services_parse() -> None:
+    """Recorded `docker service inspect` answers parse to the services they show."""
     running = _swarm_service(recorded("service-running")[0], "swx")
     assert (running.name, running.image, running.replicas, running.update_state) == (
         "api",
@@ -71,6 +72,7 @@ def test_recorded_services_parse() -> None:
 
 
 def test_recorded_tasks_parse() -> None:
+    """Recorded swarm task answers parse to their states, images, exit codes and errors."""
     tasks = [_swarm_task(item) for item in recorded("tasks-rolled-back")]
     seen = sorted((t.state, t.desired_state, t.image, t.exit_code, t.error) for t in tasks)
     assert ("failed", "shutdown", "swx-api:bad", 1, "task: non-zero exit (1)") in seen
@@ -129,6 +131,7 @@ def facts(services: list[SwarmService], tasks: list[SwarmTask]) -> StackFacts:
 
 
 def test_readiness_counts_tasks_of_the_current_spec_only() -> None:
+    """A swarm service is ready only with running tasks of its current spec."""
     old = task("api", labels={IMAGE_ID_LABEL: "sha-old"})
     assert not service_readiness("api", facts([service("api")], [old])).ready
     assert service_readiness("api", facts([service("api")], [task("api")])).ready
@@ -196,6 +199,7 @@ def wait(fake: FakeSwarm, clock: FakeClock, updated: set[str]) -> StackFacts:
 
 
 def test_a_converged_stack_ends_the_wait() -> None:
+    """A stack whose services are all ready ends the wait without sleeping."""
     clock = FakeClock()
     fake = FakeSwarm([([service("api"), service("db")], [task("api"), task("db")])])
     done = wait(fake, clock, {"api"})
@@ -204,6 +208,7 @@ def test_a_converged_stack_ends_the_wait() -> None:
 
 
 def test_swarm_rollback_is_waited_for_timed_and_reported() -> None:
+    """A rollback Swarm started itself is waited for, timed, and reported as a failure."""
     clock = FakeClock()
     db = service("db")
     new = task("api", "starting", labels={IMAGE_ID_LABEL: "sha-new"})
@@ -244,6 +249,7 @@ def test_swarm_rollback_is_waited_for_timed_and_reported() -> None:
 
 
 def test_a_paused_update_is_rolled_back_by_the_tool_once() -> None:
+    """An update Swarm paused is rolled back by reconciler exactly once, then fails the wait."""
     clock = FakeClock()
     api = service("api")
     paused = service("db", update_state="paused", update_message="update paused due to failure")
@@ -260,6 +266,7 @@ def test_a_paused_update_is_rolled_back_by_the_tool_once() -> None:
 
 
 def test_a_new_service_whose_task_is_rejected_fails_at_once() -> None:
+    """A new service whose task is rejected fails at once with the task's error and log."""
     clock = FakeClock()
     rejected = task("api", "rejected", error="No such image: api:1")
     fake = FakeSwarm([([service("api"), service("db")], [rejected, task("db")])])
@@ -269,6 +276,7 @@ def test_a_new_service_whose_task_is_rejected_fails_at_once() -> None:
 
 
 def test_a_service_never_ready_fails_at_its_deadline() -> None:
+    """A swarm service never ready fails at its health deadline."""
     clock = FakeClock()
     starting = task("api", "starting")
     fake = FakeSwarm([([service("api"), service("db")], [starting, task("db")])])
@@ -278,6 +286,7 @@ def test_a_service_never_ready_fails_at_its_deadline() -> None:
 
 
 def test_apply_stamps_labels_and_keeps_a_declared_failure_action() -> None:
+    """The stack step's apply stamps image labels and keeps a declared update failure action."""
     fake = FakeSwarm(
         [
             (
@@ -310,6 +319,7 @@ def test_apply_stamps_labels_and_keeps_a_declared_failure_action() -> None:
 
 
 def test_a_wait_alone_deploys_nothing() -> None:
+    """A plan holding only a wait deploys nothing."""
     fake = FakeSwarm([([service("api"), service("db")], [task("api"), task("db")])])
     change = Change(Step.SERVICES, "api", Action.WAIT, "0/1 tasks running")
     stack.apply((change,), state(), facts([], []), cast(DockerAdapter, fake))
@@ -329,6 +339,7 @@ class Recorder:
 def test_stack_deploy_argv(
     prune: bool, auth: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`docker stack deploy` gets the compose file on stdin, with `--prune` and registry auth as asked."""
     recorder = Recorder()
     monkeypatch.setattr(processes, "run", recorder)
     adapter = DockerAdapter(tmp_path / "c.yml", "p", swarm=True)
@@ -346,6 +357,7 @@ def test_stack_deploy_argv(
 def test_a_swarm_exec_runs_in_a_running_task_container(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An exec in swarm mode runs in a running task container of the service."""
     recorder = Recorder()
 
     def run(argv: Any, **kwargs: Any) -> processes.Finished:
@@ -512,6 +524,7 @@ def swarm_stack(swarm_engine: str, tmp_path: Path) -> Iterator[Stack]:
 
 @pytest.mark.docker
 def test_stack_idempotence_sequence(swarm_stack: Stack, swarm_engine: str) -> None:
+    """On a Swarm, the stack plans, deploys, converges and then has nothing to do."""
     stack, p = swarm_stack, swarm_stack.project
     # 1. plan: three images to build on the swarm engine, three services to deploy.
     code, changes = plan_json(stack.state_file)
@@ -590,6 +603,7 @@ def test_stack_idempotence_sequence(swarm_stack: Stack, swarm_engine: str) -> No
 
 @pytest.mark.docker
 def test_failed_update_is_rolled_back_by_swarm(swarm_stack: Stack, swarm_engine: str) -> None:
+    """On a Swarm, an update whose task fails is rolled back by Swarm and the apply fails."""
     stack, p = swarm_stack, swarm_stack.project
     done = run_cli("apply", stack.state_file)
     assert done.returncode == 0, done.stderr[-4000:]
