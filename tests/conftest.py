@@ -78,9 +78,27 @@ def _engine_problem() -> str | None:
     return None
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `stops_engine` run after all others, whatever their files are called: the
-    engine they stop (and restart) is the one every other e2e test uses."""
+    """Order and marks that do not depend on where a test file lies or what it is called.
+
+    - Tests marked `stops_engine` run after all others (a stable sort, after every other
+      plugin's reordering): the engine they stop and restart is the one every other test
+      marked `docker` uses. tests/reconcile/test_loop_daemon_stop.py is one.
+    - A test that needs the engine (the `docker_engine` fixture, directly or through `stack`,
+      `remote_engine`, ...) must be marked `docker` itself (module-level `pytestmark` or a
+      per-test mark): that marker alone is what `make test-fast` (`-m "not docker"`) leaves out.
+    """
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "docker_engine" in getattr(item, "fixturenames", ())
+        and item.get_closest_marker("docker") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"tests using the Docker engine without the docker mark: {unmarked}"
+        )
     items.sort(key=lambda item: item.get_closest_marker("stops_engine") is not None)
 
 
