@@ -1,4 +1,6 @@
-"""Observation is batched: a plan costs the same number of docker CLI calls for 3 or 40 services."""
+"""The snapshot of what is there (`reconciler.observe.snapshot`): the pure helpers it reads the
+model with, and, on the real engine, that observation is batched (a plan costs the same number
+of docker CLI calls for 3 or 40 services)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,32 @@ from pathlib import Path
 import pytest
 
 import reconciler
+from reconciler.docker.facts import BuildConfig
+from reconciler.observe.snapshot import activating, base_images
 from reconciler.reconcile.loop import make_adapter
 from tests.conftest import BUSYBOX, STACK
 
-pytestmark = pytest.mark.docker
+
+def test_activating_names_the_profiles_a_service_needs() -> None:
+    """Messages name no profile, one profile, or the profiles joined by 'or'."""
+    assert activating([]) == "no profile (compose's model leaves it out)"
+    assert activating(["debug"]) == "profile debug"
+    assert activating(["debug", "tools"]) == "profiles debug or tools"
+
+
+def test_base_images_are_read_from_every_from_line(tmp_path: Path) -> None:
+    """Every FROM of the Dockerfile counts, options and stage names aside; none without a file."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "# syntax=docker/dockerfile:1\n"
+        "FROM --platform=linux/amd64 python:3.12-slim AS build\n"
+        "RUN echo FROM nothing\n"
+        "from build\n"
+        "  FROM scratch\n"
+    )
+    build = BuildConfig(tmp_path, dockerfile)
+    assert base_images(build) == ["python:3.12-slim", "build", "scratch"]
+    assert base_images(BuildConfig(tmp_path, tmp_path / "missing.Dockerfile")) == []
 
 
 def write_fleet(directory: Path, project: str, count: int) -> Path:
@@ -70,6 +94,7 @@ def fleets(docker_engine: None, tmp_path: Path) -> Iterator[dict[int, Path]]:
             down(state_file, project)
 
 
+@pytest.mark.docker
 def test_plan_call_count_does_not_grow_with_services(fleets: dict[int, Path]) -> None:
     """A converged plan asks docker the same fixed number of times for 3 and for 40 services."""
     counts = {}
