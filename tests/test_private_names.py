@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"
+PACKAGE = Path(__file__).resolve().parents[1] / "reconciler"
 
 
 def is_private(name: str) -> bool:

@@ -703,7 +703,7 @@ class DockerAdapter:
         return [call for call in self.calls if call.mutating and not call.engine_lock]
 
     # The argv prefixes are python_on_whales' (`ClientConfig.docker_cmd` and
-    # `.docker_compose_cmd` for the adapter's options; tests/unit/test_startup.py holds them
+    # `.docker_compose_cmd` for the adapter's options; tests/cli/test_main_startup.py holds them
     # equal), built here: importing python_on_whales costs about 0.08 s, and a plan needs none
     # of it but these lists.
 
@@ -927,7 +927,7 @@ def _container_facts(item: dict[str, Any], stack: str | None = None) -> Containe
     service is the swarm service's name without the stack's prefix.
 
     Read from docker's JSON as it is, the fields python_on_whales' `ContainerInspectResult`
-    names (tests/unit/test_startup.py holds the two equal): its models are not imported on
+    names (tests/cli/test_main_startup.py holds the two equal): its models are not imported on
     a plan's path."""
     labels: dict[str, str] = dict(_object(item.get("Config")).get("Labels") or {})
     if stack is not None:

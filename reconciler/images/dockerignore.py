@@ -19,7 +19,7 @@ What the docker CLI does with a `.dockerignore`, in three parts, each as moby ha
   Dockerfile and the `.dockerignore` itself are always sent.
 
 The cases are docker's own: moby's patternmatcher tests and docker-py's `exclude_paths` tests
-(tests/unit/test_dockerignore.py); where docker-py differs from moby (it folds case and drops a
+(tests/images/test_dockerignore.py); where docker-py differs from moby (it folds case and drops a
 leading `..`), moby is followed, for it is what the engine's build receives.
 """
 

@@ -4,7 +4,7 @@
 the services step, under the same name (`services`): `steps_for(state)` picks the list for the
 state's `compose.mode`. The reconcile loop, saved plans and the CLI reach steps only through
 this module and `steps.contract` (whose public types it re-exports), never a step module or a
-step's facts type (`tests/unit/test_step_boundary.py` keeps it so). Adding a step: see
+step's facts type (`tests/steps/test_contract_boundary.py` keeps it so). Adding a step: see
 docs/new-step.md.
 """
 

@@ -12,11 +12,10 @@ from reconciler.state.reference import heading_anchor
 from tests.conftest import REPO
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-# Written on another branch of issue 20 (the step recipe): a link to it may dangle only while the
-# file is missing; once it exists its links and anchors are checked like any other.
-AWAITED = {REPO / "docs" / "new-step.md"}
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _CODE = re.compile(r"`[^`]*`")
+# A repository path quoted in code: `tests/...`, `reconciler/...`, `deploy/...` and the like.
+_QUOTED_PATH = re.compile(r"`((?:tests|reconciler|deploy|states|examples|docs)/[\w./-]*)`")
 
 
 def links(document: Path) -> list[tuple[int, str]]:
@@ -57,8 +56,7 @@ def test_relative_links_resolve(document: Path) -> None:
         path_part, _, anchor = target.partition("#")
         path = (document.parent / path_part).resolve() if path_part else document
         if not path.exists():
-            if path not in AWAITED:
-                broken.append(f"{document.name}:{number}: {target} (no such file)")
+            broken.append(f"{document.name}:{number}: {target} (no such file)")
             continue
         if anchor and path.suffix == ".md" and anchor not in anchors(path):
             broken.append(f"{document.name}:{number}: {target} (no such heading)")
@@ -72,3 +70,24 @@ def test_link_finder_sees_links_and_skips_code() -> None:
     sample = DOCUMENTS[0].parent / "docs" / "state-file.md"
     assert any(target.startswith("#") for _, target in links(sample))
     assert "state-file-the-top-level" in anchors(sample)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_quoted_repository_paths_exist(document: Path) -> None:
+    """Each repository path quoted in the document (`tests/...`, `reconciler/...`) exists."""
+    missing = [
+        f"{document.name}:{number}: {quoted}"
+        for number, line in enumerate(document.read_text(encoding="utf-8").splitlines(), 1)
+        for quoted in _QUOTED_PATH.findall(line)
+        if "*" not in quoted and not (REPO / quoted).exists()
+    ]
+    assert not missing, "\n".join(missing)
+
+
+def test_quoted_path_finder_sees_paths() -> None:
+    """The path checker finds a quoted path and would report one that does not exist."""
+    assert _QUOTED_PATH.findall("see `tests/docs/test_links.py` and `reconciler/x.py`") == [
+        "tests/docs/test_links.py",
+        "reconciler/x.py",
+    ]
+    assert not (REPO / "reconciler/x.py").exists()
