@@ -137,15 +137,7 @@ def _open_lock_file(directory: Path, path: Path, *, strict: bool) -> int:
         raise LockError(f"lock file {path}: {_open_reason(error, path)}") from error
     finally:
         os.close(dir_fd)
-    try:
-        _check_file(path, os.fstat(fd))
-    except OSError as error:
-        os.close(fd)
-        raise LockError(f"lock file {path}: {os_error_reason(error)}") from error
-    except LockError:
-        os.close(fd)
-        raise
-    return fd
+    return _checked(fd, f"lock file {path}", lambda: _check_file(path, os.fstat(fd)))
 
 
 def _open_directory(directory: Path, *, strict: bool) -> int:
@@ -155,15 +147,25 @@ def _open_directory(directory: Path, *, strict: bool) -> int:
         fd = os.open(directory, _DIR_FLAGS)
     except OSError as error:
         raise LockError(f"lock directory {directory}: {_open_reason(error, directory)}") from error
-    try:
+
+    def check() -> None:
         info = os.fstat(fd)
         if created and info.st_uid == os.getuid():
             os.fchmod(fd, PRIVATE_DIRECTORY_MODE)  # exactly 0700 whatever the umask left
             info = os.fstat(fd)
         _check_directory(directory, info, strict=strict)
+
+    return _checked(fd, f"lock directory {directory}", check)
+
+
+def _checked(fd: int, what: str, check: Callable[[], None]) -> int:
+    """`fd` once `check()` passes; when it fails, `fd` is closed and the failure is a
+    LockError naming `what`."""
+    try:
+        check()
     except OSError as error:
         os.close(fd)
-        raise LockError(f"lock directory {directory}: {os_error_reason(error)}") from error
+        raise LockError(f"{what}: {os_error_reason(error)}") from error
     except LockError:
         os.close(fd)
         raise
