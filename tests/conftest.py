@@ -134,6 +134,20 @@ def docker_engine() -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless Chromium's path (deploy/engine/ensure-chromium.sh installs Debian's as root);
+    under CI=true its absence fails the test instead of skipping it."""
+    ensure = REPO / "deploy" / "engine" / "ensure-chromium.sh"
+    done = subprocess.run(["bash", str(ensure)], capture_output=True, text=True, check=False)
+    if done.returncode == 0 and done.stdout.strip():
+        return done.stdout.strip().splitlines()[-1]
+    message = f"Chromium needed: {done.stderr.strip()[-500:]}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @dataclass
 class Stack:
     """A private copy of the e2e stack with its own project name and images."""

@@ -69,6 +69,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
         "secrets",
         "baseline",
         "saved",
+        "measure",  # added by issue 21 (keyword-only, after every earlier one)
     ),
     "apply_fleet": (
         "fleet",
@@ -88,6 +89,7 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
         "lock",
         "secrets",
         "baseline",
+        "measure",  # added by issue 21
     ),
     "compare_observed": ("state", "baseline", "adapter"),
     "down": ("state", "volumes", "adapter", "lock_timeout", "lock", "secrets"),

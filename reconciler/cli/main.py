@@ -164,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="live: a live view of each step on the terminal; plain: logs only "
         "(default auto: live when stdout and stderr are terminals)",
     )
-    apply.add_argument("--report", type=Path, metavar="PATH", help="write a Markdown report")
+    apply.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="write a report: Markdown, or one self-contained HTML file with charts when PATH "
+        "ends in .html",
+    )
     apply.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML of the checks")
     apply.add_argument(
         "--save-result",
@@ -380,8 +386,9 @@ def _run(
             secrets=secrets,
             lock_timeout=args.lock_timeout,
             baseline=baseline,
+            measure=_measures(args),
         )
-    _write_reports(state.name, result, secrets, args, inputs)
+    _write_reports(state.name, result, secrets, args, inputs, baseline=baseline)
     return _apply(result, secrets, as_json=args.json)
 
 
@@ -664,9 +671,16 @@ def _apply_plan_file(
             secrets=secrets,
             lock_timeout=args.lock_timeout,
             baseline=baseline,
+            measure=_measures(args),
         )
-    _write_reports(saved.state_name, result, secrets, args, inputs)
+    _write_reports(saved.state_name, result, secrets, args, inputs, baseline=baseline)
     return _apply(result, secrets, as_json=args.json)
+
+
+def _measures(args: argparse.Namespace) -> bool:
+    """Whether the run measures each service's runtime: when its result is saved, compared or
+    reported (the measurement samples resource use for some seconds after the checks)."""
+    return bool(args.save_result or args.baseline or args.report)
 
 
 def _state_of(saved: SavedPlan) -> State | None:
@@ -690,9 +704,13 @@ def _write_reports(
     secrets: Secrets,
     args: argparse.Namespace,
     inputs: Sequence[Path],
+    *,
+    baseline: RunRecord | None = None,
 ) -> None:
-    """Write `--report`, `--junit` and `--save-result` (checked by `_check_outputs` before the
-    run) atomically; a write that fails now is reported and the others still written."""
+    """Write `--report` (HTML for a `.html` or `.htm` path, else Markdown), `--junit` and
+    `--save-result` (checked by `_check_outputs` before the run) atomically; a write that
+    fails now is reported and the others still written."""
+    html = args.report is not None and args.report.suffix.lower() in {".html", ".htm"}
     outputs: list[tuple[Path | None, str, Callable[[], str]]] = [
         (args.report, "report", lambda: markdown(name, result)),
         (args.junit, "JUnit report", lambda: junit_xml(name, result)),
@@ -702,10 +720,16 @@ def _write_reports(
     for path, kind, render in outputs:
         if path is None:
             continue
-        text = render()
-        if kind == "report" and lost:
-            text += _lost_output_markdown(lost)
-        data = secrets.redact(text).encode("utf-8")
+        if kind == "report" and html:
+            from reconciler.cli.report_html import html_report  # noqa: PLC0415 - plotly on use
+
+            # Each text of the run is masked as it is placed; the embedded library is not.
+            data = html_report(name, result, baseline, secrets.redact).encode("utf-8")
+        else:
+            text = render()
+            if kind == "report" and lost:
+                text += _lost_output_markdown(lost)
+            data = secrets.redact(text).encode("utf-8")
         try:
             write_atomic(path, data, kind=kind, inputs=inputs)
         except ReconcilerError as error:

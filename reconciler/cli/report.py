@@ -10,6 +10,7 @@ of a host test script's own JUnit file, so a CI system sees one combined result.
 
 from __future__ import annotations
 
+import statistics
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -51,10 +52,32 @@ def markdown(name: str, result: ApplyResult) -> str:
         lines += ["", "## Image sizes", "", "| image | size |", "|---|---|"]
         for reference, size in sorted(result.sizes.items()):
             lines.append(_row(reference, f"{size / _MB:.0f} MB"))
+    lines += _metrics_section(result)
     if result.comparison is not None:
         lines += ["", *_comparison_markdown(result.comparison)]
     lines += _rollback_section(result)
     return "\n".join(lines) + "\n"
+
+
+def _metrics_section(result: ApplyResult) -> list[str]:
+    """Each service's measured runtime (a run that was measured)."""
+    if not result.metrics:
+        return []
+    lines = [
+        "",
+        "## Runtime",
+        "",
+        "| service | ready | restarts | memory idle | memory peak | CPU idle | CPU peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for service, m in result.metrics.items():
+        ready = f"{m.ready_seconds:.2f} s" if m.ready_seconds is not None else "-"
+        idle = f"{statistics.median(m.memory_idle) / _MB:.1f} MB" if m.memory_idle else "-"
+        peak = f"{m.memory_peak / _MB:.1f} MB" if m.memory_peak is not None else "-"
+        cpu_idle = f"{statistics.median(m.cpu_idle):.1f}%" if m.cpu_idle else "-"
+        cpu_peak = f"{m.cpu_peak:.1f}%" if m.cpu_peak is not None else "-"
+        lines.append(_row(service, ready, str(m.restarts), idle, peak, cpu_idle, cpu_peak))
+    return lines
 
 
 def _rollback_section(result: ApplyResult) -> list[str]:
@@ -141,6 +164,12 @@ def _comparison_markdown(comparison: Comparison) -> list[str]:
     if rows:
         lines += ["", "| step | baseline | now | change |", "|---|---|---|---|"]
         lines += [_row(step, f"{b:.1f} s", f"{a:.1f} s", f"{a - b:+.1f} s") for step, b, a in rows]
+    if comparison.requirements:
+        lines += ["", "| requirement | on | outcome | numbers |", "|---|---|---|---|"]
+        lines += [
+            _row(r.requirement, r.subject, r.outcome.upper(), r.detail)
+            for r in comparison.requirements
+        ]
     if comparison.unmet:
         lines += ["", "Requirements not met:"] + [f"- {line}" for line in comparison.unmet]
     return lines
@@ -159,6 +188,11 @@ def comparison_lines(comparison: Comparison) -> list[str]:
         )
     lines += [f"REGRESSION  {r.name}: {r.now}" for r in comparison.regressions]
     lines += [f"new check  {name}" for name in comparison.new_checks]
+    lines += [
+        f"{r.outcome.upper():<9} {r.requirement} {r.subject}: {r.detail}"
+        for r in comparison.requirements
+        if not r.failed
+    ]
     lines += [f"UNMET     {line}" for line in comparison.unmet]
     if not comparison.regressions:
         lines.append("no regressions from the baseline")
@@ -166,7 +200,8 @@ def comparison_lines(comparison: Comparison) -> list[str]:
 
 
 def junit_xml(name: str, result: ApplyResult) -> str:
-    """JUnit XML: a test case per change, per migration and per check (and script case)."""
+    """JUnit XML: a test case per change, per migration, per check (and script case) and per
+    `compare:` requirement on the metrics (an inconclusive one skipped)."""
     suite = ET.Element("testsuite", name=name)
     for change in result.applied:
         _case(suite, f"{name}.{change.step}", f"{change.action} {change.target}")
@@ -190,6 +225,15 @@ def junit_xml(name: str, result: ApplyResult) -> str:
                 failure=case.detail if failed else None,
                 skipped=case.detail if case.outcome == "skipped" else None,
             )
+    for requirement in result.comparison.requirements if result.comparison else ():
+        _case(
+            suite,
+            f"{name}.compare.{requirement.requirement}",
+            requirement.subject,
+            failure=requirement.detail if requirement.failed else None,
+            skipped=requirement.detail if requirement.outcome == "inconclusive" else None,
+            out=requirement.detail,
+        )
     if result.error is not None and not result.failed and all(c.passed for c in result.checks):
         _case(suite, f"{name}.apply", "converge", failure=str(result.error))
     suite.set("tests", str(len(suite)))

@@ -38,8 +38,10 @@ from reconciler.docker.facts import (
     BuildConfig,
     ComposeConfig,
     ContainerFacts,
+    HealthProbe,
     ImageFacts,
     RegistryLogin,
+    ResourceUse,
     SwarmService,
     SwarmTask,
     normalize_reference,
@@ -374,6 +376,14 @@ class DockerAdapter:
         return self._read(
             [*self._docker_cmd(), "logs", "--tail", str(lines), container_id], stderr=True
         )
+
+    def container_stats(self, container_ids: Sequence[str]) -> dict[str, ResourceUse]:
+        """`docker stats --no-stream`: each running container's memory and CPU use now (docker
+        takes two readings about a second apart for the CPU share), by full container ID."""
+        if not container_ids:
+            return {}
+        argv = [*self._docker_cmd(), "stats", "--no-stream", "--no-trunc"]
+        return parse.container_stats(self._read([*argv, "--format", "{{json .}}", *container_ids]))
 
     def logs_since(self, container_id: str, since: str) -> str:
         """Every line a container wrote since `since` (RFC 3339), each prefixed by its timestamp.
@@ -951,6 +961,15 @@ def _container_facts(item: dict[str, Any], stack: str | None = None) -> Containe
         last_health_output=last_output,
         restart_count=int(item.get("RestartCount") or 0),
         started_at=str(state.get("StartedAt") or ""),
+        finished_at=str(state.get("FinishedAt") or ""),
+        health_log=tuple(
+            HealthProbe(
+                str(_object(probe).get("Start") or ""),
+                str(_object(probe).get("End") or ""),
+                int(_object(probe).get("ExitCode") or 0),
+            )
+            for probe in log
+        ),
         restart_policy=str(
             ((item.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""
         ),

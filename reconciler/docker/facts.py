@@ -15,14 +15,17 @@ __all__ = [
     "ChangedValue",
     "ComposeConfig",
     "ContainerFacts",
+    "HealthProbe",
     "ImageFacts",
     "InputSource",
     "PublishedPort",
     "RegistryLogin",
     "RemoteDigest",
+    "ResourceUse",
     "ServiceConfig",
     "SwarmService",
     "SwarmTask",
+    "docker_epoch",
     "normalize_reference",
     "registry_host",
     "repository",
@@ -132,6 +135,21 @@ class ComposeConfig:
 
 
 @dataclass(frozen=True)
+class HealthProbe:
+    """One run of a container's healthcheck, as docker keeps the last five: when it started and
+    ended (docker's RFC 3339 times) and its exit code (0: passed)."""
+
+    start: str
+    end: str
+    exit_code: int
+
+
+# Container states in which FinishedAt belongs to the run before the current one.
+_RUNNING = frozenset({"running", "paused", "restarting"})
+_HALF_RESTART_DELAY = 0.05  # docker waits at least 0.1 s before it restarts a container
+
+
+@dataclass(frozen=True)
 class ContainerFacts:
     """One container of the project as docker inspect reports it."""
 
@@ -148,20 +166,35 @@ class ContainerFacts:
     restart_count: int = 0
     started_at: str = ""  # the daemon's StartedAt: changes on every (re)start
     restart_policy: str = ""  # "", "no", "on-failure", "always", "unless-stopped"
+    # The daemon's FinishedAt: when the container's last run ended (its previous run while it
+    # runs again); docker's zero time when it never ended.
+    finished_at: str = ""
+    health_log: tuple[HealthProbe, ...] = ()  # the last healthcheck runs, oldest first
 
     @property
     def started_epoch(self) -> float | None:
         """`started_at` as seconds since the epoch (None when never started or unreadable)."""
-        text = self.started_at
-        if not text or text.startswith("0001-"):
+        return docker_epoch(self.started_at)
+
+    @property
+    def log_since(self) -> float | None:
+        """Where this run of the container begins in its log (epoch s), so that a read from
+        there holds every line of this run and none of an earlier one; None: from the log's
+        start (the container never ran before).
+
+        Not `started_at`: docker can stamp a run's first lines a few milliseconds before it
+        records StartedAt. While the container runs, FinishedAt is when its previous run ended,
+        which is the exact boundary. A container that ended and had restarted before has no
+        record of the earlier run's end: its runs are at least docker's least restart delay
+        (100 ms) apart, so the boundary is taken half of that before StartedAt.
+        """
+        started = self.started_epoch
+        if started is None or (self.restart_count == 0 and self.status not in _RUNNING):
             return None
-        head, _, fraction = text.rstrip("Z").partition(".")
-        try:
-            moment = datetime.fromisoformat(head).replace(tzinfo=UTC)
-        except ValueError:
-            return None
-        digits = "".join(ch for ch in fraction if ch.isdigit())[:6]
-        return moment.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
+        finished = docker_epoch(self.finished_at)
+        if self.status in _RUNNING:
+            return finished if finished is not None and finished <= started else None
+        return started - _HALF_RESTART_DELAY
 
     @property
     def completed(self) -> bool:
@@ -280,3 +313,26 @@ def repository(reference: str) -> str:
     name = normalize_reference(reference.partition("@")[0])
     head, colon, tag = name.rpartition(":")
     return head if colon and "/" not in tag else name
+
+
+def docker_epoch(text: str) -> float | None:
+    """A docker RFC 3339 time (`2026-12-07T12:00:01.123456789Z`) as seconds since the epoch, to
+    the microsecond; None for docker's zero time (`0001-01-01T00:00:00Z`), empty or unreadable."""
+    if not text or text.startswith("0001-"):
+        return None
+    head, _, fraction = text.rstrip("Z").partition(".")
+    try:
+        moment = datetime.fromisoformat(head).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    digits = "".join(ch for ch in fraction if ch.isdigit())[:6]
+    return moment.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    """One container's use of the engine's resources at one moment (`docker stats`): memory in
+    bytes, and CPU in percent of one core (200.0: two cores busy)."""
+
+    memory: int
+    cpu: float

@@ -19,11 +19,12 @@ from reconciler.docker.facts import (
     ComposeConfig,
     InputSource,
     PublishedPort,
+    ResourceUse,
     ServiceConfig,
 )
 from reconciler.errors import PermanentDockerError
 
-__all__ = ["compose_config", "hash_lines", "manifest_digest"]
+__all__ = ["byte_size", "compose_config", "container_stats", "hash_lines", "manifest_digest"]
 
 
 def hash_lines(out: str) -> dict[str, str]:
@@ -198,3 +199,46 @@ def _published_ports(ports: list[Any]) -> tuple[PublishedPort, ...]:
                 PublishedPort(int(port["target"]), int(published), str(port.get("host_ip") or ""))
             )
     return tuple(found)
+
+
+def container_stats(out: str) -> dict[str, ResourceUse]:
+    """`docker stats --no-stream --no-trunc --format '{{json .}}'` output as container ID ->
+    its use. A container whose figures docker could not read (`--`, as for one that just
+    stopped) is left out."""
+    found: dict[str, ResourceUse] = {}
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            memory = byte_size(str(item["MemUsage"]).partition("/")[0])
+            cpu = float(str(item["CPUPerc"]).strip().rstrip("%"))
+            container = str(item["ID"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        found[container] = ResourceUse(memory, cpu)
+    return found
+
+
+# The units docker prints sizes in: binary for memory (go-units' BytesSize), decimal elsewhere.
+_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*")
+
+
+def byte_size(text: str) -> int:
+    """A size as docker prints it (`312KiB`, `1.944GiB`, `25.6MB`, `0B`) in bytes; ValueError
+    for anything else."""
+    match = _SIZE.fullmatch(text)
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {text!r}")
+    return round(float(match.group(1)) * _UNITS[match.group(2).lower()])

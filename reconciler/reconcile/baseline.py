@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import InputError, Location
+from reconciler.reconcile.requirements import Requirement, judge
 from reconciler.runtime.files import read_text
 from reconciler.state.model import CompareSpec
 
@@ -24,8 +25,11 @@ __all__ = [
     "CheckRecord",
     "Comparison",
     "ImageRecord",
+    "MetricsRecord",
     "Regression",
+    "Requirement",
     "RunRecord",
+    "SampleRecord",
     "SizeChange",
     "TimingChange",
     "compare",
@@ -48,6 +52,13 @@ class ImageRecord(_Record):
     size: int = Field(ge=0)
 
 
+class SampleRecord(_Record):
+    """An HTTP check's sample: each answered request's latency, and how many failed."""
+
+    latencies_ms: list[float] = Field(default_factory=list)
+    errors: int = Field(default=0, ge=0)
+
+
 class CheckRecord(_Record):
     """One check's outcome."""
 
@@ -56,6 +67,18 @@ class CheckRecord(_Record):
     detail: str = ""
     seconds: float = 0.0
     kind: str = ""
+    sample: SampleRecord | None = None
+
+
+class MetricsRecord(_Record):
+    """One service's runtime (`reconciler.reconcile.metrics.ServiceMetrics`)."""
+
+    restarts: int = 0
+    ready_seconds: float | None = None
+    memory_idle_bytes: list[int] = Field(default_factory=list)
+    memory_peak_bytes: int | None = None
+    cpu_idle_pct: list[float] = Field(default_factory=list)
+    cpu_peak_pct: float | None = None
 
 
 class RunRecord(_Record):
@@ -73,6 +96,9 @@ class RunRecord(_Record):
     images: dict[str, ImageRecord] = Field(default_factory=dict)
     services: dict[str, str] = Field(default_factory=dict, description="service -> image")
     timings: dict[str, float] = Field(default_factory=dict, description="step -> seconds")
+    metrics: dict[str, MetricsRecord] = Field(
+        default_factory=dict, description="service -> its runtime"
+    )
 
     def to_json(self) -> str:
         """The saved form: indented JSON, keys in declaration order."""
@@ -168,6 +194,7 @@ class Comparison:
     not_run: tuple[str, ...] = ()  # in the baseline, not run now
     timings: tuple[TimingChange, ...] = ()
     unmet: tuple[str, ...] = field(default=())
+    requirements: tuple[Requirement, ...] = ()  # the `compare:` metric requirements, judged
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, for `--json` and the saved result."""
@@ -190,6 +217,7 @@ class Comparison:
             "new_checks": list(self.new_checks),
             "not_run": list(self.not_run),
             "timings": [vars(timing) for timing in self.timings],
+            "requirements": [vars(requirement) for requirement in self.requirements],
             "unmet": list(self.unmet),
         }
 
@@ -218,6 +246,8 @@ def compare(baseline: RunRecord, current: RunRecord, spec: CompareSpec | None) -
     timings = tuple(
         TimingChange(step, baseline.timings.get(step), current.timings.get(step)) for step in steps
     )
+    requirements = judge(spec, baseline, current) if spec is not None else ()
+    failed = tuple(f"{r.requirement} {r.subject}: {r.detail}" for r in requirements if r.failed)
     return Comparison(
         baseline.state,
         baseline.saved_at,
@@ -227,7 +257,8 @@ def compare(baseline: RunRecord, current: RunRecord, spec: CompareSpec | None) -
         new_checks=tuple(name for name in now if name not in before),
         not_run=tuple(name for name in before if name not in now) if current.checks else (),
         timings=timings,
-        unmet=_unmet(spec, sizes, regressions),
+        unmet=_unmet(spec, sizes, regressions) + failed,
+        requirements=requirements,
     )
 
 

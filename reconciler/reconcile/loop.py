@@ -12,6 +12,7 @@ the CLI is a thin shell over it. Nothing here prints; progress goes to structlog
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -45,8 +46,10 @@ from reconciler.locks.engine import engine_lock, is_remote
 from reconciler.locks.local import project_lock
 from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import Snapshot
+from reconciler.observe.readiness import ReadinessRecords
 from reconciler.observe.snapshot import observe, pulls_always
 from reconciler.plans import MAKES_IMAGE, Change, Plan, Step
+from reconciler.reconcile.metrics import ResourceSampler, ServiceMetrics
 from reconciler.reconcile.saved_plan import PLAN_FILE, SavedPlan, load_plan, make
 from reconciler.runtime.files import check_output
 from reconciler.runtime.interrupt import StopToken
@@ -115,6 +118,7 @@ class ApplyResult:
     comparison: Comparison | None = None  # with the baseline, when one was given
     started_at: float = 0.0  # wall clock (epoch s)
     rollback_on_failure: bool = False  # asked for: a failure undoes what was applied
+    metrics: dict[str, ServiceMetrics] = field(default_factory=dict)  # service -> its runtime
 
     @property
     def succeeded(self) -> bool:
@@ -158,6 +162,7 @@ class ApplyResult:
                     **(
                         {"cases": [_case_dict(case) for case in check.cases]} if check.cases else {}
                     ),
+                    **_sample_dict(check),
                 }
                 for check in self.checks
             ],
@@ -169,6 +174,8 @@ class ApplyResult:
             data["error_kind"] = type(self.error).__name__
         if self.timings:
             data["timings"] = self.timings
+        if self.metrics:
+            data["metrics"] = {name: m.to_dict() for name, m in self.metrics.items()}
         if self.comparison is not None:
             data["comparison"] = self.comparison.to_dict()
         return data
@@ -192,7 +199,16 @@ class ApplyResult:
             },
             services=self.services,
             timings=self.timings,
+            metrics=data.get("metrics", {}),
         )
+
+
+def _sample_dict(check: CheckResult) -> dict[str, Any]:
+    """An HTTP check's sample, in milliseconds, when it took one."""
+    if not check.latencies and not check.errors:
+        return {}
+    latencies = [round(seconds * 1000, 3) for seconds in check.latencies]
+    return {"sample": {"latencies_ms": latencies, "errors": check.errors}}
 
 
 def _case_dict(case: CaseResult) -> dict[str, Any]:
@@ -300,11 +316,15 @@ def apply(
     secrets: Secrets | None = None,
     baseline: RunRecord | None = None,
     saved: SavedPlan | None = None,
+    measure: bool = False,
 ) -> ApplyResult:
     """Take the project's lock, plan, apply step by step, observe again to verify, run checks.
 
     With a `baseline` (a saved `RunRecord`), the result carries a comparison with it, and the
-    state's `compare:` requirements (size reduction, no regressions) can fail the apply.
+    state's `compare:` requirements (size reduction, no regressions, latency, errors, memory,
+    ready time) can fail the apply. With `measure` (implied by a baseline), the run measures
+    each service's runtime (`ApplyResult.metrics`: memory and CPU during and after the checks,
+    restarts, ready time), which a saved result keeps for a later comparison.
 
     One failure boundary: `InputError` (invalid input, raised before anything is changed) is
     the only exception this raises. Every other failure, from the lock being held or the
@@ -334,7 +354,9 @@ def apply(
             _faults("apply"),
             _project_lock(state, adapter, lock=lock, timeout=lock_timeout) as held,
         ):
-            run = _Run(state, adapter, baseline=baseline, held=held)
+            run = _Run(
+                state, adapter, baseline=baseline, held=held, measure=measure or bool(baseline)
+            )
             result = _apply_locked(run, steps, rollback_on_failure, secrets, saved=saved)
     except InputError:
         raise
@@ -415,6 +437,7 @@ def apply_plan(
     lock: bool = True,
     secrets: Secrets | None = None,
     baseline: RunRecord | None = None,
+    measure: bool = False,
 ) -> ApplyResult:
     """Apply a saved plan (or the plan file at that path) exactly, or refuse.
 
@@ -443,6 +466,7 @@ def apply_plan(
         secrets=secrets,
         baseline=baseline,
         saved=saved,
+        measure=measure,
     )
 
 
@@ -572,15 +596,24 @@ def _verdict(
     """Run each selected step's verify phase (the checks), then compare with the baseline:
     the error that fails the apply, if any."""
     context = VerifyContext(apply_started=run.started_at, secrets=secrets)
-    for definition in registry.steps_for(run.state):
-        if definition.verify is None or definition.step not in steps:
-            continue
-        name = str(definition.step)
+    sampler = ResourceSampler(run.adapter, snapshot.containers) if run.measure else None
+    with sampler or contextlib.nullcontext():
+        for definition in registry.steps_for(run.state):
+            if definition.verify is None or definition.step not in steps:
+                continue
+            name = str(definition.step)
+            try:
+                run.adapter.stop.check(name)
+                with _boundary(name), run.timed(name):
+                    facts = definition.observe(run.state, snapshot, run.adapter)
+                    run.checks += definition.verify(run.state, facts, run.adapter, context)
+            except ReconcilerError as error:
+                return error
+    if sampler is not None:
         try:
-            run.adapter.stop.check(name)
-            with _boundary(name), run.timed(name):
-                facts = definition.observe(run.state, snapshot, run.adapter)
-                run.checks += definition.verify(run.state, facts, run.adapter, context)
+            with _boundary("measure"), run.timed("measure"):
+                ready = ReadinessRecords(run.adapter.project_name).read()
+                run.metrics = sampler.measure(snapshot.containers, ready)
         except ReconcilerError as error:
             return error
     failing = [result for result in run.checks if not result.passed]
@@ -677,6 +710,8 @@ class _Run:
     held: Callable[[], None] = field(default=lambda: None)  # raises when the lock was lost
     timings: dict[str, float] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
+    measure: bool = False  # measure each service's runtime around the checks
+    metrics: dict[str, ServiceMetrics] = field(default_factory=dict)
     _started: float = field(default_factory=time.monotonic)
 
     @contextmanager
@@ -710,6 +745,7 @@ class _Run:
             timings=timings,
             started_at=self.started_at,
             rollback_on_failure=self.rollback_on_failure,
+            metrics=dict(self.metrics),
         )
         if self.baseline is None:
             return result

@@ -56,6 +56,8 @@ __all__ = [
     "ConfigHashesRecord",
     "InputsEntry",
     "InputsRecord",
+    "ReadinessRecord",
+    "ReadyEntry",
     "Record",
     "SecretsRecord",
     "WheelhouseMarker",
@@ -131,6 +133,23 @@ class SecretsRecord(Record):
 
     version: Literal[1]
     containers: dict[str, dict[str, str]]
+
+
+class ReadyEntry(Record):
+    """When one container became ready: its run (docker's StartedAt) and the moment (epoch s)."""
+
+    started_at: str
+    ready_at: float
+
+
+class ReadinessRecord(Record):
+    """container ID -> when its current run became ready, as the services wait saw it."""
+
+    WHAT: ClassVar[str] = "readiness record"
+    LOSS: ClassVar[str] = "a saved result does not know these containers' time to ready"
+
+    version: Literal[1]
+    containers: dict[str, ReadyEntry]
 
 
 class WheelhouseMarker(Record):

@@ -477,6 +477,7 @@ def _resolve_paths(state: State, document: CommentedMap, source: Path) -> State:
     _check_environment(state, document, source)
     _check_registries(state, document, source)
     _check_mode(state, document, source)
+    _check_compare(state, document, source)
     resolved = state.model_copy(
         update={
             "compose": compose,
@@ -500,6 +501,23 @@ def _check_environment(state: State, document: CommentedMap, source: Path) -> No
                 raise InputError(
                     f"the value {value!r} uses compose interpolation ($VAR or ${{VAR}}), which "
                     "environment pins do not support yet; write $$ for a literal $",
+                    Location(source, line, column, ".".join(str(part) for part in loc)),
+                )
+
+
+def _check_compare(state: State, document: CommentedMap, source: Path) -> None:
+    """The latency and error-rate requirements name HTTP checks of this state that sample."""
+    if state.compare is None:
+        return
+    sampled = {c.name for c in state.checks if c.http is not None and c.http.sample is not None}
+    for key in ("latency_p95_increase_pct", "error_rate_max"):
+        for name in getattr(state.compare, key):
+            if name not in sampled:
+                loc: list[str | int] = ["compare", key, name]
+                line, column = node_position(document, loc, key=True) or (None, None)
+                raise InputError(
+                    f"{name!r} is no HTTP check of this state with `http.sample`: the "
+                    "requirement is judged on the latencies such a check samples",
                     Location(source, line, column, ".".join(str(part) for part in loc)),
                 )
 

@@ -41,10 +41,12 @@ __all__ = [
     "ItemsExpectation",
     "LogsSpec",
     "MigrationSpec",
+    "Percent",
     "PollSpec",
     "PullPolicy",
     "RegistrySpec",
     "RootfsSpec",
+    "SampleSpec",
     "SecretSpec",
     "ServiceSpec",
     "State",
@@ -312,6 +314,18 @@ class MigrationSpec(_Strict):
         return self
 
 
+class SampleSpec(_Strict):
+    """Once the check passed: this many more requests to its URL, each one's latency kept for
+    the verdict against a baseline (`compare.latency_p95_increase_pct`, `error_rate_max`)."""
+
+    requests: int = Field(
+        ge=1, le=10_000, description="How many requests to send (its own method and body)."
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="How many are in flight at a time."
+    )
+
+
 class HttpRequestSpec(_Strict):
     """One HTTP request and what its answer must be."""
 
@@ -340,6 +354,11 @@ class HttpRequestSpec(_Strict):
     capture: dict[str, str] = Field(
         default_factory=dict,
         description="name -> dotted path in the JSON answer, for {name} in later URLs.",
+    )
+    sample: SampleSpec | None = Field(
+        default=None,
+        description="Once the check passed, sample the URL's latency: more requests, each "
+        "timed; an error is a failed request or another status than `expect_status`.",
     )
 
 
@@ -508,6 +527,9 @@ class SecretSpec(_Strict):
         return self
 
 
+Percent = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
+
+
 class CompareSpec(_Strict):
     """What a comparison with a baseline result (`--baseline`) must show, or the apply fails."""
 
@@ -521,6 +543,50 @@ class CompareSpec(_Strict):
     )
     no_regressions: bool = Field(
         default=False, description="Fail when a check that passed in the baseline fails now."
+    )
+    latency_p95_increase_pct: dict[str, Percent] = Field(
+        default_factory=dict,
+        description="HTTP check (with `sample`) -> the most its 95th-percentile latency may "
+        "grow against the baseline's, in percent; a growth fails only when the Mann-Whitney "
+        "U test finds the latencies larger at `confidence` and it exceeds `latency_floor_ms`.",
+    )
+    error_rate_max: dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+        default_factory=dict,
+        description="HTTP check (with `sample`) -> the largest share of its sampled requests "
+        "that may fail (0.01: one in a hundred).",
+    )
+    memory_increase_pct: dict[str, Percent] = Field(
+        default_factory=dict,
+        description="service -> the most its memory use after the checks may grow against "
+        "the baseline's, in percent (its samples compared with the Mann-Whitney U test).",
+    )
+    ready_time_increase_pct: dict[str, Percent] = Field(
+        default_factory=dict,
+        description="service -> the most the time from its container's start to healthy may "
+        "grow against the baseline's, in percent.",
+    )
+    confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="How sure the Mann-Whitney U test must be that a metric grew before it "
+        "fails (0.95: p-value under 0.05).",
+    )
+    latency_floor_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=60_000,
+        allow_inf_nan=False,
+        description="A latency growth of fewer milliseconds than this never fails, whatever "
+        "its percent (a 1 ms endpoint jitters by more than 25%).",
+    )
+    memory_floor_mb: float = Field(
+        default=10.0,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="A memory growth of fewer megabytes than this never fails, whatever its "
+        "percent (a 1 MB process grows by more than 10% on its own).",
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -27,10 +28,12 @@ from reconciler.errors import DockerError
 from reconciler.logs import ProgressEvent, get_logger
 from reconciler.observe.facts import Snapshot
 from reconciler.plans import InSync, Plan, Step
+from reconciler.runtime.interrupt import StopToken
 from reconciler.runtime.poll import Poll
 from reconciler.secrets.redact import Secrets
 from reconciler.state import State
 from reconciler.state.model import CheckSpec, ExecSpec, HttpRequestSpec, PollSpec
+from reconciler.stats import percentile
 from reconciler.steps.contract import (
     CaseResult,
     CheckResult,
@@ -51,6 +54,7 @@ __all__ = [
     "matches",
     "observe",
     "run",
+    "sample",
     "size_results",
     "verify",
 ]
@@ -230,7 +234,8 @@ def _run_one(
     while True:
         try:
             detail = _attempt(check, probe, poll.deadline, clock, sleep)
-            return CheckResult(check.name, True, detail, clock() - started, kind, service)
+            passed = CheckResult(check.name, True, detail, clock() - started, kind, service)
+            return _sampled(passed, check, probe, clock)
         except Failed as failure:
             return CheckResult(check.name, False, str(failure), clock() - started, kind, service)
         except (NotYet, DockerError) as attempt:
@@ -259,6 +264,76 @@ def _attempt(
     return _http(
         check.http, check.poll, deadline, clock, sleep, engine_host=probe.adapter.engine_host
     )
+
+
+def _sampled(
+    result: CheckResult, check: CheckSpec, probe: _Probe, clock: Callable[[], float]
+) -> CheckResult:
+    """A passed HTTP check with `sample`: its URL's latency sampled, within the check's
+    deadline again (from now); the check's outcome stays as it was."""
+    if check.http is None or check.http.sample is None:
+        return result
+    spec = check.http
+    url = spec.url.replace(ENGINE_HOST, probe.adapter.engine_host)
+    latencies, errors = sample(spec, url, check.deadline, probe.adapter.stop, clock)
+    probe.adapter.stop.check(f"check {check.name}")
+    sent = len(latencies) + errors
+    detail = f"{result.detail}; sampled {sent} requests"
+    if latencies:
+        detail += (
+            f": p50 {percentile(latencies, 50) * 1000:.1f} ms, "
+            f"p95 {percentile(latencies, 95) * 1000:.1f} ms"
+        )
+    detail += f", {errors} failed"
+    return dataclasses.replace(result, detail=detail, latencies=tuple(latencies), errors=errors)
+
+
+def sample(
+    spec: HttpRequestSpec,
+    url: str,
+    budget: float,
+    stop: StopToken,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[list[float], int]:
+    """Send `spec.sample.requests` requests (its method and body) to `url`, at most
+    `spec.sample.concurrency` in flight, within `budget` seconds: the latency (s) of each one
+    answered with the wanted status, and how many failed. Requests not sent by the budget's
+    end, or once a stop is asked for, are not sent."""
+    assert spec.sample is not None
+    deadline = clock() + budget
+    remaining = spec.sample.requests
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = 0
+
+    def send() -> None:
+        nonlocal remaining, errors
+        while True:
+            with lock:
+                if remaining <= 0 or stop.requested or clock() >= deadline:
+                    return
+                remaining -= 1
+            started = time.perf_counter()
+            try:
+                status, _ = _send(spec.method, url, spec.json_body, min(deadline - clock(), 10.0))
+            except NotYet:
+                status = None
+            elapsed = time.perf_counter() - started
+            with lock:
+                if status is None or spec.expect_status not in (None, status):
+                    errors += 1
+                else:
+                    latencies.append(elapsed)
+
+    workers = [
+        threading.Thread(target=send, name=f"sample-{i}", daemon=True)
+        for i in range(min(spec.sample.concurrency, spec.sample.requests))
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return latencies, errors
 
 
 def _command(check: CheckSpec, probe: _Probe, kind: str, clock: Callable[[], float]) -> CheckResult:
@@ -376,7 +451,16 @@ def _path(body: Any, dotted: str) -> Any:
 def _request(
     method: str, url: str, body: Mapping[str, object] | None, left: float
 ) -> tuple[int, Any]:
-    """One HTTP request, bounded by the time left (at most 10 s)."""
+    """One HTTP request, bounded by the time left (at most 10 s): its status and JSON body."""
+    status, raw = _send(method, url, body, left)
+    return status, _json(raw)
+
+
+def _send(
+    method: str, url: str, body: Mapping[str, object] | None, left: float
+) -> tuple[int, bytes]:
+    """One HTTP request, bounded by the time left (at most 10 s): its status and body's bytes.
+    No answer (refused, timed out, the deadline reached) is `NotYet`."""
     if left <= 0:
         raise NotYet(f"{method} {url}: deadline reached")
     data = json.dumps(body).encode() if body is not None else None
@@ -386,9 +470,9 @@ def _request(
         request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=min(left, 10.0)) as response:  # noqa: S310 - as above
-            return response.status, _json(response.read())
+            return response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, _json(error.read())
+        return error.code, error.read()
     except (urllib.error.URLError, OSError) as error:
         raise NotYet(f"{method} {url}: {getattr(error, 'reason', error)}") from error
 

@@ -102,6 +102,10 @@ class CheckResult:
     service: str | None = None
     cases: tuple[CaseResult, ...] = ()
     log_tail: str = ""  # the service's last log lines, when the check failed
+    # An HTTP check's sample (`http.sample`): each answered request's latency (seconds), and
+    # how many failed or answered another status than the check wants.
+    latencies: tuple[float, ...] = ()
+    errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ class StepIncomplete(ReconcilerError):
 
 # Fields that change with no change to the environment (the wall clock, health-check output)
 # or that hold secrets: never part of a fingerprint.
-_VOLATILE = frozenset({"observed_at", "last_health_output", "secrets"})
+_VOLATILE = frozenset({"observed_at", "last_health_output", "health_log", "secrets"})
 
 
 def plain(value: Any, secrets: Secrets) -> Any:  # noqa: PLR0911 - one return per kind

@@ -39,9 +39,11 @@ from reconciler.observe.inputs import (
     write_record,
 )
 from reconciler.observe.planned import edited_reason
+from reconciler.observe.readiness import ReadinessRecords, logged_ready_moment
 from reconciler.observe.snapshot import activating, desired_images, pulls_always
 from reconciler.plans import MAKES_IMAGE, Action, Change, InSync, Plan, Step
 from reconciler.runtime.poll import Poll
+from reconciler.runtime.records import ReadyEntry
 from reconciler.secrets.redact import Secrets
 from reconciler.secrets.store import SecretRecords, keyed_hash
 from reconciler.state import State
@@ -456,7 +458,10 @@ def apply(
         if not failing:
             raise
         raise _health_error(failing, containers, adapter, f"compose up failed: {error}") from error
-    containers = wait_until_ready(state, adapter, config)
+    moments: dict[str, ReadyEntry] = {}
+    containers = wait_until_ready(state, adapter, config, ready=moments)
+    present = [c.id for group in containers.values() for c in group]
+    ReadinessRecords(adapter.project_name).update(moments, present)
     _record_secrets(changes, facts, adapter, containers)
     return changes
 
@@ -594,9 +599,12 @@ def wait_until_ready(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] | None = None,
+    ready: dict[str, ReadyEntry] | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> dict[str, list[ContainerFacts]]:
     """Poll (batched inspect, backing off to 1 s) until every service is ready; return the
-    containers of the last sample, by service.
+    containers of the last sample, by service. `ready`, when given, receives when each
+    container with a healthcheck became healthy, where known (`observe.readiness`).
 
     Each service has its own deadline (`services.<name>.health_timeout`). On a failure or a
     missed deadline, raise `HealthTimeoutError` with the last health-check output and log tail
@@ -609,9 +617,12 @@ def wait_until_ready(
     watch = ReadinessWatch()
     engine = EngineSilence(clock, started)
     seen: dict[str, str] = {}
+    unhealthy: set[str] = set()  # containers this wait saw not (yet) healthy
     while True:
         containers = _containers_by_service(engine.sample(adapter.containers))
         now = clock()
+        if ready is not None:
+            _note_ready(containers, unhealthy, ready, wall())
         status = {
             name: watch.assess(name, containers.get(name, []), config, now)
             for name in config.services
@@ -639,6 +650,27 @@ def wait_until_ready(
         )
         adapter.stop.check("services became ready")
         poll.wait()
+
+
+def _note_ready(
+    containers: dict[str, list[ContainerFacts]],
+    unhealthy: set[str],
+    ready: dict[str, ReadyEntry],
+    now: float,
+) -> None:
+    """Note when each container with a healthcheck became healthy: from its health log where
+    that shows it, else now when this wait saw it unhealthy before (`observe.readiness`)."""
+    for container in (c for group in containers.values() for c in group):
+        if container.health is None or container.id in ready:
+            continue
+        if container.health != "healthy":
+            unhealthy.add(container.id)
+            continue
+        moment = logged_ready_moment(container)
+        if moment is None and container.id in unhealthy:
+            moment = now
+        if moment is not None:
+            ready[container.id] = ReadyEntry(started_at=container.started_at, ready_at=moment)
 
 
 def _health_error(

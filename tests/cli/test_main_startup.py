@@ -19,7 +19,7 @@ from python_on_whales import ClientNotFoundError, DockerClient
 from python_on_whales.components.container.models import ContainerInspectResult
 
 from reconciler.docker.adapter import DockerAdapter, _container_facts
-from reconciler.docker.facts import ContainerFacts
+from reconciler.docker.facts import ContainerFacts, HealthProbe
 from reconciler.state.engine import Engine
 from tests.facts import fake_docker
 
@@ -164,6 +164,12 @@ def _facts_by_model(item: dict[str, Any]) -> ContainerFacts:
         last_health_output=last_output,
         restart_count=parsed.restart_count or 0,
         started_at=str(item.get("State", {}).get("StartedAt") or ""),
+        finished_at=str(item.get("State", {}).get("FinishedAt") or ""),
+        # New since the adapter read through the model: docker's own text of the times.
+        health_log=tuple(
+            HealthProbe(str(p.get("Start") or ""), str(p.get("End") or ""), p.get("ExitCode") or 0)
+            for p in (((item.get("State") or {}).get("Health") or {}).get("Log") or [])
+        ),
         restart_policy=str(
             ((item.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""
         ),

@@ -99,7 +99,7 @@ def test_forbidden_log_line_fails_naming_the_line_and_its_timestamp(tmp_path: Pa
         "log line matches 'no module named': 2026-11-23T11:11:18.121387771Z worker-1: "
         "ModuleNotFoundError: No module named 'torch'"
     )
-    assert adapter.since == ["2026-11-23T11:11:17.960927Z"], "read from the container's start"
+    assert adapter.since == ["0"], "a first run is read from its log's start, not StartedAt"
     assert "Traceback" in result.log_tail, "a failed check carries the service's log tail"
 
 

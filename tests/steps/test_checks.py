@@ -20,7 +20,9 @@ import pytest
 from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ImageFacts
 from reconciler.plans import Plan, Step
+from reconciler.runtime.interrupt import StopToken
 from reconciler.state import State, load_state
+from reconciler.state.model import HttpRequestSpec
 from reconciler.steps import checks
 from reconciler.steps.checks import ChecksFacts, matches
 from tests.conftest import REPO, Stack, run_cli
@@ -291,3 +293,107 @@ def test_metacharacters_in_state_commands_stay_inert(stack: Stack) -> None:
     ).stdout
     assert "pwned" not in listing
     assert not list(Path("/tmp").glob("pwned-*"))
+
+
+class Counting:
+    """An HTTP server on 127.0.0.1 that numbers its requests: a request whose number is in
+    `failing` is answered 500, any other 200 (after `delay` s); it notes the most requests it
+    held at once, and calls `on_request` with each number."""
+
+    def __init__(self, failing: set[int], delay: float = 0.005) -> None:
+        self.failing, self.delay = failing, delay
+        self.count = self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
+        self.on_request: Any = None
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with outer.lock:
+                    number = outer.count
+                    outer.count += 1
+                    outer.in_flight += 1
+                    outer.most_in_flight = max(outer.most_in_flight, outer.in_flight)
+                if outer.on_request is not None:
+                    outer.on_request(number)
+                threading.Event().wait(outer.delay)
+                status = 500 if number in outer.failing else 200
+                data = json.dumps({"status": "healthy" if status == 200 else "error"}).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                with outer.lock:
+                    outer.in_flight -= 1
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def counting() -> Iterator[Counting]:
+    """A `Counting` server whose requests 10, 20, 30, 40 and 50 fail (number 0 is the check's)."""
+    server = Counting({10, 20, 30, 40, 50})
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_passed_http_check_samples_its_url(counting: Counting, tmp_path: Path) -> None:
+    """`sample: {requests: 50, concurrency: 4}`: after the check passes, 50 more requests with
+    at most 4 in flight; each 200's latency is kept and each 500 counts as failed; the check
+    still passes, its detail giving the percentiles."""
+    spec = {
+        "name": "health",
+        "http": {"url": counting.url, "sample": {"requests": 50, "concurrency": 4}},
+    }
+    (result,) = run(http_state(tmp_path, spec), FakeClock(500.0))
+    assert result.passed, result.detail
+    assert counting.count == 51, "the check's own request, then the 50 sampled"
+    assert (len(result.latencies), result.errors) == (45, 5)
+    assert all(0.004 < latency < 5 for latency in result.latencies), result.latencies
+    assert 2 <= counting.most_in_flight <= 4
+    assert re.search(
+        r"; sampled 50 requests: p50 \d+\.\d ms, p95 \d+\.\d ms, 5 failed$", result.detail
+    )
+
+
+def test_a_failed_http_check_is_not_sampled(counting: Counting, tmp_path: Path) -> None:
+    """A check that fails sends no sample: its outcome decides, its latency is not measured."""
+    counting.failing = set(range(1000))
+    spec = {
+        "name": "health",
+        "deadline": 1,
+        "http": {"url": counting.url, "sample": {"requests": 50}},
+    }
+    (result,) = run(http_state(tmp_path, spec), FakeClock(500.0))
+    assert not result.passed
+    assert (result.latencies, result.errors) == ((), 0)
+    assert "sampled" not in result.detail
+
+
+def test_sampling_stops_on_a_stop_request_and_at_its_budget(counting: Counting) -> None:
+    """A stop request ends the sample: no request starts after it (each of the 4 senders may
+    finish the one it had sent); a spent budget sends nothing."""
+    spec = HttpRequestSpec.model_validate(
+        {"url": counting.url, "sample": {"requests": 1000, "concurrency": 4}}
+    )
+    stop = StopToken()
+    counting.on_request = lambda number: stop.request() if number == 9 else None
+    latencies, errors = checks.sample(spec, counting.url, 60, stop)
+    assert 10 <= counting.count <= 10 + 4, counting.count
+    assert len(latencies) + errors == counting.count
+
+    counting.on_request = None
+    before = counting.count
+    assert checks.sample(spec, counting.url, 0, StopToken()) == ([], 0)
+    assert counting.count == before

@@ -84,11 +84,14 @@ def read_lines(
     since: str,
     apply_started: float | None,
 ) -> list[LogLine]:
-    """The containers' log lines since their start (or the apply's), in timestamp order."""
+    """The containers' log lines in timestamp order: since the start of each one's current run
+    (its first lines included, none of an earlier run's: `ContainerFacts.log_since`), or since
+    the apply began."""
     lines: list[LogLine] = []
     for container in containers:
-        started = container.started_epoch
-        moment = apply_started if since == "apply" and apply_started is not None else started
+        moment = container.log_since
+        if since == "apply" and apply_started is not None:
+            moment = apply_started
         output = adapter.logs_since(container.id, rfc3339(moment) if moment else "0")
         for raw in output.splitlines():
             stamp, _, text = raw.partition(" ")

@@ -1,0 +1,202 @@
+"""The `compare:` requirements on a run's metrics, judged against the baseline's.
+
+Each requirement is one of pass, fail or inconclusive, with the numbers it was judged on:
+
+- `latency_p95_increase_pct`: an HTTP check's sampled latencies. It fails when the 95th
+  percentile grew by more than the limit and by more than `latency_floor_ms`, and the one-sided
+  Mann-Whitney U test finds the latencies larger at `confidence` (Kayenta's rule: a difference
+  must be both large and real). Fewer than `MIN_LATENCY_SAMPLES` on a side is inconclusive.
+- `error_rate_max`: the share of the check's sampled requests that failed, against the limit.
+- `memory_increase_pct`: a service's memory after the checks: its median sample against the
+  baseline's (and `memory_floor_mb`), and the test on the samples, as for latency.
+  Inconclusive when the samples are too few for the test ever to reach `confidence`.
+- `ready_time_increase_pct`: a service's one time from start to ready against the baseline's:
+  there is one value a side, so the limit alone decides.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from reconciler.state.model import CompareSpec
+from reconciler.stats import mann_whitney_greater, percentile
+
+if TYPE_CHECKING:
+    from reconciler.reconcile.baseline import CheckRecord, MetricsRecord, RunRecord
+
+__all__ = ["MIN_LATENCY_SAMPLES", "Requirement", "judge"]
+
+# A 95th percentile of fewer latencies than this is not one (with 20, one value lies above it).
+MIN_LATENCY_SAMPLES = 20
+_MB = 1_000_000
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One requirement judged: on what (`subject`: a check or a service), its outcome, the
+    baseline's and this run's value (`unit`), the test's p-value when one was run, and a line
+    for people saying all of it."""
+
+    requirement: str
+    subject: str
+    outcome: Outcome
+    detail: str
+    baseline: float | None = None
+    current: float | None = None
+    unit: str = ""
+    limit: float | None = None
+    p_value: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True for a regression: it fails the apply."""
+        return self.outcome == "fail"
+
+
+def judge(spec: CompareSpec, baseline: RunRecord, current: RunRecord) -> tuple[Requirement, ...]:
+    """Every metric requirement of `spec`, judged on the two runs."""
+    before = {check.name: check for check in baseline.checks}
+    now = {check.name: check for check in current.checks}
+    judged = [
+        _latency(spec, name, limit, before.get(name), now.get(name))
+        for name, limit in spec.latency_p95_increase_pct.items()
+    ]
+    judged += [
+        _error_rate(name, limit, now.get(name)) for name, limit in spec.error_rate_max.items()
+    ]
+    judged += [
+        _memory(spec, name, limit, baseline.metrics.get(name), current.metrics.get(name))
+        for name, limit in spec.memory_increase_pct.items()
+    ]
+    judged += [
+        _ready_time(name, limit, baseline.metrics.get(name), current.metrics.get(name))
+        for name, limit in spec.ready_time_increase_pct.items()
+    ]
+    return tuple(judged)
+
+
+def _latency(
+    spec: CompareSpec,
+    name: str,
+    limit: float,
+    before: CheckRecord | None,
+    now: CheckRecord | None,
+) -> Requirement:
+    what = "latency_p95_increase_pct"
+    old = before.sample.latencies_ms if before is not None and before.sample else []
+    new = now.sample.latencies_ms if now is not None and now.sample else []
+    if len(old) < MIN_LATENCY_SAMPLES or len(new) < MIN_LATENCY_SAMPLES:
+        detail = (
+            f"too few latencies to judge (baseline {len(old)}, now {len(new)}; "
+            f"at least {MIN_LATENCY_SAMPLES} each)"
+        )
+        return Requirement(what, name, "inconclusive", detail, unit="ms", limit=limit)
+    p95_old, p95_new = percentile(old, 95), percentile(new, 95)
+    growth = _growth(p95_old, p95_new)
+    test = mann_whitney_greater(new, old)
+    alpha = round(1 - spec.confidence, 12)
+    regressed = (
+        growth > limit and p95_new - p95_old > spec.latency_floor_ms and test.p_value < alpha
+    )
+    detail = (
+        f"p95 {p95_old:.1f} ms -> {p95_new:.1f} ms ({growth:+.1f}%, at most +{limit:g}%"
+        f" and {spec.latency_floor_ms:g} ms); {_test_text(test.p_value, alpha)}"
+        f"; {len(old)} and {len(new)} requests"
+    )
+    outcome: Outcome = "fail" if regressed else "pass"
+    return Requirement(
+        what, name, outcome, detail, p95_old, p95_new, "ms", limit, _rounded(test.p_value)
+    )
+
+
+def _error_rate(name: str, limit: float, now: CheckRecord | None) -> Requirement:
+    what = "error_rate_max"
+    sample = now.sample if now is not None else None
+    sent = len(sample.latencies_ms) + sample.errors if sample is not None else 0
+    if sample is None or not sent:
+        detail = "no sampled requests to judge (does the check have `http.sample`?)"
+        return Requirement(what, name, "inconclusive", detail, limit=limit)
+    rate = sample.errors / sent
+    detail = f"{sample.errors} of {sent} sampled requests failed ({rate:.2%}, at most {limit:.2%})"
+    outcome: Outcome = "fail" if rate > limit else "pass"
+    return Requirement(what, name, outcome, detail, None, rate, "", limit)
+
+
+def _memory(
+    spec: CompareSpec,
+    name: str,
+    limit: float,
+    before: MetricsRecord | None,
+    now: MetricsRecord | None,
+) -> Requirement:
+    what = "memory_increase_pct"
+    old = before.memory_idle_bytes if before is not None else []
+    new = now.memory_idle_bytes if now is not None else []
+    alpha = round(1 - spec.confidence, 12)
+    if not old or not new or 1 / math.comb(len(old) + len(new), len(new)) >= alpha:
+        detail = (
+            f"too few memory samples to judge (baseline {len(old)}, now {len(new)}): the "
+            f"Mann-Whitney U test could not reach p < {alpha:g}"
+        )
+        return Requirement(what, name, "inconclusive", detail, unit="MB", limit=limit)
+    median_old, median_new = statistics.median(old) / _MB, statistics.median(new) / _MB
+    growth = _growth(median_old, median_new)
+    test = mann_whitney_greater([float(v) for v in new], [float(v) for v in old])
+    regressed = (
+        growth > limit and median_new - median_old > spec.memory_floor_mb and test.p_value < alpha
+    )
+    detail = (
+        f"median {median_old:.1f} MB -> {median_new:.1f} MB ({growth:+.1f}%, at most "
+        f"+{limit:g}% and {spec.memory_floor_mb:g} MB); {_test_text(test.p_value, alpha)}; "
+        f"{len(old)} and {len(new)} samples"
+    )
+    outcome: Outcome = "fail" if regressed else "pass"
+    return Requirement(
+        what, name, outcome, detail, median_old, median_new, "MB", limit, _rounded(test.p_value)
+    )
+
+
+def _ready_time(
+    name: str, limit: float, before: MetricsRecord | None, now: MetricsRecord | None
+) -> Requirement:
+    what = "ready_time_increase_pct"
+    old = before.ready_seconds if before is not None else None
+    new = now.ready_seconds if now is not None else None
+    if old is None or new is None:
+        detail = (
+            f"ready time not known (baseline {_seconds(old)}, now {_seconds(new)}): it is "
+            "measured for a service with a healthcheck that this run's wait saw become healthy"
+        )
+        return Requirement(what, name, "inconclusive", detail, old, new, "s", limit)
+    growth = _growth(old, new)
+    detail = (
+        f"{old:.2f} s -> {new:.2f} s ({growth:+.1f}%, at most +{limit:g}%; one value a side, "
+        "no statistical test)"
+    )
+    outcome: Outcome = "fail" if growth > limit else "pass"
+    return Requirement(what, name, outcome, detail, old, new, "s", limit)
+
+
+def _growth(old: float, new: float) -> float:
+    """How much `new` grew against `old`, in percent (a growth from 0 is infinite)."""
+    if old <= 0:
+        return 0.0 if new <= 0 else math.inf
+    return (new - old) * 100 / old
+
+
+def _test_text(p_value: float, alpha: float) -> str:
+    verdict = "larger" if p_value < alpha else "not shown larger"
+    return f"Mann-Whitney U p = {p_value:.3g} ({verdict} at p < {alpha:g})"
+
+
+def _rounded(value: float) -> float:
+    return float(f"{value:.4g}")
+
+
+def _seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f} s"

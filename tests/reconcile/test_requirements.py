@@ -1,0 +1,295 @@
+"""The `compare:` requirements on metrics, judged against a baseline's saved result: pass, fail
+(a regression, named with both values and the test's p-value) or inconclusive."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from reconciler.cli.report_html import CHARTS
+from reconciler.reconcile.baseline import RunRecord, compare
+from reconciler.reconcile.requirements import judge
+from reconciler.state.model import CompareSpec
+from tests.conftest import REPO, Stack, run_cli
+
+MB = 1_000_000
+
+
+def record(
+    latencies: list[float] | None = None,
+    errors: int = 0,
+    memory: list[int] | None = None,
+    ready: float | None = None,
+) -> RunRecord:
+    """A saved result with one sampled check `api` and one measured service `backend`."""
+    check: dict[str, Any] = {"name": "api", "passed": True, "kind": "http"}
+    if latencies is not None:
+        check["sample"] = {"latencies_ms": latencies, "errors": errors}
+    metrics = {"backend": {"memory_idle_bytes": memory or [], "ready_seconds": ready}}
+    return RunRecord.model_validate(
+        {"state": "s", "succeeded": True, "checks": [check], "metrics": metrics}
+    )
+
+
+def noisy(rng: random.Random, centre: float, spread: float, count: int) -> list[float]:
+    return [max(0.1, rng.gauss(centre, spread)) for _ in range(count)]
+
+
+def spec(**requirements: Any) -> CompareSpec:
+    return CompareSpec.model_validate(requirements)
+
+
+def test_200_ms_slower_fails_naming_the_metric_numbers_and_p_value() -> None:
+    """Latencies 200 ms slower fail `latency_p95_increase_pct`; the line names the check, both
+    p95s, the growth, the limit and the Mann-Whitney U p-value."""
+    rng = random.Random(1)
+    before = record(noisy(rng, 12, 2, 200))
+    now = record(noisy(rng, 212, 2, 200))
+    (judged,) = judge(spec(latency_p95_increase_pct={"api": 25}), before, now)
+    assert judged.outcome == "fail"
+    assert judged.baseline is not None
+    assert judged.baseline < 20
+    assert judged.current is not None
+    assert judged.current > 200
+    assert judged.p_value is not None
+    assert judged.p_value < 1e-50
+    assert judged.detail.startswith("p95 1")
+    assert "at most +25%" in judged.detail
+    assert "Mann-Whitney U p = " in judged.detail
+
+    comparison = compare(before, now, spec(latency_p95_increase_pct={"api": 25}))
+    (unmet,) = comparison.unmet
+    assert unmet.startswith("latency_p95_increase_pct api: p95 ")
+    assert json.dumps(comparison.to_dict())  # the requirement is in the JSON form
+
+
+def test_the_same_distribution_passes_in_50_draws_of_50() -> None:
+    """Latencies of one distribution in both runs (a re-applied image) pass: no false alarm in
+    50 draws, the floor and the test keeping jitter of a fast endpoint from failing."""
+    rng = random.Random(2)
+    outcomes = [
+        judge(
+            spec(latency_p95_increase_pct={"api": 25}),
+            record(noisy(rng, 1.5, 0.8, 200)),
+            record(noisy(rng, 1.5, 0.8, 200)),
+        )[0].outcome
+        for _ in range(50)
+    ]
+    assert outcomes == ["pass"] * 50
+
+
+def test_a_large_growth_that_the_test_does_not_show_passes() -> None:
+    """A p95 that grew past the limit through a few outliers, with the bulk unchanged, is not
+    shown larger by the test: it passes, saying so."""
+    base = [10.0] * 180 + [12.0] * 20
+    now = [10.0] * 180 + [12.0] * 10 + [40.0] * 10
+    (judged,) = judge(spec(latency_p95_increase_pct={"api": 25}), record(base), record(now))
+    assert judged.outcome == "pass", judged.detail
+    assert "not shown larger" in judged.detail
+
+
+def test_too_few_latencies_are_inconclusive() -> None:
+    """Fewer than 20 latencies on a side (or no sample at all) is inconclusive, not a pass."""
+    requirement = spec(latency_p95_increase_pct={"api": 25})
+    (few,) = judge(requirement, record([10.0] * 19), record([500.0] * 200))
+    assert few.outcome == "inconclusive"
+    assert "too few latencies to judge (baseline 19, now 200" in few.detail
+    (none,) = judge(requirement, record(), record([500.0] * 200))
+    assert none.outcome == "inconclusive"
+
+
+def test_error_rate_is_held_to_its_maximum() -> None:
+    """3 failed of 200 sampled is 1.5%: over a 1% maximum it fails, under 2% it passes."""
+    now = record([5.0] * 197, errors=3)
+    (over,) = judge(spec(error_rate_max={"api": 0.01}), record(), now)
+    assert (over.outcome, over.current) == ("fail", 0.015)
+    assert over.detail == "3 of 200 sampled requests failed (1.50%, at most 1.00%)"
+    (under,) = judge(spec(error_rate_max={"api": 0.02}), record(), now)
+    assert under.outcome == "pass"
+    (unsampled,) = judge(spec(error_rate_max={"api": 0.02}), record(), record())
+    assert unsampled.outcome == "inconclusive"
+
+
+def test_200_mb_more_memory_fails_and_the_same_passes() -> None:
+    """Five idle samples 200 MB higher fail `memory_increase_pct` (p = 1/252); samples of the
+    same level pass; three against three cannot reach p < 0.05 (its least p is 1/20) and are
+    inconclusive."""
+    base = [300 * MB + i * MB for i in range(5)]
+    fat = [500 * MB + i * MB for i in range(5)]
+    requirement = spec(memory_increase_pct={"backend": 10})
+    (grew,) = judge(requirement, record(memory=base), record(memory=fat))
+    assert grew.outcome == "fail"
+    assert grew.p_value == pytest.approx(1 / 252, rel=1e-3)
+    assert grew.detail.startswith("median 302.0 MB -> 502.0 MB (+66.2%, at most +10% and 10 MB)")
+    (same,) = judge(requirement, record(memory=base), record(memory=list(reversed(base))))
+    assert same.outcome == "pass"
+    (few,) = judge(requirement, record(memory=base[:3]), record(memory=fat[:3]))
+    assert few.outcome == "inconclusive"
+    # A small process that grew by 40% but by 2 MB: under the floor, it passes.
+    small = [5 * MB + i for i in range(5)]
+    (tiny,) = judge(
+        requirement, record(memory=small), record(memory=[7 * MB + i for i in range(5)])
+    )
+    assert tiny.outcome == "pass", tiny.detail
+
+
+def test_ready_time_is_held_to_its_limit_or_inconclusive_when_unknown() -> None:
+    """Ready time has one value a side: 4 s -> 7 s is +75%, over +50% it fails; unknown on
+    either side is inconclusive."""
+    requirement = spec(ready_time_increase_pct={"backend": 50})
+    (slower,) = judge(requirement, record(ready=4.0), record(ready=7.0))
+    assert slower.outcome == "fail"
+    assert slower.detail.startswith("4.00 s -> 7.00 s (+75.0%, at most +50%")
+    (fine,) = judge(requirement, record(ready=4.0), record(ready=5.0))
+    assert fine.outcome == "pass"
+    (unknown,) = judge(requirement, record(ready=None), record(ready=5.0))
+    assert unknown.outcome == "inconclusive"
+
+
+def test_a_saved_result_keeps_samples_and_metrics() -> None:
+    """A saved result's JSON holds the check's latencies and the service's metrics, and reads
+    back the same."""
+    saved = record([1.25, 2.5], errors=1, memory=[10 * MB], ready=3.5)
+    again = RunRecord.model_validate_json(saved.to_json())
+    assert again == saved
+    assert again.checks[0].sample is not None
+    assert again.checks[0].sample.latencies_ms == [1.25, 2.5]
+    assert again.metrics["backend"].ready_seconds == 3.5
+
+
+# ---- on a real engine ------------------------------------------------------------------------
+
+RERUNS = 10  # the same build applied again against the baseline: each must pass
+
+
+def configure(stack: Stack, environment: dict[str, str] | None = None) -> None:
+    """The e2e stack's state with a sampled check of the api's /cgi-bin/work (it answers after
+    $DELAY seconds), the metric requirements, and `environment` pinned on the api."""
+    yaml = YAML()
+    state = yaml.load(stack.state_file)
+    state["checks"] = [
+        {
+            "name": "work answers",
+            "deadline": 60,
+            "http": {
+                "url": f"http://127.0.0.1:{stack.port}/cgi-bin/work",
+                "expect_json": {"done": True},
+                "sample": {"requests": 60, "concurrency": 4},
+            },
+        }
+    ]
+    state["compare"] = {
+        "no_regressions": True,
+        "latency_p95_increase_pct": {"work answers": 25},
+        "error_rate_max": {"work answers": 0.01},
+        "memory_increase_pct": {"api": 10},
+    }
+    state["services"]["api"].pop("environment", None)
+    if environment:
+        state["services"]["api"]["environment"] = environment
+    yaml.dump(state, stack.state_file)
+
+
+def judged(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    """requirement name -> its judgement, from `apply --json`."""
+    result = json.loads(done.stdout)
+    return {r["requirement"]: r for r in result["comparison"]["requirements"]}
+
+
+# Where the browser's screenshot of the HTML report is kept (a test artifact, not in git).
+ARTIFACTS = Path(os.environ.get("RECONCILER_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def rendered(chromium: str, page: Path, screenshot: Path) -> str:
+    """The report as headless Chromium draws it: a screenshot kept at `screenshot`, and the DOM
+    once its scripts ran (plotly draws each chart as SVG)."""
+    browser = [
+        chromium,
+        "--headless",
+        "--no-sandbox",  # tests run as root
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--virtual-time-budget=10000",  # let the charts' scripts finish before the capture
+    ]
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [*browser, f"--screenshot={screenshot}", "--window-size=1200,3400", page.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    done = subprocess.run(
+        [*browser, "--dump-dom", page.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return done.stdout
+
+
+@pytest.mark.docker
+def test_a_slower_or_hungrier_build_fails_its_verdict_and_the_same_passes(
+    stack: Stack, chromium: str
+) -> None:
+    """The baseline's result keeps the sampled latencies and each service's runtime. The same
+    build applied again passes 10 times in 10. An api 200 ms slower per request fails on
+    latency, and one holding 200 MB more fails on memory, each naming the metric, both values
+    and the test's p-value; the slow run's HTML report, drawn by Chromium, shows the verdict
+    and every chart."""
+    configure(stack)
+    baseline = stack.directory / "baseline.json"
+    done = run_cli("apply", stack.state_file, "--save-result", baseline)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    saved = json.loads(baseline.read_text())
+    (check,) = saved["checks"]
+    assert len(check["sample"]["latencies_ms"]) == 60
+    assert check["sample"]["errors"] == 0
+    api = saved["metrics"]["api"]
+    assert len(api["memory_idle_bytes"]) == 5
+    assert api["memory_peak_bytes"] >= max(api["memory_idle_bytes"])
+    assert api["ready_seconds"] is not None, "the wait saw the api become healthy"
+    assert 0 < api["ready_seconds"] < 60
+
+    outcomes = []
+    for _ in range(RERUNS):
+        again = run_cli("apply", stack.state_file, "--baseline", baseline, "--json")
+        outcomes.append({name: r["outcome"] for name, r in judged(again).items()})
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert all(set(o.values()) == {"pass"} for o in outcomes), outcomes
+
+    configure(stack, {"DELAY": "0.2"})
+    report = stack.directory / "report.html"
+    slow = run_cli("apply", stack.state_file, "--baseline", baseline, "--json", "--report", report)
+    assert slow.returncode == 1, slow.stdout[-3000:] + slow.stderr[-3000:]
+    latency = judged(slow)["latency_p95_increase_pct"]
+    assert latency["outcome"] == "fail", latency
+    assert latency["current"] > latency["baseline"] + 150
+    assert latency["p_value"] < 0.001
+    error = json.loads(slow.stdout)["error"]
+    assert "latency_p95_increase_pct work answers: p95 " in error
+    assert "Mann-Whitney U p = " in error
+    dom = rendered(chromium, report, ARTIFACTS / "verdict-report.png")
+    assert f"{stack.project}: apply FAILED" in dom
+    assert '<td class="fail">FAIL</td>' in dom
+    for chart_id in CHARTS:
+        plot = dom[dom.index(f'id="{chart_id}-plot"') :]
+        assert 'class="main-svg"' in plot[: plot.index("</section>")], f"{chart_id} not drawn"
+    assert (ARTIFACTS / "verdict-report.png").stat().st_size > 10_000
+
+    configure(stack, {"HOLD_MB": "200"})
+    fat = run_cli("apply", stack.state_file, "--baseline", baseline, "--json")
+    assert fat.returncode == 1, fat.stdout[-3000:] + fat.stderr[-3000:]
+    memory = judged(fat)["memory_increase_pct"]
+    assert memory["outcome"] == "fail", memory
+    assert memory["current"] > memory["baseline"] + 190
+    assert memory["p_value"] == pytest.approx(1 / 252, rel=0.01)
+    assert "memory_increase_pct api: median " in json.loads(fat.stdout)["error"]
+    assert judged(fat)["latency_p95_increase_pct"]["outcome"] == "pass"
