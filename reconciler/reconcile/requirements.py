@@ -10,8 +10,8 @@ Each requirement is one of pass, fail or inconclusive, with the numbers it was j
 - `memory_increase_pct`: a service's memory after the checks: its median sample against the
   baseline's (and `memory_floor_mb`), and the test on the samples, as for latency.
   Inconclusive when the samples are too few for the test ever to reach `confidence`.
-- `ready_time_increase_pct`: a service's one time from start to ready against the baseline's:
-  there is one value a side, so the limit alone decides.
+- `ready_time_increase_pct`: a service's one time from start to ready against the baseline's
+  (and `ready_time_floor_s`): there is one value a side, so the limits alone decide.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def judge(spec: CompareSpec, baseline: RunRecord, current: RunRecord) -> tuple[R
         for name, limit in spec.memory_increase_pct.items()
     ]
     judged += [
-        _ready_time(name, limit, baseline.metrics.get(name), current.metrics.get(name))
+        _ready_time(spec, name, limit, baseline.metrics.get(name), current.metrics.get(name))
         for name, limit in spec.ready_time_increase_pct.items()
     ]
     return tuple(judged)
@@ -162,7 +162,11 @@ def _memory(
 
 
 def _ready_time(
-    name: str, limit: float, before: MetricsRecord | None, now: MetricsRecord | None
+    spec: CompareSpec,
+    name: str,
+    limit: float,
+    before: MetricsRecord | None,
+    now: MetricsRecord | None,
 ) -> Requirement:
     what = "ready_time_increase_pct"
     old = before.ready_seconds if before is not None else None
@@ -175,10 +179,10 @@ def _ready_time(
         return Requirement(what, name, "inconclusive", detail, old, new, "s", limit)
     growth = _growth(old, new)
     detail = (
-        f"{old:.2f} s -> {new:.2f} s ({growth:+.1f}%, at most +{limit:g}%; one value a side, "
-        "no statistical test)"
+        f"{old:.2f} s -> {new:.2f} s ({growth:+.1f}%, at most +{limit:g}% and "
+        f"{spec.ready_time_floor_s:g} s; one value a side, no statistical test)"
     )
-    outcome: Outcome = "fail" if growth > limit else "pass"
+    outcome: Outcome = "fail" if growth > limit and new - old > spec.ready_time_floor_s else "pass"
     return Requirement(what, name, outcome, detail, old, new, "s", limit)
 
 

@@ -580,6 +580,14 @@ class CompareSpec(_Strict):
         description="A latency growth of fewer milliseconds than this never fails, whatever "
         "its percent (a 1 ms endpoint jitters by more than 25%).",
     )
+    ready_time_floor_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="A time-to-ready growth of fewer seconds than this never fails, whatever "
+        "its percent (readiness is seen once per healthcheck interval).",
+    )
     memory_floor_mb: float = Field(
         default=10.0,
         ge=0,

@@ -187,6 +187,22 @@ def test_baseline_then_split_then_noop(tree: Path) -> None:
     reduction = float(backend_row.rstrip(" |").rsplit("|", 1)[1].strip().rstrip("%"))
     assert reduction >= 20, backend_row
     assert "Regressions (passed in the baseline, fail now):\n- none" in comparison
+    # The runtime against the monolith: the backend's memory, its time to ready and the
+    # latency of backtest starts, each judged (a regression would have failed the apply).
+    assert "## Runtime" in report
+    judged = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in comparison.splitlines()
+        if line.startswith(("| latency_", "| memory_", "| ready_time_", "| error_rate_"))
+    }
+    for requirement in (
+        "latency_p95_increase_pct",
+        "memory_increase_pct",
+        "ready_time_increase_pct",
+        "error_rate_max",
+    ):
+        assert "| PASS |" in judged[requirement], judged[requirement]
+        print(f"\n{judged[requirement]}")
     assert "| backend log has no errors and no torch import errors | PASS |" in report
     assert "| workers log their registration | PASS |" in report
     assert "| ↳ canary.backtest completed | PASS |" in report

@@ -141,14 +141,17 @@ def test_200_mb_more_memory_fails_and_the_same_passes() -> None:
 
 
 def test_ready_time_is_held_to_its_limit_or_inconclusive_when_unknown() -> None:
-    """Ready time has one value a side: 4 s -> 7 s is +75%, over +50% it fails; unknown on
-    either side is inconclusive."""
+    """Ready time has one value a side: 4 s -> 7 s is +75%, over +50% and 2 s it fails; 2 s ->
+    4 s is under the floor; unknown on either side is inconclusive."""
     requirement = spec(ready_time_increase_pct={"backend": 50})
     (slower,) = judge(requirement, record(ready=4.0), record(ready=7.0))
     assert slower.outcome == "fail"
-    assert slower.detail.startswith("4.00 s -> 7.00 s (+75.0%, at most +50%")
+    assert slower.detail.startswith("4.00 s -> 7.00 s (+75.0%, at most +50% and 2 s")
     (fine,) = judge(requirement, record(ready=4.0), record(ready=5.0))
     assert fine.outcome == "pass"
+    # One healthcheck interval later: +100%, but by 2 s, not more than the floor.
+    (quantized,) = judge(requirement, record(ready=2.0), record(ready=4.0))
+    assert quantized.outcome == "pass", quantized.detail
     (unknown,) = judge(requirement, record(ready=None), record(ready=5.0))
     assert unknown.outcome == "inconclusive"
 
