@@ -68,6 +68,7 @@ class CheckRecord(_Record):
     seconds: float = 0.0
     kind: str = ""
     sample: SampleRecord | None = None
+    value: float | None = None  # a Prometheus check's reading
 
 
 class MetricsRecord(_Record):

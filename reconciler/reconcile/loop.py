@@ -163,6 +163,7 @@ class ApplyResult:
                         {"cases": [_case_dict(case) for case in check.cases]} if check.cases else {}
                     ),
                     **_sample_dict(check),
+                    **({"value": check.value} if check.value is not None else {}),
                 }
                 for check in self.checks
             ],

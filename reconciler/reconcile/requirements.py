@@ -10,6 +10,8 @@ Each requirement is one of pass, fail or inconclusive, with the numbers it was j
 - `memory_increase_pct`: a service's memory after the checks: its median sample against the
   baseline's (and `memory_floor_mb`), and the test on the samples, as for latency.
   Inconclusive when the samples are too few for the test ever to reach `confidence`.
+- `prometheus_increase_pct`: a `prometheus` check's reading against the baseline's: one value a
+  side, so the limit alone decides.
 - `ready_time_increase_pct`: a service's one time from start to ready against the baseline's
   (and `ready_time_floor_s`): there is one value a side, so the limits alone decide.
 """
@@ -68,6 +70,10 @@ def judge(spec: CompareSpec, baseline: RunRecord, current: RunRecord) -> tuple[R
     ]
     judged += [
         _error_rate(name, limit, now.get(name)) for name, limit in spec.error_rate_max.items()
+    ]
+    judged += [
+        _reading(name, limit, before.get(name), now.get(name))
+        for name, limit in spec.prometheus_increase_pct.items()
     ]
     judged += [
         _memory(spec, name, limit, baseline.metrics.get(name), current.metrics.get(name))
@@ -184,6 +190,25 @@ def _ready_time(
     )
     outcome: Outcome = "fail" if growth > limit and new - old > spec.ready_time_floor_s else "pass"
     return Requirement(what, name, outcome, detail, old, new, "s", limit)
+
+
+def _reading(
+    name: str, limit: float, before: CheckRecord | None, now: CheckRecord | None
+) -> Requirement:
+    what = "prometheus_increase_pct"
+    old = before.value if before is not None else None
+    new = now.value if now is not None else None
+    if old is None or new is None:
+        detail = f"no reading to compare (baseline {_number(old)}, now {_number(new)})"
+        return Requirement(what, name, "inconclusive", detail, old, new, "", limit)
+    growth = _growth(old, new)
+    detail = f"{old:g} -> {new:g} ({growth:+.1f}%, at most +{limit:g}%; one value a side)"
+    outcome: Outcome = "fail" if growth > limit else "pass"
+    return Requirement(what, name, outcome, detail, old, new, "", limit)
+
+
+def _number(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
 
 
 def _growth(old: float, new: float) -> float:

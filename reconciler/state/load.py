@@ -506,18 +506,25 @@ def _check_environment(state: State, document: CommentedMap, source: Path) -> No
 
 
 def _check_compare(state: State, document: CommentedMap, source: Path) -> None:
-    """The latency and error-rate requirements name HTTP checks of this state that sample."""
+    """The latency and error-rate requirements name HTTP checks of this state that sample, and
+    the Prometheus ones name `prometheus` checks."""
     if state.compare is None:
         return
     sampled = {c.name for c in state.checks if c.http is not None and c.http.sample is not None}
-    for key in ("latency_p95_increase_pct", "error_rate_max"):
+    read = {c.name for c in state.checks if c.prometheus is not None}
+    wanted = {
+        "latency_p95_increase_pct": (sampled, "HTTP check of this state with `http.sample`"),
+        "error_rate_max": (sampled, "HTTP check of this state with `http.sample`"),
+        "prometheus_increase_pct": (read, "`prometheus` check of this state"),
+    }
+    for key, (names, kind) in wanted.items():
         for name in getattr(state.compare, key):
-            if name not in sampled:
+            if name not in names:
                 loc: list[str | int] = ["compare", key, name]
                 line, column = node_position(document, loc, key=True) or (None, None)
                 raise InputError(
-                    f"{name!r} is no HTTP check of this state with `http.sample`: the "
-                    "requirement is judged on the latencies such a check samples",
+                    f"{name!r} is no {kind}: the requirement is judged on what such a check "
+                    "measures",
                     Location(source, line, column, ".".join(str(part) for part in loc)),
                 )
 

@@ -43,6 +43,7 @@ __all__ = [
     "MigrationSpec",
     "Percent",
     "PollSpec",
+    "PrometheusSpec",
     "PullPolicy",
     "RegistrySpec",
     "RootfsSpec",
@@ -439,6 +440,33 @@ class LogsSpec(_Strict):
         return self
 
 
+class PrometheusSpec(_Strict):
+    """A PromQL query to a Prometheus server; its one value must lie within `min` and `max`,
+    and is kept in the result (`compare.prometheus_increase_pct` compares it with the
+    baseline's)."""
+
+    url: str = Field(
+        pattern=r"^https?://",
+        description="The Prometheus server (`{engine_host}` is the engine's host), as "
+        "`http://127.0.0.1:9090`; the query goes to its `/api/v1/query`.",
+    )
+    query: str = Field(
+        min_length=1, description="An instant PromQL query whose answer is one value."
+    )
+    min: float | None = Field(
+        default=None, allow_inf_nan=False, description="The least value that passes."
+    )
+    max: float | None = Field(
+        default=None, allow_inf_nan=False, description="The greatest value that passes."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PrometheusSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"`min` ({self.min:g}) is above `max` ({self.max:g})")
+        return self
+
+
 class CommandSpec(_Strict):
     """A program run on the host (never through a shell); exit 0 passes.
 
@@ -483,12 +511,17 @@ class CheckSpec(_Strict):
     command: CommandSpec | None = Field(
         default=None, description="A program run on the host, such as a team's test script."
     )
+    prometheus: PrometheusSpec | None = Field(
+        default=None, description="A PromQL query's value, from a Prometheus server."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> CheckSpec:
-        kinds = [self.http, self.exec, self.logs, self.command]
+        kinds = [self.http, self.exec, self.logs, self.command, self.prometheus]
         if sum(kind is not None for kind in kinds) != 1:
-            raise ValueError("a check needs exactly one of `http`, `exec`, `logs` or `command`")
+            raise ValueError(
+                "a check needs exactly one of `http`, `exec`, `logs`, `command` or `prometheus`"
+            )
         if self.poll is not None and self.http is None:
             raise ValueError("`poll` follows an `http` request")
         return self
@@ -554,6 +587,11 @@ class CompareSpec(_Strict):
         default_factory=dict,
         description="HTTP check (with `sample`) -> the largest share of its sampled requests "
         "that may fail (0.01: one in a hundred).",
+    )
+    prometheus_increase_pct: dict[str, Percent] = Field(
+        default_factory=dict,
+        description="`prometheus` check -> the most its query's value may grow against the "
+        "baseline's, in percent (one value a side: the limit alone decides).",
     )
     memory_increase_pct: dict[str, Percent] = Field(
         default_factory=dict,

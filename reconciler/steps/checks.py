@@ -40,7 +40,7 @@ from reconciler.steps.contract import (
     StepDefinition,
     VerifyContext,
 )
-from reconciler.steps.probes import Failed, NotYet
+from reconciler.steps.probes import ENGINE_HOST, Failed, NotYet, prometheus
 from reconciler.steps.probes import command as host_command
 from reconciler.steps.probes import logs as service_logs
 
@@ -62,8 +62,6 @@ __all__ = [
 _log = get_logger(__name__)
 _MB = 1_000_000
 _LOG_TAIL = 20
-# In a check URL: the target engine's host name (`engine:`), where its published ports are.
-ENGINE_HOST = "{engine_host}"
 
 
 @dataclass(frozen=True)
@@ -210,6 +208,8 @@ def _kind(check: CheckSpec, config: ComposeConfig | None) -> tuple[str, str | No
         return "logs", check.logs.service
     if check.command is not None:
         return "command", None
+    if check.prometheus is not None:
+        return "prometheus", None
     assert check.http is not None
     port = urllib.parse.urlsplit(check.http.url).port
     services = config.services.values() if config is not None else ()
@@ -231,18 +231,22 @@ def _run_one(
         check.deadline, delay=0.5, factor=1.5, most=3.0, clock=clock, sleep=sleep, started=started
     )
     detail = "not attempted"
+    value: float | None = None  # a Prometheus check's last reading
     while True:
         try:
-            detail = _attempt(check, probe, poll.deadline, clock, sleep)
+            detail, value = _attempt(check, probe, poll.deadline, clock, sleep)
             passed = CheckResult(check.name, True, detail, clock() - started, kind, service)
-            return _sampled(passed, check, probe, clock)
+            return _sampled(dataclasses.replace(passed, value=value), check, probe, clock)
         except Failed as failure:
-            return CheckResult(check.name, False, str(failure), clock() - started, kind, service)
+            failed = CheckResult(check.name, False, str(failure), clock() - started, kind, service)
+            return dataclasses.replace(failed, value=value)
         except (NotYet, DockerError) as attempt:
             detail = str(attempt)
+            value = attempt.value if isinstance(attempt, prometheus.Reading) else value
         if not poll.room():  # the next attempt would start after the deadline
             detail = f"{detail} (deadline {check.deadline:g} s)"
-            return CheckResult(check.name, False, detail, clock() - started, kind, service)
+            failed = CheckResult(check.name, False, detail, clock() - started, kind, service)
+            return dataclasses.replace(failed, value=value)
         poll.wait()
 
 
@@ -252,18 +256,23 @@ def _attempt(
     deadline: float,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
-) -> str:
-    """One attempt of a retried check: its detail when it passes, else `NotYet`/`Failed`."""
+) -> tuple[str, float | None]:
+    """One attempt of a retried check: its detail (and a Prometheus check's value) when it
+    passes, else `NotYet`/`Failed`."""
     if check.exec is not None:
-        return _exec(check.exec, probe.adapter, deadline - clock())
+        return _exec(check.exec, probe.adapter, deadline - clock()), None
     if check.logs is not None:
-        return service_logs.probe(
+        found = service_logs.probe(
             check.logs, probe.adapter, probe.facts.containers, probe.apply_started
         )
+        return found, None
+    if check.prometheus is not None:
+        return prometheus.probe(check.prometheus, probe.adapter.engine_host, deadline - clock())
     assert check.http is not None, "validated: a check has exactly one kind"
-    return _http(
+    answer = _http(
         check.http, check.poll, deadline, clock, sleep, engine_host=probe.adapter.engine_host
     )
+    return answer, None
 
 
 def _sampled(

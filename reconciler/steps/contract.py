@@ -106,6 +106,7 @@ class CheckResult:
     # how many failed or answered another status than the check wants.
     latencies: tuple[float, ...] = ()
     errors: int = 0
+    value: float | None = None  # a Prometheus check's reading
 
 
 @dataclass(frozen=True)

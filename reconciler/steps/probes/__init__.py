@@ -1,4 +1,4 @@
-"""What the checks step probes beyond HTTP and exec: service logs and host commands.
+"""What the checks step probes beyond HTTP and exec: service logs, host commands, Prometheus.
 
 Each probe is one attempt that returns a detail or raises `NotYet` (try again until the
 check's deadline) or `Failed` (can no longer pass). The checks step owns the retry loop.
@@ -6,7 +6,10 @@ check's deadline) or `Failed` (can no longer pass). The checks step owns the ret
 
 from __future__ import annotations
 
-__all__ = ["Failed", "NotYet"]
+__all__ = ["ENGINE_HOST", "Failed", "NotYet"]
+
+# In a check's URL: the target engine's host name (`engine:`), where its published ports are.
+ENGINE_HOST = "{engine_host}"
 
 
 class NotYet(Exception):
