@@ -13,7 +13,9 @@ STATE ?= states/canary.yaml
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	$(VENV)/bin/python -m compileall -q reconciler  # bytecode even where PYTHONDONTWRITEBYTECODE is set
+	# Bytecode for reconciler and every dependency, even where PYTHONDONTWRITEBYTECODE is set
+	# (pip then writes none): else each `python -m reconciler` compiles pydantic & co. again.
+	$(VENV)/bin/python -m compileall -q -j 0 reconciler "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 	touch $(STAMP)
 
 engine:

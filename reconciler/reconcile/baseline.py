@@ -227,8 +227,15 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def compare(baseline: RunRecord, current: RunRecord, spec: CompareSpec | None) -> Comparison:
-    """Set `current` against `baseline`; `spec`'s requirements that fail are in `unmet`."""
+def compare(
+    baseline: RunRecord,
+    current: RunRecord,
+    spec: CompareSpec | None,
+    *,
+    measured: bool = True,
+) -> Comparison:
+    """Set `current` against `baseline`; `spec`'s requirements that fail are in `unmet`. The
+    requirements on metrics are judged only for a `measured` run (not `plan --baseline`)."""
     sizes = _sizes(baseline, current)
     before = {check.name: check for check in baseline.checks}
     now = {check.name: check for check in current.checks}
@@ -247,7 +254,7 @@ def compare(baseline: RunRecord, current: RunRecord, spec: CompareSpec | None) -
     timings = tuple(
         TimingChange(step, baseline.timings.get(step), current.timings.get(step)) for step in steps
     )
-    requirements = judge(spec, baseline, current) if spec is not None else ()
+    requirements = judge(spec, baseline, current) if spec is not None and measured else ()
     failed = tuple(f"{r.requirement} {r.subject}: {r.detail}" for r in requirements if r.failed)
     return Comparison(
         baseline.state,

@@ -752,7 +752,8 @@ class _Run:
             return result
         from reconciler.reconcile.baseline import compare  # noqa: PLC0415 - baseline runs only
 
-        comparison = compare(self.baseline, result.record(self.state.name), self.state.compare)
+        record = result.record(self.state.name)
+        comparison = compare(self.baseline, record, self.state.compare, measured=self.measure)
         return dataclasses.replace(result, comparison=comparison)
 
     def compared(self) -> Comparison | None:

@@ -1,18 +1,21 @@
-"""Benchmark: what measuring a run's runtime adds to an apply, and what each way of reading
-resource use costs, in the same run.
+"""Benchmark: what sampling and the statistics add to a canary apply, and what each way of
+reading resource use costs, in the same run.
 
-On the converged e2e stack with a sampled HTTP check (60 requests) and the metric
-requirements: the median of an apply without measuring (baseline), with `--save-result`
-(samples and resource use measured), and with `--baseline` (measured and judged by the
-statistics); the extra seconds and percent of each. Then one `docker stats --no-stream` sample
-of the stack's three containers against one read of their memory from the cgroup files (local
-engine only; the way reconciler does not take, for comparison).
+On a copy of the repository, converges the baseline (saving its result) and the split canary,
+then times no-op applies of the split canary (median of `ROUNDS`): without the backtest check's
+`sample` and the metric requirements (the baseline of this benchmark), as shipped (40 sampled
+backtest starts), with `--save-result` (each service's runtime measured), and with
+`--baseline` (measured, and every requirement judged by the statistics). Prints each one's
+seconds and its extra seconds and percent over the first. Then one `docker stats --no-stream`
+sample of the canary's containers against one read of their memory from the cgroup files
+(local engine only; the way reconciler does not take, for comparison).
 Run: .venv/bin/python -m tests.benchmarks.bench_metrics
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -21,10 +24,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import make_stack, remove_stack
-from tests.reconcile.test_requirements import configure
+from tests.reconcile.test_loop_canary import copy_tree, down, ensure_wheelhouse
 
-ROUNDS = 5
+ROUNDS = 3
+COMPOSE = ["docker", "compose", "-p", "ktrdr-canary"]
 
 
 def median_seconds(action: Callable[[], object], rounds: int = ROUNDS) -> float:
@@ -37,8 +40,24 @@ def median_seconds(action: Callable[[], object], rounds: int = ROUNDS) -> float:
     return statistics.median(times)
 
 
-def run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
+def run(argv: list[str], cwd: Path) -> None:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+
+
+def unsampled(tree: Path) -> Path:
+    """states/canary.yaml without the check's `sample` and the metric requirements."""
+    text = (tree / "states" / "canary.yaml").read_text()
+    text = re.sub(r"\n *# Once it passed: .*\n *sample: .*", "", text)
+    text = re.sub(
+        r"\n  (latency_p95_increase_pct|error_rate_max|memory_increase_pct|ready_time_increase_pct):\n    .*",
+        "",
+        text,
+    )
+    path = tree / "states" / "canary-unsampled.yaml"
+    path.write_text(text)
+    return path
 
 
 def cgroup_memory(container_id: str) -> int:
@@ -59,42 +78,54 @@ def cgroup_memory(container_id: str) -> int:
 
 
 def main() -> None:
+    ensure_wheelhouse()
     with tempfile.TemporaryDirectory() as temp:
-        stack = make_stack(Path(temp), port=18091)
+        tree = copy_tree(Path(temp) / "repo")
+        cli = [sys.executable, "-m", "reconciler", "apply"]
         try:
-            configure(stack)
-            apply = [sys.executable, "-m", "reconciler", "apply", str(stack.state_file)]
-            result = stack.directory / "result.json"
-            run([*apply, "--save-result", str(result)])
-            plain = median_seconds(lambda: run(apply))
-            saved = median_seconds(lambda: run([*apply, "--save-result", str(result)]))
-            judged = median_seconds(lambda: run([*apply, "--baseline", str(result)]))
+            run([*cli, "states/canary-baseline.yaml", "--save-result", "baseline.json"], tree)
+            run([*cli, "states/canary.yaml"], tree)
+            plain_state = str(unsampled(tree))
+            plain = median_seconds(lambda: run([*cli, plain_state], tree))
+            sampled = median_seconds(lambda: run([*cli, "states/canary.yaml"], tree))
+            saved = median_seconds(
+                lambda: run([*cli, "states/canary.yaml", "--save-result", "split.json"], tree)
+            )
+            judged = median_seconds(
+                lambda: run([*cli, "states/canary.yaml", "--baseline", "baseline.json"], tree)
+            )
             ids = subprocess.run(
-                stack.compose_argv("ps", "-q"), check=True, capture_output=True, text=True
+                [*COMPOSE, "ps", "-q"], cwd=tree, check=True, capture_output=True, text=True
             ).stdout.split()
             stats = median_seconds(
-                lambda: run(["docker", "stats", "--no-stream", "--no-trunc", *ids]), rounds=7
+                lambda: run(["docker", "stats", "--no-stream", "--no-trunc", *ids], tree), 7
             )
             try:
-                cgroup = median_seconds(lambda: [cgroup_memory(cid) for cid in ids], rounds=7)
+                cgroup = median_seconds(lambda: [cgroup_memory(cid) for cid in ids], 7)
                 cgroup_text = f"{cgroup:.3f} s"
             except (OSError, RuntimeError, ValueError) as error:
                 cgroup_text = f"not readable here ({error})"
-            metrics = json.loads(result.read_text())["metrics"]
+            metrics = json.loads((tree / "split.json").read_text())["metrics"]
         finally:
-            remove_stack(stack)
-    print(f"converged 3-service stack, 60 sampled requests, median of {ROUNDS} applies each")
-    print(f"  apply (no measurement, baseline):   {plain:.2f} s  ratio 1.00")
-    for name, seconds in (("apply --save-result", saved), ("apply --baseline", judged)):
+            down(tree)
+    print(f"no-op apply of the split canary, median of {ROUNDS} each")
+    print(f"  no sample, no requirements (baseline): {plain:6.1f} s  ratio 1.00")
+    for name, seconds in (
+        ("40 backtest starts sampled", sampled),
+        ("sampled, --save-result (measured)", saved),
+        ("sampled, --baseline (measured, judged)", judged),
+    ):
         extra = seconds - plain
         print(
-            f"  {name + ':':<34} {seconds:.2f} s  ratio {seconds / plain:.2f}"
-            f"  (+{extra:.2f} s, +{extra * 100 / plain:.0f}%)"
+            f"  {name + ':':<39} {seconds:6.1f} s  ratio {seconds / plain:.2f}"
+            f"  (+{extra:.1f} s, +{extra * 100 / plain:.0f}%)"
         )
-    print(f"one resource sample of {len(ids)} containers, median of 7")
-    print(f"  docker stats --no-stream:           {stats:.3f} s")
-    print(f"  cgroup memory files (local only):   {cgroup_text}")
-    print("measured: " + ", ".join(f"{s} ready {m['ready_seconds']} s" for s, m in metrics.items()))
+    print(f"one resource sample of the canary's {len(ids)} containers, median of 7")
+    print(f"  docker stats --no-stream:              {stats:.3f} s")
+    print(f"  cgroup memory files (local only):      {cgroup_text}")
+    for service, m in metrics.items():
+        idle = statistics.median(m["memory_idle_bytes"]) / 1e6 if m["memory_idle_bytes"] else 0
+        print(f"  {service}: ready {m['ready_seconds']} s, idle memory {idle:.0f} MB")
 
 
 if __name__ == "__main__":
