@@ -172,6 +172,7 @@ CALLS: dict[str, Call] = {
     "remote_digest": lambda a: a.remote_digest("127.0.0.1:18401/web:1"),
     "container_logs": lambda a: a.container_logs("c1"),
     "logs_since": lambda a: a.logs_since("c1", "2026-01-01T00:00:00Z"),
+    "container_stats": lambda a: a.container_stats(["c1"]),
     "exec": lambda a: a.exec("web", ["true"], mutating=False),
     "import_rootfs": lambda a: a.import_rootfs(Path("/tmp/rootfs.tar"), "base:1", {"k": "v"}),
     "build": lambda a: a.build("web:1", BUILD, {"k": "v"}),
