@@ -596,8 +596,12 @@ def _verdict(
 ) -> ReconcilerError | None:
     """Run each selected step's verify phase (the checks), then compare with the baseline:
     the error that fails the apply, if any."""
-    context = VerifyContext(apply_started=run.started_at, secrets=secrets)
     sampler = ResourceSampler(run.adapter, snapshot.containers) if run.measure else None
+    context = VerifyContext(
+        apply_started=run.started_at,
+        secrets=secrets,
+        quiet=sampler.held_off if sampler is not None else contextlib.nullcontext,
+    )
     with sampler or contextlib.nullcontext():
         for definition in registry.steps_for(run.state):
             if definition.verify is None or definition.step not in steps:

@@ -12,8 +12,9 @@ costs against reading the cgroup files directly, which only a local engine allow
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -73,6 +74,8 @@ class ResourceSampler:
         self._services = {c.id: c.service for c in containers if _measured(c)}
         self._during: list[dict[str, ResourceUse]] = []
         self._done = threading.Event()
+        # Held by each sample, and by `held_off` for as long as a latency sample runs.
+        self._busy = threading.Lock()
         self._thread = threading.Thread(target=self._sample, name="resource-sampler", daemon=True)
         self.problem: str | None = None
 
@@ -93,7 +96,17 @@ class ResourceSampler:
 
     def _sample(self) -> None:
         while not self._done.is_set() and self.problem is None:
-            self._take(self._during)
+            with self._busy:
+                self._take(self._during)
+            self._done.wait(0.05)  # room for `held_off` to take the lock between samples
+
+    @contextlib.contextmanager
+    def held_off(self) -> Iterator[None]:
+        """No resource sample runs in the block (one under way is let finish first): `docker
+        stats` keeps the engine busy for a second or so, and a latency sample taken meanwhile
+        measured it, not the service (tests/benchmarks/bench_latency_jitter.py)."""
+        with self._busy:
+            yield
 
     def _take(self, into: list[dict[str, ResourceUse]]) -> None:
         try:

@@ -611,12 +611,13 @@ class CompareSpec(_Strict):
         "fails (0.95: p-value under 0.05).",
     )
     latency_floor_ms: float = Field(
-        default=5.0,
+        default=20.0,
         ge=0,
         le=60_000,
         allow_inf_nan=False,
-        description="A latency growth of fewer milliseconds than this never fails, whatever "
-        "its percent (a 1 ms endpoint jitters by more than 25%).",
+        description="A growth of the 95th percentile by fewer milliseconds than this never "
+        "fails, whatever its percent: between identical runs on a loaded machine it moves by "
+        "tens of milliseconds (tests/benchmarks/bench_latency_jitter.py measures it).",
     )
     ready_time_floor_s: float = Field(
         default=2.0,

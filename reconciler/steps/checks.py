@@ -11,6 +11,7 @@ results feed the report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +101,14 @@ def verify(
     state: State, facts: ChecksFacts, adapter: DockerAdapter, context: VerifyContext
 ) -> tuple[CheckResult, ...]:
     """The verify phase (`steps.contract`): every check, once the environment converged."""
-    return run(state, adapter, facts, apply_started=context.apply_started, secrets=context.secrets)
+    return run(
+        state,
+        adapter,
+        facts,
+        apply_started=context.apply_started,
+        secrets=context.secrets,
+        quiet=context.quiet,
+    )
 
 
 def run(
@@ -111,16 +120,18 @@ def run(
     secrets: Secrets | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] | None = None,
+    quiet: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> tuple[CheckResult, ...]:
     """Run every declared check, each until it passes or its deadline passes.
 
     No attempt starts after a check's deadline, and each attempt is bounded by the time left.
     A stop request ends the checks at once (`StopRequested`). `apply_started` (epoch s) is
-    where `logs: {since: apply}` reads from; `secrets` are masked in every detail.
+    where `logs: {since: apply}` reads from; `secrets` are masked in every detail; `quiet`
+    is held around each latency sample (the run's resource sampling holds off meanwhile).
     """
     sleep = sleep or adapter.stop.sleep
     results = []
-    probe = _Probe(state, adapter, facts, apply_started)
+    probe = _Probe(state, adapter, facts, apply_started, quiet)
     for check in state.checks:
         adapter.stop.check(f"check {check.name}")
         result = _with_log_tail(_run_one(check, probe, clock, sleep), probe)
@@ -179,6 +190,7 @@ class _Probe:
     adapter: DockerAdapter
     facts: ChecksFacts
     apply_started: float | None
+    quiet: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
 
 
 def size_results(state: State, images: Mapping[str, ImageFacts]) -> list[CheckResult]:
@@ -284,7 +296,8 @@ def _sampled(
         return result
     spec = check.http
     url = spec.url.replace(ENGINE_HOST, probe.adapter.engine_host)
-    latencies, errors = sample(spec, url, check.deadline, probe.adapter.stop, clock)
+    with probe.quiet():
+        latencies, errors = sample(spec, url, check.deadline, probe.adapter.stop, clock)
     probe.adapter.stop.check(f"check {check.name}")
     sent = len(latencies) + errors
     detail = f"{result.detail}; sampled {sent} requests"

@@ -36,8 +36,10 @@ saved plans and the CLI reach steps only through it and this module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Generic, TypeVar
 
@@ -116,6 +118,8 @@ class VerifyContext:
 
     apply_started: float | None = None
     secrets: Secrets | None = None
+    # Held around a latency sample: what else measures the run (resource use) holds off.
+    quiet: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
 
 
 ObserveStep = Callable[[State, Snapshot, DockerAdapter], F]

