@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -102,22 +103,46 @@ def _latency(
             f"at least {MIN_LATENCY_SAMPLES} each)"
         )
         return Requirement(what, name, "inconclusive", detail, unit="ms", limit=limit)
-    p95_old, p95_new = percentile(old, 95), percentile(new, 95)
-    growth = _growth(p95_old, p95_new)
-    test = mann_whitney_greater(new, old)
-    alpha = round(1 - spec.confidence, 12)
-    regressed = (
-        growth > limit and p95_new - p95_old > spec.latency_floor_ms and test.p_value < alpha
-    )
-    detail = (
-        f"p95 {p95_old:.1f} ms -> {p95_new:.1f} ms ({growth:+.1f}%, at most +{limit:g}%"
-        f" and {spec.latency_floor_ms:g} ms); {_test_text(test.p_value, alpha)}"
-        f"; {len(old)} and {len(new)} requests"
-    )
-    outcome: Outcome = "fail" if regressed else "pass"
-    return Requirement(
-        what, name, outcome, detail, p95_old, p95_new, "ms", limit, _rounded(test.p_value)
-    )
+    shift = _Shift(what, name, limit, spec.latency_floor_ms, "ms", "p95", "requests")
+    return shift.judged(old, new, percentile(old, 95), percentile(new, 95), spec.confidence)
+
+
+@dataclass(frozen=True)
+class _Shift:
+    """A requirement on samples: this run's `statistic` against the baseline's may grow by at
+    most `limit` percent and `floor` units, unless the Mann-Whitney U test does not find this
+    run's samples larger (then it passes)."""
+
+    what: str
+    subject: str
+    limit: float
+    floor: float
+    unit: str
+    statistic: str
+    noun: str
+
+    def judged(
+        self,
+        old: Sequence[float],
+        new: Sequence[float],
+        before: float,
+        now: float,
+        confidence: float,
+    ) -> Requirement:
+        growth = _growth(before, now)
+        test = mann_whitney_greater(new, old)
+        alpha = round(1 - confidence, 12)
+        regressed = growth > self.limit and now - before > self.floor and test.p_value < alpha
+        detail = (
+            f"{self.statistic} {before:.1f} {self.unit} -> {now:.1f} {self.unit} "
+            f"({growth:+.1f}%, at most +{self.limit:g}% and {self.floor:g} {self.unit}); "
+            f"{_test_text(test.p_value, alpha)}; {len(old)} and {len(new)} {self.noun}"
+        )
+        outcome: Outcome = "fail" if regressed else "pass"
+        p_value = _rounded(test.p_value)
+        return Requirement(
+            self.what, self.subject, outcome, detail, before, now, self.unit, self.limit, p_value
+        )
 
 
 def _error_rate(name: str, limit: float, now: CheckRecord | None) -> Requirement:
@@ -150,20 +175,10 @@ def _memory(
             f"Mann-Whitney U test could not reach p < {alpha:g}"
         )
         return Requirement(what, name, "inconclusive", detail, unit="MB", limit=limit)
+    shift = _Shift(what, name, limit, spec.memory_floor_mb, "MB", "median", "samples")
     median_old, median_new = statistics.median(old) / _MB, statistics.median(new) / _MB
-    growth = _growth(median_old, median_new)
-    test = mann_whitney_greater([float(v) for v in new], [float(v) for v in old])
-    regressed = (
-        growth > limit and median_new - median_old > spec.memory_floor_mb and test.p_value < alpha
-    )
-    detail = (
-        f"median {median_old:.1f} MB -> {median_new:.1f} MB ({growth:+.1f}%, at most "
-        f"+{limit:g}% and {spec.memory_floor_mb:g} MB); {_test_text(test.p_value, alpha)}; "
-        f"{len(old)} and {len(new)} samples"
-    )
-    outcome: Outcome = "fail" if regressed else "pass"
-    return Requirement(
-        what, name, outcome, detail, median_old, median_new, "MB", limit, _rounded(test.p_value)
+    return shift.judged(
+        [float(v) for v in old], [float(v) for v in new], median_old, median_new, spec.confidence
     )
 
 

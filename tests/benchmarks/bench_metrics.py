@@ -20,24 +20,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from tests.benchmarks.timing import median_seconds
 from tests.reconcile.test_loop_canary import copy_tree, down, ensure_wheelhouse
 
 ROUNDS = 3
 COMPOSE = ["docker", "compose", "-p", "ktrdr-canary"]
-
-
-def median_seconds(action: Callable[[], object], rounds: int = ROUNDS) -> float:
-    """Median wall time of `rounds` runs of `action`."""
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def run(argv: list[str], cwd: Path) -> None:
@@ -86,13 +75,15 @@ def main() -> None:
             run([*cli, "states/canary-baseline.yaml", "--save-result", "baseline.json"], tree)
             run([*cli, "states/canary.yaml"], tree)
             plain_state = str(unsampled(tree))
-            plain = median_seconds(lambda: run([*cli, plain_state], tree))
-            sampled = median_seconds(lambda: run([*cli, "states/canary.yaml"], tree))
+            plain = median_seconds(lambda: run([*cli, plain_state], tree), ROUNDS)
+            sampled = median_seconds(lambda: run([*cli, "states/canary.yaml"], tree), ROUNDS)
             saved = median_seconds(
-                lambda: run([*cli, "states/canary.yaml", "--save-result", "split.json"], tree)
+                lambda: run([*cli, "states/canary.yaml", "--save-result", "split.json"], tree),
+                ROUNDS,
             )
             judged = median_seconds(
-                lambda: run([*cli, "states/canary.yaml", "--baseline", "baseline.json"], tree)
+                lambda: run([*cli, "states/canary.yaml", "--baseline", "baseline.json"], tree),
+                ROUNDS,
             )
             ids = subprocess.run(
                 [*COMPOSE, "ps", "-q"], cwd=tree, check=True, capture_output=True, text=True

@@ -9,31 +9,19 @@ Run: .venv/bin/python -m tests.benchmarks.bench_plan
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import reconciler
 from reconciler.reconcile.loop import make_adapter
+from tests.benchmarks.timing import median_seconds
 from tests.conftest import make_stack, remove_stack
 from tests.observe.test_snapshot import down, write_fleet
 
 ROUNDS = 7
-
-
-def median_seconds(action: Callable[[], object], rounds: int = ROUNDS) -> float:
-    """Median wall time of `rounds` runs of `action`."""
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def run(argv: list[str]) -> None:
