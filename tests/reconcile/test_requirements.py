@@ -191,7 +191,10 @@ def configure(stack: Stack, environment: dict[str, str] | None = None) -> None:
     state["compare"] = {
         "no_regressions": True,
         "latency_p95_increase_pct": {"work answers": 25},
-        "error_rate_max": {"work answers": 0.01},
+        # A forking CGI on a busy 2-core machine: its p95 moves by tens of ms between identical
+        # runs (tests/benchmarks/bench_latency_jitter.py); 200 ms slower is far beyond this.
+        "latency_floor_ms": 50,
+        "error_rate_max": {"work answers": 0.02},
         "memory_increase_pct": {"api": 10},
     }
     state["services"]["api"].pop("environment", None)
