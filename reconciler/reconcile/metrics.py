@@ -5,9 +5,12 @@ samples a thread takes meanwhile) and after them (`IDLE_SAMPLES` samples, which 
 Mann-Whitney U test compares with the baseline's), and its time from start to ready.
 
 Use is read with `docker stats --no-stream` (the adapter's `container_stats`): it works for a
-local engine, a remote one over ssh and any cgroup layout, at about 1.5 s a sample (docker takes
-two readings a second apart for the CPU share). tests/benchmarks/bench_metrics.py prints what it
-costs against reading the cgroup files directly, which only a local engine allows.
+local engine, a remote one over ssh and any cgroup layout, at about 1.5 s a sample: the engine
+answers with the second reading of its once-a-second collector after the call (the CPU share is
+the difference of two). Five idle samples are five distinct readings, at least 4 s; starting them
+1.2 s apart in threads of their own was tried, and saved nothing measurable.
+tests/benchmarks/bench_metrics.py prints what a sample costs against reading the cgroup files
+directly, which only a local engine allows, and the phases of a measured apply.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class ResourceSampler:
         self._busy = threading.Lock()
         self._thread = threading.Thread(target=self._sample, name="resource-sampler", daemon=True)
         self.problem: str | None = None
+        self._bug: Exception | None = None
 
     def __enter__(self) -> ResourceSampler:
         if self._services:
@@ -109,11 +113,17 @@ class ResourceSampler:
             yield
 
     def _take(self, into: list[dict[str, ResourceUse]]) -> None:
+        """One sample into `into`: the engine failing it ends the sampling; anything else is
+        a bug, kept for `measure` to raise in the caller's thread (not a thread's traceback on
+        stderr, and not lost)."""
         try:
             into.append(self._adapter.container_stats(list(self._services)))
         except ReconcilerError as error:
             self.problem = str(error)
             _log.warning("resource use not sampled", reason=self.problem)
+        except Exception as error:  # a bug: raised again by `measure`
+            self.problem = f"{type(error).__name__}: {error}"
+            self._bug = error
 
     def measure(
         self,
@@ -130,6 +140,8 @@ class ResourceSampler:
                 break
             self._adapter.stop.check("sampling resource use")
             self._take(idle)
+        if self._bug is not None:
+            raise self._bug
         by_service: dict[str, list[ContainerFacts]] = {}
         for container in containers:
             if not container.oneoff:

@@ -8,7 +8,8 @@ backtest starts), with `--save-result` (each service's runtime measured), and wi
 `--baseline` (measured, and every requirement judged by the statistics). Prints each one's
 seconds and its extra seconds and percent over the first. Then one `docker stats --no-stream`
 sample of the canary's containers against one read of their memory from the cgroup files
-(local engine only; the way reconciler does not take, for comparison).
+(local engine only; the way reconciler does not take, for comparison), and the phases of the
+last measured apply (`timings` in its saved result: the checks, then the idle samples).
 Run: .venv/bin/python -m tests.benchmarks.bench_metrics
 """
 
@@ -100,7 +101,8 @@ def main() -> None:
                 cgroup_text = f"{cgroup:.3f} s"
             except (OSError, RuntimeError, ValueError) as error:
                 cgroup_text = f"not readable here ({error})"
-            metrics = json.loads((tree / "split.json").read_text())["metrics"]
+            split = json.loads((tree / "split.json").read_text())
+            metrics, timings = split["metrics"], split["timings"]
         finally:
             down(tree)
     print(f"no-op apply of the split canary, median of {ROUNDS} each")
@@ -118,6 +120,8 @@ def main() -> None:
     print(f"one resource sample of the canary's {len(ids)} containers, median of 7")
     print(f"  docker stats --no-stream:              {stats:.3f} s")
     print(f"  cgroup memory files (local only):      {cgroup_text}")
+    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+    print(f"the last measured apply's phases: {phases}")
     for service, m in metrics.items():
         idle = statistics.median(m["memory_idle_bytes"]) / 1e6 if m["memory_idle_bytes"] else 0
         print(f"  {service}: ready {m['ready_seconds']} s, idle memory {idle:.0f} MB")

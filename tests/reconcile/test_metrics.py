@@ -7,6 +7,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from reconciler.docker.facts import ContainerFacts, ResourceUse
 from reconciler.docker.parse import byte_size, container_stats
 from reconciler.errors import TransientDockerError
@@ -106,6 +108,25 @@ def test_a_failed_sample_ends_sampling_and_keeps_what_was_had() -> None:
     taken = len(metrics["worker"].memory_idle)
     assert taken <= 2
     assert metrics["worker"].memory_peak == 200 * MB
+
+
+def test_a_bug_in_a_sample_is_raised_by_measure() -> None:
+    """A sample failing with something other than the engine's error is a bug: the thread
+    keeps it, and `measure` raises it in the caller's thread (where the apply's failure
+    boundary reports it), not as a thread's traceback on stderr."""
+
+    class Buggy(Stats):
+        def container_stats(self, ids: Sequence[str]) -> dict[str, ResourceUse]:
+            self.during.set()
+            raise ZeroDivisionError("a bug")
+
+    adapter = Buggy([])
+    sampler = ResourceSampler(adapter, CONTAINERS)  # type: ignore[arg-type]
+    with sampler:
+        assert adapter.during.wait(10)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        sampler.measure(CONTAINERS, {})
+    assert sampler.problem == "ZeroDivisionError: a bug"
 
 
 def test_docker_stats_output_is_read() -> None:
