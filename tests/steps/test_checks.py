@@ -6,6 +6,7 @@ through the fake docker CLI replaying the mutfx stack's recorded `compose exec` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -356,8 +357,20 @@ def test_a_passed_http_check_samples_its_url(counting: Counting, tmp_path: Path)
         "name": "health",
         "http": {"url": counting.url, "sample": {"requests": 50, "concurrency": 4}},
     }
+    # The first two sampled requests wait for each other: both are in flight at once whenever
+    # the sample sends more than one at a time, however busy the machine (else the barrier
+    # times out, and at most one was ever in flight).
+    pair = threading.Barrier(2, timeout=10)
+
+    def hold(number: int) -> None:
+        if number in (1, 2):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                pair.wait()
+
+    counting.on_request = hold
     (result,) = run(http_state(tmp_path, spec), FakeClock(500.0))
     assert result.passed, result.detail
+    assert not pair.broken, "the first two sampled requests were never in flight together"
     assert counting.count == 51, "the check's own request, then the 50 sampled"
     assert (len(result.latencies), result.errors) == (45, 5)
     assert all(0.004 < latency < 5 for latency in result.latencies), result.latencies
