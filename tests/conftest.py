@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,18 +197,50 @@ def all_target(calls: Iterable[DockerCall], url: str) -> bool:
     )
 
 
+# Debian's dockerd 20.10.24 can deadlock when containers of one network stop at the same time:
+# a container's network leave holds the network's lock and waits for the controller's, while
+# the watch loop, holding the controller's, deletes the network's last endpoint and waits for
+# the network's (moby/moby#42545, fixed in libnetwork after 20.10.24). Seen here: every docker
+# call on the engine hung after `compose down -t 0` of a 40-service test project, and the CI run
+# with it. compose stops a project's containers all at once (its `--parallel 1` does not change
+# that for `down`), and so does one `docker stop` of several. A test's teardown therefore stops
+# the containers itself, one `docker stop` each, before `compose down`, and gives up after
+# TEARDOWN_TIMEOUT seconds, failing the test, rather than hang the suite.
+TEARDOWN_TIMEOUT = 300
+
+
+def compose_down(compose: Sequence[str], *args: str) -> None:
+    """`compose` (a `docker [...] compose [...]` argv) `down ARGS` as a test's teardown: its
+    running containers stopped one at a time first; each call bounded by TEARDOWN_TIMEOUT, none
+    checked."""
+    docker = list(compose[: list(compose).index("compose")])
+    running = subprocess.run(
+        [*compose, "ps", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TEARDOWN_TIMEOUT,
+    ).stdout.split()
+    for container in running:
+        subprocess.run(
+            [*docker, "stop", "-t", "0", container],
+            capture_output=True,
+            check=False,
+            timeout=TEARDOWN_TIMEOUT,
+        )
+    subprocess.run(
+        [*compose, "down", *args],
+        capture_output=True,
+        check=False,
+        timeout=TEARDOWN_TIMEOUT,
+    )
+
+
 def remove_stack(stack: Stack, engine: str | None = None) -> None:
     """Remove the stack's containers, volumes, network and images, on the engine at URL
     `engine` (None: the local one)."""
     docker = ["docker", *(["-H", engine] if engine else [])]
-    subprocess.run(
-        [
-            *docker,
-            *stack.compose_argv("down", "--volumes", "--remove-orphans", "--timeout", "1")[1:],
-        ],
-        capture_output=True,
-        check=False,
-    )
+    compose_down([*docker, *stack.compose_argv()[1:]], "--volumes", "--remove-orphans", "-t", "1")
     # By tag, never by ID: another stack built from the same context has the same image IDs,
     # and removing an ID would take that stack's tags with it.
     mine = f"reference={stack.project}-*"

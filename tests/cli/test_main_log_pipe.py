@@ -19,7 +19,7 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.secrets.redact import RedactingStream, Secrets
-from tests.conftest import BUSYBOX, RECONCILER, STACK
+from tests.conftest import BUSYBOX, RECONCILER, STACK, compose_down
 
 COMPOSE = "services:\n  a:\n    image: 'a:1'\n"
 EDITED = "services:\n  a:\n    image: 'a:2'\n"
@@ -225,11 +225,7 @@ def project(docker_engine: None, tmp_path: Path) -> Iterator[tuple[Path, str]]:
     )
     yield state, name
     compose = directory / "docker-compose.yml"
-    subprocess.run(
-        ["docker", "compose", "-f", str(compose), "-p", name, "down", "-t", "0"],
-        capture_output=True,
-        check=False,
-    )
+    compose_down(["docker", "compose", "-f", str(compose), "-p", name], "-t", "0")
     subprocess.run(
         ["docker", "image", "rm", "-f", f"{name}-img:1"], capture_output=True, check=False
     )

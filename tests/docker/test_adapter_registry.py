@@ -38,7 +38,7 @@ from reconciler.errors import PermanentDockerError, RegistryError
 from reconciler.observe.snapshot import read_remote_digest
 from reconciler.reconcile.loop import make_adapter
 from reconciler.state import load_state
-from tests.conftest import BUSYBOX, REPO, run_cli
+from tests.conftest import BUSYBOX, REPO, compose_down, run_cli
 from tests.facts.fake_docker import first_on_path
 
 ENSURE = REPO / "deploy" / "engine" / "ensure-registry.sh"
@@ -226,11 +226,7 @@ def make_project(docker_engine: None, tmp_path: Path) -> Iterator[Callable[[str]
     yield make
     for project in made:
         compose = ["compose", "-f", str(project.directory / "docker-compose.yml")]
-        subprocess.run(
-            ["docker", *compose, "-p", project.name, "down", "--timeout", "1"],
-            capture_output=True,
-            check=False,
-        )
+        compose_down(["docker", *compose, "-p", project.name], "--timeout", "1")
         remove_images(project.refs)
 
 

@@ -27,7 +27,7 @@ from reconciler.observe.inputs import (
 )
 from reconciler.runtime import processes
 from reconciler.runtime.interrupt import StopToken
-from tests.conftest import BUSYBOX, run_cli
+from tests.conftest import BUSYBOX, compose_down, run_cli
 
 
 def _tree(root: Path) -> Path:
@@ -321,7 +321,7 @@ def stack(docker_engine: None, tmp_path: Path) -> Iterator[Path]:
         yield directory
     finally:
         compose = ["docker", "compose", "-f", str(directory / "docker-compose.yml"), "-p", project]
-        subprocess.run([*compose, "down", "--timeout", "1"], capture_output=True, check=False)
+        compose_down(compose, "--timeout", "1")
         subprocess.run(
             ["docker", "image", "rm", "-f", f"{project}-app:1"], capture_output=True, check=False
         )

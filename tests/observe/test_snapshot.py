@@ -16,7 +16,7 @@ import reconciler
 from reconciler.docker.facts import BuildConfig
 from reconciler.observe.snapshot import activating, base_images
 from reconciler.reconcile.loop import make_adapter
-from tests.conftest import BUSYBOX, STACK
+from tests.conftest import BUSYBOX, STACK, compose_down
 
 
 def test_activating_names_the_profiles_a_service_needs() -> None:
@@ -67,11 +67,7 @@ def write_fleet(directory: Path, project: str, count: int) -> Path:
 def down(state_file: Path, project: str) -> None:
     """Remove the fleet's containers and image."""
     compose = state_file.parent / "docker-compose.yml"
-    subprocess.run(
-        ["docker", "compose", "-f", str(compose), "-p", project, "down", "-t", "0"],
-        capture_output=True,
-        check=False,
-    )
+    compose_down(["docker", "compose", "-f", str(compose), "-p", project], "-t", "0")
     subprocess.run(
         ["docker", "image", "rm", "-f", f"{project}-fleet:1"], capture_output=True, check=False
     )

@@ -33,7 +33,7 @@ from reconciler.runtime.records import directory as state_directory
 from reconciler.secrets.store import MACHINE, SecretRecords, machine_key
 from reconciler.state import load_state
 from reconciler.state.model import WheelhouseSpec
-from tests.conftest import BUSYBOX, run_cli
+from tests.conftest import BUSYBOX, compose_down, run_cli
 from tests.facts import fake_docker
 
 
@@ -653,7 +653,7 @@ def stack(docker_engine: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         yield made
     finally:
         compose = ["docker", "compose", "-f", str(directory / "docker-compose.yml"), "-p", project]
-        subprocess.run([*compose, "down", "--timeout", "1"], capture_output=True, check=False)
+        compose_down(compose, "--timeout", "1")
         subprocess.run(
             ["docker", "image", "rm", "-f", f"{project}-box:1"], capture_output=True, check=False
         )

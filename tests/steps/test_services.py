@@ -33,7 +33,7 @@ from reconciler.steps.services import (
     ServicesFacts,
     readiness,
 )
-from tests.conftest import BUSYBOX, STACK
+from tests.conftest import BUSYBOX, STACK, compose_down
 from tests.facts import fake_docker
 from tests.facts.clock import FakeClock
 
@@ -295,11 +295,7 @@ def project(docker_engine: None, tmp_path: Path) -> Iterator[tuple[Path, str]]:
     name = f"rr{uuid.uuid4().hex[:8]}"
     yield tmp_path / "project", name
     compose = tmp_path / "project" / "docker-compose.yml"
-    subprocess.run(
-        ["docker", "compose", "-f", str(compose), "-p", name, "down", "-t", "0"],
-        capture_output=True,
-        check=False,
-    )
+    compose_down(["docker", "compose", "-f", str(compose), "-p", name], "-t", "0")
     subprocess.run(
         ["docker", "image", "rm", "-f", f"{name}-img:1"], capture_output=True, check=False
     )

@@ -30,7 +30,7 @@ from reconciler.runtime import processes
 from reconciler.runtime.processes import Finished
 from reconciler.state import State, load_state
 from reconciler.steps.services import ReadinessWatch, wait_until_ready
-from tests.conftest import BUSYBOX, STACK, Stack, remove_stack, run_cli
+from tests.conftest import BUSYBOX, STACK, Stack, compose_down, remove_stack, run_cli
 from tests.facts.clock import FakeClock
 
 COMPOSE = """\
@@ -108,11 +108,7 @@ def profiled(docker_engine: None, tmp_path: Path) -> Iterator[Stack]:
     try:
         yield stack
     finally:
-        subprocess.run(
-            stack.compose_argv("--profile", "*", "down", "--timeout", "1"),
-            capture_output=True,
-            check=False,
-        )
+        compose_down(stack.compose_argv("--profile", "*"), "--timeout", "1")
         remove_stack(stack)
 
 
