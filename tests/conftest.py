@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,20 +199,22 @@ def all_target(calls: Iterable[DockerCall], url: str) -> bool:
 
 # Debian's dockerd 20.10.24 can deadlock when containers of one network stop at the same time:
 # a container's network leave holds the network's lock and waits for the controller's, while
-# the watch loop, holding the controller's, deletes the network's last endpoint and waits for
-# the network's (moby/moby#42545, fixed in libnetwork after 20.10.24). Seen here: every docker
-# call on the engine hung after `compose down -t 0` of a 40-service test project, and the CI run
-# with it. compose stops a project's containers all at once (its `--parallel 1` does not change
-# that for `down`), and so does one `docker stop` of several. A test's teardown therefore stops
-# the containers itself, one `docker stop` each, before `compose down`, and gives up after
-# TEARDOWN_TIMEOUT seconds, failing the test, rather than hang the suite.
+# the watch loop, processing another container's endpoint delete, holds the controller's and
+# waits for the network's (moby/moby#42545, fixed in libnetwork after 20.10.24). Seen here:
+# every docker call on the engine hung after `compose down -t 0` of a 40-service test project,
+# and the CI run with it. compose stops a project's containers all at once (its `--parallel 1`
+# does not change that for `down`), and so does one `docker stop` of several. A test's teardown
+# therefore stops the containers itself, one `docker stop` each, before `compose down`: the race
+# is then between one container's delete and the next stop's leave, a docker CLI start apart,
+# not between 40 leaves. Each call gives up after TEARDOWN_TIMEOUT seconds, failing the test,
+# rather than hang the suite.
 TEARDOWN_TIMEOUT = 300
 
 
-def compose_down(compose: Sequence[str], *args: str) -> None:
+def compose_down(compose: Sequence[str], *args: str, env: Mapping[str, str] | None = None) -> None:
     """`compose` (a `docker [...] compose [...]` argv) `down ARGS` as a test's teardown: its
     running containers stopped one at a time first; each call bounded by TEARDOWN_TIMEOUT, none
-    checked."""
+    checked; `env` for a compose file that needs variables to load."""
     docker = list(compose[: list(compose).index("compose")])
     running = subprocess.run(
         [*compose, "ps", "-q"],
@@ -220,6 +222,7 @@ def compose_down(compose: Sequence[str], *args: str) -> None:
         text=True,
         check=False,
         timeout=TEARDOWN_TIMEOUT,
+        env=env,
     ).stdout.split()
     for container in running:
         subprocess.run(
@@ -233,6 +236,7 @@ def compose_down(compose: Sequence[str], *args: str) -> None:
         capture_output=True,
         check=False,
         timeout=TEARDOWN_TIMEOUT,
+        env=env,
     )
 
 

@@ -26,7 +26,7 @@ from reconciler.errors import ApplyError, InputError
 from reconciler.secrets.redact import MASK, Secrets
 from reconciler.secrets.store import SecretRecords, SecretStore, keyed_hash
 from reconciler.state import State, load_state
-from tests.conftest import BUSYBOX, REPO, run_cli
+from tests.conftest import BUSYBOX, REPO, compose_down, run_cli
 from tests.facts.fake_docker import first_on_path
 
 VALUE = "s3cr3t-Value-9f2a"
@@ -399,11 +399,8 @@ def project(docker_engine: None, tmp_path: Path) -> Iterator[Project]:
         yield created
     finally:
         compose = ["docker", "compose", "-f", str(directory / "docker-compose.yml"), "-p", name]
-        subprocess.run(
-            [*compose, "down", "--volumes", "--timeout", "1"],
-            capture_output=True,
-            check=False,
-            env={**os.environ, "API_TOKEN": "cleanup"},
+        compose_down(
+            compose, "--volumes", "--timeout", "1", env={**os.environ, "API_TOKEN": "cleanup"}
         )
         subprocess.run(
             ["docker", "image", "rm", "-f", f"{name}-box:1"], capture_output=True, check=False
