@@ -76,6 +76,7 @@ class MetricsRecord(_Record):
 
     restarts: int = 0
     ready_seconds: float | None = None
+    ready_after_seconds: float | None = None
     memory_idle_bytes: list[int] = Field(default_factory=list)
     memory_peak_bytes: int | None = None
     cpu_idle_pct: list[float] = Field(default_factory=list)

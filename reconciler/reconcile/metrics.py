@@ -26,7 +26,7 @@ from reconciler.docker.adapter import DockerAdapter
 from reconciler.docker.facts import ContainerFacts, ResourceUse
 from reconciler.errors import ReconcilerError
 from reconciler.logs import get_logger
-from reconciler.observe.readiness import ready_seconds
+from reconciler.observe.readiness import ready_after_seconds, ready_seconds
 from reconciler.runtime.records import ReadyEntry
 
 __all__ = ["IDLE_SAMPLES", "ResourceSampler", "ServiceMetrics"]
@@ -42,10 +42,12 @@ IDLE_SAMPLES = 5
 class ServiceMetrics:
     """One service's runtime: memory in bytes and CPU in percent of a core, summed over its
     containers at each sample; `ready_seconds` from its container's start to ready (None: not
-    known, as for a service without a healthcheck)."""
+    known, as for a service without a healthcheck), and `ready_after_seconds` the earliest it
+    can have been ready (it was seen not ready then: healthchecks look once an interval)."""
 
     restarts: int = 0
     ready_seconds: float | None = None
+    ready_after_seconds: float | None = None
     memory_idle: tuple[int, ...] = ()
     memory_peak: int | None = None
     cpu_idle: tuple[float, ...] = ()
@@ -56,6 +58,7 @@ class ServiceMetrics:
         return {
             "restarts": self.restarts,
             "ready_seconds": self.ready_seconds,
+            "ready_after_seconds": self.ready_after_seconds,
             "memory_idle_bytes": list(self.memory_idle),
             "memory_peak_bytes": self.memory_peak,
             "cpu_idle_pct": list(self.cpu_idle),
@@ -163,6 +166,7 @@ class ResourceSampler:
         return ServiceMetrics(
             restarts=sum(c.restart_count for c in containers),
             ready_seconds=ready_seconds(containers, ready),
+            ready_after_seconds=ready_after_seconds(containers, ready),
             memory_idle=tuple(memory for memory, _ in idle_use),
             memory_peak=max((memory for memory, _ in all_use), default=None),
             cpu_idle=tuple(round(cpu, 2) for _, cpu in idle_use),

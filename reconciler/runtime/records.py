@@ -136,10 +136,14 @@ class SecretsRecord(Record):
 
 
 class ReadyEntry(Record):
-    """When one container became ready: its run (docker's StartedAt) and the moment (epoch s)."""
+    """When one container became ready: its run (docker's StartedAt) and the moment (epoch s)
+    it was first seen ready; `ready_after`, when known, the last moment it was seen not ready
+    (a failed healthcheck's start, the container's start, or the wait's previous look), so it
+    became ready between the two: a healthcheck sees readiness only once an interval."""
 
     started_at: str
     ready_at: float
+    ready_after: float | None = None
 
 
 class ReadinessRecord(Record):

@@ -580,8 +580,9 @@ class CompareSpec(_Strict):
     latency_p95_increase_pct: dict[str, Percent] = Field(
         default_factory=dict,
         description="HTTP check (with `sample`) -> the most its 95th-percentile latency may "
-        "grow against the baseline's, in percent; a growth fails only when the Mann-Whitney "
-        "U test finds the latencies larger at `confidence` and it exceeds `latency_floor_ms`.",
+        "grow against the baseline's, in percent; a growth fails only when it exceeds "
+        "`latency_floor_ms` too and the Mann-Whitney U test finds the latencies larger by more "
+        "than both at `confidence`.",
     )
     error_rate_max: dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
         default_factory=dict,
@@ -596,7 +597,8 @@ class CompareSpec(_Strict):
     memory_increase_pct: dict[str, Percent] = Field(
         default_factory=dict,
         description="service -> the most its memory use after the checks may grow against "
-        "the baseline's, in percent (its samples compared with the Mann-Whitney U test).",
+        "the baseline's, in percent (its samples compared with the Mann-Whitney U test, as "
+        "latencies are).",
     )
     ready_time_increase_pct: dict[str, Percent] = Field(
         default_factory=dict,
@@ -607,8 +609,8 @@ class CompareSpec(_Strict):
         default=0.95,
         gt=0.5,
         lt=1,
-        description="How sure the Mann-Whitney U test must be that a metric grew before it "
-        "fails (0.95: p-value under 0.05).",
+        description="How sure the Mann-Whitney U test must be that a metric grew beyond its "
+        "limit and floor before it fails (0.95: p-value under 0.05).",
     )
     latency_floor_ms: float = Field(
         default=20.0,
@@ -625,7 +627,8 @@ class CompareSpec(_Strict):
         le=3600,
         allow_inf_nan=False,
         description="A time-to-ready growth of fewer seconds than this never fails, whatever "
-        "its percent (readiness is seen once per healthcheck interval).",
+        "its percent; the growth counts from the earliest the service can have been ready "
+        "(readiness is seen once per healthcheck interval).",
     )
     memory_floor_mb: float = Field(
         default=10.0,

@@ -617,7 +617,7 @@ def wait_until_ready(
     watch = ReadinessWatch()
     engine = EngineSilence(clock, started)
     seen: dict[str, str] = {}
-    unhealthy: set[str] = set()  # containers this wait saw not (yet) healthy
+    unhealthy: dict[str, float] = {}  # containers this wait saw not (yet) healthy: when last
     while True:
         containers = _containers_by_service(engine.sample(adapter.containers))
         now = clock()
@@ -654,23 +654,26 @@ def wait_until_ready(
 
 def _note_ready(
     containers: dict[str, list[ContainerFacts]],
-    unhealthy: set[str],
+    unhealthy: dict[str, float],
     ready: dict[str, ReadyEntry],
     now: float,
 ) -> None:
     """Note when each container with a healthcheck became healthy: from its health log where
-    that shows it, else now when this wait saw it unhealthy before (`observe.readiness`)."""
+    that shows it, else now when this wait saw it unhealthy before, after that last look
+    (`observe.readiness`)."""
     for container in (c for group in containers.values() for c in group):
         if container.health is None or container.id in ready:
             continue
         if container.health != "healthy":
-            unhealthy.add(container.id)
+            unhealthy[container.id] = now
             continue
-        moment = logged_ready_moment(container)
-        if moment is None and container.id in unhealthy:
-            moment = now
-        if moment is not None:
-            ready[container.id] = ReadyEntry(started_at=container.started_at, ready_at=moment)
+        entry = logged_ready_moment(container)
+        if entry is None and container.id in unhealthy:
+            entry = ReadyEntry(
+                started_at=container.started_at, ready_at=now, ready_after=unhealthy[container.id]
+            )
+        if entry is not None:
+            ready[container.id] = entry
 
 
 def _health_error(

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from reconciler.docker.facts import ContainerFacts, HealthProbe, docker_epoch
-from reconciler.observe.readiness import ReadinessRecords, logged_ready_moment, ready_seconds
+from reconciler.observe.readiness import (
+    ReadinessRecords,
+    logged_ready_moment,
+    ready_after_seconds,
+    ready_seconds,
+)
 from reconciler.runtime.records import ReadyEntry
 
 STARTED = "2026-12-07T12:00:00.000000Z"
@@ -40,16 +43,30 @@ def container(*probes: HealthProbe, cid: str = "c1", started: str = STARTED) -> 
     )
 
 
+def window(facts: ContainerFacts) -> tuple[float | None, float] | None:
+    """The logged moment's window, in seconds after STARTED: (not ready at, ready at)."""
+    entry = logged_ready_moment(facts)
+    started = docker_epoch(STARTED)
+    assert started is not None
+    if entry is None:
+        return None
+    assert entry.started_at == facts.started_at
+    after = None if entry.ready_after is None else round(entry.ready_after - started, 3)
+    return after, round(entry.ready_at - started, 3)
+
+
 def test_the_end_of_the_first_pass_after_a_failure_is_the_ready_moment() -> None:
-    """Failing runs, then passing ones: ready when the first passing run ended."""
+    """Failing runs, then passing ones: ready when the first passing run ended, and not before
+    the last failed run started (the check looks once an interval)."""
     facts = container(probe(1, 1), probe(2, 1), probe(3, 0), probe(4, 0), probe(5, 0))
-    assert logged_ready_moment(facts) == pytest.approx(docker_epoch(at(3.1)))
+    assert window(facts) == (2.0, 3.1)
 
 
 def test_a_whole_log_that_passed_from_its_first_run_is_ready_at_that_run() -> None:
-    """Fewer than five runs, all passing: none was dropped, so the first one made it ready."""
+    """Fewer than five runs, all passing: none was dropped, so the first one made it ready, at
+    any time since the container started."""
     facts = container(probe(1, 0), probe(2, 0))
-    assert logged_ready_moment(facts) == pytest.approx(docker_epoch(at(1.1)))
+    assert window(facts) == (0.0, 1.1)
 
 
 def test_a_full_log_of_passes_does_not_show_when() -> None:
@@ -63,7 +80,9 @@ def test_a_full_log_of_passes_does_not_show_when() -> None:
 def test_runs_from_before_the_containers_start_do_not_count() -> None:
     """Runs logged before this run's StartedAt belong to an earlier run of the container."""
     facts = container(probe(1, 0), probe(12, 1), probe(13, 0), started=at(10))
-    assert logged_ready_moment(facts) == pytest.approx(docker_epoch(at(13.1)))
+    assert window(facts) == (12.0, 13.1)
+    first = container(probe(1, 0), probe(12, 0), started=at(10))
+    assert window(first) == (10.0, 12.1), "ready since this run started, by its first check"
 
 
 def test_a_services_time_to_ready_is_its_slowest_containers() -> None:
@@ -81,6 +100,23 @@ def test_a_services_time_to_ready_is_its_slowest_containers() -> None:
     assert ready_seconds([one, two], {"a": moments["a"]}) is None
     earlier = {"a": ReadyEntry(started_at=at(-60), ready_at=started - 50)}
     assert ready_seconds([one], earlier) is None
+
+
+def test_a_services_earliest_ready_is_its_containers_latest_not_ready() -> None:
+    """The earliest a service can have been ready: the longest of its containers' last moments
+    not ready; unknown when any container's is (a record written before it was kept)."""
+    one, two = container(cid="a"), container(cid="b")
+    started = docker_epoch(STARTED)
+    assert started is not None
+    moments = {
+        "a": ReadyEntry(started_at=STARTED, ready_at=started + 2.5, ready_after=started + 0.5),
+        "b": ReadyEntry(started_at=STARTED, ready_at=started + 4.0, ready_after=started + 2.0),
+    }
+    assert ready_after_seconds([one, two], moments) == 2.0
+    assert ready_seconds([one, two], moments) == 4.0
+    old = {"a": moments["a"], "b": ReadyEntry(started_at=STARTED, ready_at=started + 4.0)}
+    assert ready_after_seconds([one, two], old) is None
+    assert ready_seconds([one, two], old) == 4.0
 
 
 def test_the_record_keeps_present_containers_and_drops_gone_ones(tmp_path: Path) -> None:

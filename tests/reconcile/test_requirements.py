@@ -17,6 +17,7 @@ from reconciler.cli.report_html import CHARTS
 from reconciler.reconcile.baseline import RunRecord, compare
 from reconciler.reconcile.requirements import judge
 from reconciler.state.model import CompareSpec
+from reconciler.stats import mann_whitney_greater
 from tests.conftest import REPO, Stack, run_cli
 
 MB = 1_000_000
@@ -27,12 +28,14 @@ def record(
     errors: int = 0,
     memory: list[int] | None = None,
     ready: float | None = None,
+    ready_after: float | None = None,
 ) -> RunRecord:
     """A saved result with one sampled check `api` and one measured service `backend`."""
     check: dict[str, Any] = {"name": "api", "passed": True, "kind": "http"}
     if latencies is not None:
         check["sample"] = {"latencies_ms": latencies, "errors": errors}
-    metrics = {"backend": {"memory_idle_bytes": memory or [], "ready_seconds": ready}}
+    backend = {"memory_idle_bytes": memory or [], "ready_seconds": ready}
+    metrics = {"backend": {**backend, "ready_after_seconds": ready_after}}
     return RunRecord.model_validate(
         {"state": "s", "succeeded": True, "checks": [check], "metrics": metrics}
     )
@@ -93,6 +96,54 @@ def test_a_large_growth_that_the_test_does_not_show_passes() -> None:
     (judged,) = judge(spec(latency_p95_increase_pct={"api": 25}), record(base), record(now))
     assert judged.outcome == "pass", judged.detail
     assert "not shown larger" in judged.detail
+
+
+def lognormal(rng: random.Random, scale: float, count: int) -> list[float]:
+    """Latencies shaped as a loaded endpoint's: median 60 ms, p95 about 126 ms, times `scale`."""
+    return [scale * rng.lognormvariate(4.1, 0.45) for _ in range(count)]
+
+
+def test_a_slowdown_within_the_limit_passes_though_the_test_finds_it() -> None:
+    """Every request 20% slower is within a 25% limit: it passes in 100 draws of 200 a side,
+    though the p95 often grows past 25% by chance and the plain test (is the canary slower at
+    all?) finds the shift at p < 0.05: the test asks whether it is slower by more than the
+    limits allow. This is the false alarm that failed the canary's e2e test in CI (+57.5% p95,
+    plain p = 0.0235), when load from other tests slowed one run."""
+    rng = random.Random(3)
+    requirement = spec(latency_p95_increase_pct={"api": 25})
+    beyond_by_chance = 0
+    for _ in range(100):
+        old, new = lognormal(rng, 1.0, 200), lognormal(rng, 1.2, 200)
+        (judged,) = judge(requirement, record(old), record(new))
+        assert judged.outcome == "pass", judged.detail
+        assert judged.baseline is not None
+        assert judged.current is not None
+        plain = mann_whitney_greater(new, old).p_value
+        beyond_by_chance += judged.current > judged.baseline * 1.25 and plain < 0.05
+    assert beyond_by_chance >= 10, "the draws must include the p95s a plain test would fail"
+
+
+def test_a_slowdown_beyond_the_limit_fails() -> None:
+    """Every request 60% slower against a 25% limit fails in at least 48 of 50 draws of 200 a
+    side (the draws are seeded, so the count is the rule's, not luck's); twice as slow fails
+    in all of them, with 40 a side too."""
+    rng = random.Random(4)
+    requirement = spec(latency_p95_increase_pct={"api": 25})
+
+    def failed(scale: float, count: int) -> int:
+        outcomes = (
+            judge(
+                requirement,
+                record(lognormal(rng, 1.0, count)),
+                record(lognormal(rng, scale, count)),
+            )[0].outcome
+            for _ in range(50)
+        )
+        return sum(outcome == "fail" for outcome in outcomes)
+
+    assert failed(1.6, 200) >= 48
+    assert failed(2.0, 200) == 50
+    assert failed(2.0, 40) >= 48
 
 
 def test_too_few_latencies_are_inconclusive() -> None:
@@ -156,15 +207,32 @@ def test_ready_time_is_held_to_its_limit_or_inconclusive_when_unknown() -> None:
     assert unknown.outcome == "inconclusive"
 
 
+def test_one_missed_health_probe_is_not_a_slower_start() -> None:
+    """Healthchecks 2 s apart: ready by the first at 2.5 s in the baseline, by the second at
+    4.52 s now, not ready at the first (2.45 s): +81% and 2.02 s, but it may have been ready
+    at 2.45 s, so it passes. Not ready until 7 s and ready by 9 s is slower even at its
+    earliest, and fails; a record without the earliest moment is judged on its one time."""
+    requirement = spec(ready_time_increase_pct={"backend": 50})
+    base = record(ready=2.5, ready_after=0.0)
+    (missed,) = judge(requirement, base, record(ready=4.52, ready_after=2.45))
+    assert missed.outcome == "pass", missed.detail
+    assert "ready after 2.45 s at the earliest: -2.0%" in missed.detail
+    (slow,) = judge(requirement, base, record(ready=9.0, ready_after=7.0))
+    assert slow.outcome == "fail", slow.detail
+    (unbounded,) = judge(requirement, base, record(ready=4.52))
+    assert unbounded.outcome == "fail", unbounded.detail
+
+
 def test_a_saved_result_keeps_samples_and_metrics() -> None:
     """A saved result's JSON holds the check's latencies and the service's metrics, and reads
     back the same."""
-    saved = record([1.25, 2.5], errors=1, memory=[10 * MB], ready=3.5)
+    saved = record([1.25, 2.5], errors=1, memory=[10 * MB], ready=3.5, ready_after=1.5)
     again = RunRecord.model_validate_json(saved.to_json())
     assert again == saved
     assert again.checks[0].sample is not None
     assert again.checks[0].sample.latencies_ms == [1.25, 2.5]
     assert again.metrics["backend"].ready_seconds == 3.5
+    assert again.metrics["backend"].ready_after_seconds == 1.5
 
 
 # ---- on a real engine ------------------------------------------------------------------------
@@ -263,6 +331,8 @@ def test_a_slower_or_hungrier_build_fails_its_verdict_and_the_same_passes(
     assert api["memory_peak_bytes"] >= max(api["memory_idle_bytes"])
     assert api["ready_seconds"] is not None, "the wait saw the api become healthy"
     assert 0 < api["ready_seconds"] < 60
+    # It was seen not ready at its last failed check (or at its start) before it was.
+    assert 0 <= api["ready_after_seconds"] < api["ready_seconds"]
 
     for rerun in range(RERUNS):
         again = run_cli("apply", stack.state_file, "--baseline", baseline, "--json")

@@ -13,17 +13,19 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import reconciler
 from reconciler.docker.adapter import DockerAdapter, _container_facts
-from reconciler.docker.facts import ComposeConfig, ContainerFacts
+from reconciler.docker.facts import ComposeConfig, ContainerFacts, docker_epoch
 from reconciler.docker.parse import compose_config as _parse_compose_config
 from reconciler.errors import HealthTimeoutError
 from reconciler.plans import Plan
 from reconciler.reconcile.loop import make_adapter
+from reconciler.runtime.records import ReadyEntry
 from reconciler.state import State
 from reconciler.steps import services
 from reconciler.steps.services import (
@@ -234,6 +236,43 @@ def test_a_deadline_passed_while_the_engine_was_frozen_gets_one_more_sample(
     )
     services.wait_until_ready(state, adapter, config, clock=clock, sleep=clock.sleep)
     assert len(asked) == 3
+
+
+def test_the_wait_notes_when_a_container_became_ready_and_when_it_was_last_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting, then healthy: the health log shows the first pass (its end) after a failed run
+    (its start: not ready then). When the log no longer shows it (five passes), the wait's own
+    looks bound it: ready when first seen so, after the look that last saw it starting."""
+    state, config, adapter = waiting_for("becomes-healthy", tmp_path)
+    clock = FakeClock(1000.0)
+    frozen_engine(adapter, clock, monkeypatch, [(0.0, "starting"), (0.0, "healthy")])
+    ready: dict[str, ReadyEntry] = {}
+    services.wait_until_ready(
+        state, adapter, config, clock=clock, sleep=clock.sleep, ready=ready, wall=clock
+    )
+    healthy = facts("healthy")
+    (entry,) = ready.values()
+    assert entry.ready_at == docker_epoch(healthy.health_log[-1].end)
+    assert entry.ready_after == docker_epoch(healthy.health_log[-2].start)
+
+    passes = tuple(replace(probe, exit_code=0) for probe in healthy.health_log)
+    state, config, adapter = waiting_for("becomes-healthy", tmp_path)
+    looks: list[float] = []
+
+    def containers() -> list[ContainerFacts]:
+        looks.append(clock.now)
+        if len(looks) < 3:
+            return [facts("starting")]
+        return [replace(healthy, health_log=passes)]
+
+    monkeypatch.setattr(adapter, "containers", containers)
+    ready.clear()
+    services.wait_until_ready(
+        state, adapter, config, clock=clock, sleep=clock.sleep, ready=ready, wall=clock
+    )
+    (entry,) = ready.values()
+    assert (entry.ready_after, entry.ready_at) == (looks[1], looks[2])
 
 
 def test_a_wait_lost_to_a_frozen_engine_is_blamed_on_the_engine(
