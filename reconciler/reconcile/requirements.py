@@ -192,9 +192,9 @@ def _memory(
         )
         return Requirement(what, name, "inconclusive", detail, unit="MB", limit=limit)
     shift = _Shift(what, name, limit, spec.memory_floor_mb, "MB", "median", "samples")
-    median_old, median_new = statistics.median(old) / _MB, statistics.median(new) / _MB
+    old_mb, new_mb = [v / _MB for v in old], [v / _MB for v in new]  # in the floor's unit
     return shift.judged(
-        [float(v) for v in old], [float(v) for v in new], median_old, median_new, spec.confidence
+        old_mb, new_mb, statistics.median(old_mb), statistics.median(new_mb), spec.confidence
     )
 
 
