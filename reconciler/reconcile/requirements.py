@@ -217,7 +217,9 @@ def _ready_time(
     earliest = now.ready_after_seconds if now is not None else None
     window = ""
     if earliest is not None and earliest < new:
-        window = f"; ready after {earliest:.2f} s at the earliest: {_growth(old, earliest):+.1f}%"
+        window = (
+            f"; ready between {earliest:.2f} and {new:.2f} s: health checks look once an interval"
+        )
     least = new if earliest is None else min(earliest, new)
     detail = (
         f"{old:.2f} s -> {new:.2f} s ({_growth(old, new):+.1f}%, at most +{limit:g}% and "
