@@ -26,8 +26,9 @@ from reconciler.reconcile.baseline import RunRecord, load_record
 from reconciler.reconcile.requirements import judge
 from reconciler.state.load import load_state
 from reconciler.state.model import CompareSpec
-from reconciler.stats import mann_whitney_greater, percentile
+from reconciler.stats import percentile
 from tests.benchmarks.bench_metrics import run
+from tests.benchmarks.bench_verdict_power import plain_fails
 from tests.reconcile.test_loop_canary import copy_tree, down, ensure_wheelhouse
 
 RUNS = 6
@@ -47,21 +48,16 @@ def _plain(spec: CompareSpec, baseline: RunRecord, current: RunRecord) -> dict[s
         assert old_sample is not None
         assert new_sample is not None
         old, new = old_sample.latencies_ms, new_sample.latencies_ms
-        p95_old, p95_new = percentile(old, 95), percentile(new, 95)
-        large = p95_new > p95_old * (1 + limit / 100) and p95_new - p95_old > spec.latency_floor_ms
-        failed["latency_p95_increase_pct"] = large and (
-            mann_whitney_greater(new, old).p_value < alpha
+        p95s = percentile(old, 95), percentile(new, 95)
+        failed["latency_p95_increase_pct"] = plain_fails(
+            old, new, *p95s, limit=limit, floor=spec.latency_floor_ms, alpha=alpha
         )
     for service, limit in spec.memory_increase_pct.items():
-        old_m = [float(v) for v in baseline.metrics[service].memory_idle_bytes]
-        new_m = [float(v) for v in current.metrics[service].memory_idle_bytes]
-        median_old, median_new = statistics.median(old_m) / 1e6, statistics.median(new_m) / 1e6
-        large = (
-            median_new > median_old * (1 + limit / 100)
-            and median_new - median_old > spec.memory_floor_mb
-        )
-        failed["memory_increase_pct"] = large and (
-            mann_whitney_greater(new_m, old_m).p_value < alpha
+        old_mb = [v / 1e6 for v in baseline.metrics[service].memory_idle_bytes]
+        new_mb = [v / 1e6 for v in current.metrics[service].memory_idle_bytes]
+        medians = statistics.median(old_mb), statistics.median(new_mb)
+        failed["memory_increase_pct"] = plain_fails(
+            old_mb, new_mb, *medians, limit=limit, floor=spec.memory_floor_mb, alpha=alpha
         )
     return failed
 

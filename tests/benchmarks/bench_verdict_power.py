@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Sequence
 
 from reconciler.reconcile.baseline import RunRecord
 from reconciler.reconcile.requirements import judge
 from reconciler.state.model import CompareSpec
 from reconciler.stats import mann_whitney_greater, percentile
+from tests.reconcile.test_requirements import lognormal
 
 DRAWS = 300
 LIMIT, FLOOR = 25.0, 20.0
@@ -31,10 +33,20 @@ def _record(latencies: list[float]) -> RunRecord:
     return RunRecord.model_validate({"state": "s", "succeeded": True, "checks": [check]})
 
 
-def _plain_fails(old: list[float], new: list[float]) -> bool:
-    before, now = percentile(old, 95), percentile(new, 95)
-    large = now > before * (1 + LIMIT / 100) and now - before > FLOOR
-    return large and mann_whitney_greater(new, old).p_value < 0.05
+def plain_fails(
+    old: Sequence[float],
+    new: Sequence[float],
+    before: float,
+    now: float,
+    *,
+    limit: float,
+    floor: float,
+    alpha: float = 0.05,
+) -> bool:
+    """The plain rule, this benchmark's baseline: the statistic (`before`, `now`) beyond the
+    limit and the floor, and the samples larger at all at `alpha`."""
+    large = now > before * (1 + limit / 100) and now - before > floor
+    return large and mann_whitney_greater(new, old).p_value < alpha
 
 
 def main() -> None:
@@ -49,9 +61,9 @@ def main() -> None:
             rng = random.Random(7)
             plain = verdict = 0
             for _ in range(draws):
-                old = [rng.lognormvariate(4.1, 0.45) for _ in range(count)]
-                new = [scale * rng.lognormvariate(4.1, 0.45) for _ in range(count)]
-                plain += _plain_fails(old, new)
+                old, new = lognormal(rng, 1.0, count), lognormal(rng, scale, count)
+                p95s = percentile(old, 95), percentile(new, 95)
+                plain += plain_fails(old, new, *p95s, limit=LIMIT, floor=FLOOR)
                 (judged,) = judge(spec, _record(old), _record(new))
                 verdict += judged.outcome == "fail"
             print(
