@@ -320,12 +320,15 @@ class Counting:
                 threading.Event().wait(outer.delay)
                 status = 500 if number in outer.failing else 200
                 data = json.dumps({"status": "healthy" if status == 200 else "error"}).encode()
+                # Out of flight before the answer leaves: once the client has it, it may send
+                # its next request before this thread runs again, and counting after the write
+                # saw 5 in flight from a sample of 4.
+                with outer.lock:
+                    outer.in_flight -= 1
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                with outer.lock:
-                    outer.in_flight -= 1
 
             def log_message(self, *args: Any) -> None:
                 pass
