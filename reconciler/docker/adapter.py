@@ -825,9 +825,15 @@ class DockerAdapter:
                 raise PermanentDockerError(
                     f"docker CLI not found: {argv[0]}", command=tuple(argv)
                 ) from error
-            _log.debug(
-                "docker call", argv=_short(argv), rc=done.returncode, seconds=round(done.seconds, 3)
-            )
+            # A read that ended as a stop came is not used; its end is never logged after the
+            # line that says the run acts on the stop (another thread's cut).
+            with self.stop.unless_stopped(f"after {_short(argv, 120)}", cut=on_stop is OnStop.CUT):
+                _log.debug(
+                    "docker call",
+                    argv=_short(argv),
+                    rc=done.returncode,
+                    seconds=round(done.seconds, 3),
+                )
             if done.returncode == 0:
                 return done
             if done.returncode < 0:  # the docker CLI itself was killed, whatever it printed

@@ -6,17 +6,27 @@ print lock when the signal landed mid-write. Everything else happens in the run'
 `StopToken.check` raises `StopRequested` at the next stop point and logs there; the child-process
 runner (`reconciler.runtime.processes`) polls the token and cuts what is safe to cut at the first
 request, and everything at the second.
+
+Several threads may be at work when the request lands (the observation's concurrent reads). The
+token's lock orders their log: a thread logs that it acts on the stop (`acting`, `stopped`) and
+another logs the end of its work (`unless_stopped`) one at a time, so no end of work follows the
+first line that says the run is stopping. The handler never takes that lock.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import StopRequested
+
+if TYPE_CHECKING:
+    from reconciler.logs import Logger
 
 __all__ = ["StopRequested", "StopToken", "install_handlers", "restore_handlers"]
 
@@ -34,6 +44,9 @@ class StopToken:
         self.signum: int | None = None
         self.count = 0
         self._logged = False
+        # Taken by the run's threads, never by a signal handler; reentrant, as `stopped` is
+        # called inside `unless_stopped`.
+        self._lock = threading.RLock()
 
     def request(self, signum: int = signal.SIGTERM) -> None:
         """Ask the run to stop (async-signal-safe: attribute stores only)."""
@@ -58,15 +71,32 @@ class StopToken:
     def stopped(self, where: str) -> StopRequested:
         """The StopRequested error for this request, logged the first time."""
         assert self.signum is not None
-        if not self._logged:
-            self._logged = True
-            # Imported here: `python -m reconciler` installs the handlers before any heavy import.
-            from reconciler.logs import get_logger  # noqa: PLC0415
-
-            get_logger(__name__).warning(
-                "stop requested; stopping", signal=signal_name(self.signum), where=where
-            )
+        with self._lock:
+            if not self._logged:
+                self._logged = True
+                _logger().warning(
+                    "stop requested; stopping", signal=signal_name(self.signum), where=where
+                )
         return StopRequested(self.signum, where)
+
+    def acting(self, event: str, **fields: object) -> None:
+        """Log `event`, a warning that the run acts on the stop now (it cuts a command)."""
+        with self._lock:
+            _logger().warning(event, **fields)
+
+    @contextmanager
+    def unless_stopped(self, where: str, *, cut: bool) -> Iterator[None]:
+        """Hold while logging the end of a piece of work (a command that ended on its own).
+
+        Raises StopRequested instead when a stop was asked for and the work is one a stop cuts
+        (`cut`): its result came as the stop did and is not used (work that must finish, once
+        ended, is reported as done). Either way no other thread logs that it acts on the stop
+        meanwhile.
+        """
+        with self._lock:
+            if self.signum is not None and cut:
+                raise self.stopped(where)
+            yield
 
     def sleep(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         """Sleep `seconds`, in slices; raise StopRequested as soon as a stop is asked for."""
@@ -78,6 +108,13 @@ class StopToken:
             if left <= 0:
                 return
             time.sleep(min(left, _SLICE))
+
+
+def _logger() -> Logger:
+    # Imported here: `python -m reconciler` installs the handlers before any heavy import.
+    from reconciler.logs import get_logger  # noqa: PLC0415
+
+    return get_logger(__name__)
 
 
 def signal_name(signum: int) -> str:

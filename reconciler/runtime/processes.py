@@ -2,7 +2,8 @@
 
 A child runs in its own session, so a Ctrl-C on the terminal reaches reconciler alone and
 reconciler decides: a child that is safe to cut (a build, a read, a download) is terminated at
-the first stop request; one that must not be cut (compose up, a migration) runs to its end or
+the first stop request (and one that ends on its own as the request lands is not used); one
+that must not be cut (compose up, a migration) runs to its end or
 its own timeout, and only a second request terminates it. A child never outlives the run: it is
 terminated when the run leaves `run` for any reason, and `setpriv --pdeathsig` kills it if
 reconciler itself is killed. Commands are argv lists; nothing goes through a shell.
@@ -145,6 +146,10 @@ def run(
             except subprocess.TimeoutExpired:
                 pass
             else:
+                if stop.requested and on_stop is OnStop.CUT:
+                    # It ended on its own as the stop came: not used, as if it had been cut (a
+                    # mutation that ended is reported as run, whatever the requests).
+                    raise stop.stopped(f"during {what}")
                 return Finished(
                     tuple(argv), child.returncode, stdout, stderr, time.monotonic() - started
                 )
@@ -152,7 +157,7 @@ def run(
                 told = True
                 _log.warning("stop requested; letting this finish first", command=what)
             if stop.requested and (on_stop is OnStop.CUT or stop.urgent):
-                _log.warning("stop requested; terminating", command=what)
+                stop.acting("stop requested; terminating", command=what)
                 _terminate(child, out, err, wait)
                 raise stop.stopped(f"during {what}")
             if timeout is not None and time.monotonic() - started > timeout:
@@ -235,7 +240,7 @@ def pipe(
         ):
             time.sleep(_POLL)
             if stop.requested:
-                _log.warning("stop requested; terminating", command=what)
+                stop.acting("stop requested; terminating", command=what)
                 raise stop.stopped(f"during {what}")
             if timeout is not None and time.monotonic() - started > timeout:
                 raise ProcessTimeout(list(sink), timeout, "", "")
@@ -446,7 +451,7 @@ class Background:
                     self._child.wait()
                 return line
             if stop.requested:
-                _log.warning("stop requested; terminating", command=what)
+                stop.acting("stop requested; terminating", command=what)
                 self.terminate()
                 raise stop.stopped(f"during {what}")
             if time.monotonic() - started > timeout:

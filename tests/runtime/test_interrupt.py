@@ -1,5 +1,8 @@
 """SIGINT and SIGTERM at random moments: a fast, clean stop (130/143), and the next apply converges.
 
+First the token's own rules, without Docker: a stop request cuts work that ends as it lands, and
+no thread logs the end of its work after another logged that the run acts on the stop.
+
 Each trial changes a file in the e2e stack's build context and starts an apply (three builds, a
 compose up recreating three services, health waits), sends the signal after a random delay, and reads from the JSON log where
 the signal landed. A signal that lands in a build, a docker read or a wait cuts it at once: the
@@ -15,16 +18,22 @@ import os
 import random
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
+from reconciler.errors import StopRequested
+from reconciler.logs import get_logger
+from reconciler.runtime import processes
+from reconciler.runtime.interrupt import StopToken
 from tests.conftest import RECONCILER, Stack, run_cli
 
-pytestmark = pytest.mark.docker
-
+_log = get_logger(__name__)
 TRIALS = 20
 # What the apply logs when it runs or ends a docker command, starts a step or a build, samples
 # health or changes something: none of it may follow the moment it acts on a stop.
@@ -98,6 +107,68 @@ def children_of(stack: Stack) -> list[str]:
     return [line for line in found.stdout.splitlines() if "pgrep" not in line]
 
 
+def _answers_then_asks_to_stop(stop: StopToken, on_stop: processes.OnStop) -> processes.Finished:
+    """Run a child that prints one line and ends; the line's callback asks to stop, so the
+    child's end reaches the runner after the request (the runner joins its readers first)."""
+    return processes.run(
+        [sys.executable, "-c", "print('answer')"],
+        stop=stop,
+        on_stop=on_stop,
+        on_line=lambda _line: stop.request(signal.SIGTERM),
+    )
+
+
+def test_a_read_that_ends_as_the_stop_comes_is_not_used() -> None:
+    """A child a stop cuts, ending on its own just after the request: StopRequested, as if it
+    had been cut (the run starts nothing more); one that must finish is returned as done."""
+    stop = StopToken()
+    with capture_logs() as events, pytest.raises(StopRequested) as raised:
+        _answers_then_asks_to_stop(stop, processes.OnStop.CUT)
+    assert raised.value.signum == signal.SIGTERM
+    assert [e["event"] for e in events] == ["stop requested; stopping"]
+
+    finished = _answers_then_asks_to_stop(StopToken(), processes.OnStop.FINISH)
+    assert (finished.returncode, finished.stdout) == (0, "answer\n")
+
+
+def test_no_end_of_work_is_logged_after_a_thread_acts_on_the_stop() -> None:
+    """One thread logs the end of its read while another cuts a command: the cut's line waits
+    for the end's, and once it is logged, an end that a stop cuts raises instead of logging."""
+    stop = StopToken()
+    inside, cutting = threading.Event(), threading.Event()
+
+    def ends_its_read() -> None:
+        with stop.unless_stopped("after a read", cut=True):
+            inside.set()
+            assert cutting.wait(5)
+            time.sleep(0.2)  # the other thread is blocked on the token meanwhile
+            _log.debug("docker call", argv="read")
+
+    def cuts_a_command() -> None:
+        assert inside.wait(5)
+        stop.request(signal.SIGINT)
+        cutting.set()
+        stop.acting("stop requested; terminating", command="build")
+
+    with capture_logs() as events:
+        threads = [threading.Thread(target=f) for f in (ends_its_read, cuts_a_command)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        with pytest.raises(StopRequested), stop.unless_stopped("after a read", cut=True):
+            _log.debug("docker call", argv="late read")
+        with stop.unless_stopped("after compose up", cut=False):
+            _log.debug("docker call", argv="compose up")
+    assert [(e["event"], e.get("argv", e.get("command"))) for e in events] == [
+        ("docker call", "read"),
+        ("stop requested; terminating", "build"),
+        ("stop requested; stopping", None),
+        ("docker call", "compose up"),
+    ]
+
+
+@pytest.mark.docker
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_at_random_moments_stops_fast_and_next_apply_converges(
     stack: Stack, signum: signal.Signals, code: int
@@ -162,6 +233,7 @@ def apply(state: Path) -> subprocess.CompletedProcess[str]:
     return run_cli("apply", state)
 
 
+@pytest.mark.docker
 def test_sigkill_never_corrupts_the_file_and_next_apply_converges(stack: Stack) -> None:
     """50 kills at random moments while switching api between two tags: file old or new, then converge."""
     state_a = stack.state_file
