@@ -107,9 +107,14 @@ def children_of(stack: Stack) -> list[str]:
     return [line for line in found.stdout.splitlines() if "pgrep" not in line]
 
 
-def _answers_then_asks_to_stop(stop: StopToken, on_stop: processes.OnStop) -> processes.Finished:
+def _answers_then_asks_to_stop(
+    stop: StopToken, on_stop: processes.OnStop, monkeypatch: pytest.MonkeyPatch
+) -> processes.Finished:
     """Run a child that prints one line and ends; the line's callback asks to stop, so the
-    child's end reaches the runner after the request (the runner joins its readers first)."""
+    child's end reaches the runner after the request (the runner joins its readers first). The
+    runner's poll is made longer than the child's life: it never looks at the token between the
+    request and the child's end (it would cut a child still finishing, the other path)."""
+    monkeypatch.setattr(processes, "_POLL", 60.0)
     return processes.run(
         [sys.executable, "-c", "print('answer')"],
         stop=stop,
@@ -118,16 +123,16 @@ def _answers_then_asks_to_stop(stop: StopToken, on_stop: processes.OnStop) -> pr
     )
 
 
-def test_a_read_that_ends_as_the_stop_comes_is_not_used() -> None:
+def test_a_read_that_ends_as_the_stop_comes_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     """A child a stop cuts, ending on its own just after the request: StopRequested, as if it
     had been cut (the run starts nothing more); one that must finish is returned as done."""
     stop = StopToken()
     with capture_logs() as events, pytest.raises(StopRequested) as raised:
-        _answers_then_asks_to_stop(stop, processes.OnStop.CUT)
+        _answers_then_asks_to_stop(stop, processes.OnStop.CUT, monkeypatch)
     assert raised.value.signum == signal.SIGTERM
     assert [e["event"] for e in events] == ["stop requested; stopping"]
 
-    finished = _answers_then_asks_to_stop(StopToken(), processes.OnStop.FINISH)
+    finished = _answers_then_asks_to_stop(StopToken(), processes.OnStop.FINISH, monkeypatch)
     assert (finished.returncode, finished.stdout) == (0, "answer\n")
 
 
