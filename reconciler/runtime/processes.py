@@ -3,10 +3,10 @@
 A child runs in its own session, so a Ctrl-C on the terminal reaches reconciler alone and
 reconciler decides: a child that is safe to cut (a build, a read, a download) is terminated at
 the first stop request (and one that ends on its own as the request lands is not used); one
-that must not be cut (compose up, a migration) runs to its end or
-its own timeout, and only a second request terminates it. A child never outlives the run: it is
-terminated when the run leaves `run` for any reason, and `setpriv --pdeathsig` kills it if
-reconciler itself is killed. Commands are argv lists; nothing goes through a shell.
+that must not be cut (compose up, a migration) runs to its end or its own timeout, and only a
+second request terminates it. A child never outlives the run: it is terminated when the run
+leaves `run` for any reason, and `setpriv --pdeathsig` kills it if reconciler itself is
+killed. Commands are argv lists; nothing goes through a shell.
 """
 
 from __future__ import annotations
