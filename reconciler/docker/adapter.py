@@ -795,6 +795,8 @@ class DockerAdapter:
         extra = {**(self.secret_values() if compose else {}), **(env or {})}
         environment = {**os.environ, **extra} if extra else None
 
+        what = _short(argv, 120)
+
         def attempt() -> Finished:
             self.calls.append(DockerCall(tuple(argv), mutating, engine_lock))
             try:
@@ -803,7 +805,7 @@ class DockerAdapter:
                     stop=self.stop,
                     on_stop=on_stop,
                     timeout=timeout,
-                    what=_short(argv, 120),
+                    what=what,
                     on_line=on_line,
                     env=environment,
                     stdin=stdin,
@@ -827,7 +829,7 @@ class DockerAdapter:
                 ) from error
             # A read that ended as a stop came is not used; its end is never logged after the
             # line that says the run acts on the stop (another thread's cut).
-            with self.stop.unless_stopped(f"after {_short(argv, 120)}", cut=on_stop is OnStop.CUT):
+            with self.stop.unless_stopped(f"after {what}", cut=on_stop is OnStop.CUT):
                 _log.debug(
                     "docker call",
                     argv=_short(argv),

@@ -146,13 +146,11 @@ def run(
             except subprocess.TimeoutExpired:
                 pass
             else:
-                if stop.requested and on_stop is OnStop.CUT:
-                    # It ended on its own as the stop came: not used, as if it had been cut (a
-                    # mutation that ended is reported as run, whatever the requests).
-                    raise stop.stopped(f"during {what}")
-                return Finished(
-                    tuple(argv), child.returncode, stdout, stderr, time.monotonic() - started
-                )
+                # Ended on its own as the stop came: not used, as if it had been cut.
+                with stop.unless_stopped(f"during {what}", cut=on_stop is OnStop.CUT):
+                    return Finished(
+                        tuple(argv), child.returncode, stdout, stderr, time.monotonic() - started
+                    )
             if stop.requested and not told and on_stop is OnStop.FINISH and not stop.urgent:
                 told = True
                 _log.warning("stop requested; letting this finish first", command=what)
