@@ -8,7 +8,7 @@ runner (`reconciler.runtime.processes`) polls the token and cuts what is safe to
 request, and everything at the second.
 
 Several threads may be at work when the request lands (the observation's concurrent reads). The
-token's lock orders their log: a thread logs that it acts on the stop (`acting`, `stopped`) and
+token's lock orders their log: a thread logs that it acts on the stop (`terminating`, `stopped`) and
 another logs the end of its work (`unless_stopped`) one at a time, so no end of work follows the
 first line that says the run is stopping. The handler never takes that lock.
 """
@@ -79,10 +79,10 @@ class StopToken:
                 )
         return StopRequested(self.signum, where)
 
-    def acting(self, event: str, **fields: object) -> None:
-        """Log `event`, a warning that the run acts on the stop now (it cuts a command)."""
+    def terminating(self, command: str) -> None:
+        """Log that the run acts on the stop now: it cuts `command`."""
         with self._lock:
-            _logger().warning(event, **fields)
+            _logger().warning("stop requested; terminating", command=command)
 
     @contextmanager
     def unless_stopped(self, where: str, *, cut: bool) -> Iterator[None]:

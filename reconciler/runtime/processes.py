@@ -155,7 +155,7 @@ def run(
                 told = True
                 _log.warning("stop requested; letting this finish first", command=what)
             if stop.requested and (on_stop is OnStop.CUT or stop.urgent):
-                stop.acting("stop requested; terminating", command=what)
+                stop.terminating(what)
                 _terminate(child, out, err, wait)
                 raise stop.stopped(f"during {what}")
             if timeout is not None and time.monotonic() - started > timeout:
@@ -238,7 +238,7 @@ def pipe(
         ):
             time.sleep(_POLL)
             if stop.requested:
-                stop.acting("stop requested; terminating", command=what)
+                stop.terminating(what)
                 raise stop.stopped(f"during {what}")
             if timeout is not None and time.monotonic() - started > timeout:
                 raise ProcessTimeout(list(sink), timeout, "", "")
@@ -449,7 +449,7 @@ class Background:
                     self._child.wait()
                 return line
             if stop.requested:
-                stop.acting("stop requested; terminating", command=what)
+                stop.terminating(what)
                 self.terminate()
                 raise stop.stopped(f"during {what}")
             if time.monotonic() - started > timeout:

@@ -153,7 +153,7 @@ def test_no_end_of_work_is_logged_after_a_thread_acts_on_the_stop() -> None:
         assert inside.wait(5)
         stop.request(signal.SIGINT)
         cutting.set()
-        stop.acting("stop requested; terminating", command="build")
+        stop.terminating("build")
 
     with capture_logs() as events:
         threads = [threading.Thread(target=f) for f in (ends_its_read, cuts_a_command)]
